@@ -1,0 +1,191 @@
+"""The base API handler: authentication, tenancy, validation, JSON errors, request ids.
+
+Every route is closed unless its method is marked `@public`. A method declares
+its shape with `@api(...)`: the schemas validate requests and feed the OpenAPI
+document, and the permission is checked by `models.access.authorize`, which is
+the only place tenancy and roles are decided.
+"""
+
+import functools
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pymongo.errors
+import redis.exceptions
+import tornado.web
+from bson import ObjectId
+from pydantic import BaseModel, ValidationError
+
+from models.access import Principal, authorize
+from models.errors import DomainError, Forbidden, Invalid, RateLimited, Unauthorized
+
+log = logging.getLogger("xiaoqu.api")
+
+STORE_ERRORS = {
+    "mongodb": (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError),
+    "redis": (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
+}
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "unprocessable",
+                429: "rate_limited", 503: "unavailable"}
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    summary: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    permission: str | None = None
+    audience: str | None = None  # "staff" or "resident" when only one kind may call
+    public: bool = False
+    content_type: str = "application/json"
+
+
+def api(summary: str, **options):
+    """Declare a handler method's schemas, success status and required permission."""
+    spec = ApiSpec(summary=summary, **options)
+
+    def decorate(method):
+        @functools.wraps(method)
+        async def checked(self, *args, **kwargs):
+            if spec.audience and self.principal.kind != spec.audience:
+                raise Forbidden(f"only for {spec.audience}")
+            if spec.permission:
+                authorize(self.principal, kwargs["community_id"], spec.permission)
+            if spec.query:
+                self.query = self.validate(spec.query, {
+                    k: v[-1].decode() for k, v in self.request.query_arguments.items()})
+            if spec.body:
+                self.body = self.validate(spec.body, self.json_body())
+            self.set_status(spec.status)
+            return await method(self, *args, **kwargs)
+
+        checked.api = spec
+        return checked
+    return decorate
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class APIHandler(tornado.web.RequestHandler):
+    principal: Principal | None = None
+    body: Any = None
+    query: Any = None
+
+    @property
+    def app(self):
+        return self.application
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        self.app.requests_started()
+        self.request_id = self.request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        self.set_header("X-Request-Id", self.request_id)
+        method = getattr(self, self.request.method.lower(), None)
+        spec = getattr(method, "api", None)
+        if spec is not None and spec.public:
+            return
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            self.set_header("WWW-Authenticate", "Bearer")
+            raise Unauthorized("sign in first: missing bearer token")
+        self.principal = await self.app.auth.principal(token.strip())
+
+    def on_finish(self) -> None:
+        if hasattr(self, "request_id"):  # unset when Tornado refused the verb before prepare()
+            self.app.requests_finished()
+
+    def json_body(self) -> Any:
+        if not self.request.body:
+            raise Invalid("request body must be JSON", code="bad_json")
+        try:
+            return json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Invalid(f"request body is not valid JSON: {exc}", code="bad_json") from None
+
+    @staticmethod
+    def validate(model: type[BaseModel], data: Any) -> BaseModel:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            fields = {".".join(str(p) for p in err["loc"]) or "body": err["msg"]
+                      for err in exc.errors()}
+            raise Invalid("invalid " + ", ".join(fields), code="invalid_field", fields=fields) from None
+
+    def write_json(self, value: Any) -> None:
+        self.finish(to_json(value))
+
+    def log_exception(self, typ, value, tb) -> None:
+        # Expected failures are answers, not incidents: no traceback in the log.
+        if isinstance(value, (DomainError, tornado.web.HTTPError)) or _store_down(value):
+            return
+        log.error("unhandled error in %s [%s]", type(self).__name__,
+                  getattr(self, "request_id", "-"), exc_info=(typ, value, tb))
+
+    def send_error(self, status_code: int = 500, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, DomainError):
+            status_code = exc.status
+        elif _store_down(exc):
+            status_code = 503
+        super().send_error(status_code, **kwargs)
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        error: dict[str, Any] = {"code": STATUS_CODES.get(status_code, "internal_error"),
+                                 "message": self._reason}
+        if isinstance(exc, DomainError):
+            error.update(code=exc.code, message=exc.message, **exc.extra)
+            if exc.fields:
+                error["fields"] = exc.fields
+            if isinstance(exc, RateLimited):
+                self.set_header("Retry-After", str(exc.retry_after))
+        elif store := _store_down(exc):
+            error.update(code="store_unavailable", message=f"{store} is not answering", store=store)
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            error["message"] = exc.log_message
+        elif status_code >= 500:
+            error["message"] = "internal error; quote the request id when reporting it"
+        error["request_id"] = getattr(self, "request_id", None)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(to_json({"error": error}))
+
+
+def _store_down(exc: BaseException | None) -> str | None:
+    for store, errors in STORE_ERRORS.items():
+        if isinstance(exc, errors):
+            return store
+    return None
+
+
+class NotFoundHandler(APIHandler):
+    """Unknown paths answer with the same JSON error shape as everything else."""
+
+    async def prepare(self) -> None:
+        self.app.requests_started()
+        self.request_id = uuid.uuid4().hex
+        raise tornado.web.HTTPError(404, "no such route")

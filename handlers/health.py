@@ -1,0 +1,90 @@
+"""Liveness, readiness, metrics, the OpenAPI document and its offline docs page."""
+
+import asyncio
+from pathlib import Path
+
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from swagger_ui_bundle import swagger_ui_path
+
+from handlers.base import APIHandler, api
+from server.openapi import build_spec
+
+READY_TIMEOUT = 2.0
+DOCS_PAGE = (Path(__file__).parent / "docs.html").read_text()
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    mongodb: str
+    redis: str
+
+
+class HealthHandler(APIHandler):
+    @api("Process is alive", response=Health, public=True)
+    async def get(self):
+        self.write_json({"status": "ok"})
+
+
+class ReadyHandler(APIHandler):
+    @api("MongoDB and Redis both answer (503 naming the one that does not)", response=Readiness,
+         public=True)
+    async def get(self):
+        mongo, redis = await asyncio.gather(
+            self._probe(self.app.db.command("ping")), self._probe(self.app.redis.ping()))
+        ok = mongo == "ok" and redis == "ok"
+        self.set_status(200 if ok else 503)
+        self.write_json({"status": "ready" if ok else "not_ready", "mongodb": mongo, "redis": redis})
+
+    @staticmethod
+    async def _probe(check) -> str:
+        try:
+            await asyncio.wait_for(check, READY_TIMEOUT)
+            return "ok"
+        except Exception as exc:  # any failure means "not ready"; say which
+            return f"down: {type(exc).__name__}"
+
+
+class MetricsHandler(APIHandler):
+    @api("Prometheus metrics", response=str, public=True, content_type=CONTENT_TYPE_LATEST)
+    async def get(self):
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.app.metrics))
+
+
+class OpenAPIHandler(APIHandler):
+    @api("This API's OpenAPI 3.1 document", response=dict, public=True)
+    async def get(self):
+        if not hasattr(self.app, "openapi"):
+            self.app.openapi = build_spec(self.app.routes, "xiaoqu", "0.1.0")
+        self.write_json(self.app.openapi)
+
+
+class DocsHandler(APIHandler):
+    @api("Readable API docs (Swagger UI, served locally)", response=str, public=True,
+         content_type="text/html")
+    async def get(self):
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(DOCS_PAGE)
+
+
+class DocsAssetHandler(tornado.web.StaticFileHandler):
+    @api("Swagger UI's own files, for the docs page", response=str, public=True,
+         content_type="application/octet-stream")
+    async def get(self, path, include_body=True):
+        return await super().get(path, include_body)
+
+
+routes = [
+    ("/healthz", HealthHandler),
+    ("/readyz", ReadyHandler),
+    ("/metrics", MetricsHandler),
+    ("/api/openapi.json", OpenAPIHandler),
+    ("/docs", DocsHandler),
+    ("/docs/static/{path:.*}", DocsAssetHandler, {"path": swagger_ui_path}),
+]

@@ -1,0 +1,83 @@
+"""Residents and staff of a community."""
+
+from pydantic import BaseModel, Field
+
+from handlers.base import APIHandler, api
+from models.access import STAFF_ROLES
+from models.people import public_resident, public_staff
+
+Role = str
+
+
+class Resident(BaseModel):
+    id: str
+    name: str
+    phone: str | None
+    status: str
+
+
+class StaffIn(BaseModel):
+    username: str = Field(min_length=3, max_length=32)
+    password: str = Field(min_length=10, max_length=256)
+    name: str = Field(min_length=1, max_length=64)
+    roles: list[Role] = Field(min_length=1, description=f"any of {', '.join(STAFF_ROLES)}")
+
+
+class RolesIn(BaseModel):
+    roles: list[Role] = Field(description="empty removes the member from this community")
+
+
+class Staff(BaseModel):
+    id: str
+    username: str
+    name: str
+    roles: list[str]
+    active: bool
+
+
+class ResidentsHandler(APIHandler):
+    @api("Residents with a room in the community", response=list[Resident],
+         permission="residents.read")
+    async def get(self, community_id):
+        self.write_json([public_resident(r) for r in await self.app.residents.in_community(community_id)])
+
+
+class ResidentHandler(APIHandler):
+    @api("One resident of the community", response=Resident, permission="residents.read")
+    async def get(self, community_id, resident_id):
+        docs = await self.app.residents.in_community(community_id, resident_id)
+        self.write_json(public_resident(docs[0]))
+
+
+class StaffListHandler(APIHandler):
+    @api("Staff of the community", response=list[Staff], permission="staff.read")
+    async def get(self, community_id):
+        self.write_json([public_staff(s, community_id)
+                         for s in await self.app.staff.in_community(community_id)])
+
+    @api("Add a staff account with roles in this community", body=StaffIn, response=Staff,
+         status=201, permission="staff.write")
+    async def post(self, community_id):
+        b = self.body
+        doc = await self.app.staff.create(b.username, b.password, b.name, {community_id: b.roles})
+        self.write_json(public_staff(doc, community_id))
+
+
+class StaffHandler(APIHandler):
+    @api("One staff member", response=Staff, permission="staff.read")
+    async def get(self, community_id, staff_id):
+        self.write_json(public_staff(await self.app.staff.get(community_id, staff_id), community_id))
+
+    @api("Change a staff member's roles here (takes effect at their next token refresh)",
+         body=RolesIn, response=Staff, permission="staff.write")
+    async def put(self, community_id, staff_id):
+        doc = await self.app.staff.set_roles(community_id, staff_id, self.body.roles)
+        self.write_json(public_staff(doc, community_id))
+
+
+routes = [
+    ("/api/communities/{community_id}/residents", ResidentsHandler),
+    ("/api/communities/{community_id}/residents/{resident_id}", ResidentHandler),
+    ("/api/communities/{community_id}/staff", StaffListHandler),
+    ("/api/communities/{community_id}/staff/{staff_id}", StaffHandler),
+]

@@ -1,0 +1,67 @@
+"""Who may do what, in which community: the one place these decisions are made.
+
+Handlers declare the permission a method needs; `authorize` is what decides.
+A community the caller has no part in is reported as not found, so its
+existence is not leaked.
+"""
+
+from dataclasses import dataclass, field
+
+from models.errors import Forbidden, NotFound
+
+STAFF_ROLES = ("admin", "manager", "customer_service", "security", "maintenance")
+ALL_STAFF = frozenset(STAFF_ROLES)
+OFFICE = frozenset({"admin", "manager"})
+
+# permission -> staff roles holding it. Residents hold only RESIDENT_PERMISSIONS,
+# and only in communities where they have an active room link.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "community.read": ALL_STAFF,
+    "places.read": ALL_STAFF,
+    "places.write": OFFICE,
+    "gates.read": ALL_STAFF,
+    "gates.write": OFFICE,
+    "residents.read": frozenset({"admin", "manager", "customer_service", "security"}),
+    "staff.read": OFFICE,
+    "staff.write": frozenset({"admin"}),
+    "bindings.read": frozenset({"admin", "manager", "customer_service"}),
+    "bindings.decide": frozenset({"admin", "manager", "customer_service"}),
+    "import": OFFICE,
+}
+RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide"})
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller, as proven by an access token."""
+
+    kind: str  # "staff" or "resident"
+    id: str
+    # staff: community id -> roles there; residents: filled from active room links.
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
+
+    def communities(self) -> set[str]:
+        return set(self.roles)
+
+
+def permitted(principal: Principal, community_id: str, permission: str) -> bool:
+    roles = principal.roles.get(community_id)
+    if roles is None:
+        return False
+    if principal.is_staff:
+        return bool(roles & PERMISSIONS[permission])
+    return permission in RESIDENT_PERMISSIONS
+
+
+def authorize(principal: Principal, community_id: str, permission: str) -> None:
+    """Raise unless the caller holds `permission` in `community_id`."""
+    if permission not in PERMISSIONS:
+        raise KeyError(f"undeclared permission {permission!r}")
+    if community_id not in principal.roles:
+        raise NotFound("community not found")
+    if not permitted(principal, community_id, permission):
+        raise Forbidden(f"{permission} is not allowed for your role here")

@@ -1,0 +1,141 @@
+"""Logins and tokens.
+
+Access tokens: short-lived HS256 JWTs, audience per client type ("staff",
+"resident"). Refresh tokens: opaque, stored server-side (only their hash), one
+use each; a refresh token used twice means it was stolen, so the whole family
+(every token descended from that login) is revoked. Logout revokes the family,
+and access tokens of a revoked family stop working at once (Redis denylist).
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+import jwt
+from pymongo import ASCENDING, IndexModel, ReturnDocument
+
+from models.access import Principal
+from models.errors import RateLimited, Unauthorized
+from models.people import verify_password
+
+INDEXES = {
+    "refresh_tokens": [
+        IndexModel([("family", ASCENDING)]),
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
+    ],
+}
+
+ISSUER = "xiaoqu"
+AUDIENCES = ("staff", "resident")
+ALGORITHM = "HS256"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class AuthManager:
+    def __init__(self, db, redis, clock, settings, residents, staff, bindings, wechat):
+        self.db = db
+        self.redis = redis
+        self.clock = clock
+        self.settings = settings
+        self.key = settings.jwt_secret.get_secret_value()
+        self.residents = residents
+        self.staff = staff
+        self.bindings = bindings
+        self.wechat = wechat
+
+    # -- logins ---------------------------------------------------------------
+
+    async def login_staff(self, username: str, password: str) -> dict:
+        fail_key = f"login_fail:{username}"
+        failures = int(await self.redis.get(fail_key) or 0)
+        if failures >= self.settings.login_max_failures:
+            retry = max(await self.redis.ttl(fail_key), 1)
+            raise RateLimited("too many failed logins; try later", retry_after=retry,
+                              code="locked_out")
+        member = await self.staff.by_username(username)
+        if not await verify_password(member and member["password_hash"], password):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(fail_key).expire(fail_key, self.settings.login_lockout_seconds)
+                await pipe.execute()
+            raise Unauthorized("wrong username or password", code="bad_credentials")
+        await self.redis.delete(fail_key)
+        return await self.start_session(str(member["_id"]), "staff")
+
+    async def login_resident(self, code: str, phone_code: str | None) -> dict:
+        session = await self.wechat.code_to_session(code)
+        phone = await self.wechat.phone_number(phone_code) if phone_code else None
+        resident = await self.residents.from_wechat(session.openid, session.unionid, phone)
+        return await self.start_session(str(resident["_id"]), "resident")
+
+    # -- tokens ---------------------------------------------------------------
+
+    async def refresh(self, refresh_token: str) -> dict:
+        now = self.clock.now()
+        digest = _digest(refresh_token)
+        # Marking it used is the atomic step: of two concurrent refreshes, one wins.
+        doc = await self.db.refresh_tokens.find_one_and_update(
+            {"_id": digest, "used_at": None, "revoked": False, "expires_at": {"$gt": now}},
+            {"$set": {"used_at": now}}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            stale = await self.db.refresh_tokens.find_one({"_id": digest})
+            if stale is not None and stale["used_at"] is not None and not stale["revoked"]:
+                await self.revoke_family(stale["family"])
+                raise Unauthorized("refresh token was already used; this login is revoked",
+                                   code="refresh_reused")
+            raise Unauthorized("refresh token is invalid or expired", code="bad_refresh_token")
+        return await self._issue(doc["sub"], doc["aud"], doc["family"])
+
+    async def logout(self, refresh_token: str, principal: Principal) -> None:
+        doc = await self.db.refresh_tokens.find_one({"_id": _digest(refresh_token)})
+        if doc is None or doc["sub"] != principal.id:
+            raise Unauthorized("refresh token is invalid", code="bad_refresh_token")
+        await self.revoke_family(doc["family"])
+
+    async def revoke_family(self, family: str) -> None:
+        await self.db.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
+        # Access tokens of this family live at most this long; deny them until then.
+        await self.redis.set(f"revoked_family:{family}", 1, ex=self.settings.access_token_seconds)
+
+    async def principal(self, access_token: str) -> Principal:
+        """Verify an access token and build the caller it proves."""
+        try:
+            claims = jwt.decode(access_token, self.key, algorithms=[ALGORITHM],
+                                audience=list(AUDIENCES), issuer=ISSUER,
+                                options={"require": ["exp", "sub", "aud", "fam"]})
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("access token expired", code="token_expired") from None
+        except jwt.InvalidTokenError:
+            raise Unauthorized("access token is invalid", code="bad_token") from None
+        if await self.redis.exists(f"revoked_family:{claims['fam']}"):
+            raise Unauthorized("this login was signed out", code="token_revoked")
+        if claims["aud"] == "staff":
+            roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
+        else:
+            roles = await self.bindings.roles(claims["sub"])
+        return Principal(kind=claims["aud"], id=claims["sub"], roles=roles)
+
+    async def start_session(self, sub: str, aud: str) -> dict:
+        """New tokens for a fresh login (a new refresh-token family)."""
+        return await self._issue(sub, aud, secrets.token_urlsafe(12))
+
+    async def _issue(self, sub: str, aud: str, family: str) -> dict:
+        now = self.clock.now()
+        claims = {"iss": ISSUER, "sub": sub, "aud": aud, "fam": family, "iat": now,
+                  "exp": now + timedelta(seconds=self.settings.access_token_seconds)}
+        if aud == "staff":
+            # Roles ride in the token (read fresh at every refresh), so staff requests need no lookup.
+            member = await self.staff.active_by_id(sub)
+            if member is None:
+                raise Unauthorized("account disabled", code="account_disabled")
+            claims["roles"] = member.get("roles", {})
+        refresh_token = secrets.token_urlsafe(32)
+        await self.db.refresh_tokens.insert_one(
+            {"_id": _digest(refresh_token), "family": family, "sub": sub, "aud": aud,
+             "issued_at": now, "used_at": None, "revoked": False,
+             "expires_at": now + timedelta(days=self.settings.refresh_token_days)})
+        return {"access_token": jwt.encode(claims, self.key, algorithm=ALGORITHM),
+                "refresh_token": refresh_token, "token_type": "Bearer",
+                "expires_in": self.settings.access_token_seconds, "audience": aud}

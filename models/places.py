@@ -1,0 +1,163 @@
+"""Communities and their places (building → unit → room) and gates.
+
+A place is known by its `path` inside its community: building "3", unit "3-2",
+room "3-2-1201". A gate `covers` place paths ("" = the whole community).
+Uniqueness keys are single strings ("<community>:<path>") so one string index
+enforces them (compound unique indexes are slow on the embedded server and a
+single key works the same on MongoDB).
+"""
+
+import re
+
+from bson import ObjectId
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from models.common import object_id
+from models.errors import Conflict, Invalid, NotFound
+
+INDEXES = {
+    "communities": [IndexModel([("code", ASCENDING)], unique=True)],
+    "places": [
+        IndexModel([("key", ASCENDING)], unique=True),
+        IndexModel([("community_id", ASCENDING), ("kind", ASCENDING), ("path", ASCENDING)]),
+    ],
+    "gates": [
+        IndexModel([("key", ASCENDING)], unique=True),
+        IndexModel([("community_id", ASCENDING)]),
+    ],
+}
+
+PLACE_KINDS = ("building", "unit", "room")
+SEGMENT = re.compile(r"^[0-9A-Za-z]{1,8}$")
+GATE_KINDS = ("pedestrian", "unit_door", "barrier")
+
+
+def split_path(path: str) -> list[str]:
+    return path.split("-") if path else []
+
+
+def place_kind(path: str) -> str:
+    """Depth gives the kind: 1 segment = building, 2 = unit, 3 = room."""
+    parts = split_path(path)
+    if not 1 <= len(parts) <= 3 or not all(SEGMENT.match(p) for p in parts):
+        raise Invalid("bad place path", fields={"path": "expected like 3, 3-2 or 3-2-1201"})
+    return PLACE_KINDS[len(parts) - 1]
+
+
+def covers(gate_paths: list[str], place_path: str) -> bool:
+    """A gate covering "3" covers "3", "3-2" and "3-2-1201"; "" covers everything."""
+    place = split_path(place_path)
+    return any(place[: len(split_path(g))] == split_path(g) for g in gate_paths)
+
+
+def public_community(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "name": doc["name"], "code": doc["code"],
+            "address": doc.get("address", ""), "settings": doc.get("settings", {})}
+
+
+def public_place(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]), "kind": doc["kind"],
+            "path": doc["path"], "name": doc.get("name", doc["path"]), "area_m2": doc.get("area_m2")}
+
+
+def public_gate(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]), "code": doc["code"],
+            "name": doc["name"], "kind": doc["kind"], "covers": doc["covers"],
+            "bridge_id": doc.get("bridge_id")}
+
+
+class PlaceManager:
+    def __init__(self, db, clock):
+        self.db = db
+        self.clock = clock
+
+    async def create_community(self, name: str, code: str, address: str = "",
+                               settings: dict | None = None) -> dict:
+        doc = {"name": name, "code": code, "address": address, "settings": settings or {},
+               "created_at": self.clock.now()}
+        try:
+            await self.db.communities.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"community code {code!r} exists", fields={"code": "taken"}) from None
+        return doc
+
+    async def community(self, community_id: str) -> dict:
+        doc = await self.db.communities.find_one({"_id": object_id(community_id, "community")})
+        if doc is None:
+            raise NotFound("community not found")
+        return doc
+
+    async def communities(self, ids: set[str] | None = None) -> list[dict]:
+        query = {} if ids is None else {"_id": {"$in": [ObjectId(i) for i in ids]}}
+        return await self.db.communities.find(query).sort("name", ASCENDING).to_list(None)
+
+    async def create_place(self, community_id: str, path: str, name: str | None = None,
+                           area_m2: float | None = None) -> dict:
+        kind = place_kind(path)
+        cid = ObjectId(community_id)
+        parent = "-".join(split_path(path)[:-1])
+        if parent and not await self.db.places.find_one({"key": f"{cid}:{parent}"}):
+            raise Invalid("parent place does not exist", fields={"path": f"no place {parent!r}"})
+        doc = {"community_id": cid, "key": f"{cid}:{path}", "kind": kind, "path": path,
+               "name": name or path, "area_m2": area_m2, "created_at": self.clock.now()}
+        try:
+            await self.db.places.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"place {path!r} exists", fields={"path": "taken"}) from None
+        return doc
+
+    async def place(self, community_id: str, place_id: str) -> dict:
+        doc = await self.db.places.find_one(
+            {"_id": object_id(place_id, "place"), "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound("place not found")
+        return doc
+
+    async def place_by_path(self, community_id: str, path: str) -> dict | None:
+        return await self.db.places.find_one({"key": f"{community_id}:{path}"})
+
+    async def places(self, community_id: str, kind: str | None = None, under: str | None = None,
+                     limit: int = 500) -> list[dict]:
+        query: dict = {"community_id": ObjectId(community_id)}
+        if kind:
+            query["kind"] = kind
+        if under:
+            query["path"] = {"$regex": f"^{re.escape(under)}-"}
+        return await self.db.places.find(query).sort("path", ASCENDING).limit(limit).to_list(None)
+
+    async def create_gate(self, community_id: str, code: str, name: str, kind: str,
+                          covers_paths: list[str]) -> dict:
+        await self._check_covers(community_id, covers_paths)
+        cid = ObjectId(community_id)
+        doc = {"community_id": cid, "key": f"{cid}:{code}", "code": code, "name": name,
+               "kind": kind, "covers": covers_paths, "created_at": self.clock.now()}
+        try:
+            await self.db.gates.insert_one(doc)
+        except DuplicateKeyError:
+            raise Conflict(f"gate {code!r} exists", fields={"code": "taken"}) from None
+        return doc
+
+    async def _check_covers(self, community_id: str, paths: list[str]) -> None:
+        for path in paths:
+            if path and not await self.place_by_path(community_id, path):
+                raise Invalid("gate covers an unknown place", fields={"covers": f"no place {path!r}"})
+
+    async def gate(self, community_id: str, gate_id: str) -> dict:
+        doc = await self.db.gates.find_one(
+            {"_id": object_id(gate_id, "gate"), "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound("gate not found")
+        return doc
+
+    async def gates(self, community_id: str) -> list[dict]:
+        return await self.db.gates.find({"community_id": ObjectId(community_id)}).sort(
+            "code", ASCENDING).to_list(None)
+
+    async def update_gate(self, community_id: str, gate_id: str, changes: dict) -> dict:
+        gate = await self.gate(community_id, gate_id)
+        if "covers" in changes:
+            await self._check_covers(community_id, changes["covers"])
+        changes["updated_at"] = self.clock.now()
+        await self.db.gates.update_one({"_id": gate["_id"]}, {"$set": changes})
+        return {**gate, **changes}

@@ -1,0 +1,114 @@
+"""The composition root: one Application holds settings, stores and managers.
+
+Handlers reach everything through `self.application`; nothing lives in globals.
+"""
+
+import asyncio
+import importlib
+import json
+import logging
+import re
+import time
+
+import tornado.web
+from prometheus_client import CollectorRegistry, Histogram
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+
+from handlers.base import NotFoundHandler
+from models.auth import AuthManager
+from models.bindings import BindingManager
+from models.common import Clock
+from models.people import ResidentManager, StaffManager
+from models.places import PlaceManager
+from server.settings import Settings
+from server.wechat import WeChatClient
+
+# Handler modules, each with a `routes` list of ("/path/{param}", Handler).
+HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports")
+MODEL_MODULES = ("places", "people", "bindings", "auth")
+
+access_log = logging.getLogger("xiaoqu.access")
+
+def route_pattern(template: str) -> str:
+    """"/a/{b}" (or "{b:regex}") -> a regex with a named group, so handlers get `b=`."""
+    return re.sub(r"{(\w+)(?::([^}]+))?}",
+                  lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", template) + "$"
+
+class XiaoquApp(tornado.web.Application):
+    def __init__(self, settings: Settings, mongo: AsyncMongoClient, redis: Redis,
+                 clock: Clock | None = None):
+        self.config = settings
+        self.mongo = mongo
+        self.db = mongo[settings.mongodb_db]
+        self.redis = redis
+        self.clock = clock or Clock()
+        self.wechat = WeChatClient(settings.wechat_base_url, settings.wechat_appid,
+                                   settings.wechat_secret.get_secret_value(), redis)
+        self.places = PlaceManager(self.db, self.clock)
+        self.residents = ResidentManager(self.db, self.clock)
+        self.staff = StaffManager(self.db, self.clock)
+        self.bindings = BindingManager(self.db, redis, self.clock, self.places)
+        self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
+                                self.bindings, self.wechat)
+
+        self.metrics = CollectorRegistry()
+        self.request_seconds = Histogram(
+            "xiaoqu_request_duration_seconds", "HTTP request duration by handler",
+            ["handler", "method", "status"], registry=self.metrics)
+
+        # (template, handler[, handler kwargs]) from every handler module
+        self.routes: list[tuple] = []
+        for name in HANDLER_MODULES:
+            self.routes += importlib.import_module(f"handlers.{name}").routes
+        super().__init__(
+            [(route_pattern(r[0]), *r[1:]) for r in self.routes],
+            default_handler_class=NotFoundHandler,
+            log_function=self.log_request,
+            xsrf_cookies=False,
+        )
+
+    # In-flight requests, so a graceful shutdown can wait for them to finish.
+    in_flight = 0
+    idle: asyncio.Event | None = None
+
+    def requests_started(self) -> None:
+        self.in_flight += 1
+
+    def requests_finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0 and self.idle is not None:
+            self.idle.set()
+
+    async def drained(self, timeout: float) -> None:
+        """Wait until no request is in flight (or the timeout passes)."""
+        self.idle = asyncio.Event()
+        if self.in_flight:
+            try:
+                await asyncio.wait_for(self.idle.wait(), timeout)
+            except TimeoutError:
+                access_log.warning("shutdown: %d requests still running", self.in_flight)
+
+    async def startup(self) -> None:
+        """Create every collection's indexes (idempotent: existing ones are kept)."""
+        for name in MODEL_MODULES:
+            for collection, indexes in importlib.import_module(f"models.{name}").INDEXES.items():
+                await self.db[collection].create_indexes(indexes)
+
+    async def close(self) -> None:
+        await self.wechat.close()
+        await self.redis.aclose()
+        await self.mongo.close()
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        seconds = handler.request.request_time()
+        status = handler.get_status()
+        name = type(handler).__name__
+        self.request_seconds.labels(name, handler.request.method, str(status)).observe(seconds)
+        principal = getattr(handler, "principal", None)
+        access_log.info(json.dumps({
+            "ts": round(time.time(), 3), "request_id": getattr(handler, "request_id", None),
+            "method": handler.request.method, "path": handler.request.path, "status": status,
+            "ms": round(seconds * 1000, 2), "handler": name, "ip": handler.request.remote_ip,
+            "user": principal and f"{principal.kind}:{principal.id}",
+        }))

@@ -1,0 +1,73 @@
+"""Start-up: `python -m server [--demo]`.
+
+Without MONGODB_URI / REDIS_URL it starts embedded stores with their data
+under the data dir; with --demo it also starts the fake WeChat server (unless
+WECHAT_BASE_URL is set) and seeds the "Demo Garden" community. SIGTERM or
+Ctrl-C: stop accepting, let running requests finish, close the clients, stop
+what was started.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from server.app import XiaoquApp
+from server.embedded import start_fake_wechat, start_mongo, start_redis
+from server.settings import SettingsError, load_settings
+from server.stores import connect_mongo, connect_redis
+
+log = logging.getLogger("xiaoqu")
+DRAIN_SECONDS = 10.0
+
+
+async def serve(demo: bool) -> None:
+    settings = load_settings()
+    with contextlib.ExitStack() as started:
+        overrides = {}
+        if settings.mongodb_uri is None:
+            overrides["mongodb_uri"] = started.enter_context(
+                start_mongo(str(settings.data_dir / "mongo.sqlite"))).url
+        if settings.redis_url is None:
+            overrides["redis_url"] = started.enter_context(
+                start_redis(str(settings.data_dir / "redis"))).url
+        if demo and "wechat_base_url" not in settings.model_fields_set:
+            overrides["wechat_base_url"] = started.enter_context(start_fake_wechat()).url
+        settings = settings.model_copy(update=overrides)
+
+        app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri),
+                        connect_redis(settings.redis_url))
+        await app.startup()
+        if demo:
+            from scripts.seed_demo import seed_demo
+            logins = await seed_demo(app)
+        http = app.listen(settings.http_port)
+        print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"
+              f"  readiness: http://127.0.0.1:{settings.http_port}/readyz", flush=True)
+        if demo:
+            print(logins, flush=True)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+        log.info("shutting down: no new connections, finishing running requests")
+        http.stop()
+        await app.drained(DRAIN_SECONDS)
+        await http.close_all_connections()
+        await app.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n")[0])
+    parser.add_argument("--demo", action="store_true", help="seed and serve the demo community")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(serve(args.demo))
+    except SettingsError as exc:
+        sys.exit(f"xiaoqu: {exc}")

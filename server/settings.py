@@ -1,0 +1,83 @@
+"""Settings from environment variables (and an optional `.env`), validated at start-up."""
+
+import json
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or has a bad value; the message names it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # demo: secrets generated on first start and kept under data_dir;
+    # production: every secret must be given.
+    mode: Literal["demo", "production"] = Field("demo", validation_alias="XIAOQU_MODE")
+    data_dir: Path = Field(Path("var"), validation_alias="XIAOQU_DATA_DIR")
+
+    mongodb_uri: str | None = None
+    mongodb_db: str = "xiaoqu"
+    redis_url: str | None = None
+    http_port: int = Field(8000, ge=0, le=65535)
+    gate_port: int = Field(7000, ge=0, le=65535)
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    jwt_secret: SecretStr | None = None
+    access_token_seconds: int = Field(900, ge=30, le=86400)
+    refresh_token_days: int = Field(30, ge=1, le=365)
+
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = "wx-demo-appid"
+    wechat_secret: SecretStr | None = None
+
+    login_max_failures: int = Field(5, ge=1)
+    login_lockout_seconds: int = Field(900, ge=1)
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        # PyJWT warns below 32 bytes for HMAC keys: too easy to brute-force.
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("must be at least 32 bytes")
+        return value
+
+
+SECRET_FIELDS = ("jwt_secret", "wechat_secret")
+
+
+def load_settings(**overrides) -> Settings:
+    """Read and validate settings; fill in demo secrets. Raises SettingsError."""
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"bad settings: {problems}") from None
+    missing = [name for name in SECRET_FIELDS if getattr(settings, name) is None]
+    if missing and settings.mode == "production":
+        raise SettingsError(
+            "production mode needs secrets: " + ", ".join(n.upper() for n in missing)
+        )
+    if missing:
+        stored = _demo_secrets(settings.data_dir, missing)
+        settings = settings.model_copy(update={n: SecretStr(stored[n]) for n in missing})
+    return settings
+
+
+def _demo_secrets(data_dir: Path, names: list[str]) -> dict[str, str]:
+    """Generate demo secrets once and keep them, so tokens survive a restart."""
+    path = data_dir / "secrets.json"
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if any(n not in stored for n in names):
+        stored.update({n: secrets.token_urlsafe(32) for n in names if n not in stored})
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored))
+        path.chmod(0o600)
+    return stored

@@ -1,0 +1,161 @@
+"""Fixtures: real stores over sockets, a real HTTP server, and pytest-tornado's familiar names.
+
+MongoDB: the embedded wire server (memory engine), or a real MongoDB when
+MONGODB_URI is set. Redis: an embedded redis-server, or REDIS_URL (it is
+flushed between tests, so point it at a database of its own). WeChat: the fake
+server from scripts/fake_wechat.py, as its own process on loopback.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import tornado.httpclient
+import tornado.httpserver
+import tornado.netutil
+
+from server.app import XiaoquApp
+from server.embedded import start_mongo, start_redis
+from server.settings import load_settings
+from server.stores import connect_mongo, connect_redis
+
+
+@pytest.fixture(scope="session")
+def mongo_url():
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    with start_mongo(None) as mongo:
+        yield mongo.url
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    with start_redis(None) as redis:
+        yield redis.url
+
+
+@pytest.fixture(scope="session")
+def wechat_url():
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.fake_wechat", "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().split()
+        assert line[:1] == ["READY"], f"fake WeChat did not start: {line}"
+        yield f"http://127.0.0.1:{line[1]}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture
+def settings(tmp_path, mongo_url, redis_url, wechat_url):
+    return load_settings(
+        mongodb_uri=mongo_url, mongodb_db=f"test_{uuid.uuid4().hex[:12]}", redis_url=redis_url,
+        data_dir=tmp_path, wechat_base_url=wechat_url, wechat_appid="wx-test-appid",
+        login_max_failures=3)
+
+
+@pytest.fixture
+def clock():
+    """The app's clock; tests replace it with a ManualClock when they move time."""
+    return None
+
+
+@pytest_asyncio.fixture
+async def app(settings, clock):
+    redis = connect_redis(settings.redis_url)
+    await redis.flushdb()
+    mongo = connect_mongo(settings.mongodb_uri)
+    application = XiaoquApp(settings, mongo, redis, clock=clock)
+    await application.startup()
+    yield application
+    await mongo.drop_database(settings.mongodb_db)
+    await application.close()
+
+
+@pytest_asyncio.fixture
+async def http_server(app):
+    [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    server = tornado.httpserver.HTTPServer(app)
+    server.add_sockets([sock])
+    server.port = sock.getsockname()[1]
+    yield server
+    server.stop()
+    await server.close_all_connections()
+
+
+@pytest.fixture
+def base_url(http_server):
+    return f"http://127.0.0.1:{http_server.port}"
+
+
+@pytest_asyncio.fixture
+async def http_client():
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    yield client
+    client.close()
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any
+
+    @property
+    def error(self) -> dict:
+        return self.body["error"]
+
+
+class ApiClient:
+    """Talks JSON to the running server, as the mini-program and admin view do."""
+
+    def __init__(self, http_client, base_url):
+        self.http = http_client
+        self.base_url = base_url
+
+    async def call(self, method: str, path: str, json_body: Any = None, token: str | None = None,
+                   raw: bytes | None = None, headers: dict | None = None) -> Reply:
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        body = raw if raw is not None else (json.dumps(json_body) if json_body is not None else None)
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        response = await self.http.fetch(self.base_url + path, method=method, body=body,
+                                         headers=headers, raise_error=False,
+                                         allow_nonstandard_methods=True)
+        text = response.body.decode() if response.body else ""
+        is_json = response.headers.get("Content-Type", "").startswith("application/json")
+        return Reply(response.code, json.loads(text) if is_json and text else text,
+                     response.headers)
+
+    async def get(self, path, **kw):
+        return await self.call("GET", path, **kw)
+
+    async def post(self, path, json_body=None, **kw):
+        return await self.call("POST", path, json_body, **kw)
+
+    async def put(self, path, json_body=None, **kw):
+        return await self.call("PUT", path, json_body, **kw)
+
+    async def patch(self, path, json_body=None, **kw):
+        return await self.call("PATCH", path, json_body, **kw)
+
+    async def delete(self, path, **kw):
+        return await self.call("DELETE", path, **kw)
+
+
+@pytest.fixture
+def api_client(http_client, base_url):
+    return ApiClient(http_client, base_url)

@@ -1,0 +1,95 @@
+"""What every route shares: health, errors, metrics, the OpenAPI document."""
+
+import pytest
+from openapi_spec_validator import validate
+
+from tornado.web import RequestHandler
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_healthz_and_readyz(api_client):
+    assert (await api_client.get("/healthz")).body == {"status": "ok"}
+    ready = await api_client.get("/readyz")
+    assert ready.status == 200
+    assert ready.body == {"status": "ready", "mongodb": "ok", "redis": "ok"}
+
+
+async def test_readyz_names_the_store_that_is_down(app, api_client):
+    await app.redis.connection_pool.disconnect()
+    app.redis.connection_pool.connection_kwargs["port"] = 1  # nothing listens there
+    ready = await api_client.get("/readyz")
+    assert ready.status == 503
+    assert ready.body["mongodb"] == "ok"
+    assert ready.body["redis"].startswith("down")
+
+
+async def test_store_down_is_503_not_a_traceback(app, api_client):
+    token = await _staff_token(app)
+    app.redis.connection_pool.connection_kwargs["port"] = 1
+    await app.redis.connection_pool.disconnect()
+    reply = await api_client.get("/api/communities", token=token)
+    assert reply.status == 503
+    assert reply.error["code"] == "store_unavailable"
+    assert reply.error["store"] == "redis"
+    assert "Traceback" not in str(reply.body)
+
+
+async def test_unknown_route_is_json_404(api_client):
+    reply = await api_client.get("/api/nothing-here")
+    assert reply.status == 404
+    assert reply.error["code"] == "not_found"
+    assert reply.headers["X-Request-Id"] == reply.error["request_id"]
+
+
+async def test_closed_by_default(api_client):
+    reply = await api_client.get("/api/communities")
+    assert reply.status == 401
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+    assert (await api_client.get("/api/communities", token="not-a-jwt")).error["code"] == "bad_token"
+
+
+async def test_bad_json_and_bad_fields_name_the_problem(api_client):
+    reply = await api_client.post("/api/auth/staff", raw=b"{not json")
+    assert reply.status == 400
+    assert reply.error["code"] == "bad_json"
+    reply = await api_client.post("/api/auth/staff", {"username": "", "extra": 1})
+    assert reply.status == 400
+    assert set(reply.error["fields"]) == {"username", "password"}
+
+
+async def test_request_id_is_echoed(api_client):
+    reply = await api_client.get("/healthz", headers={"X-Request-Id": "abc123"})
+    assert reply.headers["X-Request-Id"] == "abc123"
+
+
+async def test_metrics_count_requests_by_handler(api_client):
+    await api_client.get("/healthz")
+    metrics = (await api_client.get("/metrics")).body
+    assert 'xiaoqu_request_duration_seconds_count{handler="HealthHandler",method="GET",status="200"}' \
+        in metrics
+
+
+async def test_openapi_document_is_valid_and_covers_every_route(app, api_client):
+    spec = (await api_client.get("/api/openapi.json")).body
+    validate(spec)
+    assert spec["openapi"].startswith("3.1")
+    for template, handler, *_ in app.routes:
+        path = template.replace("{path:.*}", "{path}")
+        for method in ("get", "post", "put", "patch", "delete"):
+            if getattr(handler, method) is not getattr(RequestHandler, method):
+                assert method in spec["paths"].get(path, {}), f"{method.upper()} {path} undocumented"
+
+
+async def test_docs_page_works_offline(api_client):
+    page = await api_client.get("/docs")
+    assert page.status == 200
+    assert "/docs/static/swagger-ui-bundle.js" in page.body
+    assert "https://" not in page.body
+    asset = await api_client.get("/docs/static/swagger-ui-bundle.js")
+    assert asset.status == 200 and len(asset.body) > 100_000
+
+
+async def _staff_token(app):
+    from tests.builders import make_community
+    return (await make_community(app, "x")).tokens["admin"]
