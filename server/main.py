@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 
+from scripts.seed_demo import seed_demo
 from server.app import XiaoquApp
 from server.embedded import start_fake_wechat, start_mongo, start_redis
 from server.settings import SettingsError, load_settings
@@ -25,14 +26,15 @@ DRAIN_SECONDS = 10.0
 
 async def serve(demo: bool) -> None:
     settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as started:
         overrides = {}
         if settings.mongodb_uri is None:
             overrides["mongodb_uri"] = started.enter_context(
-                start_mongo(str(settings.data_dir / "mongo.sqlite"))).url
+                start_mongo(settings.data_dir / "mongo.sqlite3")).url
         if settings.redis_url is None:
             overrides["redis_url"] = started.enter_context(
-                start_redis(str(settings.data_dir / "redis"))).url
+                start_redis(settings.data_dir / "redis")).url
         if demo and "wechat_base_url" not in settings.model_fields_set:
             overrides["wechat_base_url"] = started.enter_context(start_fake_wechat()).url
         settings = settings.model_copy(update=overrides)
@@ -41,7 +43,6 @@ async def serve(demo: bool) -> None:
                         connect_redis(settings.redis_url))
         await app.startup()
         if demo:
-            from scripts.seed_demo import seed_demo
             logins = await seed_demo(app)
         http = app.listen(settings.http_port)
         print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"

@@ -8,8 +8,6 @@ server from scripts/fake_wechat.py, as its own process on loopback.
 
 import json
 import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +19,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from server.app import XiaoquApp
-from server.embedded import start_mongo, start_redis
+from server.embedded import start_fake_wechat, start_mongo, start_redis
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis
 
@@ -46,15 +44,8 @@ def redis_url():
 
 @pytest.fixture(scope="session")
 def wechat_url():
-    proc = subprocess.Popen([sys.executable, "-m", "scripts.fake_wechat", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        line = proc.stdout.readline().split()
-        assert line[:1] == ["READY"], f"fake WeChat did not start: {line}"
-        yield f"http://127.0.0.1:{line[1]}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with start_fake_wechat() as wechat:
+        yield wechat.url
 
 
 @pytest.fixture

@@ -1,0 +1,129 @@
+"""The bridge's local state in one SQLite file: events not yet acknowledged by the
+server, used single-use nonces, command ids already acted on, the cached config.
+
+WAL with synchronous=FULL: a commit is on disk when it returns, so a power cut
+loses no acknowledged-to-the-door event and no used nonce. The event buffer is
+bounded; when it is full the oldest event is dropped (and counted), because a
+gate that stops working when its buffer fills would be worse.
+"""
+
+import json
+import sqlite3
+import time
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (nonce BLOB PRIMARY KEY, expires REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS nonces_expires ON nonces (expires);
+CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, level TEXT NOT NULL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+COMMAND_MEMORY = 86400.0  # seconds a command id is remembered (its ttl is seconds)
+
+
+class Store:
+    def __init__(self, path: str, max_events: int = 10000):
+        self.max_events = max_events
+        self.db = sqlite3.connect(path, isolation_level=None)  # explicit transactions below
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+        self.count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _meta(self, key: str, default=None):
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def _set_meta(self, key: str, value) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (key, json.dumps(value)))
+
+    # -- events -----------------------------------------------------------------
+
+    def append_event(self, type_: str, at: float, **data) -> int:
+        """Store an event durably; returns its seq (monotonic for this bridge)."""
+        with self.db:
+            if self.count >= self.max_events:
+                self.db.execute("DELETE FROM events WHERE seq = (SELECT min(seq) FROM events)")
+                self._set_meta("dropped", self._meta("dropped", 0) + 1)
+                self.count -= 1
+            cursor = self.db.execute("INSERT INTO events (body) VALUES (?)",
+                                     (json.dumps({"type": type_, "at": at, **data}),))
+        self.count += 1
+        return cursor.lastrowid
+
+    def unacked(self, limit: int) -> list[dict]:
+        rows = self.db.execute("SELECT seq, body FROM events ORDER BY seq LIMIT ?", (limit,))
+        return [{"seq": seq, **json.loads(body)} for seq, body in rows]
+
+    def ack_upto(self, seq: int) -> None:
+        """The server has stored every event up to `seq`: forget them."""
+        with self.db:
+            self.db.execute("DELETE FROM events WHERE seq <= ?", (seq,))
+            self._set_meta("acked_seq", max(seq, self.acked_seq))
+        self.count = self.db.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    @property
+    def acked_seq(self) -> int:
+        return self._meta("acked_seq", 0)
+
+    @property
+    def fill_ratio(self) -> float:
+        return self.count / self.max_events
+
+    @property
+    def dropped(self) -> int:
+        return self._meta("dropped", 0)
+
+    # -- single-use nonces (the decision module's `nonces`) -----------------------------
+
+    def use(self, nonce: bytes, expires: float) -> bool:
+        """Mark a nonce used; False if it already was (a replayed code)."""
+        with self.db:
+            cursor = self.db.execute("INSERT OR IGNORE INTO nonces (nonce, expires) VALUES (?, ?)",
+                                     (bytes(nonce), expires))
+        return cursor.rowcount == 1
+
+    def add_used(self, nonces: list[tuple[bytes, float]]) -> None:
+        """Nonces the server saw used (config push), so a code used at another gate is refused."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO nonces (nonce, expires) VALUES (?, ?)",
+                                [(bytes(n), float(e)) for n, e in nonces])
+
+    def prune(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.db:
+            self.db.execute("DELETE FROM nonces WHERE expires < ?", (now,))
+            self.db.execute("DELETE FROM commands WHERE at < ?", (now - COMMAND_MEMORY,))
+
+    # -- commands: act at most once per id ------------------------------------------------
+
+    def command_level(self, command_id: str) -> str | None:
+        row = self.db.execute("SELECT level FROM commands WHERE id = ?", (command_id,)).fetchone()
+        return row[0] if row else None
+
+    def claim_command(self, command_id: str, level: str, at: float) -> bool:
+        """Record a new command id; False if it was seen before (never act twice)."""
+        with self.db:
+            cursor = self.db.execute("INSERT OR IGNORE INTO commands (id, level, at) VALUES (?, ?, ?)",
+                                     (command_id, level, at))
+        return cursor.rowcount == 1
+
+    def set_command_level(self, command_id: str, level: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE commands SET level = ? WHERE id = ?", (level, command_id))
+
+    # -- cached config ------------------------------------------------------------------
+
+    def config(self) -> dict | None:
+        return self._meta("config")
+
+    def save_config(self, config: dict) -> None:
+        with self.db:
+            self._set_meta("config", config)

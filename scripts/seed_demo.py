@@ -1,0 +1,78 @@
+"""Seed "Demo Garden": 3 buildings, 204 rooms, residents, one account per staff role, 4 gates.
+
+Runs on every `make run` and does nothing the second time (the community's code
+is unique). Residents log in through the fake WeChat server with the login code
+`user-<name>-<anything>`; staff with the username and password printed.
+"""
+
+from models.access import STAFF_ROLES, Principal
+from models.common import Clock
+from scripts.fake_wechat import openid_for
+from scripts.seed_tickets import seed_tickets
+
+CODE = "demo-garden"
+STAFF_PASSWORD = "demo-password"
+BUILDINGS, UNITS, FLOORS, ROOMS_PER_FLOOR = 3, 2, 17, 2
+GATES = (("main", "South main gate 南大门", "pedestrian", [""]),
+         ("car", "Car barrier 车行道闸", "barrier", [""]),
+         ("u1-1", "Building 1 unit 1 door 1栋1单元", "unit_door", ["1-1"]),
+         ("u2-1", "Building 2 unit 1 door 2栋1单元", "unit_door", ["2-1"]))
+# (name, room, relation): the first of each room is its owner.
+RESIDENTS = [(f"r{b}{u}{f:02d}", f"{b}-{u}-{f:02d}01", "owner")
+             for b in range(1, BUILDINGS + 1) for u in range(1, UNITS + 1) for f in (1, 5, 9, 13)]
+RESIDENTS += [("zhang", "1-1-0101", "family"), ("li", "1-1-0502", "tenant")]
+
+
+def room_paths():
+    for building in range(1, BUILDINGS + 1):
+        for unit in range(1, UNITS + 1):
+            for floor in range(1, FLOORS + 1):
+                for room in range(1, ROOMS_PER_FLOOR + 1):
+                    yield f"{building}-{unit}-{floor:02d}{room:02d}"
+
+
+async def seed_demo(app) -> str:
+    """Create the demo community unless it exists; return the login text to print."""
+    existing = await app.db.communities.find_one({"code": CODE})
+    if existing is None:
+        await _create(app)
+    return login_help()
+
+
+async def _create(app) -> None:
+    community = await app.places.create_community(
+        "Demo Garden 演示花园", CODE, address="1 Demo Road, Hangzhou 杭州市演示路1号")
+    cid = str(community["_id"])
+    for building in range(1, BUILDINGS + 1):
+        await app.places.create_place(cid, str(building), name=f"Building {building} {building}栋")
+        for unit in range(1, UNITS + 1):
+            await app.places.create_place(cid, f"{building}-{unit}", name=f"{building}栋{unit}单元")
+    for path in room_paths():
+        await app.places.create_place(cid, path, area_m2=89.5 if path.endswith("01") else 118.0)
+    for code, name, kind, covers in GATES:
+        await app.places.create_gate(cid, code, name, kind, covers)
+
+    staff_ids = {}
+    for role in STAFF_ROLES:
+        member = await app.staff.create(role.replace("_", "-"), STAFF_PASSWORD,
+                                        f"Demo {role}", {cid: [role]})
+        staff_ids[role] = str(member["_id"])
+
+    office = Principal("staff", staff_ids["admin"], {cid: frozenset({"admin"})})
+    lease_end = Clock().now().replace(year=Clock().now().year + 1)
+    for index, (name, room, relation) in enumerate(RESIDENTS):
+        resident = await app.residents.from_wechat(openid_for(name), None,
+                                                   f"1380000{index:04d}")
+        await app.db.residents.update_one({"_id": resident["_id"]}, {"$set": {"name": name}})
+        link = await app.bindings.request(str(resident["_id"]), cid, room, relation,
+                                          lease_end if relation == "tenant" else None)
+        await app.bindings.decide(office, cid, str(link["_id"]), "approve")
+    await seed_tickets(app, cid, app.clock.now())
+
+
+def login_help() -> str:
+    staff = ", ".join(role.replace("_", "-") for role in STAFF_ROLES)
+    return (f"Demo Garden logins:\n"
+            f"  staff   POST /api/auth/staff  username one of: {staff}; password: {STAFF_PASSWORD}\n"
+            f"  resident POST /api/auth/wechat  code: user-zhang-1 (or user-r1101-1, "
+            f"user-li-1 ...; each code works once, so change the last part)")

@@ -1,0 +1,113 @@
+"""Backing services started on free ports when no database URLs are given.
+
+Each runs as its own process and is reached over TCP exactly like the real
+thing; leaving the `with` block stops it.
+"""
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+START_TIMEOUT = 30.0
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
+    process = subprocess.Popen(command, **popen)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _ready_port(process: subprocess.Popen, what: str) -> int:
+    """Read the `READY <port>` line our Python services print once listening."""
+    words = process.stdout.readline().split()
+    if words[:1] != ["READY"]:
+        raise EmbeddedError(f"{what} did not start (exit code {process.poll()})")
+    return int(words[1])
+
+
+def _python_service(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+@contextlib.contextmanager
+def start_mongo(path: Path | None) -> Iterator[Service]:
+    """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`."""
+    db = "memory" if path is None else str(path)
+    with _running(_python_service("server.mongo_wire", "--port", "0", "--db", db),
+                  stdout=subprocess.PIPE, text=True) as process:
+        port = _ready_port(process, "the embedded MongoDB server")
+        yield Service(f"mongodb://127.0.0.1:{port}/?directConnection=true", process)
+
+
+@contextlib.contextmanager
+def start_fake_wechat() -> Iterator[Service]:
+    with _running(_python_service("scripts.fake_wechat", "--port", "0"),
+                  stdout=subprocess.PIPE, text=True) as process:
+        port = _ready_port(process, "the fake WeChat server")
+        yield Service(f"http://127.0.0.1:{port}", process)
+
+
+@contextlib.contextmanager
+def start_redis(directory: Path | None) -> Iterator[Service]:
+    """A local redis-server on a free port; it keeps its data in `directory` if given."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise EmbeddedError("redis-server is not installed: install it (Debian: "
+                            "apt-get install redis-server) or set REDIS_URL")
+    with contextlib.ExitStack() as stack:
+        workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        workdir.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        persistence = (["--appendonly", "yes", "--save", ""] if directory
+                       else ["--appendonly", "no", "--save", ""])
+        process = stack.enter_context(_running(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
+             "--protected-mode", "yes", *persistence],
+            stdout=subprocess.DEVNULL))
+        _wait_for_redis(port, process)
+        yield Service(f"redis://127.0.0.1:{port}/0", process)
+
+
+def _wait_for_redis(port: int, process: subprocess.Popen) -> None:
+    # redis-server prints no machine-readable ready line; PING until it answers.
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedError(f"redis-server exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return
+        time.sleep(0.02)
+    raise EmbeddedError("redis-server did not answer within %.0f s" % START_TIMEOUT)
