@@ -58,8 +58,10 @@ class Store:
         self.count += 1
         return cursor.lastrowid
 
-    def unacked(self, limit: int) -> list[dict]:
-        rows = self.db.execute("SELECT seq, body FROM events ORDER BY seq LIMIT ?", (limit,))
+    def unacked(self, after: int, limit: int) -> list[dict]:
+        """Buffered events with seq > `after`, oldest first."""
+        rows = self.db.execute("SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                               (after, limit))
         return [{"seq": seq, **json.loads(body)} for seq, body in rows]
 
     def ack_upto(self, seq: int) -> None:

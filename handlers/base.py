@@ -111,7 +111,6 @@ class APIHandler(tornado.web.RequestHandler):
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            self.set_header("WWW-Authenticate", "Bearer")
             raise Unauthorized("sign in first: missing bearer token")
         self.principal = await self.app.auth.principal(token.strip())
 
@@ -162,6 +161,8 @@ class APIHandler(tornado.web.RequestHandler):
             error.update(code=exc.code, message=exc.message, **exc.extra)
             if exc.fields:
                 error["fields"] = exc.fields
+            if isinstance(exc, Unauthorized):
+                self.set_header("WWW-Authenticate", "Bearer")
             if isinstance(exc, RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after))
         elif store := _store_down(exc):
@@ -171,6 +172,8 @@ class APIHandler(tornado.web.RequestHandler):
         elif status_code >= 500:
             error["message"] = "internal error; quote the request id when reporting it"
         error["request_id"] = getattr(self, "request_id", None)
+        if error["request_id"]:
+            self.set_header("X-Request-Id", error["request_id"])  # send_error cleared it
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(to_json({"error": error}))
 

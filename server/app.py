@@ -19,6 +19,7 @@ from handlers.base import NotFoundHandler
 from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
+from models.importer import Importer
 from models.people import ResidentManager, StaffManager
 from models.places import PlaceManager
 from server.settings import Settings
@@ -26,7 +27,7 @@ from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports")
-MODEL_MODULES = ("places", "people", "bindings", "auth")
+MODEL_MODULES = ("places", "people", "bindings", "auth", "importer")
 
 access_log = logging.getLogger("xiaoqu.access")
 
@@ -49,6 +50,7 @@ class XiaoquApp(tornado.web.Application):
         self.residents = ResidentManager(self.db, self.clock)
         self.staff = StaffManager(self.db, self.clock)
         self.bindings = BindingManager(self.db, redis, self.clock, self.places)
+        self.imports = Importer(self.db, redis, self.clock, self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
                                 self.bindings, self.wechat)
 
@@ -97,7 +99,8 @@ class XiaoquApp(tornado.web.Application):
 
     async def close(self) -> None:
         await self.wechat.close()
-        await self.redis.aclose()
+        # A client built on an explicit pool leaves the pool open unless told to close it.
+        await self.redis.aclose(close_connection_pool=True)
         await self.mongo.close()
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:

@@ -46,6 +46,8 @@ def _running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _ready_port(process: subprocess.Popen, what: str) -> int:

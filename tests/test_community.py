@@ -143,6 +143,7 @@ async def test_owner_decides_for_family_and_tenant_lease_lapses(app, api_client,
     assert [link["room_path"] for link in await app.bindings.active_links(tenant_id)] == ["1-1-102"]
     clock.advance(timedelta(days=31).total_seconds())
     assert await app.bindings.active_links(tenant_id) == []
+    tenant = (await app.auth.start_session(tenant_id, "resident"))["access_token"]
     assert (await api_client.get(f"/api/communities/{c.id}", token=tenant)).status == 404
     mine = await api_client.get("/api/me/bindings", token=tenant)
     assert mine.body[0]["state"] == "approved" and mine.body[0]["active"] is False

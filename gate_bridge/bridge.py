@@ -1,0 +1,440 @@
+"""The program on the gate box: one outgoing connection to the hub, the door, offline mode.
+
+A session: connect (TLS unless the config allows plain TCP), hello ->
+challenge -> auth -> welcome, then concurrently read frames, send heartbeats and
+stream buffered events. Any failure ends the session and the bridge reconnects
+after an exponential backoff with full jitter. Scans go to the server; when it
+is not connected or does not answer within the gate's budget the bridge
+decides locally with the shared decision rules and its cached config.
+"""
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import random
+import ssl
+import time
+import tomllib
+import uuid
+
+from gate_bridge import protocol as p
+from gate_bridge import wire
+from gate_bridge.decision import GateInfo, decide
+
+log = logging.getLogger("gate_bridge")
+
+
+@dataclasses.dataclass
+class BridgeConfig:
+    bridge_id: str
+    secret: str
+    host: str = "127.0.0.1"
+    port: int = 7000
+    tls: bool = True
+    allow_plain: bool = False  # plain TCP only when a lab config says so explicitly
+    ca_file: str | None = None
+    server_hostname: str | None = None
+    codec: str = "msgpack"
+    firmware: str = "xiaoqu-bridge/1"
+    direction: str = "in"
+    store_path: str = "bridge.sqlite"
+    max_events: int = 10000
+    decision_budget: float = 0.3  # seconds to wait for the server's scan answer
+    door_open_timeout: float = 5.0  # after the lock releases, how long to wait for the door
+    held_open_after: float = 30.0
+    connect_timeout: float = 5.0
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    heartbeat: float = p.DEFAULT_HEARTBEAT  # until the server's welcome says otherwise
+
+
+def load_config(path: str) -> tuple[BridgeConfig, dict]:
+    """The [bridge] table as BridgeConfig, and the whole document (driver tables)."""
+    with open(path, "rb") as f:
+        document = tomllib.load(f)
+    table = dict(document.get("bridge", {}))
+    if "secret_file" in table:
+        with open(table.pop("secret_file")) as f:
+            table["secret"] = f.read().strip()
+    known = {f.name for f in dataclasses.fields(BridgeConfig)}
+    unknown = set(table) - known
+    if unknown:
+        raise ValueError(f"unknown [bridge] settings: {', '.join(sorted(unknown))}")
+    return BridgeConfig(**table), document
+
+
+class SessionEnded(Exception):
+    pass
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig, store, scanner, relay, door, clock=time.time):
+        if not config.tls and not config.allow_plain:
+            raise ValueError("plain TCP needs allow_plain = true (lab use only)")
+        self.config = config
+        self.key = p.derive_key(config.secret)
+        self.store, self.scanner, self.relay, self.door = store, scanner, relay, door
+        self.clock = clock
+        self.offset = 0.0  # server clock minus ours, from the last server time we saw
+        self.heartbeat = config.heartbeat
+        self.writer: asyncio.StreamWriter | None = None
+        self.codec = config.codec
+        self.sessions = 0  # authenticated sessions so far
+        self.mode = "normal"
+        self.pending_scans: dict[str, asyncio.Future] = {}
+        self.decided_locally: collections.deque = collections.deque(maxlen=256)
+        self.door_waiters: list[asyncio.Future] = []
+        self.released_until = 0.0  # the lock is released (by us) until then: not forced
+        self.held_timer: asyncio.TimerHandle | None = None
+        self.buffer_warned = False
+        self.events_waiting = asyncio.Event()
+        self.changed = asyncio.Condition()  # notified on every frame and state change
+        self.tasks: set[asyncio.Task] = set()
+        door.on_change(self._door_changed)
+
+    # -- time ------------------------------------------------------------------------
+
+    def server_now(self) -> float:
+        return self.clock() + self.offset
+
+    # -- running --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Scan loop plus sessions with reconnect, until cancelled."""
+        scans = asyncio.create_task(self._scan_loop())
+        attempt = 0
+        try:
+            while True:
+                before = self.sessions
+                try:
+                    await self._session()
+                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError,
+                        wire.FrameTooLarge, wire.BadPayload, p.ProtocolError, SessionEnded,
+                        ssl.SSLError) as exc:
+                    log.warning("%s: session ended: %s: %s", self.config.bridge_id,
+                                type(exc).__name__, exc)
+                await self._notify()
+                attempt = 0 if self.sessions > before else attempt + 1
+                # Full jitter: a hub restart must not be followed by every bridge at once.
+                cap = min(self.config.backoff_max, self.config.backoff_base * 2 ** attempt)
+                await asyncio.sleep(random.uniform(0, cap))
+        finally:
+            scans.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+
+    async def _open(self):
+        context = None
+        if self.config.tls:
+            context = ssl.create_default_context(cafile=self.config.ca_file)
+        return await asyncio.wait_for(asyncio.open_connection(
+            self.config.host, self.config.port, ssl=context,
+            server_hostname=(self.config.server_hostname or self.config.host) if context else None),
+            self.config.connect_timeout)
+
+    async def _session(self) -> None:
+        reader, writer = await self._open()
+        try:
+            await self._handshake(reader, writer)
+            self.writer = writer
+            self.sessions += 1
+            await self._notify()
+            log.info("%s: connected (session %d)", self.config.bridge_id, self.sessions)
+            self.events_waiting.set()
+            workers = [asyncio.create_task(c) for c in
+                       (self._read_loop(reader), self._heartbeat_loop(), self._event_loop())]
+            try:
+                done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    task.result()  # re-raise what ended the session
+            finally:
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            self.writer = None
+            for future in self.pending_scans.values():
+                future.cancel()
+            writer.close()
+
+    async def _handshake(self, reader, writer) -> None:
+        nonce = p.new_nonce()
+        writer.write(wire.encode(p.message(
+            p.HELLO, v=list(p.VERSIONS), bridge=self.config.bridge_id,
+            firmware=self.config.firmware, caps=["open", "set_mode", "door_sensor", "offline"],
+            last_seq=self.store.acked_seq, config_version=self._config_version(),
+            nonce=nonce), self.codec))
+        timeout = self.config.connect_timeout
+        challenge, _ = await asyncio.wait_for(wire.read_frame(reader), timeout)
+        self._raise_if_error(challenge, p.CHALLENGE)
+        server_nonce = p.as_bytes(challenge.get("nonce"), "nonce")
+        expected = p.server_proof(self.key, self.config.bridge_id, nonce, server_nonce)
+        if not p.proof_ok(expected, p.as_bytes(challenge.get("proof"), "proof")):
+            # Whoever answered does not know our key: not our server.
+            raise p.ProtocolError("server_auth_failed", "server proof does not match")
+        writer.write(wire.encode(p.message(
+            p.AUTH, proof=p.bridge_proof(self.key, self.config.bridge_id, nonce, server_nonce)),
+            self.codec))
+        welcome, _ = await asyncio.wait_for(wire.read_frame(reader), timeout)
+        self._raise_if_error(welcome, p.WELCOME)
+        self.offset = float(welcome["time"]) - self.clock()
+        self.heartbeat = float(welcome.get("heartbeat", self.heartbeat))
+
+    @staticmethod
+    def _raise_if_error(msg: dict, expected_op: str) -> None:
+        if msg["op"] == p.ERROR:
+            raise p.ProtocolError(str(msg.get("code")), str(msg.get("message")))
+        if msg["op"] != expected_op:
+            raise p.ProtocolError("unexpected_op", f"expected {expected_op}, got {msg['op']}")
+
+    async def send(self, msg: dict) -> None:
+        if self.writer is None:
+            raise SessionEnded("not connected")
+        self.writer.write(wire.encode(msg, self.codec))
+        await self.writer.drain()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait(self, predicate, timeout: float = 5.0) -> None:
+        """Wait until `predicate()` holds (tests, simulator); re-checked on every change."""
+        async with asyncio.timeout(timeout):
+            async with self.changed:
+                await self.changed.wait_for(predicate)
+
+    # -- the session's workers ---------------------------------------------------------------
+
+    async def _read_loop(self, reader) -> None:
+        handlers = {p.HEARTBEAT: self._on_heartbeat, p.OPEN: self._on_command,
+                    p.SET_MODE: self._on_command, p.CONFIG: self._on_config,
+                    p.SCAN_RESULT: self._on_scan_result, p.EVENTS_ACK: self._on_events_ack,
+                    p.ERROR: self._on_error, p.BYE: self._on_bye}
+        while True:
+            # Nothing at all (not even a heartbeat) for 3 intervals: the link is dead.
+            msg, _ = await asyncio.wait_for(wire.read_frame(reader),
+                                            p.MISSED_HEARTBEATS * self.heartbeat)
+            handler = handlers.get(msg["op"])
+            if handler is None:
+                await self.send(p.error("unknown_op", f"bridge does not handle {msg['op']!r}",
+                                        msg["op"]))
+            else:
+                await handler(msg)
+            await self._notify()
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self.send(p.message(p.HEARTBEAT, t=self.clock(), drift=-self.offset,
+                                      config_version=self._config_version(),
+                                      buffer=round(self.store.fill_ratio, 3)))
+            await asyncio.sleep(self.heartbeat)
+
+    async def _event_loop(self) -> None:
+        sent = self.store.acked_seq  # every unacknowledged event is sent again per session
+        while True:
+            items = self.store.unacked(sent, p.MAX_EVENTS_PER_FRAME)
+            if not items:
+                self.events_waiting.clear()
+                await self.events_waiting.wait()
+                continue
+            await self.send(p.message(p.EVENTS, items=items))
+            sent = items[-1]["seq"]
+
+    # -- incoming ------------------------------------------------------------------------------
+
+    async def _on_heartbeat(self, msg: dict) -> None:
+        if isinstance(msg.get("t"), (int, float)):
+            self.offset = msg["t"] - self.clock()
+
+    async def _on_error(self, msg: dict) -> None:
+        log.warning("%s: server error %s: %s", self.config.bridge_id, msg.get("code"),
+                    msg.get("message"))
+
+    async def _on_bye(self, msg: dict) -> None:
+        raise SessionEnded(f"server said bye: {msg.get('reason')}")
+
+    async def _on_events_ack(self, msg: dict) -> None:
+        if isinstance(msg.get("upto"), int):
+            self.store.ack_upto(msg["upto"])
+
+    async def _on_scan_result(self, msg: dict) -> None:
+        future = self.pending_scans.get(msg.get("id"))
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    async def _on_config(self, msg: dict) -> None:
+        nonces = msg.get("nonces") or []
+        self.store.add_used([(p.as_bytes(n, "nonce"), e) for n, e in nonces])
+        config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules")}
+        self.store.save_config(config)
+        mode = (config.get("rules") or {}).get("mode", "normal")
+        if mode != self.mode:
+            await self._set_mode(mode)
+        await self.send(p.message(p.CONFIG_ACK, version=config["version"]))
+
+    def _config_version(self) -> str | None:
+        config = self.store.config()
+        return config and config.get("version")
+
+    # -- commands: act at most once, never after the ttl --------------------------------------
+
+    async def _ack(self, command_id: str, level: str, **extra) -> None:
+        self.store.set_command_level(command_id, level)
+        await self.send(p.message(p.ACK, id=command_id, level=level, **extra))
+
+    async def _on_command(self, msg: dict) -> None:
+        try:
+            command_id, issued_at, ttl = p.command_fields(msg)
+        except p.ProtocolError as exc:
+            await self.send(p.error(exc.code, exc.message, msg["op"]))
+            return
+        if not self.store.claim_command(command_id, p.RECEIVED, self.clock()):
+            # Seen before (a resend after reconnect, or a duplicate): report, do not act.
+            await self.send(p.message(p.ACK, id=command_id, duplicate=True,
+                                      level=self.store.command_level(command_id)))
+            return
+        if p.expired(issued_at, ttl, self.server_now()):
+            await self._ack(command_id, p.REFUSED, reason="expired")
+            return
+        if msg.get("scan") in self.decided_locally:
+            await self._ack(command_id, p.REFUSED, reason="decided_offline")
+            return
+        await self._ack(command_id, p.RECEIVED)
+        if msg["op"] == p.SET_MODE:
+            if msg.get("mode") not in p.MODES:
+                await self._ack(command_id, p.REFUSED, reason="bad_mode")
+                return
+            await self._set_mode(msg["mode"])
+            await self._ack(command_id, p.ACTUATED)
+            return
+        task = asyncio.create_task(self._open_door(command_id, msg))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _open_door(self, command_id: str | None, msg: dict) -> None:
+        """Release the lock; report actuated, then opened / not_opened from the door sensor."""
+        if self.mode == "locked" and command_id is not None and msg.get("scan"):
+            await self._ack(command_id, p.REFUSED, reason="locked")
+            return
+        opened = asyncio.get_running_loop().create_future()
+        self.door_waiters.append(opened)
+        pulse_ms = int(msg.get("pulse_ms", p.DEFAULT_PULSE_MS))
+        self.released_until = self.clock() + pulse_ms / 1000 + 1.0
+        await self.relay.pulse(pulse_ms)
+        if command_id is None:  # a local (offline) decision: nobody to acknowledge to
+            self.door_waiters.remove(opened)
+            return
+        await self._ack_quietly(command_id, p.ACTUATED)
+        if self.door.is_open:
+            opened.set_result(True)
+        try:
+            await asyncio.wait_for(opened, self.config.door_open_timeout)
+            level = p.OPENED
+        except TimeoutError:
+            level = p.NOT_OPENED
+        finally:
+            if opened in self.door_waiters:
+                self.door_waiters.remove(opened)
+        await self._ack_quietly(command_id, level)
+
+    async def _ack_quietly(self, command_id: str, level: str) -> None:
+        """Record the level; send it if connected (a lost ack is resent as a duplicate reply)."""
+        try:
+            await self._ack(command_id, level)
+        except (SessionEnded, OSError):
+            pass
+        await self._notify()
+
+    async def _set_mode(self, mode: str) -> None:
+        self.mode = mode
+        await self.relay.hold(mode == "held_open")
+        self.record("mode_changed", mode=mode)
+
+    # -- the door ---------------------------------------------------------------------------------
+
+    def _door_changed(self, is_open: bool) -> None:
+        now = self.clock()
+        if is_open:
+            for future in self.door_waiters:
+                if not future.done():
+                    future.set_result(True)
+            forced = now > self.released_until and self.mode != "held_open"
+            self.record("door_forced" if forced else "door_opened")
+            if self.mode != "held_open":
+                self.held_timer = asyncio.get_running_loop().call_later(
+                    self.config.held_open_after, self.record, "door_held")
+        else:
+            if self.held_timer is not None:
+                self.held_timer.cancel()
+                self.held_timer = None
+            self.record("door_closed")
+
+    def record(self, type_: str, **data) -> int:
+        """Buffer an event durably and wake the sender."""
+        seq = self.store.append_event(type_, self.server_now(), **data)
+        if self.store.fill_ratio >= 0.8 and not self.buffer_warned:
+            self.buffer_warned = True
+            self.store.append_event("buffer_high", self.server_now(),
+                                    fill=round(self.store.fill_ratio, 3), dropped=self.store.dropped)
+        elif self.store.fill_ratio < 0.8:
+            self.buffer_warned = False
+        self.events_waiting.set()
+        return seq
+
+    # -- scans --------------------------------------------------------------------------------------
+
+    async def _scan_loop(self) -> None:
+        while True:
+            text = await self.scanner.read()
+            try:
+                await self.handle_scan(text)
+            except Exception:  # one bad scan must not stop the gate
+                log.exception("%s: scan failed", self.config.bridge_id)
+
+    async def handle_scan(self, text: str, direction: str | None = None) -> dict:
+        """Ask the server within the budget, else decide locally. Returns the outcome."""
+        direction = direction or self.config.direction
+        scan_id = uuid.uuid4().hex[:16]
+        if self.writer is not None:
+            future = asyncio.get_running_loop().create_future()
+            self.pending_scans[scan_id] = future
+            try:
+                await self.send(p.message(p.SCAN, id=scan_id, text=text, direction=direction,
+                                          at=self.server_now()))
+                result = await asyncio.wait_for(future, self._budget())
+                return {"source": "server", "allow": bool(result.get("allow")),
+                        "reason": result.get("reason")}
+            except (TimeoutError, asyncio.CancelledError, SessionEnded, OSError):
+                if asyncio.current_task().cancelling():
+                    raise
+            finally:
+                self.pending_scans.pop(scan_id, None)
+        return await self.decide_offline(scan_id, text, direction)
+
+    def _budget(self) -> float:
+        rules = (self.store.config() or {}).get("rules") or {}
+        return rules.get("budget_ms", self.config.decision_budget * 1000) / 1000
+
+    async def decide_offline(self, scan_id: str, text: str, direction: str) -> dict:
+        self.decided_locally.append(scan_id)
+        config = self.store.config()
+        if config is None:
+            allow, reason = False, "no_config"
+        else:
+            decision = decide(text, gate_info(config["gate"]), self.server_now(),
+                              config["keys"], set(config.get("revoked") or ()), self.store)
+            allow, reason = decision.allow, decision.reason
+            if allow and self.mode == "locked":
+                allow, reason = False, "locked"
+        self.record("offline_decision", scan=scan_id, text=text, direction=direction,
+                    allow=allow, reason=reason)
+        if allow:
+            await self._open_door(None, {})
+        return {"source": "bridge", "allow": allow, "reason": reason}
+
+
+def gate_info(gate: dict) -> GateInfo:
+    """GateInfo from the config push's gate section (fields the bridge does not know are skipped)."""
+    names = {f.name for f in dataclasses.fields(GateInfo)}
+    return GateInfo(**{k: v for k, v in gate.items() if k in names})

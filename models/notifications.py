@@ -1,0 +1,247 @@
+"""Telling people about tickets: the staff live feed, residents' messages and WeChat.
+
+Staff feed: every event is appended to a Redis stream per community (so a client
+that reconnects can resume after the last id it saw) and published on a Redis
+channel of the same name (so every server process can push it to its own
+WebSocket clients at once). Events addressed to some staff (`to`, e.g. an SLA
+escalation for managers) are delivered only to them.
+
+Residents: an in-app message list is always written. WeChat subscribe messages
+are one-time: each "accept" in the mini-program allows one send, so the credits
+the client reports are counted per resident, template and ticket (or for any
+ticket), one is spent per send, and WeChat's 43101 ("no subscription") means
+there was none after all.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+
+from models.common import object_id
+from models.errors import DomainError, NotFound
+from server.stores import connect_redis_pubsub
+
+log = logging.getLogger("xiaoqu.notifications")
+
+INDEXES = {
+    "messages": [IndexModel([("resident_id", ASCENDING), ("at", DESCENDING)])],
+    "subscribe_credits": [IndexModel([("resident_id", ASCENDING)])],
+}
+
+FEED_KEEP = 5000  # events kept per community stream for resuming
+NO_CREDIT = 43101
+ANY_TICKET = "*"
+SUBSCRIBE_TIMEOUT = 5.0
+
+
+def feed_channel(community_id: str) -> str:
+    return f"feed:{community_id}"
+
+
+def device_channel(staff_id: str, device: str) -> str:
+    return f"feed-device:{staff_id}:{device}"
+
+
+def stream_id_key(stream_id: str) -> tuple[int, int]:
+    """Stream ids ("<ms>-<seq>") in their order."""
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def errcode(exc: BaseException) -> int | None:
+    """WeChat's errcode behind an error from the WeChat client (its WeChatError is the cause)."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(getattr(candidate, "errcode", None), int):
+            return candidate.errcode
+    return None
+
+
+def public_message(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
+            "ticket_id": str(doc["ticket_id"]), "kind": doc["kind"], "text": doc["text"],
+            "at": doc["at"], "read": doc["read"], "wechat": doc.get("wechat")}
+
+
+class Notifier:
+    def __init__(self, db, redis, clock, wechat, residents, ticket_template: str,
+                 page: str = "pages/tickets/detail"):
+        self.db = db
+        self.redis = redis
+        self.clock = clock
+        self.wechat = wechat
+        self.residents = residents
+        self.template = ticket_template
+        self.page = page
+
+    # -- staff feed -------------------------------------------------------------
+
+    async def staff_event(self, community_id: str, kind: str, ticket: dict,
+                          to: list[str] | None = None, **details) -> str:
+        event = {"type": kind, "at": self.clock.now().isoformat(), "to": to,
+                 "ticket": {"id": str(ticket["_id"]), "kind": ticket["kind"],
+                            "category": ticket["category"], "state": ticket["state"],
+                            "priority": ticket["priority"], "assignee_id": ticket.get("assignee_id"),
+                            "place": ticket.get("place_path") or ticket.get("area")},
+                 **details}
+        stream = feed_channel(community_id)
+        event_id = await self.redis.xadd(stream, {"event": json.dumps(event, ensure_ascii=False)},
+                                         maxlen=FEED_KEEP, approximate=True)
+        await self.redis.publish(stream, json.dumps({"id": event_id, **event}, ensure_ascii=False))
+        return event_id
+
+    async def feed_since(self, community_id: str, last_id: str, count: int = 500) -> list[dict]:
+        """Events after `last_id` (exclusive), oldest first."""
+        entries = await self.redis.xrange(feed_channel(community_id), min=f"({last_id}",
+                                          count=count)
+        return [{"id": entry_id, **json.loads(fields["event"])} for entry_id, fields in entries]
+
+    # -- residents --------------------------------------------------------------
+
+    async def tell_resident(self, ticket: dict, kind: str, text: str) -> None:
+        """In-app message always; a WeChat subscribe message when a credit allows one."""
+        now = self.clock.now()
+        doc = {"resident_id": ticket["resident_id"], "community_id": ticket["community_id"],
+               "ticket_id": ticket["_id"], "kind": kind, "text": text, "at": now, "read": False}
+        doc["wechat"] = await self._send_wechat(ticket, kind, text, now)
+        await self.db.messages.insert_one(doc)
+
+    async def _send_wechat(self, ticket: dict, kind: str, text: str, now: datetime) -> str:
+        """Spend a credit and send; the outcome ("sent", "no_credit", "failed") is recorded."""
+        resident = await self.db.residents.find_one({"_id": ticket["resident_id"]})
+        if not resident or not resident.get("openid"):
+            return "no_openid"
+        rid = str(ticket["resident_id"])
+        credit = None
+        for scope in (str(ticket["_id"]), ANY_TICKET):
+            credit = await self.db.subscribe_credits.find_one_and_update(
+                {"_id": f"{rid}:{self.template}:{scope}", "count": {"$gt": 0}},
+                {"$inc": {"count": -1}}, return_document=ReturnDocument.AFTER)
+            if credit is not None:
+                break
+        if credit is None:
+            return "no_credit"
+        data = {"character_string1": str(ticket["_id"])[-8:], "phrase2": kind,
+                "thing3": text[:20], "time4": now.strftime("%Y-%m-%d %H:%M")}
+        try:
+            await self.wechat.send_subscribe_message(resident["openid"], self.template, data,
+                                                     page=f"{self.page}?id={ticket['_id']}")
+        except DomainError as exc:
+            if errcode(exc) == NO_CREDIT:
+                # WeChat says the user has none: our count was stale, forget it.
+                await self.db.subscribe_credits.update_one({"_id": credit["_id"]},
+                                                           {"$set": {"count": 0}})
+                return "no_credit"
+            # Not delivered for another reason: the credit is still the user's.
+            await self.db.subscribe_credits.update_one({"_id": credit["_id"]}, {"$inc": {"count": 1}})
+            log.warning("WeChat subscribe message not sent: %s", exc.message)
+            return "failed"
+        return "sent"
+
+    async def add_credits(self, resident_id: str, ticket_id: str | None,
+                          results: dict[str, str]) -> dict[str, int]:
+        """Record wx.requestSubscribeMessage results: one credit per accepted template."""
+        scope = ticket_id or ANY_TICKET
+        counts = {}
+        for template, result in results.items():
+            key = f"{resident_id}:{template}:{scope}"
+            if result == "accept":
+                doc = await self.db.subscribe_credits.find_one_and_update(
+                    {"_id": key}, {"$inc": {"count": 1},
+                                   "$setOnInsert": {"resident_id": ObjectId(resident_id)}},
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            else:
+                doc = await self.db.subscribe_credits.find_one({"_id": key})
+            counts[template] = doc["count"] if doc else 0
+        return counts
+
+    async def messages(self, resident_id: str, limit: int = 50) -> list[dict]:
+        return await self.db.messages.find({"resident_id": object_id(resident_id, "resident")}).sort(
+            "at", DESCENDING).limit(limit).to_list(None)
+
+    async def mark_read(self, resident_id: str, message_id: str) -> dict:
+        doc = await self.db.messages.find_one_and_update(
+            {"_id": object_id(message_id, "message"), "resident_id": ObjectId(resident_id)},
+            {"$set": {"read": True}}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise NotFound("message not found")
+        return doc
+
+
+Listener = Callable[[str, str], Awaitable[None] | None]
+
+
+class FeedHub:
+    """One Redis pub/sub connection per process, fanned out to local listeners.
+
+    `join` returns once Redis has confirmed the subscription, so whatever is
+    published afterwards reaches the listener: callers subscribe first, then
+    read the backlog from the stream, and drop duplicates by id.
+    """
+
+    def __init__(self, redis_url: str):
+        self.redis_url = redis_url
+        self.client = None
+        self.pubsub = None
+        self.reader: asyncio.Task | None = None
+        self.listeners: dict[str, set[Listener]] = defaultdict(set)
+        self.confirmed: dict[str, asyncio.Event] = {}
+
+    async def join(self, channel: str, listener: Listener) -> None:
+        if self.pubsub is None:
+            self.client = connect_redis_pubsub(self.redis_url)
+            self.pubsub = self.client.pubsub()
+        first = not self.listeners[channel]
+        self.listeners[channel].add(listener)
+        if first:
+            self.confirmed[channel] = asyncio.Event()
+            await self.pubsub.subscribe(channel)
+            if self.reader is None:
+                self.reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(self.confirmed[channel].wait(), SUBSCRIBE_TIMEOUT)
+
+    async def leave(self, channel: str, listener: Listener) -> None:
+        listeners = self.listeners.get(channel)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if not listeners:
+            del self.listeners[channel]
+            self.confirmed.pop(channel, None)
+            with contextlib.suppress(Exception):  # the connection may already be gone
+                await self.pubsub.unsubscribe(channel)
+
+    async def _read(self) -> None:
+        while True:
+            try:
+                message = await self.pubsub.get_message(timeout=None)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("feed subscriber lost its Redis connection")
+                return
+            if message is None:
+                continue
+            channel = message["channel"]
+            if message["type"] == "subscribe" and channel in self.confirmed:
+                self.confirmed[channel].set()
+            elif message["type"] == "message":
+                for listener in list(self.listeners.get(channel, ())):
+                    result = listener(channel, message["data"])
+                    if asyncio.iscoroutine(result):
+                        await result
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+        if self.pubsub is not None:
+            await self.pubsub.aclose()
+            await self.client.aclose()

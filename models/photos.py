@@ -1,0 +1,131 @@
+"""Ticket photos: checked, cleaned, thumbnailed, stored behind a small interface.
+
+Uploads are identified by their magic bytes (the file name and the client's
+content type are not trusted). JPEG, PNG and WebP are decoded by Pillow with a
+byte and a pixel limit checked before any pixel is decoded (decompression bombs
+are refused), turned upright by their EXIF orientation, re-encoded without any
+metadata (so no GPS position leaves the phone) and given a thumbnail. HEIC,
+the iPhone default, is accepted by its signature but Pillow cannot decode it
+without a plugin: it is stored as uploaded, without a thumbnail (see
+docs/tickets.md). The Pillow work runs in a thread, off the event loop.
+"""
+
+import asyncio
+import io
+from dataclasses import dataclass
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from gridfs import AsyncGridFSBucket
+from gridfs.errors import NoFile
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from models.errors import NotFound, Unprocessable
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_PIXELS = 40_000_000  # a 40 MP phone photo; below Pillow's own bomb limit
+THUMB_SIZE = (320, 320)
+JPEG_QUALITY = 85
+HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+
+
+def sniff(data: bytes) -> str | None:
+    """The image type from the first bytes, or None when it is not one we accept."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+        return "image/heic"
+    return None
+
+
+@dataclass
+class Processed:
+    content_type: str
+    data: bytes
+    thumbnail: bytes | None
+    width: int | None
+    height: int | None
+
+
+def _refuse(reason: str) -> Unprocessable:
+    return Unprocessable(f"photo refused: {reason}", code="bad_photo", fields={"photo": reason})
+
+
+def process(data: bytes) -> Processed:
+    """Check and clean one upload (blocking: call it in a thread)."""
+    if len(data) > MAX_BYTES:
+        raise _refuse(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+    content_type = sniff(data)
+    if content_type is None:
+        raise _refuse("not a JPEG, PNG, WebP or HEIC image")
+    if content_type == "image/heic":
+        return Processed(content_type, data, None, None, None)
+    try:
+        # open() reads only the header: the size is known before any decoding.
+        with Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[content_type]]) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels")
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return Processed(content_type, _encode(upright, PILLOW_FORMATS[content_type]),
+                             _thumbnail(upright), *upright.size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        raise _refuse("the image data is damaged") from None
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    """Re-encode without metadata: no EXIF, XMP or text chunks are passed to the encoder."""
+    out = io.BytesIO()
+    if fmt == "JPEG":
+        image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+        image.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    elif fmt == "WEBP":
+        image.save(out, "WEBP", quality=JPEG_QUALITY)
+    else:
+        image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def _thumbnail(image: Image.Image) -> bytes:
+    thumb = image.convert("RGB")
+    thumb.thumbnail(THUMB_SIZE)
+    out = io.BytesIO()
+    thumb.save(out, "JPEG", quality=80)
+    return out.getvalue()
+
+
+async def process_upload(data: bytes) -> Processed:
+    return await asyncio.to_thread(process, data)
+
+
+class GridFSPhotoStore:
+    """Photo bytes in MongoDB GridFS. Anything with put/get/delete can replace it."""
+
+    def __init__(self, db, bucket: str = "photos"):
+        self.bucket = AsyncGridFSBucket(db, bucket_name=bucket)
+
+    async def put(self, data: bytes, content_type: str, metadata: dict) -> str:
+        file_id = await self.bucket.upload_from_stream(
+            "photo", data, metadata={**metadata, "content_type": content_type})
+        return str(file_id)
+
+    async def get(self, file_id: str) -> tuple[bytes, str]:
+        try:
+            stream = await self.bucket.open_download_stream(ObjectId(file_id))
+        except (NoFile, InvalidId):
+            raise NotFound("photo not found") from None
+        return await stream.read(), stream.metadata["content_type"]
+
+    async def delete(self, file_id: str) -> None:
+        try:
+            await self.bucket.delete(ObjectId(file_id))
+        except NoFile:
+            pass
