@@ -89,7 +89,7 @@ class Bridge:
         self.held_timer: asyncio.TimerHandle | None = None
         self.buffer_warned = False
         self.events_waiting = asyncio.Event()
-        self.changed = asyncio.Condition()  # notified on every frame and state change
+        self.changes = wire.Changes()  # told after every frame and state change
         self.tasks: set[asyncio.Task] = set()
         door.on_change(self._door_changed)
 
@@ -114,7 +114,7 @@ class Bridge:
                         ssl.SSLError) as exc:
                     log.warning("%s: session ended: %s: %s", self.config.bridge_id,
                                 type(exc).__name__, exc)
-                await self._notify()
+                self.changes.changed()
                 attempt = 0 if self.sessions > before else attempt + 1
                 # Full jitter: a hub restart must not be followed by every bridge at once.
                 cap = min(self.config.backoff_max, self.config.backoff_base * 2 ** attempt)
@@ -139,7 +139,7 @@ class Bridge:
             await self._handshake(reader, writer)
             self.writer = writer
             self.sessions += 1
-            await self._notify()
+            self.changes.changed()
             log.info("%s: connected (session %d)", self.config.bridge_id, self.sessions)
             self.events_waiting.set()
             workers = [asyncio.create_task(c) for c in
@@ -194,15 +194,9 @@ class Bridge:
         self.writer.write(wire.encode(msg, self.codec))
         await self.writer.drain()
 
-    async def _notify(self) -> None:
-        async with self.changed:
-            self.changed.notify_all()
-
     async def wait(self, predicate, timeout: float = 5.0) -> None:
         """Wait until `predicate()` holds (tests, simulator); re-checked on every change."""
-        async with asyncio.timeout(timeout):
-            async with self.changed:
-                await self.changed.wait_for(predicate)
+        await self.changes.wait(predicate, timeout)
 
     # -- the session's workers ---------------------------------------------------------------
 
@@ -221,7 +215,7 @@ class Bridge:
                                         msg["op"]))
             else:
                 await handler(msg)
-            await self._notify()
+            self.changes.changed()
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -344,7 +338,7 @@ class Bridge:
             await self._ack(command_id, level)
         except (SessionEnded, OSError):
             pass
-        await self._notify()
+        self.changes.changed()
 
     async def _set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -380,6 +374,7 @@ class Bridge:
         elif self.store.fill_ratio < 0.8:
             self.buffer_warned = False
         self.events_waiting.set()
+        self.changes.changed()
         return seq
 
     # -- scans --------------------------------------------------------------------------------------

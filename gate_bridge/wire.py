@@ -8,6 +8,7 @@ read either codec, and each answers in the codec its peer chose in `hello`.
 Imports only the standard library and msgpack: the bridge uses this module too.
 """
 
+import asyncio
 import json
 import struct
 
@@ -97,3 +98,26 @@ async def read_frame(reader, max_frame: int = MAX_FRAME) -> tuple[dict, str]:
     if size > max_frame:
         raise FrameTooLarge(f"frame of {size} bytes exceeds {max_frame}")
     return decode_payload(await reader.readexactly(size))
+
+
+class Changes:
+    """Lets a coroutine wait for a condition that plain callbacks make true.
+
+    Both the hub and the bridge call `changed()` after each frame they handle;
+    tests and the simulator `await wait(predicate)` instead of sleeping.
+    """
+
+    def __init__(self):
+        self._event = None
+
+    def changed(self) -> None:
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    async def wait(self, predicate, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                if self._event is None:
+                    self._event = asyncio.Event()
+                await self._event.wait()

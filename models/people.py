@@ -81,6 +81,31 @@ class ResidentManager:
             raise Conflict("phone number belongs to another account",
                            fields={"phone_code": "phone already bound"}) from None
 
+    async def claim_preregistered(self, openid: str, phone: str) -> str | None:
+        """Give a WeChat user the pre-registered resident (bulk import) holding their phone.
+
+        Returns the id whose room links changed (to drop their cache), or None.
+        A first-time user takes the record over; a user who logged in before
+        without a phone gets its links, and the placeholder record goes.
+        """
+        pre = await self.db.residents.find_one({"phone": phone, "status": "pre-registered"})
+        if pre is None:
+            return None
+        user = await self.db.residents.find_one({"openid": openid})
+        if user is None:
+            await self.db.residents.update_one(
+                {"_id": pre["_id"], "status": "pre-registered"},
+                {"$set": {"openid": openid, "status": "active", "claimed_at": self.clock.now()}})
+            return str(pre["_id"])
+        await self.db.room_links.update_many({"resident_id": pre["_id"]},
+                                             {"$set": {"resident_id": user["_id"]}})
+        await self.db.residents.delete_one({"_id": pre["_id"]})
+        await self.db.residents.update_one(
+            {"_id": user["_id"]},
+            {"$set": {"name": user.get("name") or pre.get("name", "")},
+             "$addToSet": {"imported_into": {"$each": pre.get("imported_into", [])}}})
+        return str(user["_id"])
+
     async def get(self, resident_id: str) -> dict:
         doc = await self.db.residents.find_one({"_id": object_id(resident_id, "resident")})
         if doc is None:

@@ -5,6 +5,8 @@ from openapi_spec_validator import validate
 
 from tornado.web import RequestHandler
 
+from tests.browser import rendered_dom
+
 pytestmark = pytest.mark.asyncio
 
 
@@ -68,3 +70,9 @@ async def test_docs_page_works_offline(api_client):
     assert "https://" not in page.body
     asset = await api_client.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200 and len(asset.body) > 100_000
+
+
+async def test_docs_page_renders_the_api_in_a_browser(base_url):
+    dom = await rendered_dom(f"{base_url}/docs")
+    assert "opblock" in dom  # Swagger UI drew the operations from /api/openapi.json
+    assert "/api/auth/staff" in dom

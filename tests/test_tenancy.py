@@ -101,3 +101,18 @@ async def test_roles_are_checked_within_own_community(app, api_client):
                                   token=a.tokens["security"])
     assert reply.status == 403
     assert (await app.places.place_by_path(a.id, "9")) is None
+
+
+def test_every_protected_route_is_scoped(app):
+    """Outside /api/communities/{community_id}/, only the caller's own things are reachable.
+
+    Community-scoped routes are walked above; everything else must be about the
+    caller ("/api/me/..."), signing in, or the list of the caller's communities.
+    """
+    own = ("/api/me", "/api/auth/")
+    for template, handler, *_ in app.routes:
+        for method in METHODS:
+            spec = getattr(getattr(handler, method, None), "api", None)
+            if spec is None or spec.public or template.startswith("/api/communities/{community_id}"):
+                continue
+            assert template.startswith(own) or template == "/api/communities", (template, method)

@@ -1,0 +1,70 @@
+"""Bulk import of rooms and residents from a spreadsheet (see docs/import.md)."""
+
+from typing import Literal
+
+import tornado.httputil
+from pydantic import BaseModel, Field
+
+from handlers.base import APIHandler, api
+from models.errors import Invalid
+from models.importer import FORMATS, XLSX_MIME
+
+Format = Literal[FORMATS]
+# Content-Type / file extension -> format hint; anything else is recognised by its content.
+TYPE_HINTS = {XLSX_MIME: "xlsx", "text/csv": "csv", "application/csv": "csv"}
+
+
+class ImportQuery(BaseModel):
+    format: Format | None = Field(
+        None, description="xlsx or csv; default: from the Content-Type, else from the content")
+
+
+class RowError(BaseModel):
+    row: int = Field(description="row number as the spreadsheet shows it")
+    column: str = Field(description="canonical column name, e.g. phone")
+    header: str = Field(description="the column's header as written in the file, e.g. 手机")
+    problem: str
+
+
+class Counts(BaseModel):
+    created: int
+    updated: int
+
+
+class ImportReport(BaseModel):
+    rows: int = Field(description="data rows in the file (blank rows not counted)")
+    created: int = Field(description="rows that created a room or room link")
+    updated: int = Field(description="rows that changed something that existed")
+    unchanged: int
+    failed: int = Field(description="rows refused because of errors; nothing of them was written")
+    errors: list[RowError]
+    details: dict[Literal["places", "residents", "links"], Counts]
+
+
+class ImportsHandler(APIHandler):
+    @api("Import rooms and residents: send the .xlsx or .csv file as the request body "
+         "(raw, or as the single file of a multipart form)",
+         query=ImportQuery, response=ImportReport, permission="import")
+    async def post(self, community_id):
+        data, hint = self._upload()
+        report = await self.app.imports.run(community_id, data, self.query.format or hint,
+                                            by=self.principal.id)
+        self.write_json(report)
+
+    def _upload(self) -> tuple[bytes, str | None]:
+        content_type = self.request.headers.get("Content-Type", "")
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type != "multipart/form-data":
+            return self.request.body, TYPE_HINTS.get(media_type)
+        files: dict = {}
+        tornado.httputil.parse_body_arguments(content_type, self.request.body, {}, files)
+        uploads = [f for parts in files.values() for f in parts]
+        if len(uploads) != 1:
+            raise Invalid("send exactly one file", fields={"file": f"got {len(uploads)} files"})
+        extension = uploads[0].filename.rsplit(".", 1)[-1].lower()
+        return uploads[0].body, extension if extension in FORMATS else None
+
+
+routes = [
+    ("/api/communities/{community_id}/imports", ImportsHandler),
+]
