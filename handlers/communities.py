@@ -1,13 +1,11 @@
-"""Communities, their places (buildings, units, rooms) and gates."""
+"""Communities and their places (buildings, units, rooms). Gates: handlers/gates.py."""
 
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
-from models.places import GATE_KINDS, PLACE_KINDS, public_community, public_gate, public_place
-
-GateKind = Literal[GATE_KINDS]
+from models.places import PLACE_KINDS, public_community, public_place
 
 
 class Community(BaseModel):
@@ -36,29 +34,6 @@ class Place(BaseModel):
 class PlaceQuery(BaseModel):
     kind: Literal[PLACE_KINDS] | None = None
     under: str | None = Field(None, max_length=32, description="only places below this path")
-
-
-class GateIn(BaseModel):
-    code: str = Field(pattern=r"^[a-z0-9-]{1,16}$")
-    name: str = Field(min_length=1, max_length=64)
-    kind: GateKind
-    covers: list[str] = Field(min_length=1, max_length=50,
-                              description='place paths; "" is the whole community')
-
-
-class GatePatch(BaseModel):
-    name: str | None = Field(None, min_length=1, max_length=64)
-    covers: list[str] | None = Field(None, min_length=1, max_length=50)
-
-
-class Gate(BaseModel):
-    id: str
-    community_id: str
-    code: str
-    name: str
-    kind: GateKind
-    covers: list[str]
-    bridge_id: str | None
 
 
 class CommunitiesHandler(APIHandler):
@@ -95,35 +70,9 @@ class PlaceHandler(APIHandler):
         self.write_json(public_place(await self.app.places.place(community_id, place_id)))
 
 
-class GatesHandler(APIHandler):
-    @api("Gates of a community", response=list[Gate], permission="gates.read")
-    async def get(self, community_id):
-        self.write_json([public_gate(g) for g in await self.app.places.gates(community_id)])
-
-    @api("Add a gate", body=GateIn, response=Gate, status=201, permission="gates.write")
-    async def post(self, community_id):
-        b = self.body
-        doc = await self.app.places.create_gate(community_id, b.code, b.name, b.kind, b.covers)
-        self.write_json(public_gate(doc))
-
-
-class GateHandler(APIHandler):
-    @api("One gate", response=Gate, permission="gates.read")
-    async def get(self, community_id, gate_id):
-        self.write_json(public_gate(await self.app.places.gate(community_id, gate_id)))
-
-    @api("Rename a gate or change what it covers", body=GatePatch, response=Gate,
-         permission="gates.write")
-    async def patch(self, community_id, gate_id):
-        changes = self.body.model_dump(exclude_none=True)
-        self.write_json(public_gate(await self.app.places.update_gate(community_id, gate_id, changes)))
-
-
 routes = [
     ("/api/communities", CommunitiesHandler),
     ("/api/communities/{community_id}", CommunityHandler),
     ("/api/communities/{community_id}/places", PlacesHandler),
     ("/api/communities/{community_id}/places/{place_id}", PlaceHandler),
-    ("/api/communities/{community_id}/gates", GatesHandler),
-    ("/api/communities/{community_id}/gates/{gate_id}", GateHandler),
 ]

@@ -27,8 +27,25 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "bindings.read": frozenset({"admin", "manager", "customer_service"}),
     "bindings.decide": frozenset({"admin", "manager", "customer_service"}),
     "import": OFFICE,
+    # Tickets: anyone on staff sees them and may be assigned one; residents see their own
+    # (the ticket manager's query enforces "own").
+    "tickets.read": ALL_STAFF,
+    "tickets.create": frozenset({"admin", "manager", "customer_service"}),
+    "tickets.work": ALL_STAFF,
+    "tickets.dispatch": frozenset({"admin", "manager", "customer_service"}),
+    "tickets.followup": frozenset({"admin", "manager", "customer_service"}),
+    "sla.write": OFFICE,
+    "kpi.read": frozenset({"admin", "manager", "customer_service"}),
+    # Gates: security, managers and admins open remotely (with a reason, audited).
+    # Residents hold "gates.open" too; the gate manager limits them to gates
+    # covering their own rooms.
+    "gates.open": frozenset({"admin", "manager", "security"}),
+    "alarms.read": frozenset({"admin", "manager", "security"}),
+    "alarms.manage": frozenset({"admin", "manager", "security"}),
+    "access_log.read": frozenset({"admin", "manager", "security"}),
 }
-RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide"})
+RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
+                                  "tickets.read", "tickets.create", "gates.open"})
 
 
 @dataclass(frozen=True)

@@ -163,7 +163,7 @@ class Notifier:
 
     async def messages(self, resident_id: str, limit: int = 50) -> list[dict]:
         return await self.db.messages.find({"resident_id": object_id(resident_id, "resident")}).sort(
-            "at", DESCENDING).limit(limit).to_list(None)
+            [("at", DESCENDING), ("_id", DESCENDING)]).limit(limit).to_list(None)
 
     async def mark_read(self, resident_id: str, message_id: str) -> dict:
         doc = await self.db.messages.find_one_and_update(

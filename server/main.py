@@ -16,6 +16,7 @@ import sys
 
 from scripts.seed_demo import seed_demo
 from server.app import XiaoquApp
+from server.gate_hub import start_gate_hub
 from server.embedded import start_fake_wechat, start_mongo, start_redis
 from server.settings import SettingsError, load_settings
 from server.stores import connect_mongo, connect_redis
@@ -44,7 +45,9 @@ async def serve(demo: bool) -> None:
         await app.startup()
         if demo:
             logins = await seed_demo(app)
+        app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
         http = app.listen(settings.http_port)
+        gate_hub = await start_gate_hub(app)
         print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"
               f"  readiness: http://127.0.0.1:{settings.http_port}/readyz", flush=True)
         if demo:
@@ -58,6 +61,7 @@ async def serve(demo: bool) -> None:
 
         log.info("shutting down: no new connections, finishing running requests")
         http.stop()
+        await gate_hub.stop()
         await app.drained(DRAIN_SECONDS)
         await http.close_all_connections()
         await app.close()

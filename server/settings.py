@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     http_port: int = Field(8000, ge=0, le=65535)
     gate_port: int = Field(7000, ge=0, le=65535)
+    gate_heartbeat: float = Field(20.0, gt=0, le=300, description="seconds between heartbeats")
+    gate_tls_cert: str | None = None  # PEM chain; without it the hub speaks plain TCP (lab/demo)
+    gate_tls_key: str | None = None
+    # Encrypts bridge HMAC keys at rest (models/gate_events.py); keep it out of the database.
+    gate_secret_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
 
     jwt_secret: SecretStr | None = None
@@ -35,6 +40,8 @@ class Settings(BaseSettings):
     wechat_base_url: str = "https://api.weixin.qq.com"
     wechat_appid: str = "wx-demo-appid"
     wechat_secret: SecretStr | None = None
+    # The subscribe-message template for ticket progress (from the mini-program's console).
+    wechat_ticket_template: str = "ticket-progress"
 
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(900, ge=1)
@@ -48,7 +55,7 @@ class Settings(BaseSettings):
         return value
 
 
-SECRET_FIELDS = ("jwt_secret", "wechat_secret")
+SECRET_FIELDS = ("jwt_secret", "wechat_secret", "gate_secret_key")
 
 
 def load_settings(**overrides) -> Settings:

@@ -1,19 +1,19 @@
 """Logins and tokens over HTTP: residents through the fake WeChat server, staff by password."""
 
+import asyncio
 import base64
 import json
-import uuid
 import warnings
 from datetime import UTC, datetime, timedelta
 
 import jwt
-from jwt.warnings import InsecureKeyLengthWarning
 import pytest
 import pytest_asyncio
+from jwt.warnings import InsecureKeyLengthWarning
 
 from models.auth import ALGORITHM, ISSUER
 from models.common import ManualClock
-from scripts.fake_wechat import openid_for
+from scripts.fake_wechat import fresh_code, openid_for
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
 
 pytestmark = pytest.mark.asyncio
@@ -24,13 +24,8 @@ def clock():
     return ManualClock(datetime.now(UTC))
 
 
-def code(prefix: str) -> str:
-    """A fresh code: the fake accepts each code once per session."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
 async def wechat_login(api_client, name: str, **extra):
-    return await api_client.post("/api/auth/wechat", {"code": code(f"user-{name}"), **extra})
+    return await api_client.post("/api/auth/wechat", {"code": fresh_code(f"user-{name}"), **extra})
 
 
 @pytest_asyncio.fixture
@@ -49,6 +44,19 @@ def forged(claims: dict, key: str, algorithm: str = ALGORITHM) -> str:
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
+def segment(value: dict) -> str:
+    """One part of a compact JWT, encoded by hand (for tokens PyJWT will not make)."""
+    return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+
+def staff_claims(clock, **changes) -> dict:
+    """Claims that are valid in every way (the test then breaks one)."""
+    now = int(clock.time())
+    return {"iss": ISSUER, "sub": "6650c0ffee0000000000000b", "aud": "staff", "fam": "x",
+            "iat": now, "exp": now + 600, "roles": {"6650c0ffee0000000000000a": ["admin"]},
+            **changes}
+
+
 # -- residents ------------------------------------------------------------------
 
 async def test_new_and_returning_resident(app, api_client, settings):
@@ -63,7 +71,8 @@ async def test_new_and_returning_resident(app, api_client, settings):
     again = await wechat_login(api_client, "ann")
     assert (await api_client.get("/api/me", token=again.body["access_token"])).body == me.body
     other = await wechat_login(api_client, "bob")
-    assert (await api_client.get("/api/me", token=other.body["access_token"])).body["id"] != me.body["id"]
+    other_me = await api_client.get("/api/me", token=other.body["access_token"])
+    assert other_me.body["id"] != me.body["id"]
 
     openid = openid_for(settings.wechat_appid, "ann")
     [doc] = await app.db.residents.find({"openid": openid}).to_list(None)
@@ -74,12 +83,12 @@ async def test_new_and_returning_resident(app, api_client, settings):
 
 
 async def test_login_with_phone_number(app, api_client):
-    reply = await wechat_login(api_client, "cai", phone_code=code("phone-13912345678"))
+    reply = await wechat_login(api_client, "cai", phone_code=fresh_code("phone-13912345678"))
     assert reply.status == 200
     me = await api_client.get("/api/me", token=reply.body["access_token"])
     assert (await app.residents.get(me.body["id"]))["phone"] == "13912345678"
 
-    taken = await wechat_login(api_client, "dou", phone_code=code("phone-13912345678"))
+    taken = await wechat_login(api_client, "dou", phone_code=fresh_code("phone-13912345678"))
     assert taken.status == 409
     assert taken.error["fields"] == {"phone_code": "phone already bound"}
 
@@ -90,7 +99,7 @@ async def test_login_with_phone_number(app, api_client):
     ("limit", 429, "wechat_rate_limited"),
 ])
 async def test_bad_login_codes_are_clear_errors(app, api_client, prefix, status, error_code):
-    reply = await api_client.post("/api/auth/wechat", {"code": code(prefix)})
+    reply = await api_client.post("/api/auth/wechat", {"code": fresh_code(prefix)})
     assert reply.status == status
     assert reply.error["code"] == error_code
     if status == 429:
@@ -99,7 +108,7 @@ async def test_bad_login_codes_are_clear_errors(app, api_client, prefix, status,
 
 
 async def test_a_login_code_works_once(api_client):
-    once = code("user-eve")
+    once = fresh_code("user-eve")
     assert (await api_client.post("/api/auth/wechat", {"code": once})).status == 200
     reused = await api_client.post("/api/auth/wechat", {"code": once})
     assert reused.status == 401
@@ -108,7 +117,7 @@ async def test_a_login_code_works_once(api_client):
 
 
 async def test_bad_phone_code_creates_nobody(app, api_client):
-    reply = await wechat_login(api_client, "fay", phone_code=code("bad"))
+    reply = await wechat_login(api_client, "fay", phone_code=fresh_code("bad"))
     assert reply.status == 400
     assert (reply.error["code"], reply.error["fields"]) == (
         "wechat_code_invalid", {"phone_code": "invalid or expired"})
@@ -237,37 +246,33 @@ async def test_expired_access_token_and_refreshing_after_it(api_client, clock, s
     assert (await api_client.get("/api/me", token=fresh["access_token"])).status == 200
 
 
-async def test_tampered_token_is_refused(app, api_client):
+async def test_tampered_token_is_refused(api_client):
     login = (await wechat_login(api_client, "mei")).body
+    assert (await api_client.get("/api/me", token=login["access_token"])).status == 200
     header, payload, signature = login["access_token"].split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["sub"] = "0" * 24
-    other_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    for token in (f"{header}.{other_payload}.{signature}",
+    for token in (f"{header}.{segment(claims)}.{signature}",
                   forged(claims, "another key that is long enough for HS256 use")):
         reply = await api_client.get("/api/me", token=token)
         assert (reply.status, reply.error["code"]) == (401, "bad_token")
 
 
-async def test_alg_none_is_refused(app, api_client, clock):
-    now = int(clock.time())
-    claims = {"iss": ISSUER, "sub": "6650c0ffee0000000000000b", "aud": "staff", "fam": "x",
-              "iat": now, "exp": now + 600, "roles": {"6650c0ffee0000000000000a": ["admin"]}}
-    def part(value):
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+async def test_only_the_pinned_algorithm_is_accepted(app, api_client, clock):
+    claims = staff_claims(clock)
+    assert (await api_client.get("/api/me", token=forged(claims, app.auth.key))).status == 200
     with warnings.catch_warnings():  # our key is short for HS512; fine for this forgery
         warnings.simplefilter("ignore", InsecureKeyLengthWarning)
         other_algorithm = forged(claims, app.auth.key, "HS512")
-    for token in (f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.", other_algorithm):
+    alg_none = f"{segment({'alg': 'none', 'typ': 'JWT'})}.{segment(claims)}."
+    for token in (alg_none, other_algorithm):
         reply = await api_client.get("/api/me", token=token)
         assert (reply.status, reply.error["code"]) == (401, "bad_token")
 
 
 async def test_token_for_another_audience_is_refused(app, api_client, clock):
-    now = int(clock.time())
-    claims = {"iss": ISSUER, "sub": "6650c0ffee0000000000000b", "aud": "gate", "fam": "x",
-              "iat": now, "exp": now + 600}
-    reply = await api_client.get("/api/me", token=forged(claims, app.auth.key))
+    token = forged(staff_claims(clock, aud="gate"), app.auth.key)
+    reply = await api_client.get("/api/me", token=token)
     assert (reply.status, reply.error["code"]) == (401, "bad_token")
 
 
@@ -280,3 +285,9 @@ async def test_resident_token_on_staff_route_and_staff_token_on_resident_route(a
     assert resident_only.status == 403
     assert (await api_client.get(f"/api/communities/{c.id}/staff",
                                  token=c.tokens["admin"])).status == 200
+
+
+async def test_simultaneous_first_logins_are_one_resident(app, api_client):
+    replies = await asyncio.gather(*(wechat_login(api_client, "ou") for _ in range(4)))
+    assert [r.status for r in replies] == [200] * 4
+    assert await app.db.residents.count_documents({}) == 1

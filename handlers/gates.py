@@ -1,0 +1,301 @@
+"""Gates: live status, rules, bridge provisioning, remote open, access log, alarms."""
+
+import asyncio
+import csv
+import io
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from handlers.base import APIHandler, api
+from models.errors import Invalid, Unavailable
+from models.gate_events import ALARM_KINDS, ALARM_STATES, public_alarm
+from models.places import GATE_KINDS, public_gate
+from server.gate_hub import announce_config
+
+GateKind = Literal[GATE_KINDS]
+Mode = Literal["normal", "held_open", "locked"]
+EXPORT_MAX_ROWS = 100_000
+
+
+class Rules(BaseModel):
+    mode: Mode = "normal"
+    hours: list[tuple[str, str]] | None = Field(
+        None, max_length=8, description='open hours, e.g. [["06:00", "23:00"]]; null = always')
+    budget_ms: int = Field(300, ge=50, le=5000,
+                           description="how long the bridge waits for the server before deciding offline")
+    pulse_ms: int = Field(1000, ge=100, le=30000, description="lock release time per open")
+
+
+class GateIn(BaseModel):
+    code: str = Field(pattern=r"^[a-z0-9-]{1,16}$")
+    name: str = Field(min_length=1, max_length=64)
+    kind: GateKind
+    covers: list[str] = Field(min_length=1, max_length=50,
+                              description='place paths; "" is the whole community')
+    rules: Rules | None = None
+
+
+class GatePatch(BaseModel):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    covers: list[str] | None = Field(None, min_length=1, max_length=50)
+    rules: Rules | None = None
+
+
+class Gate(BaseModel):
+    id: str
+    community_id: str
+    code: str
+    name: str
+    kind: GateKind
+    covers: list[str]
+    bridge_id: str | None
+    rules: Rules
+    online: bool
+    last_seen: datetime | None
+
+
+class Provisioned(BaseModel):
+    bridge_id: str
+    secret: str = Field(description="shown once: put it in the bridge's bridge.toml")
+    gate_id: str
+    provisioned_at: datetime
+
+
+class OpenIn(BaseModel):
+    reason: str = Field("", max_length=200, description="required for staff; audited")
+    wait: float = Field(8.0, gt=0, le=30, description="seconds to wait for the door")
+
+
+class OpenResult(BaseModel):
+    command_id: str
+    level: Literal["received", "actuated", "opened", "not_opened", "refused"]
+    levels: list[str]
+    reason: str | None
+
+
+class AccessLogQuery(BaseModel):
+    gate_id: str | None = None
+    subject: str | None = Field(None, max_length=64, description="resident/visitor/worker id")
+    pass_id: str | None = Field(None, max_length=64)
+    result: Literal["allow", "deny"] | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    cursor: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=500)
+
+
+class ExportQuery(AccessLogQuery):
+    format: Literal["csv", "xlsx"] = "csv"
+
+
+class AccessLogPage(BaseModel):
+    items: list[dict]
+    next_cursor: str | None
+
+
+class AlarmQuery(BaseModel):
+    state: Literal[ALARM_STATES] | None = None
+
+
+class AlarmNote(BaseModel):
+    note: str = Field(min_length=1, max_length=500)
+
+
+class Alarm(BaseModel):
+    id: str
+    community_id: str
+    gate_id: str
+    bridge_id: str
+    kind: Literal[ALARM_KINDS]
+    state: Literal[ALARM_STATES]
+    raised_at: datetime
+    data: dict
+    history: list[dict]
+
+
+async def _with_status(app, gates: list[dict]) -> list[dict]:
+    presence = await app.gate_events.presence([g["bridge_id"] for g in gates if g.get("bridge_id")])
+    offline = {"online": False, "last_seen": None}
+    return [{**public_gate(g), "rules": {**Rules().model_dump(), **g.get("rules", {})},
+             **presence.get(g.get("bridge_id"), offline)} for g in gates]
+
+
+class GatesHandler(APIHandler):
+    @api("Gates of a community, with live bridge status", response=list[Gate], permission="gates.read")
+    async def get(self, community_id):
+        self.write_json(await _with_status(self.app, await self.app.places.gates(community_id)))
+
+    @api("Add a gate", body=GateIn, response=Gate, status=201, permission="gates.write")
+    async def post(self, community_id):
+        b = self.body
+        doc = await self.app.places.create_gate(community_id, b.code, b.name, b.kind, b.covers)
+        if b.rules is not None:
+            doc = await self.app.places.update_gate(community_id, str(doc["_id"]),
+                                                    {"rules": b.rules.model_dump()})
+        self.write_json((await _with_status(self.app, [doc]))[0])
+
+
+class GateHandler(APIHandler):
+    @api("One gate, with live bridge status", response=Gate, permission="gates.read")
+    async def get(self, community_id, gate_id):
+        gate = await self.app.places.gate(community_id, gate_id)
+        self.write_json((await _with_status(self.app, [gate]))[0])
+
+    @api("Rename a gate, change what it covers or its rules (pushed to the bridge)",
+         body=GatePatch, response=Gate, permission="gates.write")
+    async def patch(self, community_id, gate_id):
+        changes = self.body.model_dump(exclude_none=True)
+        gate = await self.app.places.update_gate(community_id, gate_id, changes)
+        await announce_config(self.app.redis, community_id)
+        self.write_json((await _with_status(self.app, [gate]))[0])
+
+
+class BridgeHandler(APIHandler):
+    @api("Provision (or re-key) the gate's bridge: the secret is shown only in this answer",
+         response=Provisioned, status=201, permission="gates.write")
+    async def post(self, community_id, gate_id):
+        self.write_json(await self.app.gate_events.provision(community_id, gate_id, self.principal.id))
+
+
+class OpenHandler(APIHandler):
+    @api("Open a gate remotely and wait for the bridge: staff give a reason; residents may open "
+         "gates covering their room. 504 gate_offline / no_ack when the bridge does not answer",
+         body=OpenIn, response=OpenResult, permission="gates.open")
+    async def post(self, community_id, gate_id):
+        if self.app.gate_hub is None:
+            raise Unavailable("the gate hub is not running in this process", code="no_gate_hub")
+        gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
+        if self.principal.is_staff:
+            if not self.body.reason.strip():
+                raise Invalid("a reason is required", fields={"reason": "required for staff"})
+        else:
+            links = await self.app.bindings.active_links(self.principal.id)
+            await self.app.gate_events.resident_may_open(self.principal.id, links, gate)
+        by = f"{self.principal.kind}:{self.principal.id}"
+        result = await self.app.gate_hub.command(
+            gate, "open", {"door": 0, "pulse_ms": gate.get("rules", {}).get("pulse_ms", 1000)},
+            by, self.body.reason or "resident remote open", self.body.wait)
+        self.write_json(result)
+
+
+def _query_args(q: AccessLogQuery) -> dict:
+    return {"gate_id": q.gate_id, "subject": q.subject, "pass_id": q.pass_id, "result": q.result,
+            "since": q.since, "until": q.until}
+
+
+class AccessLogHandler(APIHandler):
+    @api("Access log: who passed (or was refused) at which gate; newest first, cursor paginated",
+         query=AccessLogQuery, response=AccessLogPage, permission="access_log.read")
+    async def get(self, community_id):
+        q = self.query
+        page = await self.app.access_log.query(community_id, **_query_args(q), cursor=q.cursor,
+                                               limit=q.limit)
+        self.write_json(page)
+
+
+class AccessLogExportHandler(APIHandler):
+    @api("Access log export as CSV or XLSX (same filters; at most 100,000 rows)",
+         query=ExportQuery, permission="access_log.read", content_type="text/csv")
+    async def get(self, community_id):
+        q = self.query
+        rows, cursor = [], None
+        while len(rows) < EXPORT_MAX_ROWS:
+            page = await self.app.access_log.query(community_id, **_query_args(q), cursor=cursor,
+                                                   limit=500)
+            rows += page["items"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        columns = sorted({k for row in rows for k in row}, key=_column_order)
+        stamp = self.app.clock.now().strftime("%Y%m%d-%H%M%S")
+        if q.format == "csv":
+            body = _csv(columns, rows)
+            self.set_header("Content-Type", "text/csv; charset=UTF-8")
+        else:
+            body = await asyncio.get_running_loop().run_in_executor(None, _xlsx, columns, rows)
+            self.set_header("Content-Type",
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        self.set_header("Content-Disposition", f'attachment; filename="access-log-{stamp}.{q.format}"')
+        self.finish(body)
+
+
+PREFERRED_COLUMNS = ("at", "gate_id", "gate_code", "direction", "allow", "result", "reason",
+                     "kind", "subject", "subject_name", "pass_id", "source")
+
+
+def _column_order(name: str) -> tuple[int, str]:
+    return (PREFERRED_COLUMNS.index(name) if name in PREFERRED_COLUMNS else len(PREFERRED_COLUMNS),
+            name)
+
+
+def _cell(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return str(value)
+    return value
+
+
+def _csv(columns: list[str], rows: list[dict]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return ("\ufeff" + out.getvalue()).encode()  # BOM: Excel then reads the UTF-8 names right
+
+
+def _xlsx(columns: list[str], rows: list[dict]) -> bytes:
+    from openpyxl import Workbook
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("access log")
+    sheet.append(columns)
+    for row in rows:
+        sheet.append([_cell(row.get(c)) for c in columns])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+class AlarmsHandler(APIHandler):
+    @api("Alarms of a community (forced/held doors, tamper, offline bridges, ...), newest first",
+         query=AlarmQuery, response=list[Alarm], permission="alarms.read")
+    async def get(self, community_id):
+        docs = await self.app.gate_events.alarms(community_id, self.query.state)
+        self.write_json([public_alarm(d) for d in docs])
+
+
+class _AlarmAction(APIHandler):
+    async def act(self, community_id: str, alarm_id: str, action: str) -> None:
+        doc = await self.app.gate_events.alarm_action(community_id, alarm_id, action,
+                                                      self.principal.id, self.body.note)
+        self.write_json(public_alarm(doc))
+
+
+class AcknowledgeAlarmHandler(_AlarmAction):
+    @api("Acknowledge an alarm (someone is on it) with a note", body=AlarmNote, response=Alarm,
+         permission="alarms.manage")
+    async def post(self, community_id, alarm_id):
+        await self.act(community_id, alarm_id, "acknowledge")
+
+
+class CloseAlarmHandler(_AlarmAction):
+    @api("Close an alarm with a note (what was found, what was done)", body=AlarmNote,
+         response=Alarm, permission="alarms.manage")
+    async def post(self, community_id, alarm_id):
+        await self.act(community_id, alarm_id, "close")
+
+
+routes = [
+    ("/api/communities/{community_id}/gates", GatesHandler),
+    ("/api/communities/{community_id}/gates/{gate_id}", GateHandler),
+    ("/api/communities/{community_id}/gates/{gate_id}/bridge", BridgeHandler),
+    ("/api/communities/{community_id}/gates/{gate_id}/open", OpenHandler),
+    ("/api/communities/{community_id}/access-log", AccessLogHandler),
+    ("/api/communities/{community_id}/access-log/export", AccessLogExportHandler),
+    ("/api/communities/{community_id}/alarms", AlarmsHandler),
+    ("/api/communities/{community_id}/alarms/{alarm_id}/acknowledge", AcknowledgeAlarmHandler),
+    ("/api/communities/{community_id}/alarms/{alarm_id}/close", CloseAlarmHandler),
+]

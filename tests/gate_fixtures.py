@@ -1,0 +1,140 @@
+"""Gate test helpers: a hub on a free port with the `app` fixture, a raw protocol peer,
+a real Bridge wired to simulated hardware, and a hub in a subprocess (to SIGKILL).
+
+Import the fixtures into a test module with `from tests.gate_fixtures import *`.
+"""
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+
+import pytest_asyncio
+
+from gate_bridge import protocol as p
+from gate_bridge import wire
+from gate_bridge.bridge import Bridge, BridgeConfig
+from gate_bridge.drivers import SimulatedDoor, SimulatedRelay, SimulatedScanner
+from gate_bridge.store import Store
+from server.gate_hub import GateHub, HubOptions
+
+HEARTBEAT = 0.2  # seconds: heartbeat-loss tests finish well under a second
+
+__all__ = ["hub", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
+
+
+@pytest_asyncio.fixture
+async def hub(app):
+    gate_hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT, auth_timeout=0.5, read_timeout=0.5,
+                                       rate=200, burst=100, command_ttl=5.0))
+    await gate_hub.start(0, "127.0.0.1")
+    app.gate_hub = gate_hub
+    yield gate_hub
+    await gate_hub.stop()
+
+
+class RawPeer:
+    """Speaks the wire protocol by hand, to test the hub's reactions frame by frame."""
+
+    def __init__(self, reader, writer, codec="msgpack"):
+        self.reader, self.writer, self.codec = reader, writer, codec
+
+    @classmethod
+    async def connect(cls, port: int, codec: str = "msgpack") -> "RawPeer":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, codec)
+
+    def send(self, msg: dict) -> None:
+        self.writer.write(wire.encode(msg, self.codec))
+
+    def send_raw(self, data: bytes) -> None:
+        self.writer.write(data)
+
+    async def recv(self, timeout: float = 3.0) -> dict:
+        msg, _ = await asyncio.wait_for(wire.read_frame(self.reader), timeout)
+        return msg
+
+    async def expect(self, op: str, timeout: float = 3.0, **match) -> dict:
+        """The next frame with this op (heartbeats and config pushes in between are skipped)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.recv(timeout)
+                if msg["op"] == op and all(msg.get(k) == v for k, v in match.items()):
+                    return msg
+
+    async def closed(self, timeout: float = 3.0) -> list[dict]:
+        """Wait for the hub to close the socket; returns the frames received before."""
+        frames = []
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    frames.append(await self.recv(timeout))
+                except (asyncio.IncompleteReadError, ConnectionResetError):
+                    return frames
+
+    async def handshake(self, bridge_id: str, secret: str, **hello) -> tuple[dict, dict]:
+        """(challenge, welcome-or-error) after a full handshake with this secret."""
+        nonce = p.new_nonce()
+        self.send(p.message(p.HELLO, v=[1], bridge=bridge_id, nonce=nonce, firmware="raw",
+                            caps=[], last_seq=0, **hello))
+        challenge = await self.expect(p.CHALLENGE)
+        sn = p.as_bytes(challenge["nonce"], "nonce")
+        self.send(p.message(p.AUTH, proof=p.bridge_proof(p.derive_key(secret), bridge_id, nonce, sn)))
+        reply = await self.recv()
+        return challenge, reply
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class SimBridge:
+    """A real Bridge on simulated hardware, running as a task."""
+
+    def __init__(self, bridge: Bridge, task: asyncio.Task):
+        self.bridge, self.task = bridge, task
+        self.relay, self.door, self.scanner = bridge.relay, bridge.door, bridge.scanner
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.bridge.store.close()
+
+
+async def start_sim_bridge(tmp_path, port: int, bridge_id: str, secret: str, *, auto_door=True,
+                           **options) -> SimBridge:
+    config = BridgeConfig(bridge_id=bridge_id, secret=secret, port=port, tls=False,
+                          allow_plain=True, store_path=str(tmp_path / f"{bridge_id}.sqlite"),
+                          backoff_base=0.05, backoff_max=0.2, door_open_timeout=0.5,
+                          connect_timeout=2.0, **options)
+    relay = SimulatedRelay()
+    door = SimulatedDoor(relay, auto=auto_door, open_after=0.01, close_after=0.05)
+    bridge = Bridge(config, Store(config.store_path, config.max_events), SimulatedScanner(),
+                    relay, door)
+    return SimBridge(bridge, asyncio.create_task(bridge.run()))
+
+
+class HubProcess:
+    """`python -m server.gate_hub` in a subprocess on the test's stores (SIGKILL-able)."""
+
+    def __init__(self, settings, port: int = 0):
+        env = {**os.environ, "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
+               "REDIS_URL": settings.redis_url, "XIAOQU_DATA_DIR": str(settings.data_dir),
+               "GATE_HEARTBEAT": str(HEARTBEAT),
+               "GATE_SECRET_KEY": settings.gate_secret_key.get_secret_value(),
+               "JWT_SECRET": settings.jwt_secret.get_secret_value(),
+               "WECHAT_BASE_URL": settings.wechat_base_url}
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.gate_hub", "--port", str(port)],
+                                     env=env, stdout=subprocess.PIPE, text=True)
+        self.port = None
+
+    async def ready(self) -> int:
+        line = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 30)
+        assert line.startswith("READY"), f"hub did not start: {line!r}"
+        self.port = int(line.split()[1])
+        return self.port
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no goodbye, no flush
+        self.proc.wait(10)

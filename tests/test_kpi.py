@@ -1,0 +1,158 @@
+"""KPIs from known histories: exact figures, periods in China time, targets alongside."""
+
+from datetime import UTC, date, datetime
+
+import pytest
+import pytest_asyncio
+
+from models.common import ManualClock
+from models.kpi import percentile, window
+from tests.tickets_support import START, make_world, repair
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(START)
+
+
+@pytest_asyncio.fixture
+async def world(app):
+    return await make_world(app)
+
+
+class History:
+    """Acts through the managers at the manual clock's times."""
+
+    def __init__(self, app, world, clock):
+        self.app, self.w, self.clock = app, world, clock
+        self.tickets = app.tickets
+
+    async def report(self, **fields) -> str:
+        doc = await self.tickets.create(self.w.resident("ann"), self.w.c.id, **repair(**fields))
+        return str(doc["_id"])
+
+    async def act(self, tid, action, after_minutes=0, who=None, **fields):
+        self.clock.advance(after_minutes * 60)
+        role = who or {"assign": "customer_service", "follow_up": "customer_service",
+                       "close": "customer_service", "confirm": "ann", "reopen": "ann",
+                       "cancel": "ann"}.get(action, "maintenance")
+        principal = self.w.resident(role) if role in ("ann", "bob") else self.w.staff(role)
+        if action == "assign":
+            fields.setdefault("assignee_id", self.w.c.staff["maintenance"])
+        await self.tickets.transition(principal, self.w.c.id, tid, action, **fields)
+
+    async def repaired(self, tid, respond, arrive, rating=None, followed=True):
+        await self.act(tid, "assign", respond)
+        await self.act(tid, "accept")
+        await self.act(tid, "check_in", arrive - respond)
+        await self.act(tid, "resolve", 30, notes="done")
+        if rating:
+            await self.act(tid, "confirm", 60, rating=rating)
+        if followed:
+            await self.act(tid, "follow_up", 60, notes="called")
+            await self.act(tid, "close")
+
+
+async def seed(app, world, clock) -> None:
+    h = History(app, world, clock)
+    # 1: urgent, first response 2 min, on site in 10 (met), rated 5, followed up, closed.
+    t1 = await h.report(category="water_leak")
+    await h.repaired(t1, respond=2, arrive=10, rating=5)
+    # 2: quick, response 10, on site after 90 min (missed), rated 3, not followed up.
+    t2 = await h.report(category="drain")
+    await h.repaired(t2, respond=10, arrive=90, rating=3, followed=False)
+    # 3: normal, response 30, reworked once, rated 4 in the end, closed.
+    t3 = await h.report(category="lights")
+    await h.act(t3, "assign", 30)
+    await h.act(t3, "accept")
+    await h.act(t3, "check_in", 60)
+    await h.act(t3, "resolve", 30, notes="new bulb")
+    await h.act(t3, "reopen", 60, reason="flickers again")
+    await h.act(t3, "accept")
+    await h.act(t3, "check_in", 30)
+    await h.act(t3, "resolve", 30, notes="new ballast")
+    await h.act(t3, "confirm", 10, rating=4)
+    await h.act(t3, "follow_up", 60, notes="called")
+    await h.act(t3, "close")
+    # 4: complaint, first response after 60 min, resolved without rating, followed up, closed.
+    t4 = await h.report(kind="complaint", category="noise", area="other", place_path=None)
+    await h.act(t4, "assign", 60, assignee_id=world.c.staff["customer_service"])
+    await h.act(t4, "accept", who="customer_service")
+    await h.act(t4, "resolve", 5, who="customer_service", notes="spoke to the neighbour")
+    await h.act(t4, "follow_up", 60, notes="quiet now")
+    await h.act(t4, "close")
+    # 5: cancelled before anyone responded.
+    t5 = await h.report()
+    await h.act(t5, "cancel", 5)
+    # 6: a complaint still open, urged twice.
+    t6 = await h.report(kind="complaint", category="hygiene", area="stairwell", place_path="1-1")
+    principal = world.resident("ann")
+    await app.tickets.urge(principal, world.c.id, t6)
+    clock.advance(300)
+    await app.tickets.urge(principal, world.c.id, t6)
+    # Not counted: next month (Dec 1, 00:30 China time), and another community.
+    clock.current = datetime(2026, 11, 30, 16, 30, tzinfo=UTC)
+    await h.report()
+    other = await make_world(app, "other")
+    await app.tickets.create(other.resident("ann"), other.c.id, **repair())
+
+
+async def test_month_figures_are_exact(app, api_client, world, clock):
+    await seed(app, world, clock)
+    reply = await api_client.get(f"/api/communities/{world.c.id}/kpi?period=month&day=2026-11-15",
+                                 token=world.tokens["manager"])
+    assert reply.status == 200, reply.body
+    k = reply.body
+    assert (k["start"], k["end"]) == ("2026-10-31T16:00:00+00:00", "2026-11-30T16:00:00+00:00")
+    assert k["tickets"] == 6
+    assert k["by_kind"] == {"repair": 4, "complaint": 2}
+    assert k["by_state"] == {"closed": 3, "confirmed": 1, "cancelled": 1, "submitted": 1}
+    assert k["by_priority"] == {"urgent": 1, "quick": 2, "normal": 1, "complaint": 2}
+    assert k["on_site_timeliness"] == {
+        "urgent": {"value": 1.0, "target": 1.0, "comparison": ">=", "meets": True, "met": 1,
+                   "decided": 1},
+        "quick": {"value": 0.0, "target": 1.0, "comparison": ">=", "meets": False, "met": 0,
+                  "decided": 1},
+        "normal": {"value": 1.0, "target": 1.0, "comparison": ">=", "meets": True, "met": 1,
+                   "decided": 1},
+    }
+    assert k["first_response_minutes"] == {"count": 4, "p50": 10.0, "p90": 60.0}
+    assert k["followup_rate"] == {"value": 0.75, "target": 1.0, "comparison": ">=", "meets": False}
+    assert k["satisfaction_rate"] == {"value": 0.6667, "target": 0.9, "comparison": ">=",
+                                      "meets": False}
+    assert k["rework_rate"] == {"value": 0.25, "target": 0.02, "comparison": "<=", "meets": False}
+    assert k["closed_loop_rate"]["value"] == 0.6
+    assert k["urges"] == {"total": 2, "tickets": 1}
+    assert k["counts"]["breached"] == 0  # the watcher never ran here; timeliness comes from clocks
+
+
+async def test_day_and_week_periods(app, api_client, world, clock):
+    await seed(app, world, clock)
+    base = f"/api/communities/{world.c.id}/kpi"
+    token = world.tokens["manager"]
+    day = (await api_client.get(f"{base}?period=day&day=2026-11-02", token=token)).body
+    assert day["tickets"] == 6
+    assert (await api_client.get(f"{base}?period=day&day=2026-11-03", token=token)).body["tickets"] == 0
+    week = (await api_client.get(f"{base}?period=week&day=2026-11-30", token=token)).body
+    assert (week["start"], week["tickets"]) == ("2026-11-29T16:00:00+00:00", 1)  # Monday Nov 30
+    empty = (await api_client.get(f"{base}?period=month&day=2026-09-01", token=token)).body
+    assert empty["tickets"] == 0 and empty["satisfaction_rate"]["value"] is None
+    assert empty["first_response_minutes"] == {"count": 0, "p50": None, "p90": None}
+
+
+async def test_who_may_read_kpis(api_client, world):
+    base = f"/api/communities/{world.c.id}/kpi"
+    assert (await api_client.get(base, token=world.tokens["maintenance"])).status == 403
+    assert (await api_client.get(base, token=world.tokens["ann"])).status == 403
+    assert (await api_client.get(base, token=world.tokens["customer_service"])).status == 200
+    bad = await api_client.get(f"{base}?period=year", token=world.tokens["manager"])
+    assert bad.status == 400 and "period" in bad.error["fields"]
+
+
+async def test_periods_and_percentiles():
+    assert window("month", date(2026, 12, 31))[1] == datetime(2026, 12, 31, 16, tzinfo=UTC)
+    assert window("week", date(2026, 11, 8))[0] == datetime(2026, 11, 1, 16, tzinfo=UTC)
+    assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9
+    assert percentile([7], 0.5) == 7
