@@ -77,7 +77,9 @@ CREATED, UPDATED, UNCHANGED = 2, 1, 0
 
 _SUFFIXES = {"building": "号楼|栋|幢|座|号", "unit": "单元", "room": "室|号"}
 _NUMBER_UNIT = re.compile(r"\s*(㎡|m²|m2|平方米|平米)$", re.IGNORECASE)
-_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
+# 2027-06-30, 2027/6/30, 2027.6.30, 2027年6月30日; a time after it (CSV from Excel) is ignored
+_DATE = re.compile(r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?"
+                   r"(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
 
 
 def _header_key(text: object) -> str:

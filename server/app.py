@@ -123,7 +123,7 @@ class XiaoquApp(tornado.web.Application):
         await self.feed_hub.close()
         await self.wechat.close()
         # A client built on an explicit pool leaves the pool open unless told to close it.
-        await self.redis.aclose(close_connection_pool=True)
+        await self.redis.aclose()
         await self.mongo.close()
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:

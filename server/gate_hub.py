@@ -193,12 +193,12 @@ class Connection(asyncio.Protocol):
                 return
             self.codec = codec
             self.state = AUTH
-            self.enqueue(GateHub.on_hello, msg)
+            self.enqueue(hub.on_hello, msg)
         elif self.state == AUTH:
             if op != p.AUTH:
                 self.close("not_authenticated", "send auth")
                 return
-            self.enqueue(GateHub.on_auth, msg)
+            self.enqueue(hub.on_auth, msg)
         elif op == p.HEARTBEAT:
             hub.on_heartbeat(self, msg)
         elif op == p.ACK:
@@ -206,7 +206,7 @@ class Connection(asyncio.Protocol):
         elif op == p.SCAN:
             hub.spawn(hub.on_scan(self, msg))
         elif op in (p.EVENTS, p.CONFIG_ACK):
-            self.enqueue(GateHub.on_events if op == p.EVENTS else GateHub.on_config_ack, msg)
+            self.enqueue(hub.on_events if op == p.EVENTS else hub.on_config_ack, msg)
         elif op == p.BYE:
             self.transport.close()
         elif op == p.ERROR:
@@ -271,11 +271,13 @@ class GateHub:
     async def stop(self) -> None:
         for server in [self.server, *self.extra_servers]:
             server.close()
+        workers = [c.worker for c in self.all if c.worker is not None]
         for conn in list(self.all):
             conn.transport.abort()
-        for task in [*self.tasks, *self.background]:
+        tasks = [*workers, *self.tasks, *self.background]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.tasks, *self.background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.pubsub_redis.aclose()
 
     def spawn(self, coroutine) -> asyncio.Task:

@@ -19,7 +19,7 @@ def connect_redis(url: str) -> Redis:
                                            socket_timeout=REDIS_TIMEOUT_S,
                                            socket_connect_timeout=REDIS_TIMEOUT_S,
                                            decode_responses=True)
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 def connect_redis_pubsub(url: str) -> Redis:

@@ -21,7 +21,7 @@ from server.gate_hub import GateHub, HubOptions
 
 HEARTBEAT = 0.2  # seconds: heartbeat-loss tests finish well under a second
 
-__all__ = ["hub", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
+__all__ = ["hub", "peers", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
 
 
 @pytest_asyncio.fixture
@@ -32,6 +32,21 @@ async def hub(app):
     app.gate_hub = gate_hub
     yield gate_hub
     await gate_hub.stop()
+
+
+@pytest_asyncio.fixture
+async def peers(hub):
+    """`await peers(codec="msgpack")` -> a RawPeer connected to the hub; all closed afterwards."""
+    opened = []
+
+    async def connect(codec: str = "msgpack") -> "RawPeer":
+        opened.append(await RawPeer.connect(hub.port, codec))
+        return opened[-1]
+    yield connect
+    for peer in opened:
+        peer.writer.close()
+        with contextlib.suppress(OSError):
+            await peer.writer.wait_closed()
 
 
 class RawPeer:

@@ -8,7 +8,7 @@ import pytest
 from gate_bridge import protocol as p
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import HEARTBEAT, RawPeer, start_sim_bridge
+from tests.gate_fixtures import HEARTBEAT, RawPeer, start_sim_bridge  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 
@@ -19,8 +19,8 @@ async def provisioned(app, code="g1", gate="main"):
     return c, creds
 
 
-async def connected_peer(hub, creds, codec="msgpack") -> RawPeer:
-    peer = await RawPeer.connect(hub.port, codec)
+async def connected_peer(peers, creds, codec="msgpack") -> RawPeer:
+    peer = await peers(codec)
     _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
     assert welcome["op"] == p.WELCOME, welcome
     return peer
@@ -29,9 +29,9 @@ async def connected_peer(hub, creds, codec="msgpack") -> RawPeer:
 # -- handshake ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("codec", ["msgpack", "json"])
-async def test_good_secret_gets_welcome_config_and_presence(app, hub, codec):
+async def test_good_secret_gets_welcome_config_and_presence(peers, app, hub, codec):
     c, creds = await provisioned(app)
-    peer = await RawPeer.connect(hub.port, codec)
+    peer = await peers(codec)
     challenge, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
     assert challenge["v"] == 1
     assert welcome["op"] == p.WELCOME and welcome["heartbeat"] == HEARTBEAT
@@ -44,25 +44,25 @@ async def test_good_secret_gets_welcome_config_and_presence(app, hub, codec):
     peer.close()
 
 
-async def test_wrong_secret_is_refused_and_stays_offline(app, hub):
+async def test_wrong_secret_is_refused_and_stays_offline(peers, app, hub):
     _, creds = await provisioned(app)
-    peer = await RawPeer.connect(hub.port)
+    peer = await peers()
     _, reply = await peer.handshake(creds["bridge_id"], p.new_secret())
     assert reply["op"] == p.ERROR and reply["code"] == "auth_failed"
     await peer.closed()
     assert not (await app.gate_events.presence([creds["bridge_id"]]))[creds["bridge_id"]]["online"]
 
 
-async def test_unknown_bridge_is_challenged_like_any_other_then_refused(app, hub):
-    peer = await RawPeer.connect(hub.port)
+async def test_unknown_bridge_is_challenged_like_any_other_then_refused(peers, app, hub):
+    peer = await peers()
     challenge, reply = await peer.handshake("br-nobody", p.new_secret())
     assert challenge["op"] == p.CHALLENGE and reply["code"] == "auth_failed"
 
 
-async def test_replayed_auth_proof_is_refused(app, hub):
+async def test_replayed_auth_proof_is_refused(peers, app, hub):
     _, creds = await provisioned(app)
     key = p.derive_key(creds["secret"])
-    first = await RawPeer.connect(hub.port)
+    first = await peers()
     nonce = p.new_nonce()
     first.send(p.message(p.HELLO, v=[1], bridge=creds["bridge_id"], nonce=nonce))
     challenge = await first.expect(p.CHALLENGE)
@@ -71,22 +71,22 @@ async def test_replayed_auth_proof_is_refused(app, hub):
     assert (await first.recv())["op"] == p.WELCOME
     first.close()
     # An eavesdropper replays the same hello and the recorded proof in a new session.
-    second = await RawPeer.connect(hub.port)
+    second = await peers()
     second.send(p.message(p.HELLO, v=[1], bridge=creds["bridge_id"], nonce=nonce))
     await second.expect(p.CHALLENGE)
     second.send(p.message(p.AUTH, proof=recorded))
     assert (await second.recv())["code"] == "auth_failed"
 
 
-async def test_reprovisioning_locks_out_the_old_secret(app, hub):
+async def test_reprovisioning_locks_out_the_old_secret(peers, app, hub):
     c, creds = await provisioned(app)
     again = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
     assert again["bridge_id"] == creds["bridge_id"] and again["secret"] != creds["secret"]
-    peer = await RawPeer.connect(hub.port)
+    peer = await peers()
     assert (await peer.handshake(creds["bridge_id"], creds["secret"]))[1]["code"] == "auth_failed"
 
 
-async def test_bridge_keys_are_stored_encrypted(app, hub):
+async def test_bridge_keys_are_stored_encrypted(peers, app, hub):
     _, creds = await provisioned(app)
     doc = await app.db.bridges.find_one({"_id": creds["bridge_id"]})
     key = p.derive_key(creds["secret"])
@@ -95,23 +95,23 @@ async def test_bridge_keys_are_stored_encrypted(app, hub):
 
 # -- hostile and broken peers -----------------------------------------------------------------------
 
-async def test_unauthenticated_socket_is_closed_after_the_deadline(app, hub):
-    peer = await RawPeer.connect(hub.port)
+async def test_unauthenticated_socket_is_closed_after_the_deadline(peers, app, hub):
+    peer = await peers()
     frames = await peer.closed(timeout=3)
     assert frames[-1]["code"] == "auth_timeout"
 
 
-async def test_anything_but_hello_first_is_refused(app, hub):
-    peer = await RawPeer.connect(hub.port)
+async def test_anything_but_hello_first_is_refused(peers, app, hub):
+    peer = await peers()
     peer.send(p.message(p.SCAN, id="x", text="ok:1", direction="in"))
     assert (await peer.closed())[-1]["code"] == "not_authenticated"
 
 
-async def test_garbage_unknown_and_oversized_frames_do_not_disturb_other_bridges(app, hub):
+async def test_garbage_unknown_and_oversized_frames_do_not_disturb_other_bridges(peers, app, hub):
     c, creds = await provisioned(app)
     other = await app.gate_events.provision(c.id, c.gates["u1-1"], c.staff["admin"])
-    bad = await connected_peer(hub, creds)
-    good = await connected_peer(hub, other)
+    bad = await connected_peer(peers, creds)
+    good = await connected_peer(peers, other)
     bad.send_raw(struct.pack(">I", 3) + b"\xc1\xc1\xc1")  # framed, but not a payload
     assert (await bad.expect(p.ERROR))["code"] == "bad_frame"
     bad.send(p.message("teleport", to="mars"))
@@ -126,16 +126,16 @@ async def test_garbage_unknown_and_oversized_frames_do_not_disturb_other_bridges
     assert (await good.expect(p.EVENTS_ACK))["upto"] == 1
 
 
-async def test_a_slow_partial_frame_is_timed_out(app, hub):
+async def test_a_slow_partial_frame_is_timed_out(peers, app, hub):
     _, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     peer.send_raw(struct.pack(">I", 100) + b"abc")  # never finished
     assert (await peer.closed())[-1]["code"] == "read_timeout"
 
 
-async def test_a_flooding_bridge_is_rate_limited(app, hub):
+async def test_a_flooding_bridge_is_rate_limited(peers, app, hub):
     _, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     for _ in range(150):  # burst is 100
         peer.send(p.message(p.HEARTBEAT, t=1.0))
     assert (await peer.expect(p.ERROR))["code"] == "rate_limited"
@@ -143,10 +143,10 @@ async def test_a_flooding_bridge_is_rate_limited(app, hub):
 
 # -- heartbeats and presence ----------------------------------------------------------------------
 
-async def test_silent_bridge_goes_offline_after_three_heartbeats(app, hub):
+async def test_silent_bridge_goes_offline_after_three_heartbeats(peers, app, hub):
     c, creds = await provisioned(app)
     bridge_id = creds["bridge_id"]
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     assert (await peer.expect(p.HEARTBEAT))["t"] > 0  # the hub beats; we stay silent
     frames = await peer.closed(timeout=10 * HEARTBEAT)
     assert frames[-1]["code"] == "heartbeat_lost"
@@ -157,9 +157,9 @@ async def test_silent_bridge_goes_offline_after_three_heartbeats(app, hub):
     assert kinds.count("online") == 1 and kinds.count("offline") == 1
 
 
-async def test_clock_drift_reported_by_a_bridge_raises_an_alarm(app, hub):
+async def test_clock_drift_reported_by_a_bridge_raises_an_alarm(peers, app, hub):
     c, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     peer.send(p.message(p.HEARTBEAT, t=1.0, drift=3.5))
     conn = hub.connections[creds["bridge_id"]]
     await hub.wait(lambda: conn.drift_alarm and hub.idle)
@@ -168,9 +168,9 @@ async def test_clock_drift_reported_by_a_bridge_raises_an_alarm(app, hub):
 
 # -- events -------------------------------------------------------------------------------------------
 
-async def test_events_are_stored_once_and_alarms_raised_once(app, hub):
+async def test_events_are_stored_once_and_alarms_raised_once(peers, app, hub):
     c, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     batch = [{"seq": 1, "type": "door_opened", "at": 10.0},
              {"seq": 2, "type": "door_forced", "at": 11.0},
              {"seq": 3, "type": "door_closed", "at": 12.0}]
@@ -226,9 +226,9 @@ async def test_remote_open_of_an_offline_gate_is_504_gate_offline(app, hub, api_
     assert (reply.status, reply.error["code"]) == (504, "gate_offline")
 
 
-async def test_remote_open_without_any_ack_is_504_no_ack(app, hub, api_client):
+async def test_remote_open_without_any_ack_is_504_no_ack(peers, app, hub, api_client):
     c, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)  # authenticates, then ignores commands
+    peer = await connected_peer(peers, creds)  # authenticates, then ignores commands
     reply = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
                                   {"reason": "test", "wait": 0.3}, token=c.tokens["admin"])
     assert (reply.status, reply.error["code"]) == (504, "no_ack")
@@ -245,16 +245,16 @@ async def test_remote_open_needs_a_reason_and_the_right_role(app, hub, api_clien
     assert reply.status == 403
 
 
-async def test_queued_open_is_delivered_on_reconnect_but_never_after_its_ttl(app, hub, api_client):
+async def test_queued_open_is_delivered_on_reconnect_but_never_after_its_ttl(peers, app, hub, api_client):
     c, creds = await provisioned(app)
-    first = await connected_peer(hub, creds)
+    first = await connected_peer(peers, creds)
     opening = asyncio.create_task(api_client.post(
         f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
         token=c.tokens["admin"]))
     command = await first.expect(p.OPEN)
     first.close()  # the link drops before the bridge acknowledged
     await hub.wait(lambda: creds["bridge_id"] not in hub.connections)
-    second = await connected_peer(hub, creds)
+    second = await connected_peer(peers, creds)
     again = await second.expect(p.OPEN)  # still queued: delivered to the new session
     assert again["id"] == command["id"]
     second.send(p.message(p.ACK, id=command["id"], level=p.RECEIVED))
@@ -267,7 +267,7 @@ async def test_queued_open_is_delivered_on_reconnect_but_never_after_its_ttl(app
     key = f"gate:pending:{creds['bridge_id']}"
     await app.redis.hset(key, "old", '{"cmd": {"op": "open", "id": "old", "issued_at": %f, "ttl": 5},'
                          ' "origin": "x"}' % (app.clock.time() - 6))
-    third = await connected_peer(hub, creds)
+    third = await connected_peer(peers, creds)
     await third.expect(p.CONFIG)
     assert not await app.redis.hexists(key, "old")
 
@@ -291,9 +291,9 @@ async def test_resident_opens_gates_covering_their_room_a_few_times_a_minute(app
 
 # -- HTTP: gate list, rules push, alarms -----------------------------------------------------------------
 
-async def test_gate_list_shows_live_status_and_rule_changes_reach_the_bridge(app, hub, api_client):
+async def test_gate_list_shows_live_status_and_rule_changes_reach_the_bridge(peers, app, hub, api_client):
     c, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     first = await peer.expect(p.CONFIG)
     peer.send(p.message(p.CONFIG_ACK, version=first["version"]))
     gates = (await api_client.get(f"/api/communities/{c.id}/gates", token=c.tokens["security"])).body
@@ -306,9 +306,9 @@ async def test_gate_list_shows_live_status_and_rule_changes_reach_the_bridge(app
     assert pushed["rules"]["mode"] == "locked" and pushed["version"] != first["version"]
 
 
-async def test_alarms_are_acknowledged_then_closed_with_notes(app, hub, api_client):
+async def test_alarms_are_acknowledged_then_closed_with_notes(peers, app, hub, api_client):
     c, creds = await provisioned(app)
-    peer = await connected_peer(hub, creds)
+    peer = await connected_peer(peers, creds)
     peer.send(p.message(p.EVENTS, items=[{"seq": 1, "type": "tamper", "at": 5.0}]))
     await peer.expect(p.EVENTS_ACK)
     base = f"/api/communities/{c.id}/alarms"
