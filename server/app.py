@@ -122,7 +122,6 @@ class XiaoquApp(tornado.web.Application):
         await self.sla_watcher.stop()
         await self.feed_hub.close()
         await self.wechat.close()
-        # A client built on an explicit pool leaves the pool open unless told to close it.
         await self.redis.aclose()
         await self.mongo.close()
 
