@@ -45,6 +45,8 @@ class ApiSpec:
     audience: str | None = None  # "staff" or "resident" when only one kind may call
     public: bool = False
     content_type: str = "application/json"
+    # media types accepted as a raw file body (the handler reads it itself)
+    uploads: tuple[str, ...] = ()
 
 
 def api(summary: str, **options):

@@ -12,6 +12,7 @@ from models.importer import FORMATS, XLSX_MIME
 Format = Literal[FORMATS]
 # Content-Type / file extension -> format hint; anything else is recognised by its content.
 TYPE_HINTS = {XLSX_MIME: "xlsx", "text/csv": "csv", "application/csv": "csv"}
+UPLOADS = (XLSX_MIME, "text/csv", "multipart/form-data")
 
 
 class ImportQuery(BaseModel):
@@ -44,7 +45,7 @@ class ImportReport(BaseModel):
 class ImportsHandler(APIHandler):
     @api("Import rooms and residents: send the .xlsx or .csv file as the request body "
          "(raw, or as the single file of a multipart form)",
-         query=ImportQuery, response=ImportReport, permission="import")
+         query=ImportQuery, response=ImportReport, permission="import", uploads=UPLOADS)
     async def post(self, community_id):
         data, hint = self._upload()
         report = await self.app.imports.run(community_id, data, self.query.format or hint,

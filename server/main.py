@@ -50,6 +50,10 @@ async def serve(demo: bool) -> None:
         gate_hub = await start_gate_hub(app)
         print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"
               f"  readiness: http://127.0.0.1:{settings.http_port}/readyz", flush=True)
+        if overrides:
+            # so operator tools (e.g. scripts.import_residents) can reach the embedded stores
+            print("  stores: " + " ".join(f"{k.upper()}={v}" for k, v in overrides.items()
+                                          if k != "wechat_base_url"), flush=True)
         if demo:
             print(logins, flush=True)
 

@@ -73,6 +73,13 @@ def _operation(template: str, handler: type, method: str, spec: ApiSpec, schemas
     if spec.body:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": schemas.ref(spec.body)}}}
+    if spec.uploads:
+        op["requestBody"] = {"required": True, "content": {
+            media: {"schema": {"type": "string", "contentMediaType": media}}
+            if media != "multipart/form-data" else
+            {"schema": {"type": "object", "properties": {"file": {"type": "string",
+                                                                  "format": "binary"}}}}
+            for media in spec.uploads}}
     if spec.permission:
         op["description"] = f"Needs `{spec.permission}` in the community."
     op["security"] = [] if spec.public else [{"bearer": []}]

@@ -1,0 +1,185 @@
+"""The pass token: a compact payload, signed with Ed25519, encoded in Base45.
+
+Shared by the server (which signs) and the gate bridge (which verifies offline),
+so it imports only the standard library, `cryptography` and `base45`.
+`docs/passes.md` is the specification; keep the two in step.
+
+    token    = Base45(payload || signature)            QR alphanumeric mode
+    signed   = b"XQP1" || community id (12 bytes) || payload
+    payload  = fixed 37-byte header || scope entries   (layout below, big-endian)
+
+Binding the full community id into the signature (not just the 4-byte tag the
+payload carries) means a tag collision between two communities can never let a
+code of one open a gate of the other.
+"""
+
+import base64
+import functools
+import hashlib
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import base45
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+VERSION = 1
+CONTEXT = b"XQP1"
+SIGNATURE_BYTES = 64
+NONCE_BYTES = 6
+ID_BYTES = 12
+# version, kind, key id, not_before, expires, nonce, community tag, subject,
+# max entries, hours start, hours end, scope count
+HEADER = struct.Struct(">BBBII6s4s12sBBBB")
+QUARTERS_PER_DAY = 96
+MAX_SCOPE_ENTRY = 32
+
+KINDS = {1: "resident", 2: "visitor", 3: "worker", 4: "staff"}
+KIND_CODES = {name: code for code, name in KINDS.items()}
+# Kinds whose scope lists place paths (gate must cover one); the others list gate codes.
+PLACE_SCOPED = frozenset({"resident", "staff"})
+
+
+class MalformedToken(ValueError):
+    """The text is not a well-formed version-1 token (any structural problem)."""
+
+
+@dataclass(frozen=True)
+class Payload:
+    kind: str
+    key_id: int
+    not_before: int
+    expires: int
+    nonce: bytes
+    community_tag: bytes
+    subject: bytes
+    max_entries: int = 0  # 0 = unlimited
+    hours: tuple[int, int] = (0, QUARTERS_PER_DAY)  # daily window in quarter hours, local time
+    scope: tuple[str, ...] = ()
+
+    @property
+    def subject_id(self) -> str:
+        return self.subject.hex()
+
+    def pack(self) -> bytes:
+        entries = [s.encode() for s in self.scope]
+        if any(not 0 <= len(e) <= MAX_SCOPE_ENTRY for e in entries) or len(entries) > 255:
+            raise ValueError("scope entries must be at most 32 bytes, at most 255 of them")
+        head = HEADER.pack(VERSION, KIND_CODES[self.kind], self.key_id, self.not_before,
+                           self.expires, self.nonce, self.community_tag, self.subject,
+                           self.max_entries, self.hours[0], self.hours[1], len(entries))
+        return head + b"".join(bytes([len(e)]) + e for e in entries)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> "Payload":
+        if len(data) < HEADER.size:
+            raise MalformedToken("payload too short")
+        (version, kind, key_id, not_before, expires, nonce, tag, subject, max_entries,
+         start, end, count) = HEADER.unpack_from(data)
+        if version != VERSION:
+            raise MalformedToken(f"unsupported version {version}")
+        if kind not in KINDS:
+            raise MalformedToken(f"unknown kind {kind}")
+        if not (start < QUARTERS_PER_DAY and 0 < end <= QUARTERS_PER_DAY and start != end):
+            raise MalformedToken("bad hours")
+        if expires <= not_before:
+            raise MalformedToken("expires before it starts")
+        scope, offset = [], HEADER.size
+        for _ in range(count):
+            if offset >= len(data):
+                raise MalformedToken("scope truncated")
+            size = data[offset]
+            entry = data[offset + 1: offset + 1 + size]
+            if len(entry) != size or size > MAX_SCOPE_ENTRY:
+                raise MalformedToken("scope entry truncated")
+            try:
+                scope.append(entry.decode())
+            except UnicodeDecodeError:
+                raise MalformedToken("scope entry is not UTF-8") from None
+            offset += 1 + size
+        if offset != len(data):
+            raise MalformedToken("trailing bytes after the scope")
+        return cls(KINDS[kind], key_id, not_before, expires, nonce, tag, subject, max_entries,
+                   (start, end), tuple(scope))
+
+
+def community_bytes(community_id: str) -> bytes:
+    """The 12-byte community id (its API form is these bytes in hex)."""
+    raw = bytes.fromhex(community_id)
+    if len(raw) != ID_BYTES:
+        raise ValueError("a community id is 24 hex digits")
+    return raw
+
+
+@functools.lru_cache(maxsize=1024)
+def community_tag(community_id: str) -> bytes:
+    return hashlib.sha256(community_bytes(community_id)).digest()[:4]
+
+
+def signed_message(community_id: str, payload_bytes: bytes) -> bytes:
+    return CONTEXT + community_bytes(community_id) + payload_bytes
+
+
+def sign(payload: Payload, community_id: str, private_key: Ed25519PrivateKey) -> str:
+    """The token text for `payload`, issued in `community_id`."""
+    data = payload.pack()
+    signature = private_key.sign(signed_message(community_id, data))
+    return base45.b45encode(data + signature).decode("ascii")
+
+
+def split(token_text: str) -> tuple[Payload, bytes, bytes]:
+    """(payload, payload bytes, signature) of a token, not yet verified. Raises MalformedToken."""
+    try:
+        raw = base45.b45decode(token_text.strip())
+    except (ValueError, TypeError, UnicodeError) as exc:
+        raise MalformedToken(f"not Base45: {exc}") from None
+    if len(raw) < HEADER.size + SIGNATURE_BYTES:
+        raise MalformedToken("token too short")
+    data, signature = raw[:-SIGNATURE_BYTES], raw[-SIGNATURE_BYTES:]
+    return Payload.unpack(data), data, signature
+
+
+def signature_valid(public_key: Ed25519PublicKey, community_id: str, data: bytes,
+                    signature: bytes) -> bool:
+    try:
+        public_key.verify(signature, signed_message(community_id, data))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def publish_key(key: Ed25519PublicKey) -> str:
+    """A public key as published to bridges: standard Base64 of the 32 raw bytes."""
+    return base64.b64encode(raw_public_key(key)).decode("ascii")
+
+
+@functools.lru_cache(maxsize=256)
+def _load_public(raw: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key(value: "Ed25519PublicKey | bytes | str") -> Ed25519PublicKey:
+    """A public key from an object, its 32 raw bytes, or their Base64 (the config push form)."""
+    if isinstance(value, Ed25519PublicKey):
+        return value
+    raw = base64.b64decode(value, validate=True) if isinstance(value, str) else bytes(value)
+    return _load_public(raw)
+
+
+def find_key(keys: Mapping, key_id: int) -> Ed25519PublicKey | None:
+    """Look a key id up in {id: key}, where ids may be ints or (from JSON) strings."""
+    value = keys.get(key_id)
+    if value is None:
+        value = keys.get(str(key_id))
+    if value is None:
+        return None
+    try:
+        return public_key(value)
+    except ValueError:  # a corrupt published key cannot verify anything
+        return None

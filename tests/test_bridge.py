@@ -1,0 +1,222 @@
+"""The bridge program over real sockets: against a scripted hub (to check the bridge's own
+rules) and against the real hub, including one killed with SIGKILL mid-stream."""
+
+import asyncio
+import contextlib
+import socket
+import time
+
+import pytest
+import pytest_asyncio
+
+from gate_bridge import protocol as p
+from gate_bridge import wire
+from tests.builders import make_community
+from tests.gate_fixtures import HubProcess, start_sim_bridge
+
+pytestmark = pytest.mark.asyncio
+
+SECRET = p.new_secret()
+
+
+class ScriptedHub:
+    """The server side of the protocol, driven frame by frame by the test."""
+
+    def __init__(self, secret: str = SECRET, replay_challenge: dict | None = None):
+        self.key = p.derive_key(secret)
+        self.replay_challenge = replay_challenge
+        self.sessions: asyncio.Queue = asyncio.Queue()
+        self.challenges: list[dict] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.server.close()
+        self.server.close_clients()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader, writer) -> None:
+        hello, _ = await wire.read_frame(reader)
+        nonce, sn = p.as_bytes(hello["nonce"], "nonce"), p.new_nonce()
+        challenge = self.replay_challenge or p.message(
+            p.CHALLENGE, v=1, nonce=sn, proof=p.server_proof(self.key, hello["bridge"], nonce, sn))
+        self.challenges.append(challenge)
+        writer.write(wire.encode(challenge))
+        await self.sessions.put(Session(reader, writer, hello))
+
+
+class Session:
+    def __init__(self, reader, writer, hello):
+        self.reader, self.writer, self.hello = reader, writer, hello
+
+    def send(self, msg: dict) -> None:
+        self.writer.write(wire.encode(msg))
+
+    async def recv(self, op: str | None = None, timeout: float = 3.0) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                msg, _ = await wire.read_frame(self.reader)
+                if op is None or msg["op"] == op:
+                    return msg
+
+    async def accept(self) -> None:
+        """Expect auth, answer welcome."""
+        await self.recv(p.AUTH)
+        self.send(p.message(p.WELCOME, time=time.time(), heartbeat=0.2, config_version=None))
+
+    def open(self, command_id: str, issued_at: float | None = None) -> None:
+        self.send(p.message(p.OPEN, id=command_id, door=0, pulse_ms=50,
+                            issued_at=time.time() if issued_at is None else issued_at, ttl=5))
+
+    async def acks(self, command_id: str, count: int) -> list[dict]:
+        return [await self.recv(p.ACK) for _ in range(count)]
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@pytest_asyncio.fixture
+async def scripted():
+    hubs = []
+
+    async def start(**kw) -> tuple[ScriptedHub, int]:
+        hubs.append(ScriptedHub(**kw))
+        return hubs[-1], await hubs[-1].start()
+    yield start
+    for h in hubs:
+        await h.stop()
+
+
+@pytest_asyncio.fixture
+async def bridges(tmp_path):
+    started = []
+
+    async def start(port: int, bridge_id: str = "br-test", secret: str = SECRET, **kw):
+        started.append(await start_sim_bridge(tmp_path, port, bridge_id, secret, **kw))
+        return started[-1]
+    yield start
+    for sim in started:
+        await sim.stop()
+
+
+async def test_bridge_refuses_a_server_that_cannot_prove_the_key(scripted, bridges):
+    fake, port = await scripted(secret=p.new_secret())
+    sim = await bridges(port)
+    session = await fake.sessions.get()
+    with pytest.raises(asyncio.IncompleteReadError):
+        await session.recv()  # the bridge hangs up instead of sending its proof
+    assert sim.bridge.sessions == 0
+
+
+async def test_bridge_refuses_a_replayed_challenge(scripted, bridges):
+    real, port = await scripted()
+    sim = await bridges(port)
+    first = await real.sessions.get()
+    await first.accept()
+    await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+    # A man in the middle answers the next hello with the challenge recorded before.
+    fake, port2 = await scripted(replay_challenge=real.challenges[0])
+    sim.bridge.config.port = port2
+    first.close()
+    session = await fake.sessions.get()
+    with pytest.raises(asyncio.IncompleteReadError):
+        await session.recv()
+    assert sim.bridge.sessions == 1
+
+
+async def test_an_open_delivered_late_is_refused_and_not_acted_on(scripted, bridges):
+    fake, port = await scripted()
+    sim = await bridges(port)
+    session = await fake.sessions.get()
+    await session.accept()
+    session.open("late", issued_at=time.time() - 6)
+    [ack] = await session.acks("late", 1)
+    assert (ack["level"], ack["reason"]) == (p.REFUSED, "expired")
+    assert sim.relay.pulses == 0
+
+
+async def test_a_command_id_is_acted_on_once(scripted, bridges):
+    fake, port = await scripted()
+    sim = await bridges(port)
+    session = await fake.sessions.get()
+    await session.accept()
+    session.open("c1")
+    assert [a["level"] for a in await session.acks("c1", 3)] == ["received", "actuated", "opened"]
+    session.open("c1")  # the hub resends (say, after a reconnect): report, do not act
+    [dup] = await session.acks("c1", 1)
+    assert dup["duplicate"] and dup["level"] == p.OPENED
+    assert sim.relay.pulses == 1
+
+
+async def test_events_are_replayed_after_a_reconnect_until_acknowledged(scripted, bridges):
+    fake, port = await scripted()
+    sim = await bridges(port)
+    first = await fake.sessions.get()
+    await first.accept()
+    for i in range(3):
+        sim.bridge.record("door_opened", n=i)
+    batch = await first.recv(p.EVENTS)
+    seqs = [e["seq"] for e in batch["items"]]
+    while len(seqs) < 3:
+        seqs += [e["seq"] for e in (await first.recv(p.EVENTS))["items"]]
+    first.send(p.message(p.EVENTS_ACK, upto=seqs[0]))  # only the first made it
+    await sim.bridge.wait(lambda: sim.bridge.store.acked_seq == seqs[0])
+    first.close()  # link drops: the bridge backs off and dials again
+    second = await fake.sessions.get()
+    assert second.hello["last_seq"] == seqs[0]
+    await second.accept()
+    replayed = await second.recv(p.EVENTS)
+    assert [e["seq"] for e in replayed["items"]] == seqs[1:]
+    second.send(p.message(p.EVENTS_ACK, upto=seqs[-1]))
+    await sim.bridge.wait(lambda: sim.bridge.store.count == 0)
+
+
+async def test_a_server_that_does_not_answer_a_scan_in_budget_is_decided_offline(scripted, bridges):
+    fake, port = await scripted()
+    sim = await bridges(port, decision_budget=0.05)
+    session = await fake.sessions.get()
+    await session.accept()
+    await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+    outcome = await sim.bridge.handle_scan("garbage-code")
+    assert outcome["source"] == "bridge" and not outcome["allow"]
+    scan = await session.recv(p.SCAN)
+    assert scan["text"] == "garbage-code"
+
+
+# -- against the real hub, killed with SIGKILL mid-stream --------------------------------------------
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app, settings, bridges):
+    c = await make_community(app, "k1")
+    creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
+    port = free_port()
+    first = HubProcess(settings, port)
+    second = None
+    try:
+        await first.ready()
+        sim = await bridges(port, creds["bridge_id"], creds["secret"])
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1, timeout=10)
+        produced = [sim.bridge.record("door_opened", n=i) for i in range(200)]
+        # Some acknowledged, some in flight: now the hub dies without a word.
+        await sim.bridge.wait(lambda: sim.bridge.store.acked_seq >= 20, timeout=10)
+        first.kill()
+        produced += [sim.bridge.record("door_closed", n=i) for i in range(100)]
+        second = HubProcess(settings, port)
+        await second.ready()
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0,
+                              timeout=15)
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+    stored = await app.db.gate_events.find(
+        {"bridge": creds["bridge_id"], "seq": {"$ne": None}}).to_list(None)
+    assert sorted(e["seq"] for e in stored) == produced  # each once, none missing
+    assert len(stored) == 300
