@@ -20,7 +20,7 @@ import uuid
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from gate_bridge.decision import GateInfo, decide
+from gate_bridge.decision import DEFAULT_SKEW, GateInfo, decide
 
 log = logging.getLogger("gate_bridge")
 
@@ -260,7 +260,8 @@ class Bridge:
     async def _on_config(self, msg: dict) -> None:
         nonces = msg.get("nonces") or []
         self.store.add_used([(p.as_bytes(n, "nonce"), e) for n, e in nonces])
-        config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules")}
+        config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules",
+                                           "skew_seconds")}
         self.store.save_config(config)
         mode = (config.get("rules") or {}).get("mode", "normal")
         if mode != self.mode:
@@ -418,7 +419,8 @@ class Bridge:
             allow, reason = False, "no_config"
         else:
             decision = decide(text, gate_info(config["gate"]), self.server_now(),
-                              config["keys"], set(config.get("revoked") or ()), self.store)
+                              config["keys"], set(config.get("revoked") or ()), self.store,
+                              direction=direction, skew=config.get("skew_seconds") or DEFAULT_SKEW)
             allow, reason = decision.allow, decision.reason
             if allow and self.mode == "locked":
                 allow, reason = False, "locked"

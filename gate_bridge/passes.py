@@ -105,6 +105,24 @@ class Payload:
                    (start, end), tuple(scope))
 
 
+# Payload bytes that keep a token within QR version 7 at level M (178 alphanumeric
+# characters = 118 bytes of Base45, less the signature).
+QR_PAYLOAD_BUDGET = 118 - SIGNATURE_BYTES
+
+
+def fit_scope(paths: tuple[str, ...]) -> tuple[str, ...]:
+    """Place paths for a code: as given if they fit the QR budget, else widened to their
+    units, then buildings. Widening only loses gates covering a single room, never adds any:
+    a gate covering a unit covers the unit path."""
+    scope = tuple(sorted(set(paths)))
+    while HEADER.size + sum(1 + len(p.encode()) for p in scope) > QR_PAYLOAD_BUDGET:
+        shorter = tuple(sorted({p.rsplit("-", 1)[0] for p in scope}))
+        if shorter == scope:
+            break
+        scope = shorter
+    return scope
+
+
 def community_bytes(community_id: str) -> bytes:
     """The 12-byte community id (its API form is these bytes in hex)."""
     raw = bytes.fromhex(community_id)
@@ -132,7 +150,7 @@ def sign(payload: Payload, community_id: str, private_key: Ed25519PrivateKey) ->
 def split(token_text: str) -> tuple[Payload, bytes, bytes]:
     """(payload, payload bytes, signature) of a token, not yet verified. Raises MalformedToken."""
     try:
-        raw = base45.b45decode(token_text.strip())
+        raw = base45.b45decode(token_text.strip("\r\n"))  # spaces are Base45 digits
     except (ValueError, TypeError, UnicodeError) as exc:
         raise MalformedToken(f"not Base45: {exc}") from None
     if len(raw) < HEADER.size + SIGNATURE_BYTES:

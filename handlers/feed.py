@@ -1,8 +1,9 @@
 """The staff live feed over a WebSocket: new tickets, assignments, urges, SLA escalations.
 
 Connect to /api/communities/{id}/feed with `?token=<access token>` (or an
-Authorization: Bearer header, or send `{"token": "..."}` as the first message within 10 s), `device=<name>` and, when
-reconnecting, `last_id=<id of the last event seen>`: the events missed since are
+Authorization: Bearer header, or send `{"token": "..."}` as the first message
+within 10 s), `device=<name>` and, when reconnecting, `last_id=<id of the last
+event seen>`: the events missed since are
 sent first, then `{"type": "feed.ready", "last_id": ...}`, then live events as
 they happen in any server process. A second connection from the same device
 replaces the first (close code 4000). Auth failures close with 4401/4403/4404.

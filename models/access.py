@@ -43,9 +43,19 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "alarms.read": frozenset({"admin", "manager", "security"}),
     "alarms.manage": frozenset({"admin", "manager", "security"}),
     "access_log.read": frozenset({"admin", "manager", "security"}),
+    # Passes (models/passes.py): every staff member may show a staff code; residents
+    # get their room code and manage their own invitations.
+    "passes.code": ALL_STAFF,
+    "invitations.manage": frozenset(),
+    "passes.read": frozenset({"admin", "manager", "customer_service", "security"}),
+    "passes.issue": frozenset({"admin", "manager", "customer_service"}),
+    "passes.walkin": frozenset({"admin", "manager", "security"}),
+    "passes.revoke": frozenset({"admin", "manager", "customer_service", "security"}),
+    "gates.check": frozenset({"admin", "manager", "security"}),
 }
 RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
-                                  "tickets.read", "tickets.create", "gates.open"})
+                                  "tickets.read", "tickets.create", "gates.open",
+                                  "passes.code", "invitations.manage"})
 
 
 @dataclass(frozen=True)

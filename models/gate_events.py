@@ -265,9 +265,10 @@ class GateEventManager:
     @staticmethod
     def bridge_config(gate: dict, base: dict) -> dict:
         """The versioned config push for one gate: the passes' keys/revocations plus gate rules."""
-        content = {**base,
-                   "gate": {"community_id": str(gate["community_id"]), "gate_id": str(gate["_id"]),
-                            "code": gate["code"], "kind": gate["kind"], "covers": gate["covers"]},
-                   "rules": gate_rules(gate)}
+        info = {"community_id": str(gate["community_id"]), "gate_id": str(gate["_id"]),
+                "code": gate["code"], "kind": gate["kind"], "covers": gate["covers"]}
+        if "utc_offset_minutes" in base:  # worker-pass hours are local time at the gate
+            info["utc_offset_minutes"] = base["utc_offset_minutes"]
+        content = {**base, "gate": info, "rules": gate_rules(gate)}
         canonical = json.dumps(content, sort_keys=True, default=repr).encode()
         return {**content, "version": hashlib.sha256(canonical).hexdigest()[:16]}

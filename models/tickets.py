@@ -28,7 +28,8 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from models import sla
 from models.access import Principal, permitted
 from models.common import object_id
-from models.errors import Conflict, Forbidden, Invalid, NotFound, RateLimited, Unprocessable
+from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
+    Unprocessable
 from models.photos import process_upload
 
 log = logging.getLogger("xiaoqu.tickets")
@@ -479,24 +480,30 @@ class TicketManager:
             await self.notifier.tell_resident(ticket, word, text)
 
     async def _worker_pass(self, action: str, before: dict, ticket: dict) -> None:
-        """In-room work: a door pass for the assigned worker's visit window, while it lasts."""
-        issue = getattr(self.passes, "issue_worker_pass", None)
-        revoke = getattr(self.passes, "revoke_worker_pass", None)
-        if issue is None or revoke is None or self.quiet:
+        """In-room work: a door pass for the assigned worker's visit window, while it lasts.
+
+        The ticket's change is already made: a pass that cannot be issued or revoked
+        is logged, not turned into a failed request.
+        """
+        if self.passes is None or self.quiet:
             return
+        cid = str(ticket["community_id"])
         old = before.get("worker_pass_id")
-        if old and (action in ("reassign", "return", "resolve", "cancel")):
-            await revoke(str(ticket["community_id"]), old)
-            await self.db.tickets.update_one({"_id": ticket["_id"]}, {"$set": {"worker_pass_id": None}})
-            ticket["worker_pass_id"] = None
         window = ticket.get("appointment")
-        if action in ("assign", "reassign") and window and ticket["area"] == "room":
-            pass_id = await issue(str(ticket["community_id"]), ticket["assignee_id"],
-                                  ticket["place_path"], window["start"], window["end"],
-                                  f"ticket {ticket['_id']}")
-            await self.db.tickets.update_one({"_id": ticket["_id"]},
-                                             {"$set": {"worker_pass_id": pass_id}})
-            ticket["worker_pass_id"] = pass_id
+        try:
+            if old and action in ("reassign", "return", "resolve", "cancel"):
+                await self.passes.revoke_worker_pass(cid, old)
+                await self._set_pass(ticket, None)
+            if action in ("assign", "reassign") and window and ticket["area"] == "room":
+                await self._set_pass(ticket, await self.passes.issue_worker_pass(
+                    cid, ticket["assignee_id"], ticket["place_path"], window["start"],
+                    window["end"], f"ticket {ticket['_id']}"))
+        except DomainError as exc:
+            log.warning("worker pass for ticket %s: %s", ticket["_id"], exc.message)
+
+    async def _set_pass(self, ticket: dict, pass_id: str | None) -> None:
+        await self.db.tickets.update_one({"_id": ticket["_id"]}, {"$set": {"worker_pass_id": pass_id}})
+        ticket["worker_pass_id"] = pass_id
 
     async def _staff_event(self, ticket: dict, kind: str, to: list[str] | None = None,
                            **details) -> None:
@@ -614,7 +621,8 @@ class TicketManager:
             stored.append(full)
             thumb = None
             if item.thumbnail is not None:
-                thumb = await self.photos.put(item.thumbnail, "image/jpeg", {**meta, "thumbnail_of": full})
+                thumb = await self.photos.put(item.thumbnail, "image/jpeg",
+                                              {**meta, "thumbnail_of": full})
                 stored.append(thumb)
             entries.append({"id": full, "thumbnail_id": thumb, "content_type": item.content_type,
                             "stage": stage, "by": principal.id, "at": now,

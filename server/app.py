@@ -16,6 +16,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from handlers.base import NotFoundHandler
+from models.access_log import AccessLog
 from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
@@ -23,6 +24,7 @@ from models.gate_events import GateEventManager
 from models.importer import Importer
 from models.kpi import KpiManager
 from models.notifications import FeedHub, Notifier
+from models.passes import PassManager
 from models.people import ResidentManager, StaffManager
 from models.photos import GridFSPhotoStore
 from models.places import PlaceManager
@@ -33,9 +35,9 @@ from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports", "tickets",
-                   "feed", "gates")
+                   "feed", "gates", "passes")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
-                 "gate_events")
+                 "gate_events", "passes", "access_log")
 
 access_log = logging.getLogger("xiaoqu.access")
 
@@ -65,10 +67,13 @@ class XiaoquApp(tornado.web.Application):
                                  settings.wechat_ticket_template)
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
+        self.access_log = AccessLog(self.db, self.clock)
+        self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
+                                  self.access_log)
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
                                      bindings=self.bindings, notifier=self.notifier,
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
-                                     passes=getattr(self, "passes", None))
+                                     passes=self.passes)
         self.kpi = KpiManager(self.db)
         self.gate_events = GateEventManager(self.db, redis, self.clock, self.places,
                                             settings.gate_secret_key.get_secret_value())
@@ -119,6 +124,7 @@ class XiaoquApp(tornado.web.Application):
                 await self.db[collection].create_indexes(indexes)
 
     async def close(self) -> None:
+        await self.access_log.flush()
         await self.sla_watcher.stop()
         await self.feed_hub.close()
         await self.wechat.close()

@@ -369,7 +369,7 @@ class GateHub:
         if conn.config_version != config["version"]:
             self.push_config(conn, config)
         await self._deliver_pending(conn)
-        await self.pubsub_redis.publish("gate:kick", json.dumps(
+        await self.app.redis.publish("gate:kick", json.dumps(
             {"bridge": conn.bridge, "instance": self.instance}))
         await self.events.status_changed(bridge_doc, online=True)
 
@@ -477,7 +477,7 @@ class GateHub:
         await self.app.access_log.record(
             community_id=str(doc["community_id"]), gate_id=str(doc["gate_id"]),
             direction=data.get("direction", "in"), allow=bool(data.get("allow")),
-            reason=str(data.get("reason")), source="bridge_offline", token_text=data.get("text"),
+            reason=str(data.get("reason")), source="offline", token_text=data.get("text"),
             at=doc["at"])
 
     # -- commands ---------------------------------------------------------------------------------------------
@@ -486,8 +486,9 @@ class GateHub:
                       wait: float) -> dict:
         """Send a command to a gate's bridge and wait for its final acknowledgement.
 
-        Returns {command_id, level, levels, reason}; raises GateTimeout
-        (gate_offline / no_ack). The command is audited either way.
+        `by` is "<staff|resident>:<id>". Returns {command_id, level, levels, reason};
+        raises GateTimeout (gate_offline / no_ack). The command is audited either
+        way; an open that reached the bridge is also an access-log line (source "remote").
         """
         bridge = gate["bridge_id"]
         cmd = p.message(op, id=uuid.uuid4().hex, **fields, issued_at=self.app.clock.time(),
@@ -520,6 +521,13 @@ class GateHub:
         result = {"command_id": cmd["id"], "level": best and best["level"],
                   "levels": [a["level"] for a in waiter.levels], "reason": best and best.get("reason")}
         await self.events.audit_result(cmd["id"], result)
+        if op == p.OPEN and best is not None:
+            kind, _, subject = by.partition(":")
+            released = "actuated" in result["levels"]  # the lock let go, whoever walked through
+            await self.app.access_log.record(
+                str(gate["community_id"]), str(gate["_id"]), "in", source="remote", kind=kind,
+                subject=subject, allow=released,
+                reason="ok" if released else str(best.get("reason") or best["level"]))
         if best is None:
             raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
                               extra={"command_id": cmd["id"]})
@@ -609,17 +617,17 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-async def start_gate_hub(app, port: int | None = None) -> GateHub:
+async def start_gate_hub(app, port: int | None = None, address: str = "") -> GateHub:
     """Start a hub for the app on GATE_PORT (or `port`) and attach it as `app.gate_hub`."""
     settings = app.config
     hub = GateHub(app, HubOptions(heartbeat=settings.gate_heartbeat,
                                   ssl_context=ssl_context(settings.gate_tls_cert, settings.gate_tls_key)))
-    await hub.start(settings.gate_port if port is None else port)
+    await hub.start(settings.gate_port if port is None else port, address)
     app.gate_hub = hub
     return hub
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, address: str) -> None:
     """A hub alone, on the web app's settings (for tests and for running hubs separately)."""
     import signal
 
@@ -629,7 +637,7 @@ async def _serve(port: int) -> None:
     settings = load_settings()
     app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri), connect_redis(settings.redis_url))
     await app.startup()
-    hub = await start_gate_hub(app, port)
+    hub = await start_gate_hub(app, port, address)
     print("READY", hub.port, flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -643,5 +651,7 @@ if __name__ == "__main__":
     import argparse
     parser = argparse.ArgumentParser(prog="python -m server.gate_hub")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--address", default="", help="bind address (default: all)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    asyncio.run(_serve(parser.parse_args().port))
+    args = parser.parse_args()
+    asyncio.run(_serve(args.port, args.address))

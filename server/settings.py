@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(900, ge=1)
 
+    # Passes (docs/passes.md); a community's settings may override the first two.
+    pass_code_seconds: int = Field(60, ge=10, le=3600)
+    invitation_max_days: int = Field(7, ge=1, le=90)
+    pass_skew_seconds: int = Field(5, ge=0, le=120)
+
     @field_validator("jwt_secret")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:

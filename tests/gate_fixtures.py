@@ -14,9 +14,8 @@ import pytest_asyncio
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from gate_bridge.bridge import Bridge, BridgeConfig
-from gate_bridge.drivers import SimulatedDoor, SimulatedRelay, SimulatedScanner
-from gate_bridge.store import Store
+from gate_bridge.bridge import Bridge
+from scripts.simulate_bridges import make_bridge
 from server.gate_hub import GateHub, HubOptions
 
 HEARTBEAT = 0.2  # seconds: heartbeat-loss tests finish well under a second
@@ -119,14 +118,10 @@ class SimBridge:
 
 async def start_sim_bridge(tmp_path, port: int, bridge_id: str, secret: str, *, auto_door=True,
                            **options) -> SimBridge:
-    config = BridgeConfig(bridge_id=bridge_id, secret=secret, port=port, tls=False,
-                          allow_plain=True, store_path=str(tmp_path / f"{bridge_id}.sqlite"),
-                          backoff_base=0.05, backoff_max=0.2, door_open_timeout=0.5,
-                          connect_timeout=2.0, **options)
-    relay = SimulatedRelay()
-    door = SimulatedDoor(relay, auto=auto_door, open_after=0.01, close_after=0.05)
-    bridge = Bridge(config, Store(config.store_path, config.max_events), SimulatedScanner(),
-                    relay, door)
+    options = {"backoff_base": 0.05, "backoff_max": 0.2, "door_open_timeout": 0.5,
+               "connect_timeout": 2.0, **options}
+    bridge = make_bridge(bridge_id, secret, "127.0.0.1", port, tmp_path,
+                         door={"auto": auto_door, "open_after": 0.01, "close_after": 0.05}, **options)
     return SimBridge(bridge, asyncio.create_task(bridge.run()))
 
 
@@ -140,7 +135,8 @@ class HubProcess:
                "GATE_SECRET_KEY": settings.gate_secret_key.get_secret_value(),
                "JWT_SECRET": settings.jwt_secret.get_secret_value(),
                "WECHAT_BASE_URL": settings.wechat_base_url}
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.gate_hub", "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "server.gate_hub", "--port", str(port),
+                                      "--address", "127.0.0.1"],
                                      env=env, stdout=subprocess.PIPE, text=True)
         self.port = None
 
@@ -153,3 +149,4 @@ class HubProcess:
     def kill(self) -> None:
         self.proc.kill()  # SIGKILL: no goodbye, no flush
         self.proc.wait(10)
+        self.proc.stdout.close()

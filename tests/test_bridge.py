@@ -3,15 +3,17 @@ rules) and against the real hub, including one killed with SIGKILL mid-stream.""
 
 import asyncio
 import contextlib
-import socket
 import time
+from datetime import timedelta
 
 import pytest
 import pytest_asyncio
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from tests.builders import make_community
+from models.access import Principal
+from server.gate_hub import GateHub, HubOptions
+from tests.builders import make_community, make_resident
 from tests.gate_fixtures import HubProcess, start_sim_bridge
 
 pytestmark = pytest.mark.asyncio
@@ -27,6 +29,7 @@ class ScriptedHub:
         self.replay_challenge = replay_challenge
         self.sessions: asyncio.Queue = asyncio.Queue()
         self.challenges: list[dict] = []
+        self.writers = []
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -34,10 +37,12 @@ class ScriptedHub:
 
     async def stop(self) -> None:
         self.server.close()
-        self.server.close_clients()
+        for writer in self.writers:
+            writer.close()
         await self.server.wait_closed()
 
     async def _serve(self, reader, writer) -> None:
+        self.writers.append(writer)
         hello, _ = await wire.read_frame(reader)
         nonce, sn = p.as_bytes(hello["nonce"], "nonce"), p.new_nonce()
         challenge = self.replay_challenge or p.message(
@@ -187,20 +192,13 @@ async def test_a_server_that_does_not_answer_a_scan_in_budget_is_decided_offline
 
 # -- against the real hub, killed with SIGKILL mid-stream --------------------------------------------
 
-def free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app, settings, bridges):
     c = await make_community(app, "k1")
     creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
-    port = free_port()
-    first = HubProcess(settings, port)
+    first = HubProcess(settings)
     second = None
     try:
-        await first.ready()
+        port = await first.ready()
         sim = await bridges(port, creds["bridge_id"], creds["secret"])
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1, timeout=10)
         produced = [sim.bridge.record("door_opened", n=i) for i in range(200)]
@@ -220,3 +218,39 @@ async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app
         {"bridge": creds["bridge_id"], "seq": {"$ne": None}}).to_list(None)
     assert sorted(e["seq"] for e in stored) == produced  # each once, none missing
     assert len(stored) == 300
+
+
+# -- offline decisions with the real verifier's rules ----------------------------------------------
+
+async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_replayed_later(
+        app, bridges):
+    c = await make_community(app, "o1")
+    creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
+    codes = {}
+    for name, room in (("ok", "1-1-101"), ("gone", "1-1-102")):
+        rid, _ = await make_resident(app, c, name, room=room)
+        principal = Principal("resident", rid, await app.bindings.roles(rid))
+        codes[name] = ((await app.passes.resident_code(principal, c.id))["token"], rid)
+    await app.passes.revoke(c.id, codes["gone"][1], app.clock.now() + timedelta(days=1),
+                            "moved out", c.staff["admin"])
+    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    port = await hub.start(0, "127.0.0.1")
+    sim = await bridges(port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: (sim.bridge.store.config() or {}).get("revoked"))
+        await hub.stop()  # the network is down
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        outcomes = [await sim.bridge.handle_scan(text) for text in
+                    (codes["ok"][0], codes["ok"][0], codes["gone"][0])]
+        assert [(o["source"], o["allow"], o["reason"]) for o in outcomes] == [
+            ("bridge", True, "ok"), ("bridge", False, "replayed"), ("bridge", False, "revoked")]
+        assert sim.relay.pulses == 1
+        hub = GateHub(app, HubOptions(heartbeat=0.2))  # the network is back
+        await hub.start(port, "127.0.0.1")
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0)
+        await hub.wait(lambda: hub.idle)
+    finally:
+        await hub.stop()
+    page = await app.access_log.query(c.id, gate_id=c.gates["main"])
+    assert sorted((e["source"], e["result"], e["reason"]) for e in page["items"]) == [
+        ("offline", "allow", "ok"), ("offline", "deny", "replayed"), ("offline", "deny", "revoked")]

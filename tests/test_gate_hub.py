@@ -6,6 +6,7 @@ import struct
 import pytest
 
 from gate_bridge import protocol as p
+from models.access import Principal
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import HEARTBEAT, RawPeer, start_sim_bridge  # noqa: F401
@@ -338,3 +339,28 @@ async def test_provisioning_shows_the_secret_once_to_office_staff(app, hub, api_
     gate = (await api_client.get(f"/api/communities/{c.id}/gates/{c.gates['main']}",
                                  token=c.tokens["admin"])).body
     assert gate["bridge_id"] == reply.body["bridge_id"] and "secret" not in gate
+
+
+# -- scans through the real verifier -------------------------------------------------------------------
+
+async def test_scan_allow_opens_the_door_and_deny_does_not(app, hub, tmp_path):
+    c, creds = await provisioned(app)
+    rid, _ = await make_resident(app, c, "zhao", room="1-1-101")
+    principal = Principal("resident", rid, await app.bindings.roles(rid))
+    code = (await app.passes.resident_code(principal, c.id))["token"]
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"],
+                                 decision_budget=3.0)
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        assert await sim.bridge.handle_scan(code) == {"source": "server", "allow": True, "reason": "ok"}
+        await sim.bridge.wait(lambda: sim.relay.pulses == 1)
+        again = await sim.bridge.handle_scan(code)
+        assert again == {"source": "server", "allow": False, "reason": "replayed"}
+        garbage = await sim.bridge.handle_scan("HELLO-NOT-A-CODE")
+        assert (garbage["allow"], garbage["reason"]) == (False, "malformed")
+        assert sim.relay.pulses == 1
+    finally:
+        await sim.stop()
+    page = await app.access_log.query(c.id, gate_id=c.gates["main"])
+    assert [(e["result"], e["reason"]) for e in page["items"]] == [
+        ("deny", "malformed"), ("deny", "replayed"), ("allow", "ok")]

@@ -7,6 +7,7 @@ import pytest_asyncio
 
 from models.common import ManualClock
 from models.kpi import percentile, window
+from tests.builders import make_resident
 from tests.tickets_support import START, make_world, repair
 
 pytestmark = pytest.mark.asyncio
@@ -157,3 +158,19 @@ async def test_periods_and_percentiles():
     assert window("week", date(2026, 11, 8))[0] == datetime(2026, 11, 1, 16, tzinfo=UTC)
     assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9
     assert percentile([7], 0.5) == 7
+
+
+async def test_demo_month_gives_meaningful_numbers(app, api_client, world, clock):
+    from scripts.seed_tickets import TICKETS, seed_tickets
+    for name, room in (("cat", "1-2-101"), ("dan", "1-1-101")):
+        await make_resident(app, world.c, name, room, relation="owner" if name == "cat" else "family")
+    assert await seed_tickets(app, world.c.id, START) == TICKETS
+    assert await seed_tickets(app, world.c.id, START) == 0  # once only
+    k = (await api_client.get(f"/api/communities/{world.c.id}/kpi?period=month&day=2026-10-20",
+                              token=world.tokens["manager"])).body
+    assert k["tickets"] > 30 and set(k["by_kind"]) == {"repair", "complaint"}
+    assert 0.7 <= k["satisfaction_rate"]["value"] < 1
+    assert 0.5 <= k["followup_rate"]["value"] < 1
+    assert 0 < k["first_response_minutes"]["p50"] <= k["first_response_minutes"]["p90"] <= 30
+    assert k["urges"]["total"] > 0 and len(k["on_site_timeliness"]) >= 3
+    assert {"closed", "confirmed"} <= set(k["by_state"])

@@ -277,8 +277,10 @@ async def test_wechat_messages_spend_reported_credits(t, world, app, http_client
                               {"ticket_id": tid, "results": {template: "accept", "other": "reject"}},
                               token=world.tokens["ann"])
     assert reply.body == {template: 1, "other": 0}
-    assert (await t.http.post("/api/me/subscriptions", {"ticket_id": tid, "results": {template: "accept"}},
-                              token=world.tokens["bob"])).status == 404  # not bob's ticket
+    bobs = await t.http.post("/api/me/subscriptions",
+                             {"ticket_id": tid, "results": {template: "accept"}},
+                             token=world.tokens["bob"])
+    assert bobs.status == 404  # not bob's ticket
     await _fake_wechat_credit(http_client, settings, "openid-ann", template)
 
     await t.through(tid, "assign")  # one credit: sent
@@ -308,3 +310,21 @@ async def _fake_wechat_sent(http_client, settings):
     import json
     reply = await http_client.fetch(f"{settings.wechat_base_url}/_fake/stats")
     return json.loads(reply.body)["sent"]
+
+
+async def test_in_room_visit_gives_the_worker_a_door_pass_until_resolved(t, world, app):
+    tid = (await t.report()).body["id"]
+    start = "2026-11-02T06:00:00+00:00"
+    reply = await t.act("customer_service", tid, "assign", assignee_id=world.c.staff["maintenance"],
+                        appointment_start=start, appointment_end="2026-11-02T08:00:00+00:00")
+    assert reply.body["appointment"]["start"] == start
+    pass_id = (await t.get("customer_service", tid)).body["worker_pass_id"]
+    door_pass = await app.db.passes.find_one({})
+    assert str(door_pass["_id"]) == pass_id
+    assert (door_pass["kind"], door_pass["host_room"], door_pass["state"]) == \
+        ("worker", "1-1-101", "active")
+    assert sorted(door_pass["gates"]) == ["main", "u1-1"]
+    assert door_pass["valid_from"].isoformat() == start
+    await t.through(tid, "accept", "check_in", "resolve")
+    assert (await app.db.passes.find_one({}))["state"] == "cancelled"
+    assert (await t.get("customer_service", tid)).body["worker_pass_id"] is None

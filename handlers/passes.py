@@ -1,0 +1,403 @@
+"""Passes: resident codes, invitations, worker and walk-in passes, the share page, the scanner check."""
+
+import asyncio
+import base64
+import functools
+import html
+import io
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from string import Template
+from typing import Literal
+
+import qrcode
+import qrcode.image.svg
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
+
+from handlers.base import APIHandler, api, to_json
+from models.passes import hhmm, quarters
+
+PAGE = Template((Path(__file__).parent / "pass_page.html").read_text())
+HHMM = r"^([01][0-9]|2[0-3]):(00|15|30|45)$|^24:00$"
+
+
+@functools.lru_cache(maxsize=512)
+def qr_image(token: str, fmt: str) -> bytes:
+    """The token as a QR code (alphanumeric mode, level M). Cached: tokens repeat on refresh."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=8)
+    code.add_data(qrcode.util.QRData(token.encode("ascii"), mode=qrcode.util.MODE_ALPHA_NUM))
+    code.make(fit=True)
+    out = io.BytesIO()
+    if fmt == "svg":
+        code.make_image(image_factory=qrcode.image.svg.SvgPathImage).save(out)
+    else:
+        code.make_image().save(out, format="PNG")
+    return out.getvalue()
+
+
+async def image_url(token: str, fmt: str) -> str:
+    """A data URL of the QR image; rendering takes ~10 ms, so not on the event loop."""
+    data = await asyncio.to_thread(qr_image, token, fmt)
+    mime = "image/svg+xml" if fmt == "svg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+# -- schemas -----------------------------------------------------------------------------------
+
+
+class CodeQuery(BaseModel):
+    format: Literal["json", "svg", "png"] = Field("json", description="svg/png add `image` (data URL)")
+    profile: Literal["qr", "short"] = Field("qr", description="short adds a 12-digit one-time code")
+
+
+class Code(BaseModel):
+    token: str
+    kind: Literal["resident", "staff"]
+    scope: list[str]
+    not_before: datetime
+    expires_at: datetime
+    lifetime_seconds: int
+    short_code: str | None = None
+    image: str | None = None
+
+
+class Hours(BaseModel):
+    start: str = Field(pattern=HHMM, description='"08:00"; quarter hours, community local time')
+    end: str = Field(pattern=HHMM, description='"18:00"; before start = across midnight')
+
+    def as_quarters(self) -> tuple[int, int]:
+        return quarters(self.start), quarters(self.end)
+
+
+class InvitationIn(BaseModel):
+    name: str = Field(min_length=1, max_length=40)
+    phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
+    purpose: str = Field("", max_length=100)
+    valid_from: AwareDatetime
+    valid_to: AwareDatetime
+    max_entries: int = Field(1, ge=1, le=50)
+    gates: list[str] | None = Field(None, min_length=1, max_length=10,
+                                    description="gate codes; default: main gate and unit door")
+    room_path: str | None = Field(None, max_length=32, description="which of your rooms")
+
+
+class WorkerIn(BaseModel):
+    name: str = Field(min_length=1, max_length=40)
+    phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
+    company: str | None = Field(None, max_length=60)
+    purpose: str = Field(min_length=1, max_length=100)
+    approval_ref: str = Field(min_length=1, max_length=64, description="the approval record")
+    room_path: str | None = Field(None, max_length=32)
+    gates: list[str] = Field(min_length=1, max_length=10)
+    valid_from: AwareDatetime
+    valid_to: AwareDatetime
+    hours: Hours
+    max_entries: int = Field(0, ge=0, le=255, description="0 = unlimited")
+
+    @field_validator("hours")
+    @classmethod
+    def _not_empty(cls, value: Hours) -> Hours:
+        if value.start == value.end:
+            raise ValueError("start and end must differ")
+        return value
+
+
+class WalkInIn(BaseModel):
+    name: str = Field(min_length=1, max_length=40)
+    phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
+    purpose: str = Field(min_length=1, max_length=100)
+    room_path: str = Field(min_length=1, max_length=32, description="the room visited")
+    hours_valid: int = Field(4, ge=1, le=24)
+    gates: list[str] | None = Field(None, min_length=1, max_length=10)
+
+
+class Visitor(BaseModel):
+    name: str
+    phone: str | None
+    company: str | None
+
+
+class Pass(BaseModel):
+    id: str
+    community_id: str
+    kind: Literal["visitor", "worker"]
+    origin: Literal["invitation", "walkin", "worker", "ticket"]
+    state: Literal["active", "not_yet_valid", "expired", "cancelled", "used_up"]
+    owner: dict
+    visitor: Visitor
+    purpose: str
+    host_room: str | None
+    gates: list[str]
+    valid_from: datetime
+    valid_to: datetime
+    max_entries: int
+    entries_used: int
+    hours: Hours | None
+    approval_ref: str | None
+    share_url: str
+    token: str | None = Field(description="printable passes only (walk-in, worker)")
+    image: str | None = None
+    created_at: datetime
+
+
+class TrailEntry(BaseModel):
+    at: datetime
+    by: str
+    action: Literal["created", "used", "cancelled", "expired"]
+    reason: str
+    result: str | None = None
+    gate_id: str | None = None
+    direction: str | None = None
+
+
+class PassDetail(Pass):
+    trail: list[TrailEntry]
+
+
+class PassQuery(BaseModel):
+    kind: Literal["visitor", "worker"] | None = None
+
+
+class ImageQuery(BaseModel):
+    format: Literal["json", "svg", "png"] = "json"
+
+
+class CancelQuery(BaseModel):
+    reason: str = Field("", max_length=200)
+
+
+class CheckIn(BaseModel):
+    token: str = Field(min_length=1, max_length=1024, description="the scanned text")
+    direction: Literal["in", "out"] = "in"
+
+
+class CheckResult(BaseModel):
+    allow: bool
+    reason: str
+    kind: str | None
+    pass_id: str | None
+    subject: str | None
+
+
+class SuspensionIn(BaseModel):
+    subject_id: str = Field(pattern=r"^[0-9a-f]{24}$", description="resident or staff id")
+    reason: str = Field(min_length=1, max_length=200)
+    days: int = Field(365, ge=1, le=3650)
+
+
+class PassConfig(BaseModel):
+    format: int
+    keys: dict[str, str] = Field(description="key id -> Base64 of the raw Ed25519 public key")
+    revoked: list[str]
+    nonces: list[list]
+    skew_seconds: int
+    utc_offset_minutes: int
+    code_seconds: int
+
+
+class ShareCode(BaseModel):
+    state: str
+    token: str | None
+    expires_at: datetime | None
+    svg: str | None
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+class PassHandler(APIHandler):
+    """Shared: a pass document as the API shows it."""
+
+    async def show(self, doc: dict, trail: bool = False, fmt: str = "json") -> dict:
+        passes = self.app.passes
+        hours = doc["hours"] and {"start": hhmm(doc["hours"][0]), "end": hhmm(doc["hours"][1])}
+        out = {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
+               "kind": doc["kind"], "origin": doc["origin"], "state": await passes.state(doc),
+               "owner": doc["owner"], "visitor": doc["visitor"], "purpose": doc["purpose"],
+               "host_room": doc["host_room"], "gates": doc["gates"],
+               "valid_from": doc["valid_from"], "valid_to": doc["valid_to"],
+               "max_entries": doc["max_entries"], "entries_used": await passes.entries_used(doc),
+               "hours": hours, "approval_ref": doc["approval_ref"],
+               "share_url": f"{self.app.config.public_base_url}/p/{doc['share_id']}",
+               "token": doc["token"], "created_at": doc["created_at"]}
+        if doc["token"] and fmt != "json":
+            out["image"] = await image_url(doc["token"], fmt)
+        if trail:
+            out["trail"] = await passes.trail(doc)
+        return out
+
+
+class CodeHandler(APIHandler):
+    @api("A fresh single-use gate code (resident: gates of your rooms; staff: every gate)",
+         query=CodeQuery, response=Code, permission="passes.code")
+    async def get(self, community_id):
+        code = await self.app.passes.resident_code(self.principal, community_id,
+                                                   short=self.query.profile == "short")
+        if self.query.format != "json":
+            code["image"] = await image_url(code["token"], self.query.format)
+        self.write_json(code)
+
+
+class InvitationsHandler(PassHandler):
+    @api("My visitor invitations", response=list[Pass], permission="invitations.manage",
+         audience="resident")
+    async def get(self, community_id):
+        docs = await self.app.passes.find_passes(self.principal, community_id, "visitor")
+        self.write_json([await self.show(d) for d in docs])
+
+    @api("Invite a visitor: returns the pass and its share link", body=InvitationIn,
+         response=Pass, status=201, permission="invitations.manage", audience="resident")
+    async def post(self, community_id):
+        b = self.body
+        doc = await self.app.passes.invite(
+            self.principal, community_id, name=b.name, phone=b.phone, purpose=b.purpose,
+            valid_from=b.valid_from, valid_to=b.valid_to, max_entries=b.max_entries,
+            gates=b.gates, room_path=b.room_path)
+        self.write_json(await self.show(doc))
+
+
+class InvitationHandler(PassHandler):
+    @api("One invitation with its trail (created, each use, cancelled, expired)",
+         response=PassDetail, permission="invitations.manage", audience="resident")
+    async def get(self, community_id, pass_id):
+        doc = await self.app.passes.get(self.principal, community_id, pass_id)
+        self.write_json(await self.show(doc, trail=True))
+
+    @api("Cancel an invitation (refused from the next scan on)", response=Pass,
+         permission="invitations.manage", audience="resident")
+    async def delete(self, community_id, pass_id):
+        doc = await self.app.passes.cancel(self.principal, community_id, pass_id)
+        self.write_json(await self.show(doc))
+
+
+class PassesHandler(PassHandler):
+    @api("Visitor and worker passes of the community", query=PassQuery, response=list[Pass],
+         permission="passes.read")
+    async def get(self, community_id):
+        docs = await self.app.passes.find_passes(self.principal, community_id, self.query.kind)
+        self.write_json([await self.show(d) for d in docs])
+
+
+class WorkerPassesHandler(PassHandler):
+    @api("Issue a worker pass: daily hours within a date range, listed gates", body=WorkerIn,
+         query=ImageQuery, response=Pass, status=201, permission="passes.issue")
+    async def post(self, community_id):
+        b = self.body
+        doc = await self.app.passes.worker_pass(
+            self.principal, community_id, name=b.name, phone=b.phone, company=b.company,
+            purpose=b.purpose, room_path=b.room_path, gates=b.gates, valid_from=b.valid_from,
+            valid_to=b.valid_to, hours=b.hours.as_quarters(), max_entries=b.max_entries,
+            approval_ref=b.approval_ref)
+        self.write_json(await self.show(doc, fmt=self.query.format))
+
+
+class WalkInsHandler(PassHandler):
+    @api("Register a walk-in visitor at the gatehouse; the pass can be printed", body=WalkInIn,
+         query=ImageQuery, response=Pass, status=201, permission="passes.walkin")
+    async def post(self, community_id):
+        b = self.body
+        doc = await self.app.passes.walk_in(
+            self.principal, community_id, name=b.name, phone=b.phone, purpose=b.purpose,
+            room_path=b.room_path, hours_valid=b.hours_valid, gates=b.gates)
+        self.write_json(await self.show(doc, fmt=self.query.format))
+
+
+class StaffPassHandler(PassHandler):
+    @api("One pass with its trail", query=ImageQuery, response=PassDetail,
+         permission="passes.read")
+    async def get(self, community_id, pass_id):
+        doc = await self.app.passes.get(self.principal, community_id, pass_id)
+        self.write_json(await self.show(doc, trail=True, fmt=self.query.format))
+
+    @api("Cancel a pass", query=CancelQuery, response=Pass, permission="passes.revoke")
+    async def delete(self, community_id, pass_id):
+        doc = await self.app.passes.cancel(self.principal, community_id, pass_id,
+                                           self.query.reason)
+        self.write_json(await self.show(doc))
+
+
+class SuspensionsHandler(APIHandler):
+    @api("Suspend a resident's (or staff member's) codes at once", body=SuspensionIn,
+         status=204, permission="passes.revoke")
+    async def post(self, community_id):
+        b = self.body
+        await self.app.passes.suspend(community_id, b.subject_id, b.reason,
+                                      f"staff:{self.principal.id}", b.days)
+        self.finish()
+
+
+class SuspensionHandler(APIHandler):
+    @api("Lift a suspension (or a pass revocation)", status=204, permission="passes.revoke")
+    async def delete(self, community_id, subject_id):
+        await self.app.passes.lift(community_id, subject_id)
+        self.finish()
+
+
+class CheckHandler(APIHandler):
+    @api("Check a scanned code at a gate (staff scanners); the decision is logged", body=CheckIn,
+         response=CheckResult, permission="gates.check")
+    async def post(self, community_id, gate_id):
+        gate = await self.app.places.gate(community_id, gate_id)
+        d = await self.app.passes.check(self.body.token, gate, self.body.direction, "scanner")
+        self.write_json({"allow": d.allow, "reason": d.reason, "kind": d.kind,
+                         "pass_id": d.pass_id, "subject": d.subject})
+
+
+class PassConfigHandler(APIHandler):
+    @api("Published pass keys and the offline-decision config, as pushed to gate bridges",
+         response=PassConfig, permission="gates.read")
+    async def get(self, community_id):
+        self.write_json(await self.app.passes.bridge_config(community_id))
+
+
+class SharePageHandler(APIHandler):
+    @api("The visitor's pass page (share link; mobile; Chinese and English)", response=str,
+         public=True, content_type="text/html")
+    async def get(self, share_id):
+        doc = await self.app.passes.by_share_id(share_id)
+        conf = await self.app.passes.community_settings(str(doc["community_id"]))
+        offset = conf.utc_offset_minutes * 60
+
+        def local(value: datetime) -> str:
+            return datetime.fromtimestamp(value.timestamp() + offset, UTC).strftime("%Y-%m-%d %H:%M")
+
+        hours = doc["hours"] and f"{hhmm(doc['hours'][0])}–{hhmm(doc['hours'][1])}"
+        fields = {"name": doc["visitor"]["name"], "community": conf.name,
+                  "address": conf.address, "room": doc["host_room"] or "",
+                  "valid_from": local(doc["valid_from"]), "valid_to": local(doc["valid_to"]),
+                  "entries": str(doc["max_entries"] or "∞"), "hours": hours or "00:00–24:00",
+                  "gates": ", ".join(doc["gates"])}
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Referrer-Policy", "no-referrer")  # the link is the credential
+        self.finish(PAGE.substitute({k: html.escape(v) for k, v in fields.items()},
+                                    code_url=json.dumps(f"/p/{share_id}/code")))
+
+
+class ShareCodeHandler(APIHandler):
+    @api("The code to show on the pass page now (refreshed per code lifetime)",
+         response=ShareCode, public=True)
+    async def get(self, share_id):
+        doc = await self.app.passes.by_share_id(share_id)
+        current = await self.app.passes.current_token(doc)
+        svg = None
+        if current["token"]:
+            svg = (await asyncio.to_thread(qr_image, current["token"], "svg")).decode()
+        self.finish(to_json({**current, "svg": svg}))
+
+
+routes = [
+    ("/api/communities/{community_id}/code", CodeHandler),
+    ("/api/communities/{community_id}/invitations", InvitationsHandler),
+    ("/api/communities/{community_id}/invitations/{pass_id}", InvitationHandler),
+    ("/api/communities/{community_id}/passes", PassesHandler),
+    ("/api/communities/{community_id}/passes/workers", WorkerPassesHandler),
+    ("/api/communities/{community_id}/passes/walkins", WalkInsHandler),
+    ("/api/communities/{community_id}/passes/{pass_id}", StaffPassHandler),
+    ("/api/communities/{community_id}/suspensions", SuspensionsHandler),
+    ("/api/communities/{community_id}/suspensions/{subject_id}", SuspensionHandler),
+    ("/api/communities/{community_id}/gates/{gate_id}/check", CheckHandler),
+    ("/api/communities/{community_id}/pass-config", PassConfigHandler),
+    ("/p/{share_id}", SharePageHandler),
+    ("/p/{share_id}/code", ShareCodeHandler),
+]

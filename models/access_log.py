@@ -1,0 +1,163 @@
+"""The access log: every gate decision (allowed or refused), newest first.
+
+Writes are batched off the decision's path: `record` queues the line and a
+background task inserts queued lines with one `insert_many`, so a gate's answer
+never waits for the database (the verifier's latency budget is about 1 ms, an
+insert on the embedded server takes several). `flush` waits for the queue;
+`query` flushes first, so a process always reads its own decisions.
+"""
+
+import asyncio
+import base64
+import logging
+from datetime import UTC, datetime
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import BulkWriteError, PyMongoError
+
+from gate_bridge.decision import Decision
+from gate_bridge.passes import MalformedToken, split
+from models.errors import Invalid
+
+log = logging.getLogger("xiaoqu.access_log")
+
+INDEXES = {
+    "access_log": [
+        IndexModel([("community_id", ASCENDING), ("at", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("gate_id", ASCENDING), ("at", DESCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("pass_id", ASCENDING), ("at", DESCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("subject", ASCENDING), ("at", DESCENDING)]),
+    ],
+}
+SOURCES = ("gate", "scanner", "remote", "offline")
+MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
+DUPLICATE_KEY = 11000
+
+
+def public_entry(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
+            "gate_id": doc["gate_id"] and str(doc["gate_id"]), "direction": doc["direction"],
+            "at": doc["at"], "result": doc["result"], "reason": doc["reason"],
+            "kind": doc.get("kind"), "pass_id": doc.get("pass_id"),
+            "subject": doc.get("subject"), "source": doc["source"]}
+
+
+def _cursor(doc: dict) -> str:
+    millis = int(doc["at"].timestamp() * 1000)
+    return base64.urlsafe_b64encode(f"{millis}:{doc['_id']}".encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, ObjectId]:
+    try:
+        millis, _, oid = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        return datetime.fromtimestamp(int(millis) / 1000, UTC), ObjectId(oid)
+    except (ValueError, InvalidId, UnicodeDecodeError):
+        raise Invalid("bad cursor", fields={"cursor": "use next_cursor from a page"}) from None
+
+
+def _oid(value: str, field: str) -> ObjectId:
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise Invalid(f"bad {field}", fields={field: "expected a 24-hex id"}) from None
+
+
+class AccessLog:
+    def __init__(self, db, clock):
+        self.db = db
+        self.clock = clock
+        self.queued: list[dict] = []
+        self.writer: asyncio.Task | None = None
+
+    async def record(self, community_id: str, gate_id: str | None, direction: str, *,
+                     allow: bool, reason: str, source: str, kind: str | None = None,
+                     pass_id: str | None = None, subject: str | None = None,
+                     token_text: str | None = None, at: datetime | None = None) -> dict:
+        """Queue one decision. With `token_text` (offline decisions reported by a bridge),
+        kind/subject/pass are read from the token, which that bridge has verified."""
+        if token_text is not None and kind is None:
+            kind, pass_id, subject = _describe(token_text)
+        at = at or self.clock.now()
+        doc = {"_id": ObjectId(), "community_id": ObjectId(community_id),
+               "gate_id": gate_id and ObjectId(gate_id), "direction": direction,
+               # Milliseconds: what MongoDB keeps, so cursors compare equal to stored values.
+               "at": at.replace(microsecond=at.microsecond // 1000 * 1000),
+               "result": "allow" if allow else "deny", "reason": reason, "kind": kind,
+               "pass_id": pass_id, "subject": subject, "source": source}
+        self.queued.append(doc)
+        if len(self.queued) > MAX_QUEUED:
+            del self.queued[: len(self.queued) - MAX_QUEUED]
+            log.error("access log queue full: dropped the oldest lines")
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._write())
+        return doc
+
+    async def record_decision(self, gate: dict, direction: str, decision: Decision,
+                              source: str) -> dict:
+        return await self.record(str(gate["community_id"]), str(gate["_id"]), direction,
+                                 allow=decision.allow, reason=decision.reason, source=source,
+                                 kind=decision.kind, pass_id=decision.pass_id,
+                                 subject=decision.subject)
+
+    async def _write(self) -> None:
+        while self.queued:
+            batch, self.queued = self.queued, []
+            try:
+                await self.db.access_log.insert_many(batch, ordered=False)
+            except BulkWriteError as exc:
+                # A retried batch may be partly in already; those lines are done.
+                if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                    log.exception("access log: some lines were not written")
+            except PyMongoError:
+                log.exception("access log: write failed; keeping %d lines for later", len(batch))
+                self.queued[:0] = batch
+                return
+
+    async def flush(self) -> None:
+        """Wait until every queued line is written (retrying once if a write failed)."""
+        if self.writer is not None:
+            await self.writer
+        if self.queued:
+            self.writer = asyncio.create_task(self._write())
+            await self.writer
+
+    async def query(self, community_id: str, gate_id: str | None = None,
+                    subject: str | None = None, pass_id: str | None = None,
+                    result: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, cursor: str | None = None,
+                    limit: int = 50) -> dict:
+        """Newest first; `next_cursor` continues after the last item (None at the end)."""
+        await self.flush()
+        query: dict = {"community_id": ObjectId(community_id)}
+        if gate_id:
+            query["gate_id"] = _oid(gate_id, "gate_id")
+        for name, value in (("subject", subject), ("pass_id", pass_id), ("result", result)):
+            if value:
+                query[name] = value
+        at: dict = {}
+        if since:
+            at["$gte"] = since
+        if until:
+            at["$lt"] = until
+        if at:
+            query["at"] = at
+        if cursor:
+            before, last_id = _parse_cursor(cursor)
+            query["$or"] = [{"at": {"$lt": before}}, {"at": before, "_id": {"$lt": last_id}}]
+        docs = await self.db.access_log.find(query).sort(
+            [("at", DESCENDING), ("_id", DESCENDING)]).limit(limit + 1).to_list(None)
+        more = len(docs) > limit
+        docs = docs[:limit]
+        return {"items": [public_entry(d) for d in docs],
+                "next_cursor": _cursor(docs[-1]) if more else None}
+
+
+def _describe(token_text: str) -> tuple[str | None, str | None, str | None]:
+    try:
+        payload = split(token_text)[0]
+    except MalformedToken:
+        return None, None, None
+    decision = Decision(True, "ok", payload)
+    return decision.kind, decision.pass_id, decision.subject

@@ -1,0 +1,559 @@
+"""Passes: resident codes, visitor and worker passes, and the server-side gate check.
+
+Tokens are made and read by gate_bridge.passes; the allow/deny rules live only
+in gate_bridge.decision. This module adds what needs the server: signing keys
+(MongoDB; private keys never leave the server), the pass documents and their
+audit trail, revocations, and the atomic use counting in Redis that makes a
+resident code single-use across every process.
+
+Redis keys:
+  uses:<claim hex>         scans counted against a claim (INCR; one allow per slot)
+  used:<community>         zset of claims used, score = expiry; pushed to bridges
+  revoked:<community>      set of revoked subject ids, plus "*" once loaded from MongoDB
+  short:<community>:<12 digits>  the token a numeric short code stands for
+"""
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from gate_bridge.decision import (DEFAULT_UTC_OFFSET, ENTRY_COUNT_RETENTION, Decision, GateInfo,
+                                  UseClaim, decide, gate_covers, is_short_code, use_claim)
+from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
+                                community_tag, fit_scope, publish_key, sign, split)
+from models.access import Principal, permitted
+from models.common import from_timestamp, object_id
+from models.errors import Conflict, Forbidden, Invalid, NotFound
+from server.gate_hub import announce_config
+
+INDEXES = {
+    "passes": [
+        IndexModel([("share_id", ASCENDING)], unique=True),
+        IndexModel([("community_id", ASCENDING), ("owner.id", ASCENDING), ("created_at", DESCENDING)]),
+        IndexModel([("community_id", ASCENDING), ("kind", ASCENDING), ("created_at", DESCENDING)]),
+    ],
+    "pass_revocations": [IndexModel([("community_id", ASCENDING), ("until", ASCENDING)])],
+}
+CACHE_SECONDS = 30  # community settings and the key ring, per process
+KEY_RELOAD_SECONDS = 5  # an unknown key id reloads the ring at most this often
+SHORT_CODE_TRIES = 5
+TRAIL_ORDER = {"created": 0, "used": 1, "cancelled": 2, "expired": 3}  # for equal times
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    code_seconds: int
+    invitation_max_days: int
+    utc_offset_minutes: int
+    name: str
+    address: str
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    key_id: int
+    private: Ed25519PrivateKey | None
+    public: Ed25519PublicKey
+    state: str
+    created_at: datetime
+
+
+def quarters(hhmm: str) -> int:
+    """"08:30" -> 34 (quarter hours since midnight; "24:00" -> 96)."""
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    return hours * 4 + minutes // 15
+
+
+def hhmm(quarter: int) -> str:
+    return f"{quarter // 4:02d}:{quarter % 4 * 15:02d}"
+
+
+class PassManager:
+    def __init__(self, db, redis, clock, settings, places, bindings, access_log):
+        self.db = db
+        self.redis = redis
+        self.clock = clock
+        self.settings = settings
+        self.places = places
+        self.bindings = bindings
+        self.access_log = access_log
+        self.skew = settings.pass_skew_seconds
+        self._ring: dict[int, SigningKey] = {}
+        self._ring_at = float("-inf")
+        self._ring_lock = asyncio.Lock()
+        self._communities: dict[str, tuple[float, PassSettings]] = {}
+
+    # -- settings and keys ----------------------------------------------------------------------
+
+    async def community_settings(self, community_id: str) -> PassSettings:
+        cached = self._communities.get(community_id)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        doc = await self.places.community(community_id)
+        own = doc.get("settings") or {}
+        value = PassSettings(
+            code_seconds=int(own.get("pass_code_seconds", self.settings.pass_code_seconds)),
+            invitation_max_days=int(own.get("invitation_max_days",
+                                            self.settings.invitation_max_days)),
+            utc_offset_minutes=int(own.get("utc_offset_minutes", DEFAULT_UTC_OFFSET)),
+            name=doc["name"], address=doc.get("address", ""))
+        self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
+        return value
+
+    async def key_ring(self, reload: bool = False) -> dict[int, SigningKey]:
+        """Active keys by id (cached); creates the first key of a fresh deployment."""
+        age = time.monotonic() - self._ring_at
+        if age < CACHE_SECONDS and not (reload and age > KEY_RELOAD_SECONDS):
+            return self._ring
+        async with self._ring_lock:
+            docs = await self.db.pass_keys.find({"state": "active"}).to_list(None)
+            if not docs:
+                await self.rotate_key()
+                docs = await self.db.pass_keys.find({"state": "active"}).to_list(None)
+            self._ring = {d["_id"]: SigningKey(d["_id"], Ed25519PrivateKey.from_private_bytes(d["private"]),
+                                               Ed25519PublicKey.from_public_bytes(d["public"]),
+                                               d["state"], d["created_at"]) for d in docs}
+            self._ring_at = time.monotonic()
+        return self._ring
+
+    async def signing_key(self) -> SigningKey:
+        ring = await self.key_ring()
+        return max(ring.values(), key=lambda k: (k.created_at, k.key_id))
+
+    async def rotate_key(self) -> int:
+        """Add a new signing key; older keys keep verifying until retired. Returns its id."""
+        while True:
+            used = {d["_id"] for d in await self.db.pass_keys.find({}, {"_id": 1}).to_list(None)}
+            free = [i for i in range(1, 256) if i not in used]
+            if not free:  # recycle the oldest retired id
+                oldest = await self.db.pass_keys.find_one_and_delete(
+                    {"state": "retired"}, sort=[("retired_at", ASCENDING)])
+                if oldest is None:
+                    raise Conflict("255 active keys: retire some first")
+                free = [oldest["_id"]]
+            private = Ed25519PrivateKey.generate()
+            raw = private.private_bytes_raw()
+            try:
+                await self.db.pass_keys.insert_one(
+                    {"_id": free[0], "private": raw, "public": private.public_key().public_bytes_raw(),
+                     "state": "active", "created_at": self.clock.now(), "retired_at": None})
+            except DuplicateKeyError:  # another process took the id first
+                continue
+            self._ring_at = float("-inf")
+            return free[0]
+
+    async def retire_key(self, key_id: int) -> None:
+        """Stop accepting codes signed by `key_id` (after its codes in flight have expired)."""
+        if (await self.signing_key()).key_id == key_id:
+            raise Conflict("rotate first: this is the signing key")
+        result = await self.db.pass_keys.update_one(
+            {"_id": key_id, "state": "active"},
+            {"$set": {"state": "retired", "retired_at": self.clock.now()}})
+        if result.matched_count == 0:
+            raise NotFound("no such active key")
+        self._ring_at = float("-inf")
+
+    async def published_keys(self) -> dict[str, str]:
+        return {str(k): publish_key(v.public) for k, v in sorted((await self.key_ring()).items())}
+
+    # -- tokens -----------------------------------------------------------------------------------
+
+    async def _sign(self, community_id: str, kind: str, subject: str, not_before: int,
+                    expires: int, scope: tuple[str, ...], max_entries: int = 0,
+                    hours: tuple[int, int] = (0, QUARTERS_PER_DAY)) -> str:
+        key = await self.signing_key()
+        payload = Payload(kind, key.key_id, not_before, expires, secrets.token_bytes(NONCE_BYTES),
+                          community_tag(community_id), bytes.fromhex(subject), max_entries, hours,
+                          scope)
+        return sign(payload, community_id, key.private)
+
+    async def resident_code(self, principal: Principal, community_id: str,
+                            short: bool = False) -> dict:
+        """A fresh single-use code: residents for their rooms, staff for every gate."""
+        conf = await self.community_settings(community_id)
+        now = int(self.clock.time())
+        expires = now + conf.code_seconds
+        if principal.is_staff:
+            kind, scope = "staff", ()
+        else:
+            links = [link for link in await self.bindings.active_links(principal.id)
+                     if link["community_id"] == community_id]
+            if not links:
+                raise Forbidden("no active room link in this community", code="no_room")
+            kind, scope = "resident", fit_scope(tuple(link["room_path"] for link in links))
+            # A lease ending sooner ends the code with it.
+            expires = min([expires] + [int(link["lease_end"]) for link in links
+                                       if link["lease_end"] is not None])
+        token = await self._sign(community_id, kind, principal.id, now, expires, scope)
+        answer = {"token": token, "kind": kind, "scope": list(scope),
+                  "not_before": from_timestamp(now), "expires_at": from_timestamp(expires),
+                  "lifetime_seconds": expires - now}
+        if short:
+            answer["short_code"] = await self._short_code(community_id, token, expires - now)
+        return answer
+
+    async def _short_code(self, community_id: str, token: str, seconds: int) -> str:
+        for _ in range(SHORT_CODE_TRIES):
+            digits = f"{secrets.randbelow(10**12):012d}"
+            if await self.redis.set(f"short:{community_id}:{digits}", token, ex=max(seconds, 1),
+                                    nx=True):
+                return digits
+        raise Conflict("could not allocate a short code; try again")
+
+    # -- the check ----------------------------------------------------------------------------------
+
+    async def gate_info(self, gate: dict) -> GateInfo:
+        community_id = str(gate["community_id"])
+        conf = await self.community_settings(community_id)
+        return GateInfo(community_id, str(gate["_id"]), gate["code"], list(gate["covers"]),
+                        conf.utc_offset_minutes)
+
+    async def check(self, token_text: str, gate: dict, direction: str, source: str) -> Decision:
+        """Decide at `gate` (rules: gate_bridge.decision), count the use atomically, log it."""
+        decision = await self._decide(token_text, gate, direction)
+        await self.access_log.record_decision(gate, direction, decision, source)
+        return decision
+
+    async def _decide(self, token_text: str, gate: dict, direction: str) -> Decision:
+        community_id = str(gate["community_id"])
+        short_key = None
+        if is_short_code(token_text):
+            short_key = f"short:{community_id}:{token_text}"
+            token_text = await self.redis.get(short_key)
+            if token_text is None:
+                return Decision(False, "unknown_code")
+        info = await self.gate_info(gate)
+        ring = await self._ring_for(token_text)
+        revoked = await self._revoked_among(community_id, token_text)
+        decision = decide(token_text, info, self.clock.time(), {k: v.public for k, v in ring.items()},
+                          revoked, direction=direction, skew=self.skew)
+        if not decision.allow:
+            return decision
+        claim = use_claim(decision.payload, direction, self.skew)
+        if claim is not None and not await self._consume(community_id, claim):
+            return Decision(False, claim.exhausted, decision.payload)
+        if short_key:
+            await self.redis.delete(short_key)  # one-time: the handle is gone once used
+        return decision
+
+    async def _ring_for(self, token_text: str) -> dict[int, SigningKey]:
+        """The key ring, reloaded (rate-limited) when a code names a key we do not know."""
+        ring = await self.key_ring()
+        try:
+            key_id = split(token_text)[0].key_id
+        except MalformedToken:
+            return ring
+        return ring if key_id in ring else await self.key_ring(reload=True)
+
+    async def _revoked_among(self, community_id: str, token_text: str) -> set[str]:
+        try:
+            subject = split(token_text)[0].subject_id
+        except MalformedToken:
+            return set()
+        key = f"revoked:{community_id}"
+        loaded, hit = await self.redis.smismember(key, ["*", subject])
+        if not loaded:
+            await self._load_revocations(community_id)
+            loaded, hit = await self.redis.smismember(key, ["*", subject])
+        return {subject} if hit else set()
+
+    async def _load_revocations(self, community_id: str) -> list[str]:
+        """Fill the Redis set from MongoDB (after a Redis restart, or daily to prune it)."""
+        subjects = await self.revoked_subjects(community_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(f"revoked:{community_id}", "*", *subjects)
+            pipe.expire(f"revoked:{community_id}", 86400)
+            await pipe.execute()
+        return subjects
+
+    async def revoked_subjects(self, community_id: str) -> list[str]:
+        docs = await self.db.pass_revocations.find(
+            {"community_id": ObjectId(community_id), "until": {"$gt": self.clock.now()}}).to_list(None)
+        return sorted(d["subject"] for d in docs)
+
+    async def _consume(self, community_id: str, claim: UseClaim) -> bool:
+        """One slot of the claim, atomically across processes (INCR); False when none is left."""
+        hexkey = claim.key.hex()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(f"uses:{hexkey}")
+            # Relative: Redis keeps its own time, ours may be a test's manual clock.
+            pipe.expire(f"uses:{hexkey}", max(1, int(claim.expires - self.clock.time()) + 1))
+            pipe.zadd(f"used:{community_id}", {f"{hexkey}:{claim.limit}": claim.expires})
+            count, *_ = await pipe.execute()
+        return count <= claim.limit
+
+    async def used_nonces(self, community_id: str) -> list[list]:
+        """[slot key hex, expires] of every claim slot used and not expired, for bridges."""
+        key = f"used:{community_id}"
+        now = self.clock.time()
+        await self.redis.zremrangebyscore(key, "-inf", now)
+        members = await self.redis.zrangebyscore(key, now, "+inf", withscores=True)
+        counts = await self.redis.mget([f"uses:{m.split(':')[0]}" for m, _ in members]) if members else []
+        out = []
+        for (member, expires), count in zip(members, counts, strict=True):
+            hexkey, limit = member.split(":")
+            claim = UseClaim(bytes.fromhex(hexkey), int(limit), expires, "")
+            out += [[claim.slot_key(s).hex(), expires] for s in range(min(int(count or 0), claim.limit))]
+        return out
+
+    async def bridge_config(self, community_id: str) -> dict:
+        """What a gate bridge needs to decide offline (pushed by the gate hub)."""
+        conf = await self.community_settings(community_id)
+        return {"format": 1, "keys": await self.published_keys(),
+                "revoked": await self.revoked_subjects(community_id),
+                "nonces": await self.used_nonces(community_id),
+                "skew_seconds": self.skew, "utc_offset_minutes": conf.utc_offset_minutes,
+                "code_seconds": conf.code_seconds}
+
+    # -- revocation ---------------------------------------------------------------------------------
+
+    async def revoke(self, community_id: str, subject: str, until: datetime, reason: str,
+                     by: str) -> None:
+        """Refuse every code of `subject` (a pass id, or a resident/staff id) until `until`."""
+        cid = ObjectId(community_id)
+        await self.db.pass_revocations.update_one(
+            {"_id": f"{community_id}:{subject}"},
+            {"$set": {"community_id": cid, "subject": subject, "reason": reason, "by": by,
+                      "at": self.clock.now()}, "$max": {"until": until}}, upsert=True)
+        # Written to MongoDB first: a set without "*" is reloaded from there on the next check.
+        await self.redis.sadd(f"revoked:{community_id}", subject)
+        await announce_config(self.redis, community_id)
+
+    async def lift(self, community_id: str, subject: str) -> None:
+        result = await self.db.pass_revocations.delete_one({"_id": f"{community_id}:{subject}"})
+        if result.deleted_count == 0:
+            raise NotFound("no such revocation")
+        await self.redis.delete(f"revoked:{community_id}")  # reloaded from MongoDB at next check
+        await announce_config(self.redis, community_id)
+
+    async def suspend(self, community_id: str, subject_id: str, reason: str, by: str,
+                      days: int = 365) -> None:
+        """Suspend a resident's (or staff member's) codes at once."""
+        object_id(subject_id, "subject")
+        await self.revoke(community_id, subject_id, self.clock.now() + timedelta(days=days), reason, by)
+
+    # -- visitor and worker passes -----------------------------------------------------------------
+
+    async def _gates_for(self, community_id: str, room_path: str | None,
+                         codes: list[str] | None) -> list[str]:
+        """Gate codes for a pass: given ones must exist (and cover the room when there is one);
+        default: the non-barrier gates covering the room (main gate and unit door)."""
+        gates = await self.places.gates(community_id)
+        by_code = {g["code"]: g for g in gates}
+        if codes is None:
+            chosen = [g["code"] for g in gates if g["kind"] != "barrier"
+                      and (room_path is None or gate_covers(g["covers"], room_path))]
+        else:
+            bad = [c for c in codes if c not in by_code or (
+                room_path is not None and not gate_covers(by_code[c]["covers"], room_path))]
+            if bad:
+                raise Invalid("unknown gate or one not leading to the room",
+                              fields={"gates": f"not allowed: {', '.join(bad)}"})
+            chosen = sorted(set(codes))
+        if not chosen:
+            raise Invalid("no gate for this pass", fields={"gates": "choose at least one"})
+        return chosen
+
+    def _check_window(self, valid_from: datetime, valid_to: datetime, max_days: int | None) -> None:
+        now = self.clock.now()
+        if valid_to <= valid_from:
+            raise Invalid("the pass ends before it starts", fields={"valid_to": "after valid_from"})
+        if valid_to <= now:
+            raise Invalid("the pass is already over", fields={"valid_to": "must be in the future"})
+        if max_days is not None and valid_to > now + timedelta(days=max_days):
+            raise Invalid(f"at most {max_days} days ahead",
+                          fields={"valid_to": f"within {max_days} days"})
+
+    async def _create(self, community_id: str, *, kind: str, origin: str, owner: dict,
+                      visitor: dict, purpose: str, room_path: str | None, gates: list[str],
+                      valid_from: datetime, valid_to: datetime, max_entries: int,
+                      hours: tuple[int, int] | None, refresh: bool, approval_ref: str | None = None,
+                      reason: str = "") -> dict:
+        now = self.clock.now()
+        doc = {"_id": ObjectId(), "community_id": ObjectId(community_id), "kind": kind,
+               "origin": origin, "owner": owner, "visitor": visitor, "purpose": purpose,
+               "host_room": room_path, "gates": gates, "valid_from": valid_from,
+               "valid_to": valid_to, "max_entries": max_entries,
+               "hours": list(hours) if hours else None, "refresh": refresh,
+               "share_id": secrets.token_urlsafe(18), "approval_ref": approval_ref,
+               "state": "active", "token": None, "created_at": now,
+               "history": [{"at": now, "by": f"{owner['kind']}:{owner['id']}", "action": "created",
+                            "reason": reason or purpose}]}
+        if not refresh:
+            # Printed or shown once: one token for the whole validity.
+            doc["token"] = await self._pass_token(doc, int(valid_from.timestamp()),
+                                                  int(valid_to.timestamp()))
+        await self.db.passes.insert_one(doc)
+        return doc
+
+    async def _pass_token(self, doc: dict, not_before: int, expires: int) -> str:
+        return await self._sign(str(doc["community_id"]), doc["kind"], str(doc["_id"]),
+                                not_before, expires, tuple(doc["gates"]), doc["max_entries"],
+                                tuple(doc["hours"]) if doc["hours"] else (0, QUARTERS_PER_DAY))
+
+    async def invite(self, principal: Principal, community_id: str, *, name: str,
+                     phone: str | None, purpose: str, valid_from: datetime, valid_to: datetime,
+                     max_entries: int, gates: list[str] | None, room_path: str | None) -> dict:
+        """A resident invites a visitor; the pass page shows a code refreshed per lifetime."""
+        conf = await self.community_settings(community_id)
+        self._check_window(valid_from, valid_to, conf.invitation_max_days)
+        rooms = sorted({link["room_path"] for link in await self.bindings.active_links(principal.id)
+                        if link["community_id"] == community_id})
+        if room_path is None and len(rooms) == 1:
+            room_path = rooms[0]
+        if room_path not in rooms:
+            raise Invalid("choose one of your rooms", fields={"room_path": ", ".join(rooms)})
+        chosen = await self._gates_for(community_id, room_path, gates)
+        return await self._create(community_id, kind="visitor", origin="invitation",
+                                  owner={"kind": "resident", "id": principal.id},
+                                  visitor={"name": name, "phone": phone, "company": None},
+                                  purpose=purpose, room_path=room_path, gates=chosen,
+                                  valid_from=valid_from, valid_to=valid_to,
+                                  max_entries=max_entries, hours=None, refresh=True)
+
+    async def walk_in(self, principal: Principal, community_id: str, *, name: str,
+                      phone: str | None, purpose: str, room_path: str, hours_valid: int,
+                      gates: list[str] | None) -> dict:
+        """Security registers a visitor at the gatehouse; the pass is printed (one token)."""
+        room = await self.places.place_by_path(community_id, room_path)
+        if room is None or room["kind"] != "room":
+            raise Invalid("no such room", fields={"room_path": f"no room {room_path!r}"})
+        now = self.clock.now()
+        chosen = await self._gates_for(community_id, room_path, gates)
+        return await self._create(community_id, kind="visitor", origin="walkin",
+                                  owner={"kind": "staff", "id": principal.id},
+                                  visitor={"name": name, "phone": phone, "company": None},
+                                  purpose=purpose, room_path=room_path, gates=chosen,
+                                  valid_from=now, valid_to=now + timedelta(hours=hours_valid),
+                                  max_entries=1, hours=None, refresh=False)
+
+    async def worker_pass(self, principal: Principal, community_id: str, *, name: str,
+                          phone: str | None, company: str | None, purpose: str,
+                          room_path: str | None, gates: list[str], valid_from: datetime,
+                          valid_to: datetime, hours: tuple[int, int], max_entries: int,
+                          approval_ref: str) -> dict:
+        """Decoration workers, cleaners, contractors: daily hours within a date range."""
+        self._check_window(valid_from, valid_to, None)
+        if room_path is not None and await self.places.place_by_path(community_id, room_path) is None:
+            raise Invalid("no such place", fields={"room_path": f"no place {room_path!r}"})
+        chosen = await self._gates_for(community_id, room_path, gates)
+        return await self._create(community_id, kind="worker", origin="worker",
+                                  owner={"kind": "staff", "id": principal.id},
+                                  visitor={"name": name, "phone": phone, "company": company},
+                                  purpose=purpose, room_path=room_path, gates=chosen,
+                                  valid_from=valid_from, valid_to=valid_to,
+                                  max_entries=max_entries, hours=hours, refresh=False,
+                                  approval_ref=approval_ref)
+
+    async def issue_worker_pass(self, community_id: str, staff_id: str, place_path: str,
+                                start: datetime, end: datetime, reason: str) -> str:
+        """For a repair ticket: the assigned worker's pass to the room's doors for the visit."""
+        staff = await self.db.staff.find_one({"_id": object_id(staff_id, "staff")}) or {}
+        chosen = await self._gates_for(community_id, place_path, None)
+        doc = await self._create(community_id, kind="worker", origin="ticket",
+                                 owner={"kind": "system", "id": "tickets"},
+                                 visitor={"name": staff.get("name", ""), "phone": None,
+                                          "company": None},
+                                 purpose=reason, room_path=place_path, gates=chosen,
+                                 valid_from=start, valid_to=end, max_entries=0, hours=None,
+                                 refresh=False, approval_ref=reason)
+        return str(doc["_id"])
+
+    async def revoke_worker_pass(self, community_id: str, pass_id: str) -> None:
+        doc = await self._find(community_id, pass_id)
+        await self._cancel(doc, "system:tickets", "ticket changed")
+
+    async def _find(self, community_id: str, pass_id: str) -> dict:
+        doc = await self.db.passes.find_one({"_id": object_id(pass_id, "pass"),
+                                             "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound("pass not found")
+        return doc
+
+    async def get(self, principal: Principal, community_id: str, pass_id: str) -> dict:
+        """Staff with passes.read see any pass; a resident only their own invitations."""
+        doc = await self._find(community_id, pass_id)
+        if not principal.is_staff and doc["owner"] != {"kind": "resident", "id": principal.id}:
+            raise NotFound("pass not found")
+        return doc
+
+    async def find_passes(self, principal: Principal, community_id: str, kind: str | None = None,
+                   limit: int = 200) -> list[dict]:
+        query: dict = {"community_id": ObjectId(community_id)}
+        if not principal.is_staff:
+            query["owner.id"] = principal.id
+        if kind:
+            query["kind"] = kind
+        return await self.db.passes.find(query).sort("created_at", DESCENDING).limit(limit).to_list(None)
+
+    async def cancel(self, principal: Principal, community_id: str, pass_id: str,
+                     reason: str = "") -> dict:
+        doc = await self.get(principal, community_id, pass_id)
+        if principal.is_staff and not permitted(principal, community_id, "passes.revoke"):
+            raise Forbidden("passes.revoke is not allowed for your role here")
+        return await self._cancel(doc, f"{principal.kind}:{principal.id}", reason or "cancelled")
+
+    async def _cancel(self, doc: dict, by: str, reason: str) -> dict:
+        entry = {"at": self.clock.now(), "by": by, "action": "cancelled", "reason": reason}
+        updated = await self.db.passes.find_one_and_update(
+            {"_id": doc["_id"], "state": "active"},
+            {"$set": {"state": "cancelled"}, "$push": {"history": entry}},
+            return_document=ReturnDocument.AFTER)
+        if updated is None:
+            raise Conflict("the pass is already cancelled")
+        await self.revoke(str(doc["community_id"]), str(doc["_id"]),
+                          doc["valid_to"] + timedelta(seconds=ENTRY_COUNT_RETENTION), reason, by)
+        return updated
+
+    async def entries_used(self, doc: dict) -> int:
+        """Entries taken (refused attempts beyond the limit also count in Redis: not shown)."""
+        used = int(await self.redis.get(f"uses:{doc['_id']}") or 0)  # the claim key is the id
+        return min(used, doc["max_entries"]) if doc["max_entries"] else used
+
+    async def state(self, doc: dict) -> str:
+        now = self.clock.now()
+        if doc["state"] == "cancelled":
+            return "cancelled"
+        if now >= doc["valid_to"]:
+            return "expired"
+        if doc["max_entries"] and await self.entries_used(doc) >= doc["max_entries"]:
+            return "used_up"
+        return "not_yet_valid" if now < doc["valid_from"] else "active"
+
+    async def trail(self, doc: dict) -> list[dict]:
+        """Created, each use (gate, time, result), cancelled, expired: oldest first."""
+        uses = await self.access_log.query(str(doc["community_id"]), pass_id=str(doc["_id"]),
+                                           limit=200)
+        events = [*doc["history"],
+                  *({"at": u["at"], "by": f"gate:{u['gate_id']}", "action": "used",
+                     "reason": u["reason"], "result": u["result"], "gate_id": u["gate_id"],
+                     "direction": u["direction"]} for u in uses["items"])]
+        if doc["state"] == "active" and self.clock.now() >= doc["valid_to"]:
+            events.append({"at": doc["valid_to"], "by": "system", "action": "expired", "reason": ""})
+        return sorted(events, key=lambda e: (e["at"], TRAIL_ORDER[e["action"]]))
+
+    async def by_share_id(self, share_id: str) -> dict:
+        doc = await self.db.passes.find_one({"share_id": share_id})
+        if doc is None:
+            raise NotFound("no such pass")
+        return doc
+
+    async def current_token(self, doc: dict) -> dict:
+        """The code to show now: the static token, or one minted for this lifetime window."""
+        state = await self.state(doc)
+        if state != "active":
+            return {"state": state, "token": None, "expires_at": None}
+        if doc["token"]:
+            return {"state": state, "token": doc["token"], "expires_at": doc["valid_to"]}
+        conf = await self.community_settings(str(doc["community_id"]))
+        now = int(self.clock.time())
+        expires = min(now + conf.code_seconds, int(doc["valid_to"].timestamp()))
+        return {"state": state, "token": await self._pass_token(doc, now, expires),
+                "expires_at": from_timestamp(expires)}

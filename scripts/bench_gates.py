@@ -1,0 +1,406 @@
+"""Gate benchmarks, each printed as a ratio or against its goal, measured in one run.
+
+    python -m scripts.bench_gates [--connections 10000] [--scans 2000]
+
+1. Idle bridges held by one hub process (authenticated, heartbeating): hub RSS
+   per connection vs a bare asyncio.Protocol server holding as many sockets
+   (goal ≤ 2×). Both servers and the client run as separate processes; the
+   script raises its open-file limit. The hub uses derived bridge keys and
+   no-op status events so the stores are not what is measured.
+2. Scan → decision → open frame over the socket, with the real verifier at
+   500 scans/s (goal p99 ≤ 5 ms); offline decision at the bridge with its
+   SQLite nonce store (goal p99 ≤ 2 ms).
+3. Remote open over HTTP (to an in-process simulated bridge, waiting for
+   "opened") vs an HTTP request whose handler does one TCP echo round trip
+   (goal ≤ 1.5×).
+4. Event ingestion with dedupe (10 % of each batch repeats the previous one)
+   (goal ≥ 5,000 events/s).
+"""
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+from gate_bridge import protocol as p
+from gate_bridge import wire
+
+MASTER = b"bench-master-key"
+HEARTBEAT = 20.0
+
+
+def bench_key(bridge_id: str) -> bytes:
+    return hmac.new(MASTER, bridge_id.encode(), hashlib.sha256).digest()
+
+
+def raise_fd_limit(want: int) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limit in (want, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
+            return limit
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# -- 1. idle connections: server and client processes ------------------------------------------------
+
+class BenchEvents:
+    """Derived keys and in-memory status: the hub's per-connection cost is what is measured."""
+
+    def __init__(self, redis):
+        from models.gate_events import GateEventManager
+        self.redis, self.status = redis, 0
+        self.set_present = types.MethodType(GateEventManager.set_present, self)
+        self.clock = types.SimpleNamespace(time=time.time)
+
+    async def credentials(self, bridge_id):
+        gate = {"_id": "g", "community_id": "c", "code": "main", "kind": "pedestrian", "covers": [""]}
+        return bench_key(bridge_id), {"_id": bridge_id, "community_id": "c", "gate_id": "g"}, gate
+
+    async def status_changed(self, bridge, online):
+        self.status += 1
+
+    async def clear_present(self, bridge, instance):
+        pass
+
+
+async def serve_hub(redis_url: str) -> None:
+    from models.common import Clock
+    from server.gate_hub import GateHub, HubOptions
+    from server.stores import connect_redis
+    redis = connect_redis(redis_url)
+
+    class Passes:
+        async def bridge_config(self, community_id):
+            return {"keys": {}, "revoked": []}
+    app = types.SimpleNamespace(gate_events=BenchEvents(redis), clock=Clock(), redis=redis,
+                                config=types.SimpleNamespace(redis_url=redis_url), passes=Passes())
+    hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT, auth_timeout=60))
+    print("READY", await hub.start(0, "127.0.0.1"), flush=True)
+    await asyncio.Event().wait()
+
+
+async def serve_bare() -> None:
+    class Bare(asyncio.Protocol):
+        def data_received(self, data):
+            pass
+    server = await asyncio.get_running_loop().create_server(Bare, "127.0.0.1", 0, backlog=4096)
+    print("READY", server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+
+
+class Client(asyncio.Protocol):
+    """One idle bridge: handshake, then a heartbeat every interval (from a shared timer)."""
+
+    def __init__(self, bridge_id: str | None, done: asyncio.Future):
+        self.bridge_id, self.done, self.decoder = bridge_id, done, wire.Decoder()
+
+    def connection_made(self, transport):
+        self.transport = transport
+        if self.bridge_id is None:
+            self.done.set_result(None)
+            return
+        self.nonce = p.new_nonce()
+        transport.write(wire.encode(p.message(p.HELLO, v=[1], bridge=self.bridge_id,
+                                              nonce=self.nonce)))
+
+    def data_received(self, data):
+        for payload in self.decoder.feed(data):
+            msg, _ = wire.decode_payload(payload)
+            if msg["op"] == p.CHALLENGE:
+                proof = p.bridge_proof(bench_key(self.bridge_id), self.bridge_id, self.nonce,
+                                       msg["nonce"])
+                self.transport.write(wire.encode(p.message(p.AUTH, proof=proof)))
+            elif msg["op"] == p.WELCOME and not self.done.done():
+                self.done.set_result(None)
+
+
+async def clients(port: int, count: int, hub: bool) -> None:
+    loop = asyncio.get_running_loop()
+    held = []
+    for start in range(0, count, 500):
+        batch = []
+        for i in range(start, min(count, start + 500)):
+            done = loop.create_future()
+            # Many loopback source addresses: one has only ~28k ephemeral ports.
+            source = f"127.0.{1 + i // 20000}.{1 + (i // 250) % 250}"
+            transport, client = await loop.create_connection(
+                lambda d=done, n=i: Client(f"br-{n}" if hub else None, d), "127.0.0.1", port,
+                local_addr=(source, 0))
+            held.append(client)
+            batch.append(done)
+        await asyncio.wait_for(asyncio.gather(*batch), 120)
+    print("READY", len(held), flush=True)
+    beat = wire.encode(p.message(p.HEARTBEAT, t=0.0))
+    while True:
+        await asyncio.sleep(HEARTBEAT)
+        for client in held:
+            client.transport.write(beat)
+
+
+def spawn(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "scripts.bench_gates", *args],
+                            stdout=subprocess.PIPE, text=True)
+
+
+def ready(proc: subprocess.Popen) -> int:
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        raise RuntimeError(f"benchmark process failed: {line!r}")
+    return int(line.split()[1])
+
+
+def idle_memory(count: int, redis_url: str) -> dict:
+    per_conn = {}
+    for mode in ("bare", "hub"):
+        server = spawn("--serve", mode, "--redis", redis_url)
+        try:
+            port = ready(server)
+            time.sleep(0.5)  # let start-up allocations settle before the baseline reading
+            before = rss_kb(server.pid)
+            client = spawn("--client", mode, "--port", str(port), "--connections", str(count))
+            try:
+                held = ready(client)
+                time.sleep(1.0)
+                per_conn[mode] = (rss_kb(server.pid) - before) * 1024 / held
+            finally:
+                client.kill()
+                client.wait()
+        finally:
+            server.kill()
+            server.wait()
+    return {"connections": count, "hub_bytes": per_conn["hub"], "bare_bytes": per_conn["bare"],
+            "ratio": per_conn["hub"] / per_conn["bare"]}
+
+
+# -- 2-4: in-process with the real app ------------------------------------------------------------------
+
+async def app_benchmarks(settings, scans: int) -> dict:
+    from gate_bridge.decision import GateInfo, decide
+    from gate_bridge.store import Store
+    from models.access import Principal
+    from scripts.simulate_bridges import make_bridge
+    from server.app import XiaoquApp
+    from server.gate_hub import GateHub, HubOptions
+    from server.stores import connect_mongo, connect_redis
+    app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri), connect_redis(settings.redis_url))
+    await app.startup()
+    results = {}
+    community = await app.places.create_community("Bench", "bench")
+    cid = str(community["_id"])
+    gate = await app.places.create_gate(cid, "main", "main", "pedestrian", [""])
+    staff = await app.staff.create("bench-admin", "bench password 1", "bench", {cid: ["admin"]})
+    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin"})})
+    token = (await app.auth.start_session(str(staff["_id"]), "staff"))["access_token"]
+    creds = await app.gate_events.provision(cid, str(gate["_id"]), "bench")
+    gate = await app.places.gate(cid, str(gate["_id"]))
+    # One bridge carries all the scans here, so its per-bridge rate limit is lifted.
+    hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT, rate=10000, burst=10000))
+    port = await hub.start(0, "127.0.0.1")
+    app.gate_hub = hub
+    codes = [(await app.passes.resident_code(principal, cid))["token"] for _ in range(scans)]
+
+    # 2a. online scan -> open frame at 500 scans/s
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = p.new_nonce()
+    writer.write(wire.encode(p.message(p.HELLO, v=[1], bridge=creds["bridge_id"], nonce=nonce)))
+    challenge, _ = await wire.read_frame(reader)
+    writer.write(wire.encode(p.message(p.AUTH, proof=p.bridge_proof(
+        p.derive_key(creds["secret"]), creds["bridge_id"], nonce, challenge["nonce"]))))
+    while (await wire.read_frame(reader))[0]["op"] != p.WELCOME:
+        pass
+    sent, opened = {}, {}
+
+    async def read_opens():
+        while len(opened) < scans:
+            msg, _ = await wire.read_frame(reader)
+            if msg["op"] == p.OPEN:
+                opened[msg["scan"]] = time.perf_counter()
+            elif msg["op"] == p.EVENTS_ACK:
+                ingest_acks.put_nowait(msg["upto"])
+    ingest_acks: asyncio.Queue = asyncio.Queue()
+    reading = asyncio.create_task(read_opens())
+    start = time.perf_counter()
+    for i, code in enumerate(codes):
+        due = start + i / 500
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        sent[str(i)] = time.perf_counter()
+        writer.write(wire.encode(p.message(p.SCAN, id=str(i), text=code, direction="in")))
+    await asyncio.wait_for(reading, 60)
+    latencies = [(opened[k] - sent[k]) * 1000 for k in sent]
+    results["scan_to_open_ms"] = {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99),
+                                  "rate": scans / (time.perf_counter() - start)}
+
+    # 4. event ingestion with dedupe
+    total, batch_size, window = 20000, 200, 4
+    reading = asyncio.create_task(_ingest_reader(reader, ingest_acks))
+    start = time.perf_counter()
+    seq, in_flight = 0, 0
+    while seq < total or in_flight:
+        while seq < total and in_flight < window:
+            first = max(1, seq + 1 - batch_size // 10)  # overlap: a tenth is a replay
+            items = [{"seq": s, "type": "door_opened", "at": time.time()}
+                     for s in range(first, seq + batch_size + 1)]
+            writer.write(wire.encode(p.message(p.EVENTS, items=items[:p.MAX_EVENTS_PER_FRAME])))
+            seq = items[:p.MAX_EVENTS_PER_FRAME][-1]["seq"]
+            in_flight += 1
+        await ingest_acks.get()
+        in_flight -= 1
+    elapsed = time.perf_counter() - start
+    stored = await app.db.gate_events.count_documents({"bridge": creds["bridge_id"],
+                                                       "type": "door_opened"})
+    results["ingest"] = {"events": seq, "stored": stored, "per_second": seq / elapsed}
+    reading.cancel()
+    writer.close()
+
+    # 2b. offline decision at the bridge
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(str(Path(tmp) / "b.sqlite"))
+        keys = (await app.passes.bridge_config(cid))["keys"]
+        info = GateInfo(cid, str(gate["_id"]), "main", [""])
+        fresh = [(await app.passes.resident_code(principal, cid))["token"] for _ in range(1000)]
+        times = []
+        for code in fresh:
+            t0 = time.perf_counter()
+            assert decide(code, info, time.time(), keys, set(), store).allow
+            times.append((time.perf_counter() - t0) * 1000)
+        store.close()
+    results["offline_decision_ms"] = {"p50": pct(times, 0.5), "p99": pct(times, 0.99)}
+
+    # 3. remote open over HTTP vs HTTP + TCP echo
+    with tempfile.TemporaryDirectory() as tmp:
+        bridge = make_bridge(creds["bridge_id"], creds["secret"], "127.0.0.1", port, Path(tmp),
+                             door={"open_after": 0.0, "close_after": 0.001})
+        running = asyncio.create_task(bridge.run())
+        await bridge.wait(lambda: bridge.writer is not None, 10)
+        results["remote_open"] = await _remote_open_ratio(app, cid, str(gate["_id"]), token)
+        running.cancel()
+        bridge.store.close()
+    await hub.stop()
+    await app.mongo.drop_database(settings.mongodb_db)
+    await app.close()
+    return results
+
+
+async def _ingest_reader(reader, acks: asyncio.Queue) -> None:
+    while True:
+        msg, _ = await wire.read_frame(reader)
+        if msg["op"] == p.EVENTS_ACK:
+            acks.put_nowait(msg["upto"])
+
+
+async def _remote_open_ratio(app, cid: str, gate_id: str, token: str, rounds: int = 200) -> dict:
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.netutil
+    import tornado.web
+
+    echo = await asyncio.start_server(_echo, "127.0.0.1", 0)
+    echo_port = echo.sockets[0].getsockname()[1]
+
+    class EchoHandler(tornado.web.RequestHandler):
+        async def post(self):
+            reader, writer = await asyncio.open_connection("127.0.0.1", echo_port)
+            writer.write(b"ping\n")
+            await reader.readline()
+            writer.close()
+            self.finish({"level": "opened"})
+    baseline_app = tornado.web.Application([("/echo", EchoHandler)])
+    servers, urls = [], {}
+    for name, application in (("hub", app), ("baseline", baseline_app)):
+        [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server = tornado.httpserver.HTTPServer(application)
+        server.add_sockets([sock])
+        servers.append(server)
+        urls[name] = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    client = tornado.httpclient.AsyncHTTPClient(force_instance=True)
+    body = '{"reason": "benchmark", "wait": 5}'
+    headers = {"Authorization": f"Bearer {token}"}
+    timings = {"hub": [], "baseline": []}
+    for _ in range(rounds):
+        for name, path in (("hub", f"/api/communities/{cid}/gates/{gate_id}/open"),
+                           ("baseline", "/echo")):
+            t0 = time.perf_counter()
+            response = await client.fetch(urls[name] + path, method="POST", body=body,
+                                          headers=headers)
+            timings[name].append((time.perf_counter() - t0) * 1000)
+            assert b"opened" in response.body, response.body
+    client.close()
+    for server in servers:
+        server.stop()
+    echo.close()
+    hub_ms, base_ms = statistics.median(timings["hub"]), statistics.median(timings["baseline"])
+    return {"hub_ms": hub_ms, "baseline_ms": base_ms, "ratio": hub_ms / base_ms}
+
+
+async def _echo(reader, writer) -> None:
+    writer.write(await reader.readline())
+    await writer.drain()
+    writer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench_gates", description=__doc__)
+    parser.add_argument("--connections", type=int, default=10000)
+    parser.add_argument("--scans", type=int, default=2000)
+    parser.add_argument("--serve", choices=("hub", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--client", choices=("hub", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--redis", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit(args.connections + 1000)
+    if args.serve:
+        asyncio.run(serve_hub(args.redis) if args.serve == "hub" else serve_bare())
+        return
+    if args.client:
+        asyncio.run(clients(args.port, args.connections, args.client == "hub"))
+        return
+    from server.embedded import start_mongo, start_redis
+    from server.settings import load_settings
+    with start_mongo(None) as mongo, start_redis(None) as redis, \
+            tempfile.TemporaryDirectory() as tmp:
+        limit = raise_fd_limit(args.connections + 1000)
+        count = min(args.connections, limit - 1000)
+        memory = idle_memory(count, redis.url)
+        print(f"idle bridges: {count} held; hub {memory['hub_bytes'] / 1024:.2f} KiB/conn vs bare "
+              f"asyncio protocol {memory['bare_bytes'] / 1024:.2f} KiB/conn -> "
+              f"{memory['ratio']:.2f}x (goal <= 2x)", flush=True)
+        settings = load_settings(mongodb_uri=mongo.url, redis_url=redis.url, data_dir=Path(tmp),
+                                 mongodb_db=f"bench_{os.getpid()}")
+        r = asyncio.run(app_benchmarks(settings, args.scans))
+    s, o, ro, i = r["scan_to_open_ms"], r["offline_decision_ms"], r["remote_open"], r["ingest"]
+    print(f"scan -> open frame at {s['rate']:.0f} scans/s: p50 {s['p50']:.2f} ms, "
+          f"p99 {s['p99']:.2f} ms (goal p99 <= 5 ms)")
+    print(f"offline decision at the bridge: p50 {o['p50']:.3f} ms, p99 {o['p99']:.3f} ms "
+          f"(goal p99 <= 2 ms)")
+    print(f"remote open over HTTP: median {ro['hub_ms']:.2f} ms vs HTTP + TCP echo "
+          f"{ro['baseline_ms']:.2f} ms -> {ro['ratio']:.2f}x (goal <= 1.5x)")
+    print(f"event ingestion with dedupe: {i['per_second']:.0f} events/s "
+          f"({i['stored']} stored of {i['events']} sent, 10% replays) (goal >= 5000/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Simulated gate bridges (scanner, relay and door simulated) against a gate hub.
+
+    python -m scripts.simulate_bridges --creds bridges.json [--host H --port P]
+    python -m scripts.simulate_bridges --provision DEMO --count 4
+
+`--creds` reads a JSON list of {"bridge_id", "secret"}; `--provision CODE`
+(re-)provisions the bridges of community CODE's gates through the app's own
+stores (MONGODB_URI / REDIS_URL settings) and runs one per gate, up to
+`--count`. Used by the demo, tests and benchmarks (`run_bridges`).
+"""
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+from gate_bridge.bridge import Bridge, BridgeConfig
+from gate_bridge.drivers import SimulatedDoor, SimulatedRelay, SimulatedScanner
+from gate_bridge.store import Store
+
+
+def make_bridge(bridge_id: str, secret: str, host: str, port: int, data_dir: Path,
+                door: dict | None = None, **options) -> Bridge:
+    """A Bridge on simulated hardware; `door` tunes SimulatedDoor (auto, open_after, ...)."""
+    config = BridgeConfig(bridge_id=bridge_id, secret=secret, host=host, port=port,
+                          tls=options.pop("tls", False), allow_plain=True,
+                          store_path=str(data_dir / f"{bridge_id}.sqlite"), **options)
+    relay = SimulatedRelay(bridge_id)
+    return Bridge(config, Store(config.store_path, config.max_events), SimulatedScanner(),
+                  relay, SimulatedDoor(relay, **(door or {})))
+
+
+async def run_bridges(creds: list[dict], host: str, port: int, data_dir: Path, **options) -> None:
+    """Run simulated bridges until cancelled."""
+    bridges = [make_bridge(c["bridge_id"], c["secret"], host, port, data_dir, **options)
+               for c in creds]
+    try:
+        await asyncio.gather(*(b.run() for b in bridges))
+    finally:
+        for bridge in bridges:
+            bridge.store.close()
+
+
+async def provision(code: str, count: int) -> list[dict]:
+    from server.app import XiaoquApp
+    from server.settings import load_settings
+    from server.stores import connect_mongo, connect_redis
+    settings = load_settings()
+    app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri), connect_redis(settings.redis_url))
+    try:
+        community = await app.db.communities.find_one({"code": code})
+        if community is None:
+            raise SystemExit(f"no community with code {code!r}")
+        gates = (await app.places.gates(str(community["_id"])))[:count]
+        return [await app.gate_events.provision(str(community["_id"]), str(g["_id"]), "simulator")
+                for g in gates]
+    finally:
+        await app.close()
+
+
+async def main_async(args) -> None:
+    if args.provision:
+        creds = await provision(args.provision, args.count)
+    else:
+        import json
+        creds = json.loads(Path(args.creds).read_text())[: args.count]
+    print(f"simulating {len(creds)} bridges against {args.host}:{args.port}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bridges-") as tmp:
+        await run_bridges(creds, args.host, args.port, Path(args.data_dir or tmp))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m scripts.simulate_bridges",
+                                     description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--creds", help="JSON list of {bridge_id, secret}")
+    source.add_argument("--provision", metavar="CODE", help="provision the gates of this community")
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7000)
+    parser.add_argument("--data-dir", help="where the bridges keep their SQLite files")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()

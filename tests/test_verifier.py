@@ -1,0 +1,302 @@
+"""The gate decision: every deny reason, tampering, keys, skew, replays, random input."""
+
+import asyncio
+import base64
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import base45
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings as hsettings, strategies as st
+
+from gate_bridge.decision import (ENTRY_COUNT_RETENTION, GateInfo, decide, gate_covers,
+                                  use_claim, verify)
+from gate_bridge.passes import HEADER, SIGNATURE_BYTES, Payload, community_tag, sign
+from models.access_log import AccessLog
+from models.common import ManualClock
+from models.passes import PassManager
+from server.stores import connect_redis
+from tests.builders import make_community, make_resident
+
+CID = "65f000000000000000000001"
+OTHER_CID = "65f000000000000000000002"
+NOW = 1767225600  # 2026-01-01T00:00:00Z = 08:00 in China
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
+OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes([7]) * 32)
+KEYS = {1: KEY.public_key()}
+MAIN = GateInfo(CID, "g1", "main", [""])
+UNIT = GateInfo(CID, "g2", "u3-2", ["3-2"])
+OTHER_UNIT = GateInfo(CID, "g3", "u3-1", ["3-1"])
+
+
+def resident(**changes) -> Payload:
+    base = Payload("resident", 1, NOW, NOW + 60, bytes(6), community_tag(CID),
+                   bytes.fromhex("65f0000000000000000000aa"), 0, (0, 96), ("3-2-1201",))
+    return replace(base, **changes)
+
+
+def visitor(**changes) -> Payload:
+    base = Payload("visitor", 1, NOW, NOW + 86400, b"\x01" * 6, community_tag(CID),
+                   bytes.fromhex("65f0000000000000000000bb"), 2, (0, 96), ("main",))
+    return replace(base, **changes)
+
+
+def token(payload: Payload, key=KEY, community=CID) -> str:
+    return sign(payload, community, key)
+
+
+def check(text: str, gate=MAIN, now=NOW + 1, keys=KEYS, revoked=(), nonces=None, **kw):
+    return decide(text, gate, now, keys, set(revoked), nonces, **kw)
+
+
+class MemoryNonces:
+    """The bridge's store contract (gate_bridge/store.py is SQLite)."""
+
+    def __init__(self):
+        self.used: dict[bytes, float] = {}
+
+    def use(self, nonce: bytes, expires: float) -> bool:
+        if nonce in self.used:
+            return False
+        self.used[nonce] = expires
+        return True
+
+
+def test_ok_and_payload_round_trip():
+    d = check(token(resident()), UNIT)
+    assert (d.allow, d.reason) == (True, "ok")
+    assert d.payload == resident()
+    assert (d.kind, d.subject, d.pass_id) == ("resident", "65f0000000000000000000aa", None)
+    v = check(token(visitor()))
+    assert v.allow and v.pass_id == "65f0000000000000000000bb"
+
+
+@pytest.mark.parametrize("text", ["", "hello", "%%%", "A" * 5, "123456789012",
+                                  base45.b45encode(b"\x01" * 50).decode()])
+def test_malformed_and_unknown_code(text):
+    assert check(text).reason == ("unknown_code" if text.isdigit() else "malformed")
+    assert not check(text).allow
+
+
+def test_structural_problems_are_malformed():
+    good = resident().pack()
+    sig = bytes(64)
+    for data in (b"\x02" + good[1:],  # version
+                 good[:1] + b"\x09" + good[1 + 1:],  # kind
+                 good[:34] + bytes([0, 0]) + good[36:],  # empty hours
+                 good[:3] + (NOW + 60).to_bytes(4, "big") + NOW.to_bytes(4, "big") + good[11:],
+                 good + b"x",  # trailing byte
+                 good[:-1],  # truncated scope
+                 good[:36] + b"\x01\x02\xff\xfe"):  # scope not UTF-8
+        assert check(base45.b45encode(data + sig).decode()).reason == "malformed", data.hex()
+
+
+def test_every_deny_reason():
+    assert check(token(resident(key_id=9))).reason == "unknown_key"
+    assert check(token(resident()), GateInfo(OTHER_CID, "x", "main", [""])).reason == \
+        "wrong_community"
+    assert check(token(resident(), key=OTHER_KEY)).reason == "bad_signature"
+    assert check(token(resident()), now=NOW - 6).reason == "not_yet_valid"
+    assert check(token(resident()), now=NOW + 65).reason == "expired"
+    assert check(token(resident()), OTHER_UNIT).reason == "gate_not_allowed"
+    assert check(token(visitor()), UNIT).reason == "gate_not_allowed"
+    # 08:00-18:00 in UTC+8 (quarters 32-72); NOW is 08:00 local.
+    worker = token(visitor(kind="worker", hours=(36, 72)))
+    assert check(worker).reason == "outside_hours"
+    assert check(worker, now=NOW + 3600).reason == "ok"
+    assert check(worker, now=NOW + 10 * 3600).reason == "outside_hours"  # 18:00
+    assert check(token(resident()), UNIT, revoked={"65f0000000000000000000aa"}).reason == "revoked"
+    nonces = MemoryNonces()
+    assert check(token(resident()), UNIT, nonces=nonces).reason == "ok"
+    assert check(token(resident()), UNIT, nonces=nonces).reason == "replayed"
+    twice = token(visitor())
+    assert [check(twice, nonces=nonces).reason for _ in range(3)] == ["ok", "ok", "used_up"]
+
+
+def test_night_window_wraps_midnight():
+    night = token(visitor(kind="worker", hours=(88, 24)))  # 22:00-06:00 local
+    assert check(night, now=NOW + 15 * 3600).reason == "ok"  # 23:00 local
+    assert check(night, now=NOW + 21 * 3600).reason == "ok"  # 05:00 local
+    assert check(night, now=NOW + 3600).reason == "outside_hours"  # 09:00 local
+
+
+def test_exits_do_not_use_entries_but_resident_codes_are_single_use_both_ways():
+    nonces = MemoryNonces()
+    one = token(visitor(max_entries=1))
+    assert check(one, nonces=nonces, direction="in").allow
+    assert check(one, nonces=nonces, direction="out").allow
+    assert check(one, nonces=nonces, direction="in").reason == "used_up"
+    code = token(resident())
+    assert check(code, UNIT, nonces=nonces, direction="out").allow
+    assert check(code, UNIT, nonces=nonces, direction="in").reason == "replayed"
+
+
+def test_claims_outlive_codes_and_slot_keys_are_distinct():
+    claim = use_claim(visitor(), "in")
+    assert claim.expires == NOW + 86400 + 5 + ENTRY_COUNT_RETENTION
+    assert {claim.slot_key(0), claim.slot_key(1)} == {claim.key + b"\0", claim.key + b"\1"}
+    single = use_claim(resident(), "out")
+    assert single.slot_key(0) == single.key and single.limit == 1
+    assert use_claim(visitor(), "out") is None
+    assert use_claim(visitor(max_entries=0), "in") is None
+
+
+@pytest.mark.parametrize("skew", [0, 5, 30])
+def test_skew_boundaries(skew):
+    text = token(resident())
+    at = lambda now: check(text, UNIT, now=now, skew=skew).reason  # noqa: E731
+    assert at(NOW - skew - 1) == "not_yet_valid"
+    assert at(NOW - skew) == "ok"
+    assert at(NOW + 60 + skew - 0.001) == "ok"
+    assert at(NOW + 60 + skew) == "expired"
+
+
+def test_tampering_with_any_payload_byte_is_refused():
+    raw = base45.b45decode(token(resident()))
+    size = len(raw) - SIGNATURE_BYTES
+    for i in range(size):
+        for flip in (0x01, 0x80):
+            bad = bytearray(raw)
+            bad[i] ^= flip
+            d = check(base45.b45encode(bytes(bad)).decode(), UNIT)
+            assert not d.allow, (i, flip)
+            # Header bytes that the checks read before the signature may give their own
+            # reason; every other change must fail the signature.
+            expected = {2: "unknown_key"}.get(i) or ("wrong_community" if 17 <= i < 21 else None)
+            if expected:
+                assert d.reason == expected, (i, d.reason)
+            else:
+                assert d.reason in ("bad_signature", "malformed"), (i, d.reason)
+    for i in range(size, len(raw)):  # and the signature
+        bad = bytearray(raw)
+        bad[i] ^= 0x01
+        assert check(base45.b45encode(bytes(bad)).decode(), UNIT).reason == "bad_signature"
+
+
+def test_signature_from_another_key_with_the_same_id_and_swapped_signatures():
+    assert check(token(resident(), key=OTHER_KEY), UNIT).reason == "bad_signature"
+    a = base45.b45decode(token(resident()))
+    b = base45.b45decode(token(resident(nonce=b"\x09" * 6)))
+    swapped = a[:-SIGNATURE_BYTES] + b[-SIGNATURE_BYTES:]
+    assert check(base45.b45encode(swapped).decode(), UNIT).reason == "bad_signature"
+    # A signature made for another community does not verify even if the tag is forged.
+    forged = sign(resident(), OTHER_CID, KEY)
+    assert check(forged, UNIT).reason == "bad_signature"
+
+
+def test_keys_may_come_as_in_the_config_push():
+    pushed = {"1": base64.b64encode(KEY.public_key().public_bytes_raw()).decode(),
+              "2": "not base64!"}
+    assert check(token(resident()), UNIT, keys=pushed).allow
+    assert check(token(resident(key_id=2)), UNIT, keys=pushed).reason == "unknown_key"
+
+
+def test_gate_coverage_is_by_segments():
+    assert gate_covers([""], "3-2-1201")
+    assert gate_covers(["3"], "3-2-1201") and gate_covers(["3-2"], "3-2")
+    assert not gate_covers(["3"], "31-2-1201")
+    assert not gate_covers(["3-2-1201"], "3-2")
+    staff = token(resident(kind="staff", scope=()))
+    assert check(staff, OTHER_UNIT).allow  # no scope = every gate
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_random_bytes_never_crash_the_decoder(data):
+    d = check(base45.b45encode(data).decode())
+    assert not d.allow and d.reason in ("malformed", "unknown_key", "wrong_community",
+                                        "bad_signature")
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_never_crashes(text):
+    assert not verify(text, MAIN, NOW, KEYS, set()).allow
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(st.binary(min_size=HEADER.size, max_size=120))
+def test_random_payloads_with_valid_signatures_never_crash(data):
+    sig = KEY.sign(b"XQP1" + bytes.fromhex(CID) + data)
+    d = check(base45.b45encode(data + sig).decode())
+    assert d.reason in ("ok", "malformed", "unknown_key", "wrong_community", "not_yet_valid",
+                        "expired", "gate_not_allowed", "outside_hours", "bad_signature")
+
+
+# -- the server's check: Redis makes single use atomic across processes ------------------------
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(datetime(2026, 3, 2, 2, 0, tzinfo=UTC))  # 10:00 in China
+
+
+@pytest.mark.asyncio
+async def test_concurrent_double_scan_allows_exactly_once(app, settings):
+    c = await make_community(app, "dbl")
+    rid, _ = await make_resident(app, c, "dbl")
+    principal = await app.auth.principal(
+        (await app.auth.start_session(rid, "resident"))["access_token"])
+    code = (await app.passes.resident_code(principal, c.id))["token"]
+    gate = await app.places.gate(c.id, c.gates["main"])
+    # A second "process": its own manager and Redis connection over the same stores.
+    other_redis = connect_redis(settings.redis_url)
+    try:
+        other = PassManager(app.db, other_redis, app.clock, settings, app.places, app.bindings,
+                            AccessLog(app.db, app.clock))
+        results = await asyncio.gather(*(m.check(code, gate, "in", "gate")
+                                         for m in (app.passes, other) * 4))
+        await other.access_log.flush()
+    finally:
+        await other_redis.aclose()
+    assert sorted(r.reason for r in results) == ["ok"] + ["replayed"] * 7
+    log = await app.access_log.query(c.id, subject=rid, limit=20)
+    assert sorted(i["reason"] for i in log["items"]) == ["ok"] + ["replayed"] * 7
+
+
+@pytest.mark.asyncio
+async def test_server_check_reasons_time_and_revocation(app):
+    c = await make_community(app, "srv")
+    rid, _ = await make_resident(app, c, "srv", room="1-2-101")
+    principal = await app.auth.principal(
+        (await app.auth.start_session(rid, "resident"))["access_token"])
+    main = await app.places.gate(c.id, c.gates["main"])
+    unit = await app.places.gate(c.id, c.gates["u1-1"])
+    code = (await app.passes.resident_code(principal, c.id))["token"]
+    assert (await app.passes.check(code, unit, "in", "scanner")).reason == "gate_not_allowed"
+    app.clock.advance(66)
+    assert (await app.passes.check(code, main, "in", "scanner")).reason == "expired"
+    await app.passes.suspend(c.id, rid, "unpaid", "staff:x")
+    fresh = (await app.passes.resident_code(principal, c.id))["token"]
+    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "revoked"
+    # After a Redis restart the revocation is reloaded from MongoDB.
+    await app.redis.delete(f"revoked:{c.id}")
+    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "revoked"
+    assert rid in (await app.passes.bridge_config(c.id))["revoked"]
+    await app.passes.lift(c.id, rid)
+    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "ok"
+
+
+@pytest.mark.asyncio
+async def test_key_rotation_keeps_codes_in_flight(app):
+    c = await make_community(app, "rot")
+    rid, _ = await make_resident(app, c, "rot")
+    principal = await app.auth.principal(
+        (await app.auth.start_session(rid, "resident"))["access_token"])
+    main = await app.places.gate(c.id, c.gates["main"])
+    old = (await app.passes.resident_code(principal, c.id))["token"]
+    old_id = (await app.passes.signing_key()).key_id
+    new_id = await app.passes.rotate_key()
+    new = (await app.passes.resident_code(principal, c.id))["token"]
+    assert base45.b45decode(new)[2] == new_id != old_id
+    assert set((await app.passes.bridge_config(c.id))["keys"]) == {str(old_id), str(new_id)}
+    assert (await app.passes.check(old, main, "in", "gate")).reason == "ok"
+    assert (await app.passes.check(new, main, "in", "gate")).reason == "ok"
+    with pytest.raises(Exception, match="rotate first"):
+        await app.passes.retire_key(new_id)
+    await app.passes.retire_key(old_id)
+    again = (await app.passes.resident_code(principal, c.id))["token"]
+    assert (await app.passes.check(again, main, "in", "gate")).reason == "ok"
+    app.passes._ring_at = float("-inf")  # as another process would after its cache time
+    assert (await app.passes.check(old, main, "out", "gate")).reason == "unknown_key"
