@@ -164,9 +164,9 @@ class OpenHandler(APIHandler):
          "gates covering their room. 504 gate_offline / no_ack when the bridge does not answer",
          body=OpenIn, response=OpenResult, permission="gates.open")
     async def post(self, community_id, gate_id):
+        gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
         if self.app.gate_hub is None:
             raise Unavailable("the gate hub is not running in this process", code="no_gate_hub")
-        gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
         if self.principal.is_staff:
             if not self.body.reason.strip():
                 raise Invalid("a reason is required", fields={"reason": "required for staff"})

@@ -453,10 +453,13 @@ class PassManager:
                                   approval_ref=approval_ref)
 
     async def issue_worker_pass(self, community_id: str, staff_id: str, place_path: str,
-                                start: datetime, end: datetime, reason: str) -> str:
+                                start: datetime, end: datetime, reason: str) -> str | None:
         """For a repair ticket: the assigned worker's pass to the room's doors for the visit."""
         staff = await self.db.staff.find_one({"_id": object_id(staff_id, "staff")}) or {}
-        chosen = await self._gates_for(community_id, place_path, None)
+        try:
+            chosen = await self._gates_for(community_id, place_path, None)
+        except Invalid:  # no gate leads there: the visit needs no pass
+            return None
         doc = await self._create(community_id, kind="worker", origin="ticket",
                                  owner={"kind": "system", "id": "tickets"},
                                  visitor={"name": staff.get("name", ""), "phone": None,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 from datetime import datetime, timedelta
 
+from redis.exceptions import ConnectionError as RedisDown
 from redis.exceptions import LockError
 
 from models.errors import Invalid
@@ -197,6 +198,7 @@ class SlaWatcher:
         if self._task is not None:
             await self._task
             self._task = None
-        with contextlib.suppress(LockError):
+        # With Redis gone the lock simply expires; stopping must not fail on it.
+        with contextlib.suppress(LockError, RedisDown):
             if await self.lock.owned():
                 await self.lock.release()

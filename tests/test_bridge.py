@@ -2,7 +2,6 @@
 rules) and against the real hub, including one killed with SIGKILL mid-stream."""
 
 import asyncio
-import contextlib
 import time
 from datetime import timedelta
 

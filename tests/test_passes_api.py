@@ -36,7 +36,8 @@ async def zbar(data: bytes, suffix: str, tmp_path) -> str:
     path = tmp_path / f"code.{suffix}"
     path.write_bytes(data)
     proc = await asyncio.create_subprocess_exec("zbarimg", "--raw", "-q", str(path),
-                                                stdout=asyncio.subprocess.PIPE)
+                                                stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.DEVNULL)
     out, _ = await proc.communicate()
     assert proc.returncode == 0
     return out.decode().rstrip("\n")
@@ -210,25 +211,26 @@ async def test_worker_pass_hours_gates_and_permissions(app, api_client):
     body = {"name": "张师傅", "company": "装修公司", "purpose": "decoration 1-1-101",
             "approval_ref": "DEC-2026-001", "room_path": "1-1-101", "gates": ["main", "u1-1"],
             "valid_from": iso(START), "valid_to": iso(START + timedelta(days=30)),
-            "hours": {"start": "08:00", "end": "18:00"}}
+            "hours": {"start": "08:00", "end": "10:15"}}
     assert (await api_client.post(path, body, token=c.tokens["security"])).status == 403
+    assert (await api_client.get(f"/api/communities/{c.id}/passes",
+                                 token=c.tokens["maintenance"])).status == 403
     bad = await api_client.post(path, {**body, "hours": {"start": "08:10", "end": "08:10"}},
                                 token=c.tokens["customer_service"])
     assert bad.status == 400 and "hours.start" in bad.error["fields"]
     created = await api_client.post(path, body, token=c.tokens["customer_service"])
     assert created.status == 201, created.body
     worker = created.body
-    assert worker["hours"] == {"start": "08:00", "end": "18:00"}
+    assert worker["hours"] == {"start": "08:00", "end": "10:15"}
     assert worker["approval_ref"] == "DEC-2026-001" and worker["token"]
     assert (await scan(api_client, c, worker["token"]))["reason"] == "ok"  # 10:00
     assert (await scan(api_client, c, worker["token"]))["reason"] == "ok"  # unlimited
-    app.clock.advance(9 * 3600)  # 19:00 local
+    app.clock.advance(15 * 60)  # 10:15 local
+    c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
     assert (await scan(api_client, c, worker["token"]))["reason"] == "outside_hours"
     listed = await api_client.get(f"/api/communities/{c.id}/passes?kind=worker",
                                   token=c.tokens["security"])
     assert [p["id"] for p in listed.body] == [worker["id"]]
-    assert (await api_client.get(f"/api/communities/{c.id}/passes",
-                                 token=c.tokens["maintenance"])).status == 403
 
 
 async def test_walk_in_is_printable_single_entry(app, api_client, tmp_path):
@@ -251,13 +253,16 @@ async def test_walk_in_is_printable_single_entry(app, api_client, tmp_path):
     assert (await scan(api_client, c, walk["token"]))["reason"] == "used_up"
     detail = (await api_client.get(f"/api/communities/{c.id}/passes/{walk['id']}",
                                    token=c.tokens["manager"])).body
-    assert [e["action"] for e in detail["trail"]] == ["created", "used", "used"]
+    assert [(e["action"], e.get("result")) for e in detail["trail"]] == [
+        ("created", None), ("used", "deny"), ("used", "allow"), ("used", "deny")]
     app.clock.advance(5 * 3600)
+    manager = (await app.auth.start_session(c.staff["manager"], "staff"))["access_token"]
     detail = (await api_client.get(f"/api/communities/{c.id}/passes/{walk['id']}",
-                                   token=c.tokens["manager"])).body
+                                   token=manager)).body
     assert detail["state"] == "expired" and detail["trail"][-1]["action"] == "expired"
+    maintenance = (await app.auth.start_session(c.staff["maintenance"], "staff"))["access_token"]
     cancel = await api_client.delete(f"/api/communities/{c.id}/passes/{walk['id']}?reason=x",
-                                     token=c.tokens["maintenance"])
+                                     token=maintenance)
     assert cancel.status == 403
 
 

@@ -55,8 +55,14 @@ def test_demo_serves_seeds_and_stops_cleanly_on_sigterm(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("MONGODB_URI", "REDIS_URL", "WECHAT_BASE_URL")}
     env.update(XIAOQU_DATA_DIR=str(tmp_path), HTTP_PORT=str(http_port), GATE_PORT=str(gate_port))
-    server = subprocess.Popen([sys.executable, "-m", "server", "--demo"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with subprocess.Popen([sys.executable, "-m", "server", "--demo"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as server:
+        _check_demo(server, http_port)
+    assert server.returncode == 0
+    assert (tmp_path / "mongo.sqlite3").exists()
+
+
+def _check_demo(server: subprocess.Popen, http_port: int) -> None:
     try:
         printed = []
         # The service prints its URLs once it listens; read up to that line.
@@ -85,5 +91,4 @@ def test_demo_serves_seeds_and_stops_cleanly_on_sigterm(tmp_path):
             assert len(json.loads(response.read())) == 204
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(30) == 0
-    assert (tmp_path / "mongo.sqlite3").exists()
+        server.wait(30)
