@@ -147,6 +147,7 @@ def sign(payload: Payload, community_id: str, private_key: Ed25519PrivateKey) ->
     return base45.b45encode(data + signature).decode("ascii")
 
 
+@functools.lru_cache(maxsize=1024)  # a scan is parsed by several steps; results are immutable
 def split(token_text: str) -> tuple[Payload, bytes, bytes]:
     """(payload, payload bytes, signature) of a token, not yet verified. Raises MalformedToken."""
     try:
