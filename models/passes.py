@@ -44,6 +44,20 @@ INDEXES = {
 CACHE_SECONDS = 30  # community settings and the key ring, per process
 KEY_RELOAD_SECONDS = 5  # an unknown key id reloads the ring at most this often
 SHORT_CODE_TRIES = 5
+REVOKED = object()
+NOT_LOADED, REVOKED_CODE = -1, -2
+# Revocation check and use count in one round trip, atomically. Storage mechanics only:
+# what a revocation or an exhausted claim means is decided by gate_bridge.decision.
+# Relative expiry (ARGV[2]): Redis keeps its own time, ours may be a test's manual clock.
+USE_SCRIPT = """
+if redis.call('SISMEMBER', KEYS[1], '*') == 0 then return -1 end
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return -2 end
+if ARGV[3] == '' then return 0 end
+local count = redis.call('INCR', KEYS[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+return count
+"""
 TRAIL_ORDER = {"created": 0, "used": 1, "cancelled": 2, "expired": 3}  # for equal times
 
 
@@ -89,6 +103,7 @@ class PassManager:
         self._ring_at = float("-inf")
         self._ring_lock = asyncio.Lock()
         self._communities: dict[str, tuple[float, PassSettings]] = {}
+        self._use_script = redis.register_script(USE_SCRIPT)
 
     # -- settings and keys ----------------------------------------------------------------------
 
@@ -231,13 +246,17 @@ class PassManager:
                 return Decision(False, "unknown_code")
         info = await self.gate_info(gate)
         ring = await self._ring_for(token_text)
-        revoked = await self._revoked_among(community_id, token_text)
-        decision = decide(token_text, info, self.clock.time(), {k: v.public for k, v in ring.items()},
-                          revoked, direction=direction, skew=self.skew)
+        keys = {k: v.public for k, v in ring.items()}
+        now = self.clock.time()
+        decision = decide(token_text, info, now, keys, (), direction=direction, skew=self.skew)
         if not decision.allow:
             return decision
         claim = use_claim(decision.payload, direction, self.skew)
-        if claim is not None and not await self._consume(community_id, claim):
+        outcome = await self._use(community_id, decision.payload.subject_id, claim)
+        if outcome is REVOKED:  # the rules say what that means (and in which order)
+            return decide(token_text, info, now, keys, {decision.payload.subject_id},
+                          direction=direction, skew=self.skew)
+        if not outcome:
             return Decision(False, claim.exhausted, decision.payload)
         if short_key:
             await self.redis.delete(short_key)  # one-time: the handle is gone once used
@@ -251,18 +270,6 @@ class PassManager:
         except MalformedToken:
             return ring
         return ring if key_id in ring else await self.key_ring(reload=True)
-
-    async def _revoked_among(self, community_id: str, token_text: str) -> set[str]:
-        try:
-            subject = split(token_text)[0].subject_id
-        except MalformedToken:
-            return set()
-        key = f"revoked:{community_id}"
-        loaded, hit = await self.redis.smismember(key, ["*", subject])
-        if not loaded:
-            await self._load_revocations(community_id)
-            loaded, hit = await self.redis.smismember(key, ["*", subject])
-        return {subject} if hit else set()
 
     async def _load_revocations(self, community_id: str) -> list[str]:
         """Fill the Redis set from MongoDB (after a Redis restart, or daily to prune it)."""
@@ -278,16 +285,20 @@ class PassManager:
             {"community_id": ObjectId(community_id), "until": {"$gt": self.clock.now()}}).to_list(None)
         return sorted(d["subject"] for d in docs)
 
-    async def _consume(self, community_id: str, claim: UseClaim) -> bool:
-        """One slot of the claim, atomically across processes (INCR); False when none is left."""
-        hexkey = claim.key.hex()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(f"uses:{hexkey}")
-            # Relative: Redis keeps its own time, ours may be a test's manual clock.
-            pipe.expire(f"uses:{hexkey}", max(1, int(claim.expires - self.clock.time()) + 1))
-            pipe.zadd(f"used:{community_id}", {f"{hexkey}:{claim.limit}": claim.expires})
-            count, *_ = await pipe.execute()
-        return count <= claim.limit
+    async def _use(self, community_id: str, subject: str, claim: UseClaim | None):
+        """In one atomic step: REVOKED if the subject is revoked, else take a slot of the
+        claim (True/False whether one was left; True when nothing is to be taken)."""
+        keys = [f"revoked:{community_id}", f"uses:{claim.key.hex()}" if claim else "",
+                f"used:{community_id}"]
+        args = [subject, max(1, int(claim.expires - self.clock.time()) + 1) if claim else 0,
+                f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0]
+        count = await self._use_script(keys=keys, args=args)
+        if count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload, retry
+            await self._load_revocations(community_id)
+            count = await self._use_script(keys=keys, args=args)
+        if count == REVOKED_CODE:
+            return REVOKED
+        return claim is None or count <= claim.limit
 
     async def used_nonces(self, community_id: str) -> list[list]:
         """[slot key hex, expires] of every claim slot used and not expired, for bridges."""

@@ -5,6 +5,9 @@ is unique). Residents log in through the fake WeChat server with the login code
 `user-<name>-<anything>`; staff with the username and password printed.
 """
 
+import json
+from pathlib import Path
+
 from models.access import STAFF_ROLES, Principal
 from models.common import Clock
 from scripts.fake_wechat import openid_for
@@ -68,6 +71,18 @@ async def _create(app) -> None:
                                           lease_end if relation == "tenant" else None)
         await app.bindings.decide(office, cid, str(link["_id"]), "approve")
     await seed_tickets(app, cid, app.clock.now())
+
+
+async def demo_bridge_credentials(app, path: Path) -> Path:
+    """Fresh secrets for the demo gates' bridges, written where the simulator reads them."""
+    community = await app.db.communities.find_one({"code": CODE})
+    cid = str(community["_id"])
+    creds = [await app.gate_events.provision(cid, str(gate["_id"]), "demo")
+             for gate in await app.places.gates(cid)]
+    path.write_text(json.dumps([{"bridge_id": c["bridge_id"], "secret": c["secret"]}
+                                for c in creds]))
+    path.chmod(0o600)
+    return path
 
 
 def login_help() -> str:

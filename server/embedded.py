@@ -81,6 +81,15 @@ def start_fake_wechat() -> Iterator[Service]:
 
 
 @contextlib.contextmanager
+def start_simulated_bridges(creds_file: Path, gate_port: int, data_dir: Path) -> Iterator[None]:
+    """Simulated bridges (scanner, relay, door) for the demo's gates, as their own process."""
+    with _running(_python_service("scripts.simulate_bridges", "--creds", str(creds_file),
+                                  "--port", str(gate_port), "--data-dir", str(data_dir)),
+                  stdout=subprocess.DEVNULL):
+        yield
+
+
+@contextlib.contextmanager
 def start_redis(directory: Path | None) -> Iterator[Service]:
     """A local redis-server on a free port; it keeps its data in `directory` if given."""
     binary = _redis_server_binary()

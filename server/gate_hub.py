@@ -372,6 +372,7 @@ class GateHub:
         await self.app.redis.publish("gate:kick", json.dumps(
             {"bridge": conn.bridge, "instance": self.instance}))
         await self.events.status_changed(bridge_doc, online=True)
+        log.info("gate hub: bridge %s online (gate %s)", conn.bridge, gate.get("code"))
 
     def lost(self, conn: Connection) -> None:
         if self.connections.get(conn.bridge) is conn:

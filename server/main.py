@@ -14,10 +14,11 @@ import logging
 import signal
 import sys
 
-from scripts.seed_demo import seed_demo
+from scripts.seed_demo import demo_bridge_credentials, seed_demo
 from server.app import XiaoquApp
+from server.embedded import (start_fake_wechat, start_mongo, start_redis,
+                             start_simulated_bridges)
 from server.gate_hub import start_gate_hub
-from server.embedded import start_fake_wechat, start_mongo, start_redis
 from server.settings import SettingsError, load_settings
 from server.stores import connect_mongo, connect_redis
 
@@ -48,6 +49,10 @@ async def serve(demo: bool) -> None:
         app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
         http = app.listen(settings.http_port)
         gate_hub = await start_gate_hub(app)
+        if demo:
+            creds = await demo_bridge_credentials(app, settings.data_dir / "bridges.json")
+            started.enter_context(start_simulated_bridges(
+                creds, settings.gate_port, settings.data_dir / "bridges"))
         print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"
               f"  readiness: http://127.0.0.1:{settings.http_port}/readyz", flush=True)
         if overrides:

@@ -42,9 +42,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get(url: str) -> tuple[int, dict]:
+def _call(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=20) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -56,7 +59,7 @@ def test_demo_serves_seeds_and_stops_cleanly_on_sigterm(tmp_path):
            if k not in ("MONGODB_URI", "REDIS_URL", "WECHAT_BASE_URL")}
     env.update(XIAOQU_DATA_DIR=str(tmp_path), HTTP_PORT=str(http_port), GATE_PORT=str(gate_port))
     with subprocess.Popen([sys.executable, "-m", "server", "--demo"], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as server:
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
         _check_demo(server, http_port)
     assert server.returncode == 0
     assert (tmp_path / "mongo.sqlite3").exists()
@@ -71,24 +74,27 @@ def _check_demo(server: subprocess.Popen, http_port: int) -> None:
             if "xiaoqu is up" in line:
                 break
         assert any("xiaoqu is up" in line for line in printed), printed
-        assert _get(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
+        assert _call(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
 
-        login = urllib.request.Request(
-            f"http://127.0.0.1:{http_port}/api/auth/staff", method="POST",
-            data=json.dumps({"username": "admin", "password": "demo-password"}).encode(),
-            headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(login, timeout=10) as response:
-            token = json.loads(response.read())["access_token"]
-        mine = urllib.request.Request(f"http://127.0.0.1:{http_port}/api/communities",
-                                      headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(mine, timeout=10) as response:
-            [community] = json.loads(response.read())
+        token = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
+                      body={"username": "security", "password": "demo-password"})[1]["access_token"]
+        [community] = _call(f"http://127.0.0.1:{http_port}/api/communities", token)[1]
         assert community["code"] == "demo-garden"
-        rooms = urllib.request.Request(
-            f"http://127.0.0.1:{http_port}/api/communities/{community['id']}/places?kind=room",
-            headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(rooms, timeout=10) as response:
-            assert len(json.loads(response.read())) == 204
+        base = f"http://127.0.0.1:{http_port}/api/communities/{community['id']}"
+        assert len(_call(f"{base}/places?kind=room", token)[1]) == 204
+
+        # The demo's simulated bridges dial in: the hub logs each one as it comes online.
+        gates = _call(f"{base}/gates", token)[1]
+        online = set()
+        for line in server.stderr:
+            if "online (gate" in line:
+                online.add(line.split("bridge ")[1].split()[0])
+            if online == {g["bridge_id"] for g in gates}:
+                break
+        assert all(g["online"] for g in _call(f"{base}/gates", token)[1])
+        status, opened = _call(f"{base}/gates/{gates[0]['id']}/open", token,
+                               {"reason": "start-up test", "wait": 10})
+        assert status == 200 and opened["level"] == "opened", opened
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(30)
