@@ -83,6 +83,7 @@ def start_fake_wechat() -> Iterator[Service]:
 @contextlib.contextmanager
 def start_simulated_bridges(creds_file: Path, gate_port: int, data_dir: Path) -> Iterator[None]:
     """Simulated bridges (scanner, relay, door) for the demo's gates, as their own process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
     with _running(_python_service("scripts.simulate_bridges", "--creds", str(creds_file),
                                   "--port", str(gate_port), "--data-dir", str(data_dir)),
                   stdout=subprocess.DEVNULL):

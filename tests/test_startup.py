@@ -2,10 +2,12 @@
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -66,6 +68,10 @@ def test_demo_serves_seeds_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 def _check_demo(server: subprocess.Popen, http_port: int) -> None:
+    # The log is read on a thread so that waiting for a line can time out.
+    log_lines = queue.Queue()
+    threading.Thread(target=lambda: [log_lines.put(line) for line in server.stderr],
+                     daemon=True).start()
     try:
         printed = []
         # The service prints its URLs once it listens; read up to that line.
@@ -86,11 +92,10 @@ def _check_demo(server: subprocess.Popen, http_port: int) -> None:
         # The demo's simulated bridges dial in: the hub logs each one as it comes online.
         gates = _call(f"{base}/gates", token)[1]
         online = set()
-        for line in server.stderr:
+        while online != {g["bridge_id"] for g in gates}:
+            line = log_lines.get(timeout=30)  # raises queue.Empty if the bridges never come
             if "online (gate" in line:
                 online.add(line.split("bridge ")[1].split()[0])
-            if online == {g["bridge_id"] for g in gates}:
-                break
         assert all(g["online"] for g in _call(f"{base}/gates", token)[1])
         status, opened = _call(f"{base}/gates/{gates[0]['id']}/open", token,
                                {"reason": "start-up test", "wait": 10})
