@@ -19,5 +19,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
+bench: $(STAMP)
+	for b in passes gates import; do $(VENV)/bin/python -m scripts.bench_$$b || exit 1; done
+
 clean:
 	rm -rf $(VENV) var

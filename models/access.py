@@ -66,6 +66,9 @@ class Principal:
     id: str
     # staff: community id -> roles there; residents: filled from active room links.
     roles: dict[str, frozenset[str]] = field(default_factory=dict)
+    # residents: their active room links as read when the token was checked, so a
+    # request needs no second lookup (e.g. issuing a gate code)
+    links: tuple[dict, ...] = field(default=(), compare=False)
 
     @property
     def is_staff(self) -> bool:

@@ -7,6 +7,7 @@ use each; a refresh token used twice means it was stolen, so the whole family
 and access tokens of a revoked family stop working at once (Redis denylist).
 """
 
+import asyncio
 import hashlib
 import secrets
 from datetime import timedelta
@@ -15,6 +16,7 @@ import jwt
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal
+from models.bindings import roles_of
 from models.errors import RateLimited, Unauthorized
 from models.people import verify_password
 
@@ -113,13 +115,18 @@ class AuthManager:
             raise Unauthorized("access token is invalid", code="bad_token") from None
         if claims["exp"] <= self.clock.time():
             raise Unauthorized("access token expired", code="token_expired")
-        if await self.redis.exists(f"revoked_family:{claims['fam']}"):
-            raise Unauthorized("this login was signed out", code="token_revoked")
+        revoked = self.redis.exists(f"revoked_family:{claims['fam']}")
         if claims["aud"] == "staff":
+            if await revoked:
+                raise Unauthorized("this login was signed out", code="token_revoked")
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
-        else:
-            roles = await self.bindings.roles(claims["sub"])
-        return Principal(kind=claims["aud"], id=claims["sub"], roles=roles)
+            return Principal(kind="staff", id=claims["sub"], roles=roles)
+        # Both lookups in flight at once: this is on every resident request's path.
+        revoked, links = await asyncio.gather(revoked, self.bindings.active_links(claims["sub"]))
+        if revoked:
+            raise Unauthorized("this login was signed out", code="token_revoked")
+        return Principal(kind="resident", id=claims["sub"], roles=roles_of(links),
+                         links=tuple(links))
 
     async def start_session(self, sub: str, aud: str) -> dict:
         """New tokens for a fresh login (a new refresh-token family)."""

@@ -48,6 +48,14 @@ def public_link(doc: dict, now: datetime) -> dict:
             "history": doc.get("history", [])}
 
 
+def roles_of(links: list[dict]) -> dict[str, frozenset[str]]:
+    """Community id -> the resident's relations there, for the Principal."""
+    roles: dict[str, set[str]] = {}
+    for link in links:
+        roles.setdefault(link["community_id"], set()).add(link["relation"])
+    return {cid: frozenset(r) for cid, r in roles.items()}
+
+
 class BindingManager:
     def __init__(self, db, redis, clock, places):
         self.db = db
@@ -162,10 +170,3 @@ class BindingManager:
 
     async def forget(self, resident_id: str) -> None:
         await self.redis.delete(f"links:{resident_id}")
-
-    async def roles(self, resident_id: str) -> dict[str, frozenset[str]]:
-        """Community id -> the resident's relations there, for the Principal."""
-        roles: dict[str, set[str]] = {}
-        for link in await self.active_links(resident_id):
-            roles.setdefault(link["community_id"], set()).add(link["relation"])
-        return {cid: frozenset(r) for cid, r in roles.items()}

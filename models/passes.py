@@ -198,8 +198,7 @@ class PassManager:
         if principal.is_staff:
             kind, scope = "staff", ()
         else:
-            links = [link for link in await self.bindings.active_links(principal.id)
-                     if link["community_id"] == community_id]
+            links = [link for link in principal.links if link["community_id"] == community_id]
             if not links:
                 raise Forbidden("no active room link in this community", code="no_room")
             kind, scope = "resident", fit_scope(tuple(link["room_path"] for link in links))

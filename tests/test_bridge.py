@@ -10,7 +10,6 @@ import pytest_asyncio
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from models.access import Principal
 from server.gate_hub import GateHub, HubOptions
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import HubProcess, start_sim_bridge
@@ -227,8 +226,8 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
     creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
     codes = {}
     for name, room in (("ok", "1-1-101"), ("gone", "1-1-102")):
-        rid, _ = await make_resident(app, c, name, room=room)
-        principal = Principal("resident", rid, await app.bindings.roles(rid))
+        rid, token = await make_resident(app, c, name, room=room)
+        principal = await app.auth.principal(token)
         codes[name] = ((await app.passes.resident_code(principal, c.id))["token"], rid)
     await app.passes.revoke(c.id, codes["gone"][1], app.clock.now() + timedelta(days=1),
                             "moved out", c.staff["admin"])

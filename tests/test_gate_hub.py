@@ -7,7 +7,6 @@ from datetime import timedelta
 import pytest
 
 from gate_bridge import protocol as p
-from models.access import Principal
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import HEARTBEAT, RawPeer, start_sim_bridge  # noqa: F401
@@ -346,8 +345,8 @@ async def test_provisioning_shows_the_secret_once_to_office_staff(app, hub, api_
 
 async def test_scan_allow_opens_the_door_and_deny_does_not(app, hub, tmp_path):
     c, creds = await provisioned(app)
-    rid, _ = await make_resident(app, c, "zhao", room="1-1-101")
-    principal = Principal("resident", rid, await app.bindings.roles(rid))
+    _, token = await make_resident(app, c, "zhao", room="1-1-101")
+    principal = await app.auth.principal(token)
     code = (await app.passes.resident_code(principal, c.id))["token"]
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"],
                                  decision_budget=3.0)
