@@ -9,7 +9,7 @@ the only place tenancy and roles are decided.
 import functools
 import json
 import logging
-import uuid
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -104,7 +104,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         self.app.requests_started()
-        self.request_id = self.request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        self.request_id = self.request.headers.get("X-Request-Id") or secrets.token_hex(16)
         self.set_header("X-Request-Id", self.request_id)
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None)
@@ -192,5 +192,5 @@ class NotFoundHandler(APIHandler):
 
     async def prepare(self) -> None:
         self.app.requests_started()
-        self.request_id = uuid.uuid4().hex
+        self.request_id = secrets.token_hex(16)
         raise tornado.web.HTTPError(404, "no such route")

@@ -7,7 +7,7 @@ use each; a refresh token used twice means it was stolen, so the whole family
 and access tokens of a revoked family stop working at once (Redis denylist).
 """
 
-import asyncio
+import functools
 import hashlib
 import secrets
 from datetime import timedelta
@@ -16,7 +16,7 @@ import jwt
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal
-from models.bindings import roles_of
+from models.bindings import links_key, roles_of
 from models.errors import RateLimited, Unauthorized
 from models.people import verify_password
 
@@ -30,6 +30,7 @@ INDEXES = {
 ISSUER = "xiaoqu"
 AUDIENCES = ("staff", "resident")
 ALGORITHM = "HS256"
+VERIFIED_TOKENS = 4096  # claims of recently verified access tokens kept per process
 
 
 def _digest(token: str) -> str:
@@ -47,6 +48,11 @@ class AuthManager:
         self.staff = staff
         self.bindings = bindings
         self.wechat = wechat
+        # A client reuses its access token for many requests (a resident's phone re-fetches its
+        # gate code all day), and the signature check is the costliest step of `principal`.
+        # Claims of a verified token are kept; expiry and revocation are still checked each time.
+        # Failures raise, so they are never cached.
+        self._verified_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._decode)
 
     # -- logins ---------------------------------------------------------------
 
@@ -106,27 +112,32 @@ class AuthManager:
     async def principal(self, access_token: str) -> Principal:
         """Verify an access token and build the caller it proves."""
         try:
-            # PyJWT checks times against the wall clock; ours is app.clock (tests move it).
-            claims = jwt.decode(access_token, self.key, algorithms=[ALGORITHM],
-                                audience=list(AUDIENCES), issuer=ISSUER,
-                                options={"require": ["exp", "sub", "aud", "fam"],
-                                         "verify_exp": False, "verify_iat": False})
+            claims = self._verified_claims(access_token)
         except jwt.InvalidTokenError:
             raise Unauthorized("access token is invalid", code="bad_token") from None
         if claims["exp"] <= self.clock.time():
             raise Unauthorized("access token expired", code="token_expired")
-        revoked = self.redis.exists(f"revoked_family:{claims['fam']}")
+        revoked_key = f"revoked_family:{claims['fam']}"
         if claims["aud"] == "staff":
-            if await revoked:
+            if await self.redis.exists(revoked_key):
                 raise Unauthorized("this login was signed out", code="token_revoked")
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
             return Principal(kind="staff", id=claims["sub"], roles=roles)
-        # Both lookups in flight at once: this is on every resident request's path.
-        revoked, links = await asyncio.gather(revoked, self.bindings.active_links(claims["sub"]))
+        # One round trip for both the revocation flag and the cached room links: this is on
+        # every resident request's path, and each Redis command costs more than the rest.
+        revoked, cached = await self.redis.mget(revoked_key, links_key(claims["sub"]))
         if revoked:
             raise Unauthorized("this login was signed out", code="token_revoked")
+        links = await self.bindings.active_links(claims["sub"], cached=cached)
         return Principal(kind="resident", id=claims["sub"], roles=roles_of(links),
                          links=tuple(links))
+
+    def _decode(self, access_token: str) -> dict:
+        # PyJWT checks times against the wall clock; ours is app.clock (tests move it).
+        return jwt.decode(access_token, self.key, algorithms=[ALGORITHM],
+                          audience=list(AUDIENCES), issuer=ISSUER,
+                          options={"require": ["exp", "sub", "aud", "fam"],
+                                   "verify_exp": False, "verify_iat": False})
 
     async def start_session(self, sub: str, aud: str) -> dict:
         """New tokens for a fresh login (a new refresh-token family)."""

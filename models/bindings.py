@@ -13,7 +13,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal, permitted
-from models.common import from_timestamp, object_id
+from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
@@ -33,6 +33,12 @@ TRANSITIONS = {
 }
 NEEDS_REASON = {"reject", "revoke"}
 LINKS_CACHE_SECONDS = 300
+UNREAD = object()
+
+
+def links_key(resident_id: str) -> str:
+    """The Redis key of a resident's cached links (auth reads it with the revocation flag)."""
+    return f"links:{resident_id}"
 
 
 def is_active(link: dict, now: datetime) -> bool:
@@ -150,10 +156,12 @@ class BindingManager:
         return [link["room_path"] for link in await self.active_links(resident_id)
                 if link["community_id"] == community_id and link["relation"] == "owner"]
 
-    async def active_links(self, resident_id: str) -> list[dict]:
-        """The resident's active links, cached: this is on every resident request's path."""
-        key = f"links:{resident_id}"
-        cached = await self.redis.get(key)
+    async def active_links(self, resident_id: str, cached: str | None | object = UNREAD) -> list[dict]:
+        """The resident's active links, cached: this is on every resident request's path.
+        `cached` is the cache entry when the caller has already read it (None: a miss)."""
+        key = links_key(resident_id)
+        if cached is UNREAD:
+            cached = await self.redis.get(key)
         if cached is None:
             docs = await self.db.room_links.find(
                 {"resident_id": object_id(resident_id, "resident"), "state": "approved"}).to_list(None)
@@ -164,9 +172,8 @@ class BindingManager:
             await self.redis.set(key, json.dumps(links), ex=LINKS_CACHE_SECONDS)
         else:
             links = json.loads(cached)
-        now = self.clock.now()
-        return [link for link in links
-                if link["lease_end"] is None or from_timestamp(link["lease_end"]) > now]
+        now = self.clock.time()
+        return [link for link in links if link["lease_end"] is None or link["lease_end"] > now]
 
     async def forget(self, resident_id: str) -> None:
-        await self.redis.delete(f"links:{resident_id}")
+        await self.redis.delete(links_key(resident_id))

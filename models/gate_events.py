@@ -30,7 +30,7 @@ from pymongo.errors import BulkWriteError
 from gate_bridge import protocol as p
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, DomainError, NotFound, RateLimited
-from models.places import covers
+from gate_bridge.decision import gate_covers as covers
 
 INDEXES = {
     "bridges": [IndexModel([("gate_id", ASCENDING)])],
@@ -168,15 +168,18 @@ class GateEventManager:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def store_events(self, bridge: dict, items: list[dict]) -> list[dict]:
-        """Insert-or-ignore a batch; returns the docs that were new (for side effects)."""
+    def event_docs(self, bridge: dict, items: list[dict]) -> list[dict]:
         now = self.clock.now()
-        docs = [{"_id": f"{bridge['_id']}:{item['seq']}", "bridge": bridge["_id"],
+        return [{"_id": f"{bridge['_id']}:{item['seq']}", "bridge": bridge["_id"],
                  "community_id": bridge["community_id"], "gate_id": bridge["gate_id"],
                  "seq": item["seq"], "type": item["type"], "at": from_timestamp(item["at"]),
                  "received_at": now,
                  "data": {k: v for k, v in item.items() if k not in ("seq", "type", "at")}}
                 for item in items]
+
+    async def store_events(self, bridge: dict, items: list[dict]) -> list[dict]:
+        """Insert-or-ignore a batch; returns the docs that were new (for side effects)."""
+        docs = self.event_docs(bridge, items)
         try:
             await self.db.gate_events.insert_many(docs, ordered=False)
             return docs
@@ -238,14 +241,22 @@ class GateEventManager:
 
     # -- remote opens: audit and resident rate limit -------------------------------------------
 
-    async def audit_command(self, gate: dict, command: dict, by: str, reason: str) -> None:
-        await self.db.gate_commands.insert_one({
-            "_id": command["id"], "community_id": gate["community_id"], "gate_id": gate["_id"],
-            "bridge": gate.get("bridge_id"), "op": command["op"], "by": by, "reason": reason,
-            "issued_at": from_timestamp(command["issued_at"]), "result": None})
+    @staticmethod
+    def command_record(gate: dict, command: dict, by: str, reason: str) -> dict:
+        return {"_id": command["id"], "community_id": gate["community_id"], "gate_id": gate["_id"],
+                "bridge": gate.get("bridge_id"), "op": command["op"], "by": by, "reason": reason,
+                "issued_at": from_timestamp(command["issued_at"])}
 
-    async def audit_result(self, command_id: str, result: dict) -> None:
-        await self.db.gate_commands.update_one({"_id": command_id}, {"$set": {"result": result}})
+    async def audit_command(self, record: dict) -> None:
+        await self.db.gate_commands.insert_one({**record, "result": None})
+
+    async def audit_result(self, record: dict, result: dict) -> None:
+        """Add the outcome. An upsert of the whole record: the first write runs while the
+        command is already on its way, so if it failed this one still leaves the audit."""
+        await self.db.gate_commands.update_one(
+            {"_id": record["_id"]},
+            {"$set": {"result": result}, "$setOnInsert": {k: v for k, v in record.items() if k != "_id"}},
+            upsert=True)
 
     async def resident_may_open(self, resident_id: str, links: list[dict], gate: dict) -> None:
         """A resident opens only gates covering one of their rooms, a few times a minute."""

@@ -5,9 +5,9 @@ content type are not trusted). JPEG, PNG and WebP are decoded by Pillow with a
 byte and a pixel limit checked before any pixel is decoded (decompression bombs
 are refused), turned upright by their EXIF orientation, re-encoded without any
 metadata (so no GPS position leaves the phone) and given a thumbnail. HEIC,
-the iPhone default, is accepted by its signature but Pillow cannot decode it
-without a plugin: it is stored as uploaded, without a thumbnail (see
-docs/tickets.md). The Pillow work runs in a thread, off the event loop.
+the iPhone default, is decoded through the pillow-heif plugin and stored as
+JPEG, which every browser shows. The Pillow work runs in a thread, off the
+event loop.
 """
 
 import asyncio
@@ -19,6 +19,7 @@ from bson.errors import InvalidId
 from gridfs import AsyncGridFSBucket
 from gridfs.errors import NoFile
 from PIL import Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from models.errors import NotFound, Unprocessable
 
@@ -27,7 +28,11 @@ MAX_PIXELS = 40_000_000  # a 40 MP phone photo; below Pillow's own bomb limit
 THUMB_SIZE = (320, 320)
 JPEG_QUALITY = 85
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+# upload type -> (Pillow decoder, stored type, Pillow encoder)
+FORMATS = {"image/jpeg": ("JPEG", "image/jpeg", "JPEG"), "image/png": ("PNG", "image/png", "PNG"),
+           "image/webp": ("WEBP", "image/webp", "WEBP"), "image/heic": ("HEIF", "image/jpeg", "JPEG")}
+
+register_heif_opener()
 
 
 def sniff(data: bytes) -> str | None:
@@ -63,18 +68,17 @@ def process(data: bytes) -> Processed:
     content_type = sniff(data)
     if content_type is None:
         raise _refuse("not a JPEG, PNG, WebP or HEIC image")
-    if content_type == "image/heic":
-        return Processed(content_type, data, None, None, None)
+    decoder, stored_type, encoder = FORMATS[content_type]
     try:
         # open() reads only the header: the size is known before any decoding.
-        with Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[content_type]]) as image:
+        with Image.open(io.BytesIO(data), formats=[decoder]) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels")
             image.load()
             upright = ImageOps.exif_transpose(image)
-            return Processed(content_type, _encode(upright, PILLOW_FORMATS[content_type]),
-                             _thumbnail(upright), *upright.size)
+            return Processed(stored_type, _encode(upright, encoder), _thumbnail(upright),
+                             *upright.size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):

@@ -45,12 +45,6 @@ def place_kind(path: str) -> str:
     return PLACE_KINDS[len(parts) - 1]
 
 
-def covers(gate_paths: list[str], place_path: str) -> bool:
-    """A gate covering "3" covers "3", "3-2" and "3-2-1201"; "" covers everything."""
-    place = split_path(place_path)
-    return any(place[: len(split_path(g))] == split_path(g) for g in gate_paths)
-
-
 def public_community(doc: dict) -> dict:
     return {"id": str(doc["_id"]), "name": doc["name"], "code": doc["code"],
             "address": doc.get("address", ""), "settings": doc.get("settings", {})}

@@ -136,6 +136,8 @@ class XiaoquApp(tornado.web.Application):
         status = handler.get_status()
         name = type(handler).__name__
         self.request_seconds.labels(name, handler.request.method, str(status)).observe(seconds)
+        if not access_log.isEnabledFor(logging.INFO):
+            return  # like Tornado's own access log: no line built that nobody writes
         principal = getattr(handler, "principal", None)
         access_log.info(json.dumps({
             "ts": round(time.time(), 3), "request_id": getattr(handler, "request_id", None),

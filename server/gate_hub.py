@@ -30,6 +30,7 @@ import ssl
 import time
 import uuid
 
+import pymongo.errors
 import redis.exceptions
 import tornado.netutil
 
@@ -63,7 +64,7 @@ class Connection(asyncio.Protocol):
     __slots__ = ("hub", "transport", "decoder", "codec", "state", "bridge", "creds", "nonce",
                  "server_nonce", "opened", "last_rx", "last_tx", "partial_since", "tokens",
                  "token_at", "strikes", "inbox", "worker", "config_version", "pushed_at",
-                 "drift_alarm")
+                 "drift_alarm", "events_upto")
 
     def __init__(self, hub: "GateHub"):
         now = time.monotonic()
@@ -83,6 +84,7 @@ class Connection(asyncio.Protocol):
         self.config_version = None
         self.pushed_at = 0.0
         self.drift_alarm = False
+        self.events_upto = 0  # highest seq acknowledged on this connection
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -458,8 +460,13 @@ class GateHub:
 
     async def on_events(self, conn: Connection, msg: dict) -> None:
         items = p.event_items(msg)
+        upto = items[-1]["seq"]
+        # By the meaning of events_ack, events at or below an upto this connection was sent
+        # are stored and their alarms raised: a bridge re-sending them while acks are in
+        # flight costs only this filter, not a rejected insert per event.
+        items = [item for item in items if item["seq"] > conn.events_upto]
         bridge = conn.creds[1]
-        new = await self.events.store_events(bridge, items)
+        new = await self.events.store_events(bridge, items) if items else []
         # Alarms are idempotent by id, so raise them for replays too (a crash between the
         # insert and this point must not lose one); access-log lines only for new events.
         for item in items:
@@ -470,10 +477,11 @@ class GateHub:
                     at=from_timestamp(item["at"]))
         for doc in new:
             if doc["type"] == "offline_decision":
-                await self._log_offline_decision(conn, doc)
-        conn.send(p.message(p.EVENTS_ACK, upto=items[-1]["seq"]))
+                await self._log_offline_decision(doc)
+        conn.events_upto = max(conn.events_upto, upto)
+        conn.send(p.message(p.EVENTS_ACK, upto=upto))
 
-    async def _log_offline_decision(self, conn: Connection, doc: dict) -> None:
+    async def _log_offline_decision(self, doc: dict) -> None:
         data = doc["data"]
         await self.app.access_log.record(
             community_id=str(doc["community_id"]), gate_id=str(doc["gate_id"]),
@@ -491,13 +499,46 @@ class GateHub:
         raises GateTimeout (gate_offline / no_ack). The command is audited either
         way; an open that reached the bridge is also an access-log line (source "remote").
         """
-        bridge = gate["bridge_id"]
         cmd = p.message(op, id=uuid.uuid4().hex, **fields, issued_at=self.app.clock.time(),
                         ttl=self.options.command_ttl)
-        await self.events.audit_command(gate, cmd, by, reason)
-        if await self.events.owner(bridge) is None:
-            await self.events.audit_result(cmd["id"], {"level": None, "error": "gate_offline"})
+        record = self.events.command_record(gate, cmd, by, reason)
+        # The audit insert overlaps queueing, delivery and the bridge's answer instead of
+        # adding a store round trip before them; the outcome is written as an upsert of the
+        # whole record, so the audit survives this first write failing.
+        first_write = asyncio.ensure_future(self.events.audit_command(record))
+        try:
+            levels = await self._send(gate["bridge_id"], cmd, wait)
+        finally:
+            try:
+                await first_write
+            except pymongo.errors.PyMongoError:
+                log.warning("gate hub: first audit write for %s failed", cmd["id"], exc_info=True)
+        if levels is None:
+            await self.events.audit_result(record, {"level": None, "error": "gate_offline"})
             raise GateTimeout("the gate's bridge is offline", code="gate_offline")
+        best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
+        result = {"command_id": cmd["id"], "level": best and best["level"],
+                  "levels": [a["level"] for a in levels], "reason": best and best.get("reason")}
+        writes = [self.events.audit_result(record, result)]
+        if op == p.OPEN and best is not None:
+            kind, _, subject = by.partition(":")
+            released = "actuated" in result["levels"]  # the lock let go, whoever walked through
+            writes.append(self.app.access_log.record(
+                str(gate["community_id"]), str(gate["_id"]), "in", source="remote", kind=kind,
+                subject=subject, allow=released,
+                reason="ok" if released else str(best.get("reason") or best["level"])))
+        await asyncio.gather(*writes)  # independent records: one round trip's wait, not two
+        if best is None:
+            raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
+                              extra={"command_id": cmd["id"]})
+        return result
+
+    async def _send(self, bridge: str, cmd: dict, wait: float) -> list[dict] | None:
+        """Queue the command, have the bridge's holder send it and collect acknowledgements
+        until a final one or `wait`; None when the bridge is offline."""
+        # A bridge connected to this process is online: Redis is asked only about others.
+        if bridge not in self.connections and await self.events.owner(bridge) is None:
+            return None
         waiter = self.waiters[cmd["id"]] = Waiter()
         try:
             key = PENDING + bridge
@@ -506,7 +547,7 @@ class GateHub:
                 pipe.pexpire(key, int(cmd["ttl"] * 1000) + 1000)
                 await pipe.execute()
             conn = self.connections.get(bridge)
-            if conn is not None:
+            if conn is not None:  # no pub/sub hop to ourselves
                 self._deliver(conn, cmd, self.instance)
             else:
                 await self.app.redis.publish("gate:deliver",
@@ -518,21 +559,7 @@ class GateHub:
                         await waiter.updated.wait()
         finally:
             del self.waiters[cmd["id"]]
-        best = max(waiter.levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
-        result = {"command_id": cmd["id"], "level": best and best["level"],
-                  "levels": [a["level"] for a in waiter.levels], "reason": best and best.get("reason")}
-        await self.events.audit_result(cmd["id"], result)
-        if op == p.OPEN and best is not None:
-            kind, _, subject = by.partition(":")
-            released = "actuated" in result["levels"]  # the lock let go, whoever walked through
-            await self.app.access_log.record(
-                str(gate["community_id"]), str(gate["_id"]), "in", source="remote", kind=kind,
-                subject=subject, allow=released,
-                reason="ok" if released else str(best.get("reason") or best["level"]))
-        if best is None:
-            raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
-                              extra={"command_id": cmd["id"]})
-        return result
+        return waiter.levels
 
     def _deliver(self, conn: Connection, cmd: dict, origin: str) -> None:
         self.routes[cmd["id"]] = origin

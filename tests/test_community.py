@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models.common import ManualClock
-from models.places import covers
+from gate_bridge.decision import gate_covers as covers
 from tests.builders import make_community, make_resident
 
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
