@@ -7,6 +7,8 @@ event seen>`: the events missed since are
 sent first, then `{"type": "feed.ready", "last_id": ...}`, then live events as
 they happen in any server process. A second connection from the same device
 replaces the first (close code 4000). Auth failures close with 4401/4403/4404.
+If the server loses its Redis subscription it closes with 1012: reconnect with
+`last_id` and nothing is missed.
 """
 
 import json
@@ -25,6 +27,7 @@ AUTH_SECONDS = 10.0
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 DEVICE = re.compile(r"^[\w.-]{1,64}$")
 REPLACED = 4000
+INTERRUPTED = 1012  # "service restart": reconnect (with last_id) and carry on
 
 
 class FeedHandler(tornado.websocket.WebSocketHandler):
@@ -116,15 +119,18 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             self._send(event)
         self.pending = []
 
-    def _on_event(self, channel: str, data: str) -> None:
+    def _on_event(self, channel: str, data: str | None) -> None:
+        if data is None:  # the process lost its subscription: the client resumes by last_id
+            self.close(INTERRUPTED, "feed interrupted; reconnect with last_id")
+            return
         event = json.loads(data)
         if self.live:
             self._send(event)
         else:
             self.pending.append(event)
 
-    def _on_device(self, channel: str, nonce: str) -> None:
-        if nonce != self.nonce:
+    def _on_device(self, channel: str, nonce: str | None) -> None:
+        if nonce is not None and nonce != self.nonce:
             self.close(REPLACED, "replaced by a newer connection from this device")
 
     def _send(self, event: dict) -> None:

@@ -164,8 +164,12 @@ class OpenHandler(APIHandler):
          "gates covering their room. 504 gate_offline / no_ack when the bridge does not answer",
          body=OpenIn, response=OpenResult, permission="gates.open")
     async def post(self, community_id, gate_id):
-        gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
-        if self.app.gate_hub is None:
+        hub = self.app.gate_hub
+        # A gate whose bridge is connected to this process is already in memory.
+        gate = hub and hub.held_gate(community_id, gate_id)
+        if gate is None:
+            gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
+        if hub is None:
             raise Unavailable("the gate hub is not running in this process", code="no_gate_hub")
         if self.principal.is_staff:
             if not self.body.reason.strip():
@@ -174,7 +178,7 @@ class OpenHandler(APIHandler):
             links = await self.app.bindings.active_links(self.principal.id)
             await self.app.gate_events.resident_may_open(self.principal.id, links, gate)
         by = f"{self.principal.kind}:{self.principal.id}"
-        result = await self.app.gate_hub.command(
+        result = await hub.command(
             gate, "open", {"door": 0, "pulse_ms": gate.get("rules", {}).get("pulse_ms", 1000)},
             by, self.body.reason or "resident remote open", self.body.wait)
         self.write_json(result)

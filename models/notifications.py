@@ -224,7 +224,8 @@ class FeedHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("feed subscriber lost its Redis connection")
+                log.warning("feed subscriber lost its Redis connection; dropping live listeners")
+                await self._lost()
                 return
             if message is None:
                 continue
@@ -236,6 +237,24 @@ class FeedHub:
                     result = listener(channel, message["data"])
                     if asyncio.iscoroutine(result):
                         await result
+
+    async def _lost(self) -> None:
+        """Tell every listener (data None) and start afresh at the next join.
+
+        Events published meanwhile are in the stream, so a client that
+        reconnects with its last id misses nothing.
+        """
+        listeners = [(channel, listener) for channel, group in self.listeners.items()
+                     for listener in group]
+        self.listeners.clear()
+        self.confirmed.clear()
+        pubsub, client = self.pubsub, self.client
+        self.pubsub = self.client = self.reader = None
+        for channel, listener in listeners:
+            listener(channel, None)
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+            await client.aclose()
 
     async def close(self) -> None:
         if self.reader is not None:

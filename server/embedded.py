@@ -91,13 +91,13 @@ def start_simulated_bridges(creds_file: Path, gate_port: int, data_dir: Path) ->
 
 
 @contextlib.contextmanager
-def start_redis(directory: Path | None) -> Iterator[Service]:
-    """A local redis-server on a free port; it keeps its data in `directory` if given."""
+def start_redis(directory: Path | None, port: int | None = None) -> Iterator[Service]:
+    """A local redis-server (on a free port unless given); it keeps its data in `directory` if given."""
     binary = _redis_server_binary()
     with contextlib.ExitStack() as stack:
         workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = port or _free_port()
         persistence = (["--appendonly", "yes", "--save", ""] if directory
                        else ["--appendonly", "no", "--save", ""])
         process = stack.enter_context(_running(

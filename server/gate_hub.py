@@ -241,6 +241,7 @@ class GateHub:
         self.events: GateEventManager = app.gate_events
         self.all: set[Connection] = set()
         self.connections: dict[str, Connection] = {}  # authenticated, by bridge id
+        self.gates: dict[str, Connection] = {}  # the same, by gate id
         self.waiters: dict[str, Waiter] = {}  # commands this process issued
         self.routes: dict[str, str] = {}  # delivered command id -> issuing instance
         self.configs: dict[str, tuple[float, dict]] = {}  # community -> (expires, passes config)
@@ -362,6 +363,7 @@ class GateHub:
             old.state = CLOSED  # replaced: its loss is not an offline transition
             old.transport.close()
         _, bridge_doc, gate = conn.creds
+        self.gates[str(gate["_id"])] = conn
         # Presence first: once a bridge holds a welcome, every process sees it online.
         await self.events.set_present([conn.bridge], self.instance,
                                       p.MISSED_HEARTBEATS * self.options.heartbeat)
@@ -378,8 +380,21 @@ class GateHub:
 
     def lost(self, conn: Connection) -> None:
         if self.connections.get(conn.bridge) is conn:
-            del self.connections[conn.bridge]
+            self._forget(conn)
             self.spawn(self._gone(conn))
+
+    def _forget(self, conn: Connection) -> None:
+        del self.connections[conn.bridge]
+        gate_id = str(conn.creds[2]["_id"])
+        if self.gates.get(gate_id) is conn:
+            del self.gates[gate_id]
+
+    def held_gate(self, community_id: str, gate_id: str) -> dict | None:
+        """The gate doc of a bridge connected here (refreshed by config_changed), so a remote
+        open to it need not re-read the gate from the store; None for any other gate."""
+        conn = self.gates.get(gate_id)
+        gate = conn and conn.creds[2]
+        return gate if gate and str(gate["community_id"]) == community_id else None
 
     async def _gone(self, conn: Connection) -> None:
         await self.events.clear_present(conn.bridge, self.instance)
@@ -623,7 +638,7 @@ class GateHub:
         elif channel == "gate:kick":
             conn = self.connections.get(data["bridge"])
             if conn is not None and data["instance"] != self.instance:
-                del self.connections[data["bridge"]]
+                self._forget(conn)
                 conn.state = CLOSED  # the bridge is online elsewhere
                 conn.transport.close()
         elif channel == "gate:config":

@@ -2,6 +2,9 @@
 
 from pymongo import AsyncMongoClient
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 MONGO_TIMEOUT_MS = 3000
 REDIS_TIMEOUT_S = 2.0
@@ -18,7 +21,11 @@ def connect_redis(url: str) -> Redis:
     pool = BlockingConnectionPool.from_url(url, max_connections=64, timeout=REDIS_TIMEOUT_S,
                                            socket_timeout=REDIS_TIMEOUT_S,
                                            socket_connect_timeout=REDIS_TIMEOUT_S,
-                                           decode_responses=True)
+                                           decode_responses=True,
+                                           # After a Redis restart pooled connections are
+                                           # dead: reconnect and retry instead of failing.
+                                           retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+                                           retry_on_error=[RedisConnectionError])
     return Redis.from_pool(pool)  # the client owns the pool and closes it
 
 

@@ -11,6 +11,7 @@ import tornado.netutil
 from tornado.websocket import websocket_connect
 
 from server.app import XiaoquApp
+from server.embedded import start_redis
 from server.stores import connect_mongo, connect_redis
 from tests.tickets_support import Api, make_world
 
@@ -162,3 +163,43 @@ async def test_events_cross_processes(t, world, feed, second_process):
                                      place_path="1-1")
     assert (await feed.next(here))["ticket"]["id"] == str(doc["_id"])
     there_feed.close()
+
+
+class TestRedisRestart:
+    """Redis goes away under a live feed: clients are told, resume by last_id, miss nothing."""
+
+    @pytest.fixture
+    def redis_dir(self, tmp_path):
+        return tmp_path / "redis"
+
+    @pytest.fixture
+    def own_redis(self, redis_dir):
+        with start_redis(redis_dir) as redis:
+            yield redis
+
+    @pytest.fixture
+    def redis_url(self, own_redis):
+        return own_redis.url
+
+    async def test_feed_closes_on_redis_loss_and_resumes_after_restart(
+            self, t, world, feed, own_redis, redis_dir):
+        ws = await feed.open(world.tokens["customer_service"])
+        await t.report()
+        seen = (await feed.next(ws))["id"]
+
+        own_redis.process.terminate()
+        own_redis.process.wait(10)
+        assert await asyncio.wait_for(ws.read_message(), TIMEOUT) is None
+        assert ws.close_code == 1012
+
+        port = int(own_redis.url.rsplit(":", 1)[1].split("/")[0])
+        with start_redis(redis_dir, port=port):  # same data (append-only file), same port
+            reply = await t.report()
+            assert reply.status == 201, reply.body
+            tid = reply.body["id"]  # published while nobody listens live
+            again = await feed.open(world.tokens["customer_service"], ready=False, last_id=seen)
+            missed = await feed.next(again)
+            assert (missed["type"], missed["ticket"]["id"]) == ("ticket.created", tid)
+            assert (await feed.next(again))["type"] == "feed.ready"
+            await t.http.post(f"{t.base}/{tid}/urge", token=world.tokens["ann"])
+            assert (await feed.next(again))["type"] == "ticket.urged"  # live again
