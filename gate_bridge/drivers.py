@@ -22,8 +22,13 @@ log = logging.getLogger("gate_bridge.drivers")
 class StreamScanner:
     """Reads newline-terminated codes from an asyncio StreamReader (stdin, serial, TCP)."""
 
-    def __init__(self, reader: asyncio.StreamReader):
+    def __init__(self, reader: asyncio.StreamReader, closable=None):
         self.reader = reader
+        self.closable = closable  # the pipe transport or TCP writer behind the reader
+
+    def close(self) -> None:
+        if self.closable is not None:
+            self.closable.close()
 
     async def read(self) -> str:
         while True:
@@ -35,11 +40,11 @@ class StreamScanner:
                 return text
 
 
-async def _pipe_reader(file) -> asyncio.StreamReader:
+async def _pipe_scanner(file) -> StreamScanner:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), file)
-    return reader
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), file)
+    return StreamScanner(reader, transport)
 
 
 def _open_serial(device: str, baud: int):
@@ -54,17 +59,16 @@ def _open_serial(device: str, baud: int):
 
 
 async def stdin_scanner() -> StreamScanner:
-    return StreamScanner(await _pipe_reader(sys.stdin.buffer))
+    return await _pipe_scanner(sys.stdin.buffer)
 
 
 async def serial_scanner(device: str, baud: int = 9600) -> StreamScanner:
-    return StreamScanner(await _pipe_reader(_open_serial(device, baud)))
+    return await _pipe_scanner(_open_serial(device, baud))
 
 
 async def tcp_scanner(host: str, port: int) -> StreamScanner:
     """Network QR readers that serve scanned codes as lines on a TCP port."""
-    reader, _ = await asyncio.open_connection(host, port)
-    return StreamScanner(reader)
+    return StreamScanner(*await asyncio.open_connection(host, port))
 
 
 class SimulatedScanner:
