@@ -40,6 +40,8 @@ INDEXES = {
                                 ("raised_at", DESCENDING)])],
     "gate_commands": [IndexModel([("community_id", ASCENDING), ("gate_id", ASCENDING),
                                   ("issued_at", DESCENDING)])],
+    "gate_commands_issued": [IndexModel([("community_id", ASCENDING), ("gate_id", ASCENDING),
+                                         ("issued_at", DESCENDING)])],
 }
 
 ALARM_KINDS = tuple(sorted(p.ALARM_EVENTS | {"bridge_offline"}))
@@ -248,15 +250,15 @@ class GateEventManager:
                 "issued_at": from_timestamp(command["issued_at"])}
 
     async def audit_command(self, record: dict) -> None:
-        await self.db.gate_commands.insert_one({**record, "result": None})
+        """The record of a command being issued, kept apart from its outcome: a command found
+        here but not in gate_commands is one whose outcome was never learnt (the process died
+        while waiting). Two inserts rather than insert-then-update, because an update costs
+        the embedded store a scan of the collection."""
+        await self.db.gate_commands_issued.insert_one(record)
 
     async def audit_result(self, record: dict, result: dict) -> None:
-        """Add the outcome. An upsert of the whole record: the first write runs while the
-        command is already on its way, so if it failed this one still leaves the audit."""
-        await self.db.gate_commands.update_one(
-            {"_id": record["_id"]},
-            {"$set": {"result": result}, "$setOnInsert": {k: v for k, v in record.items() if k != "_id"}},
-            upsert=True)
+        """The whole record with its outcome, so it is complete even if the first write failed."""
+        await self.db.gate_commands.insert_one({**record, "result": result})
 
     async def resident_may_open(self, resident_id: str, links: list[dict], gate: dict) -> None:
         """A resident opens only gates covering one of their rooms, a few times a minute."""

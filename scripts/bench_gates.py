@@ -14,7 +14,11 @@
    "opened") vs an HTTP request whose handler does one TCP echo round trip
    (goal ≤ 1.5×).
 4. Event ingestion with dedupe (10 % of each batch repeats the previous one)
-   (goal ≥ 5,000 events/s).
+   (goal ≥ 5,000 events/s), also as a ratio against raw insert_many of the
+   same documents on the same server, in alternating slices: how close the
+   hub gets to what the store itself can take.
+
+`--connections 0` skips benchmark 1.
 """
 
 import argparse

@@ -517,9 +517,9 @@ class GateHub:
         cmd = p.message(op, id=uuid.uuid4().hex, **fields, issued_at=self.app.clock.time(),
                         ttl=self.options.command_ttl)
         record = self.events.command_record(gate, cmd, by, reason)
-        # The audit insert overlaps queueing, delivery and the bridge's answer instead of
-        # adding a store round trip before them; the outcome is written as an upsert of the
-        # whole record, so the audit survives this first write failing.
+        # The issue record is written while the command is queued, delivered and answered
+        # instead of adding a store round trip before them; the outcome record repeats all
+        # of it, so the audit survives this first write failing.
         first_write = asyncio.ensure_future(self.events.audit_command(record))
         try:
             levels = await self._send(gate["bridge_id"], cmd, wait)
