@@ -102,6 +102,13 @@ class APIHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
 
+    def compute_etag(self) -> str | None:
+        # No client keeps a no-store answer to revalidate, so hashing its body is waste
+        # (photos, which clients may cache, keep their ETag).
+        if self._headers.get("Cache-Control") == "no-store":
+            return None
+        return super().compute_etag()
+
     async def prepare(self) -> None:
         self.app.requests_started()
         self.request_id = self.request.headers.get("X-Request-Id") or secrets.token_hex(16)
