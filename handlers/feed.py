@@ -7,6 +7,7 @@ event seen>`: the events missed since are
 sent first, then `{"type": "feed.ready", "last_id": ...}`, then live events as
 they happen in any server process. A second connection from the same device
 replaces the first (close code 4000). Auth failures close with 4401/4403/4404.
+The socket is closed with 4401 when the access token expires.
 If the server loses its Redis subscription it closes with 1012: reconnect with
 `last_id` and nothing is missed.
 """
@@ -27,6 +28,7 @@ AUTH_SECONDS = 10.0
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 DEVICE = re.compile(r"^[\w.-]{1,64}$")
 REPLACED = 4000
+UNAUTHENTICATED = 4401
 INTERRUPTED = 1012  # "service restart": reconnect (with last_id) and carry on
 
 
@@ -84,7 +86,7 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             await self._start()
         else:
             self.auth_timer = tornado.ioloop.IOLoop.current().call_later(
-                AUTH_SECONDS, self.close, 4401, "send your token first")
+                AUTH_SECONDS, self.close, UNAUTHENTICATED, "send your token first")
 
     async def on_message(self, message):
         if self.principal is not None:
@@ -104,6 +106,10 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
         await self._start()
 
     async def _start(self) -> None:
+        # A socket outlives no token: at its expiry the client reconnects with a fresh one.
+        self.expiry_timer = tornado.ioloop.IOLoop.current().call_later(
+            max(0.0, self.principal.expires - self.application.clock.time()),
+            self.close, UNAUTHENTICATED, "access token expired; reconnect with a fresh one")
         hub = self.application.feed_hub
         # Subscribe first, then read the backlog: nothing falls between the two.
         await hub.join(feed_channel(self.community_id), self._on_event)
@@ -147,6 +153,8 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             pass  # on_close cleans up
 
     def on_close(self) -> None:
+        if hasattr(self, "expiry_timer"):
+            tornado.ioloop.IOLoop.current().remove_timeout(self.expiry_timer)
         if self.principal is not None:
             tornado.ioloop.IOLoop.current().add_callback(self._leave)
 

@@ -69,6 +69,8 @@ class Principal:
     # residents: their active room links as read when the token was checked, so a
     # request needs no second lookup (e.g. issuing a gate code)
     links: tuple[dict, ...] = field(default=(), compare=False)
+    # when the access token stops being valid (seconds since the epoch, app clock)
+    expires: float = field(default=float("inf"), compare=False)
 
     @property
     def is_staff(self) -> bool:

@@ -122,7 +122,7 @@ class AuthManager:
             if await self.redis.exists(revoked_key):
                 raise Unauthorized("this login was signed out", code="token_revoked")
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
-            return Principal(kind="staff", id=claims["sub"], roles=roles)
+            return Principal(kind="staff", id=claims["sub"], roles=roles, expires=claims["exp"])
         # One round trip for both the revocation flag and the cached room links: this is on
         # every resident request's path, and each Redis command costs more than the rest.
         revoked, cached = await self.redis.mget(revoked_key, links_key(claims["sub"]))
@@ -130,7 +130,7 @@ class AuthManager:
             raise Unauthorized("this login was signed out", code="token_revoked")
         links = await self.bindings.active_links(claims["sub"], cached=cached)
         return Principal(kind="resident", id=claims["sub"], roles=roles_of(links),
-                         links=tuple(links))
+                         links=tuple(links), expires=claims["exp"])
 
     def _decode(self, access_token: str) -> dict:
         # PyJWT checks times against the wall clock; ours is app.clock (tests move it).

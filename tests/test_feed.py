@@ -10,10 +10,11 @@ import tornado.httpserver
 import tornado.netutil
 from tornado.websocket import websocket_connect
 
+from models.common import ManualClock
 from server.app import XiaoquApp
 from server.embedded import start_redis
 from server.stores import connect_mongo, connect_redis
-from tests.tickets_support import Api, make_world
+from tests.tickets_support import START, Api, make_world
 
 pytestmark = pytest.mark.asyncio
 TIMEOUT = 5
@@ -203,3 +204,16 @@ class TestRedisRestart:
             assert (await feed.next(again))["type"] == "feed.ready"
             await t.http.post(f"{t.base}/{tid}/urge", token=world.tokens["ann"])
             assert (await feed.next(again))["type"] == "ticket.urged"  # live again
+
+
+class TestTokenExpiry:
+    @pytest.fixture
+    def clock(self):
+        return ManualClock(START)
+
+    async def test_socket_closes_when_its_token_expires(self, app, world, feed, clock):
+        # Move the app clock to a moment before the token's end; real time does the rest.
+        clock.advance(app.config.access_token_seconds - 0.3)
+        ws = await feed.open(world.tokens["customer_service"])
+        assert await asyncio.wait_for(ws.read_message(), TIMEOUT) is None
+        assert ws.close_code == 4401 and "expired" in ws.close_reason
