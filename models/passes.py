@@ -261,6 +261,18 @@ class PassManager:
             await self.redis.delete(short_key)  # one-time: the handle is gone once used
         return decision
 
+    async def count_offline_entry(self, token_text: str, gate: dict, direction: str,
+                                  at: float) -> None:
+        """An entry a bridge allowed while offline takes its use here too, so a single-use
+        code or a pass's entry limit also holds at the gates that were online."""
+        info = await self.gate_info(gate)
+        ring = await self._ring_for(token_text)
+        decision = decide(token_text, info, at, {k: v.public for k, v in ring.items()}, (),
+                          direction=direction, skew=self.skew)
+        claim = use_claim(decision.payload, direction, self.skew) if decision.allow else None
+        if claim is not None:
+            await self._use(str(gate["community_id"]), decision.payload.subject_id, claim)
+
     async def _ring_for(self, token_text: str) -> dict[int, SigningKey]:
         """The key ring, reloaded (rate-limited) when a code names a key we do not know."""
         ring = await self.key_ring()

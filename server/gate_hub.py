@@ -492,12 +492,16 @@ class GateHub:
                     at=from_timestamp(item["at"]))
         for doc in new:
             if doc["type"] == "offline_decision":
-                await self._log_offline_decision(doc)
+                await self._log_offline_decision(doc, conn.creds[2])
         conn.events_upto = max(conn.events_upto, upto)
         conn.send(p.message(p.EVENTS_ACK, upto=upto))
 
-    async def _log_offline_decision(self, doc: dict) -> None:
+    async def _log_offline_decision(self, doc: dict, gate: dict) -> None:
         data = doc["data"]
+        if data.get("allow") and data.get("text"):
+            await self.app.passes.count_offline_entry(data["text"], gate,
+                                                      data.get("direction", "in"),
+                                                      doc["at"].timestamp())
         await self.app.access_log.record(
             community_id=str(doc["community_id"]), gate_id=str(doc["gate_id"]),
             direction=data.get("direction", "in"), allow=bool(data.get("allow")),

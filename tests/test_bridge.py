@@ -252,3 +252,7 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
     page = await app.access_log.query(c.id, gate_id=c.gates["main"])
     assert sorted((e["source"], e["result"], e["reason"]) for e in page["items"]) == [
         ("offline", "allow", "ok"), ("offline", "deny", "replayed"), ("offline", "deny", "revoked")]
+    # The code used offline counts on the server too: another gate, online, refuses it.
+    unit_door = await app.places.gate(c.id, c.gates["u1-1"])
+    again = await app.passes.check(codes["ok"][0], unit_door, "in", "gate")
+    assert (again.allow, again.reason) == (False, "replayed")
