@@ -30,6 +30,7 @@ INDEXES = {
 ISSUER = "xiaoqu"
 AUDIENCES = ("staff", "resident")
 ALGORITHM = "HS256"
+SPRAY_FACTOR = 4  # an address may fail this many times the per-account limit in all
 VERIFIED_TOKENS = 4096  # claims of recently verified access tokens kept per process
 
 
@@ -56,20 +57,26 @@ class AuthManager:
 
     # -- logins ---------------------------------------------------------------
 
-    async def login_staff(self, username: str, password: str) -> dict:
-        fail_key = f"login_fail:{username}"
-        failures = int(await self.redis.get(fail_key) or 0)
-        if failures >= self.settings.login_max_failures:
-            retry = max(await self.redis.ttl(fail_key), 1)
-            raise RateLimited("too many failed logins; try later", retry_after=retry,
-                              code="locked_out")
+    async def login_staff(self, username: str, password: str, ip: str) -> dict:
+        """Password login. Failures lock the (username, address) pair, so an attacker
+        cannot lock a colleague out from elsewhere; an address failing across many
+        usernames (password spraying) is locked as a whole."""
+        limit = self.settings.login_max_failures
+        counters = {f"login_fail:{username}:{ip}": limit,
+                    f"login_fail_ip:{ip}": limit * SPRAY_FACTOR}
+        for key, count in zip(counters, await self.redis.mget(*counters)):
+            if int(count or 0) >= counters[key]:
+                retry = max(await self.redis.ttl(key), 1)
+                raise RateLimited("too many failed logins; try later", retry_after=retry,
+                                  code="locked_out")
         member = await self.staff.by_username(username)
         if not await verify_password(member and member["password_hash"], password):
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.incr(fail_key).expire(fail_key, self.settings.login_lockout_seconds)
+                for key in counters:
+                    pipe.incr(key).expire(key, self.settings.login_lockout_seconds)
                 await pipe.execute()
             raise Unauthorized("wrong username or password", code="bad_credentials")
-        await self.redis.delete(fail_key)
+        await self.redis.delete(next(iter(counters)))
         return await self.start_session(str(member["_id"]), "staff")
 
     async def login_resident(self, code: str, phone_code: str | None) -> dict:

@@ -11,8 +11,9 @@ import pytest
 import pytest_asyncio
 from jwt.warnings import InsecureKeyLengthWarning
 
-from models.auth import ALGORITHM, ISSUER
+from models.auth import ALGORITHM, ISSUER, SPRAY_FACTOR
 from models.common import ManualClock
+from models.errors import RateLimited, Unauthorized
 from scripts.fake_wechat import fresh_code, openid_for
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
 
@@ -156,6 +157,24 @@ async def test_lockout_after_repeated_failures(api_client, staff, settings):
     assert locked.status == 429
     assert locked.error["code"] == "locked_out"
     assert 0 < int(locked.headers["Retry-After"]) <= settings.login_lockout_seconds
+
+
+async def test_lockout_is_per_address_and_spraying_locks_the_address(app, staff, settings):
+    limit = settings.login_max_failures
+    for _ in range(limit):
+        with pytest.raises(Unauthorized):
+            await app.auth.login_staff("ming", "guess", "203.0.113.7")
+    with pytest.raises(RateLimited):
+        await app.auth.login_staff("ming", STAFF_PASSWORD, "203.0.113.7")
+    # The attacker's failures do not lock the colleague out at their own desk.
+    assert (await app.auth.login_staff("ming", STAFF_PASSWORD, "198.51.100.2"))["access_token"]
+
+    # One address failing across many usernames is locked for all of them.
+    for n in range(limit * SPRAY_FACTOR - limit):
+        with pytest.raises(Unauthorized):
+            await app.auth.login_staff(f"user{n % (limit * 2)}", "guess", "203.0.113.7")
+    with pytest.raises(RateLimited):
+        await app.auth.login_staff("someone-new", "guess", "203.0.113.7")
 
 
 async def test_a_successful_login_resets_the_failure_count(api_client, staff, settings):
