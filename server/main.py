@@ -47,7 +47,7 @@ async def serve(demo: bool) -> None:
         if demo:
             logins = await seed_demo(app)
         app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
-        http = app.listen(settings.http_port)
+        http = app.listen(settings.http_port, xheaders=settings.trust_proxy_headers)
         gate_hub = await start_gate_hub(app)
         if demo:
             creds = await demo_bridge_credentials(app, settings.data_dir / "bridges.json")

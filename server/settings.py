@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Encrypts bridge HMAC keys at rest (models/gate_events.py); keep it out of the database.
     gate_secret_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # Behind a reverse proxy: take the client address from X-Real-Ip / X-Forwarded-For
+    # (login limits are per address). Only when the proxy sets them; clients could forge them.
+    trust_proxy_headers: bool = False
 
     jwt_secret: SecretStr | None = None
     access_token_seconds: int = Field(900, ge=30, le=86400)
