@@ -22,7 +22,7 @@ from models.common import Clock
 from models.errors import DomainError
 from models.importer import Importer
 from models.places import PlaceManager
-from server.settings import SettingsError, load_settings
+from server.settings import settings_for_tools
 from server.stores import connect_mongo, connect_redis
 
 # the collections an import writes; their indexes make re-imports idempotent
@@ -79,14 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("file", type=Path)
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if not (settings.mongodb_uri and settings.redis_url):
-        print("set MONGODB_URI and REDIS_URL to the stores the server uses", file=sys.stderr)
-        return 2
+    settings = settings_for_tools()
     try:
         data = args.file.read_bytes()
     except OSError as exc:

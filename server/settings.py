@@ -1,6 +1,7 @@
 """Settings from environment variables (and an optional `.env`), validated at start-up."""
 
 import json
+import sys
 import secrets
 from pathlib import Path
 from typing import Literal
@@ -96,3 +97,17 @@ def _demo_secrets(data_dir: Path, names: list[str]) -> dict[str, str]:
         path.write_text(json.dumps(stored))
         path.chmod(0o600)
     return stored
+
+
+def settings_for_tools() -> Settings:
+    """Settings for operator tools, which must reach the stores a running server uses;
+    exits with status 2 and the reason when they are unusable."""
+    try:
+        settings = load_settings()
+        if not (settings.mongodb_uri and settings.redis_url):
+            raise SettingsError("set MONGODB_URI and REDIS_URL to the stores the server uses "
+                                "(`make run` prints those of its embedded stores)")
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
+    return settings
