@@ -175,8 +175,8 @@ class OpenHandler(APIHandler):
             if not self.body.reason.strip():
                 raise Invalid("a reason is required", fields={"reason": "required for staff"})
         else:
-            links = await self.app.bindings.active_links(self.principal.id)
-            await self.app.gate_events.resident_may_open(self.principal.id, links, gate)
+            await self.app.gate_events.resident_may_open(self.principal.id, self.principal.links,
+                                                         gate)
         by = f"{self.principal.kind}:{self.principal.id}"
         result = await hub.command(
             gate, "open", {"door": 0, "pulse_ms": gate.get("rules", {}).get("pulse_ms", 1000)},

@@ -62,6 +62,12 @@ def roles_of(links: list[dict]) -> dict[str, frozenset[str]]:
     return {cid: frozenset(r) for cid, r in roles.items()}
 
 
+def owned_rooms(principal: Principal, community_id: str) -> list[str]:
+    """Rooms the resident owns there, from the links their token check already read."""
+    return [link["room_path"] for link in principal.links
+            if link["community_id"] == community_id and link["relation"] == "owner"]
+
+
 class BindingManager:
     def __init__(self, db, redis, clock, places):
         self.db = db
@@ -72,9 +78,7 @@ class BindingManager:
     async def request(self, resident_id: str, community_id: str, room_path: str, relation: str,
                       lease_end: datetime | None, note: str = "") -> dict:
         await self.places.community(community_id)
-        room = await self.places.place_by_path(community_id, room_path)
-        if room is None or room["kind"] != "room":
-            raise Invalid("no such room", fields={"room_path": f"no room {room_path!r}"})
+        room = await self.places.room(community_id, room_path)
         if relation == "tenant" and lease_end is None:
             raise Invalid("a tenant link needs a lease end", fields={"lease_end": "required for tenants"})
         if lease_end is not None and lease_end <= self.clock.now():
@@ -106,7 +110,7 @@ class BindingManager:
         if state:
             query["state"] = state
         if not principal.is_staff:
-            query["room_path"] = {"$in": await self._owned_rooms(principal.id, community_id)}
+            query["room_path"] = {"$in": owned_rooms(principal, community_id)}
         return await self.db.room_links.find(query).sort("requested_at", DESCENDING).to_list(500)
 
     async def decide(self, principal: Principal, community_id: str, link_id: str, action: str,
@@ -150,11 +154,7 @@ class BindingManager:
         if principal.is_staff:
             return permitted(principal, community_id, "bindings.decide")
         return link["relation"] != "owner" and \
-            link["room_path"] in await self._owned_rooms(principal.id, community_id)
-
-    async def _owned_rooms(self, resident_id: str, community_id: str) -> list[str]:
-        return [link["room_path"] for link in await self.active_links(resident_id)
-                if link["community_id"] == community_id and link["relation"] == "owner"]
+            link["room_path"] in owned_rooms(principal, community_id)
 
     async def active_links(self, resident_id: str, cached: str | None | object = UNREAD) -> list[dict]:
         """The resident's active links, cached: this is on every resident request's path.

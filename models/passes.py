@@ -426,7 +426,7 @@ class PassManager:
         """A resident invites a visitor; the pass page shows a code refreshed per lifetime."""
         conf = await self.community_settings(community_id)
         self._check_window(valid_from, valid_to, conf.invitation_max_days)
-        rooms = sorted({link["room_path"] for link in await self.bindings.active_links(principal.id)
+        rooms = sorted({link["room_path"] for link in principal.links
                         if link["community_id"] == community_id})
         if room_path is None and len(rooms) == 1:
             room_path = rooms[0]
@@ -444,9 +444,7 @@ class PassManager:
                       phone: str | None, purpose: str, room_path: str, hours_valid: int,
                       gates: list[str] | None) -> dict:
         """Security registers a visitor at the gatehouse; the pass is printed (one token)."""
-        room = await self.places.place_by_path(community_id, room_path)
-        if room is None or room["kind"] != "room":
-            raise Invalid("no such room", fields={"room_path": f"no room {room_path!r}"})
+        await self.places.room(community_id, room_path)
         now = self.clock.now()
         chosen = await self._gates_for(community_id, room_path, gates)
         return await self._create(community_id, kind="visitor", origin="walkin",

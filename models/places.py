@@ -111,6 +111,13 @@ class PlaceManager:
     async def place_by_path(self, community_id: str, path: str) -> dict | None:
         return await self.db.places.find_one({"key": f"{community_id}:{path}"})
 
+    async def room(self, community_id: str, path: str) -> dict:
+        """The room at `path`, or a 400 naming `room_path` (it is what callers were sent)."""
+        room = await self.place_by_path(community_id, path)
+        if room is None or room["kind"] != "room":
+            raise Invalid("no such room", fields={"room_path": f"no room {path!r}"})
+        return room
+
     async def places(self, community_id: str, kind: str | None = None, under: str | None = None,
                      limit: int = 500) -> list[dict]:
         query: dict = {"community_id": ObjectId(community_id)}

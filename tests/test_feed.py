@@ -14,20 +14,10 @@ from models.common import ManualClock
 from server.app import XiaoquApp
 from server.embedded import start_redis
 from server.stores import connect_mongo, connect_redis
-from tests.tickets_support import START, Api, make_world
+from tests.tickets_support import START, make_world, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
 TIMEOUT = 5
-
-
-@pytest_asyncio.fixture
-async def world(app):
-    return await make_world(app)
-
-
-@pytest.fixture
-def t(api_client, world):
-    return Api(api_client, world)
 
 
 class Feed:

@@ -3,24 +3,12 @@
 from datetime import UTC, date, datetime
 
 import pytest
-import pytest_asyncio
 
-from models.common import ManualClock
 from models.kpi import percentile, window
 from tests.builders import make_resident
-from tests.tickets_support import START, make_world, repair
+from tests.tickets_support import START, clock, make_world, repair, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(START)
-
-
-@pytest_asyncio.fixture
-async def world(app):
-    return await make_world(app)
 
 
 class History:

@@ -10,19 +10,13 @@ import pytest_asyncio
 from PIL import ExifTags, Image, PngImagePlugin
 
 from models.photos import MAX_BYTES
-from tests.tickets_support import Api, make_world
+from tests.tickets_support import t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
-async def world(app):
-    return await make_world(app)
-
-
-@pytest_asyncio.fixture
-async def ticket(api_client, world):
-    t = Api(api_client, world)
+async def ticket(t):
     t.id = (await t.report()).body["id"]
     t.photos = f"{t.base}/{t.id}/photos"
     return t

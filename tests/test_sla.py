@@ -4,29 +4,12 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 
-from models.common import ManualClock
 from models.notifications import feed_channel
 from models.sla import SlaWatcher
-from tests.tickets_support import START, Api, make_world, settings  # noqa: F401
+from tests.tickets_support import START, clock, settings, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(START)
-
-
-@pytest_asyncio.fixture
-async def world(app):
-    return await make_world(app)
-
-
-@pytest.fixture
-def t(api_client, world):
-    return Api(api_client, world)
 
 
 async def escalations(t, tid):

@@ -18,7 +18,7 @@ def own_redis():
 
 
 @pytest.fixture
-def own_mongo():
+def own_mongodb():
     with start_mongo(None) as mongo:
         yield mongo
 
@@ -29,8 +29,8 @@ def redis_url(own_redis):
 
 
 @pytest.fixture
-def mongo_url(own_mongo):
-    return own_mongo.url
+def mongo_url(own_mongodb):
+    return own_mongodb.url
 
 
 def stop(service) -> None:
@@ -38,27 +38,16 @@ def stop(service) -> None:
     service.process.wait(10)
 
 
-async def test_redis_down(app, api_client, own_redis):
+@pytest.mark.parametrize("down, up", [("redis", "mongodb"), ("mongodb", "redis")])
+async def test_a_store_down(app, api_client, request, down, up):
     token = (await make_community(app, "x")).tokens["admin"]
-    stop(own_redis)
+    stop(request.getfixturevalue(f"own_{down}"))
 
     ready = await api_client.get("/readyz")
     assert ready.status == 503
-    assert ready.body["mongodb"] == "ok" and ready.body["redis"].startswith("down")
+    assert ready.body[up] == "ok" and ready.body[down].startswith("down")
 
     reply = await api_client.get("/api/communities", token=token)
     assert reply.status == 503
-    assert reply.error["code"] == "store_unavailable" and reply.error["store"] == "redis"
+    assert reply.error["code"] == "store_unavailable" and reply.error["store"] == down
     assert "Traceback" not in str(reply.body)
-
-
-async def test_mongodb_down(app, api_client, own_mongo):
-    token = (await make_community(app, "x")).tokens["admin"]
-    stop(own_mongo)
-
-    ready = await api_client.get("/readyz")
-    assert ready.status == 503
-    assert ready.body["redis"] == "ok" and ready.body["mongodb"].startswith("down")
-
-    reply = await api_client.get("/api/communities", token=token)
-    assert reply.status == 503 and reply.error["store"] == "mongodb"

@@ -3,28 +3,11 @@
 import asyncio
 
 import pytest
-import pytest_asyncio
 
-from models.common import ManualClock
 from models.tickets import RULES
-from tests.tickets_support import START, Api, make_world, settings  # noqa: F401
+from tests.tickets_support import clock, settings, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(START)
-
-
-@pytest_asyncio.fixture
-async def world(app):
-    return await make_world(app)
-
-
-@pytest.fixture
-def t(api_client, world):
-    return Api(api_client, world)
 
 
 async def test_repair_goes_from_report_to_closed_with_a_record_of_every_step(t, world, clock):

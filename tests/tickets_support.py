@@ -4,8 +4,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+import pytest_asyncio
 
 from models.access import Principal
+from models.common import ManualClock
 from tests.builders import Community, make_community, make_resident
 
 START = datetime(2026, 11, 2, 1, 0, tzinfo=UTC)  # a Monday, 09:00 in China
@@ -83,3 +85,20 @@ class Api:
             reply = await self.act(who, ticket_id, step, **body)
             assert reply.status == 200, (step, reply.body)
         return reply
+
+
+# Fixtures the ticket test modules share (import the ones a module wants).
+
+@pytest.fixture
+def clock():
+    return ManualClock(START)
+
+
+@pytest_asyncio.fixture
+async def world(app):
+    return await make_world(app)
+
+
+@pytest.fixture
+def t(api_client, world):
+    return Api(api_client, world)
