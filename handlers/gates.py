@@ -10,9 +10,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, api
 from models.errors import Invalid, Unavailable
-from models.gate_events import ALARM_KINDS, ALARM_STATES, public_alarm
+from models.gate_events import ALARM_KINDS, ALARM_STATES, announce_config, public_alarm
 from models.places import GATE_KINDS, public_gate
-from server.gate_hub import announce_config
 
 GateKind = Literal[GATE_KINDS]
 Mode = Literal["normal", "held_open", "locked"]

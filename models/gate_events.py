@@ -28,9 +28,9 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from gate_bridge import protocol as p
+from gate_bridge.decision import gate_covers as covers
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, DomainError, NotFound, RateLimited
-from gate_bridge.decision import gate_covers as covers
 
 INDEXES = {
     "bridges": [IndexModel([("gate_id", ASCENDING)])],
@@ -58,6 +58,15 @@ _CLEAR_PRESENCE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+# Every hub listens here and re-pushes the community's config to its bridges.
+CONFIG_CHANNEL = "gate:config"
+
+
+async def announce_config(redis_client, community_id: str) -> None:
+    """Tell every hub that a community's gate config changed (rules, keys, revocations)."""
+    await redis_client.publish(CONFIG_CHANNEL, json.dumps({"community_id": community_id}))
 
 
 class GateTimeout(DomainError):

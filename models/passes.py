@@ -31,7 +31,7 @@ from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, P
 from models.access import Principal, permitted
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
-from server.gate_hub import announce_config
+from models.gate_events import announce_config
 
 INDEXES = {
     "passes": [

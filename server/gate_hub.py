@@ -20,11 +20,13 @@ reconnect, delivers them. The process that issued a command publishes
 `python -m server.gate_hub --port N` runs a hub alone (tests kill it with SIGKILL).
 """
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import socket
 import ssl
 import time
@@ -37,8 +39,10 @@ import tornado.netutil
 from gate_bridge import protocol as p
 from gate_bridge import wire
 from models.common import from_timestamp
-from models.gate_events import GateEventManager, GateTimeout, gate_rules
-from server.stores import connect_redis_pubsub
+from models.gate_events import CONFIG_CHANNEL, GateEventManager, GateTimeout, gate_rules
+from server.app import XiaoquApp
+from server.settings import load_settings
+from server.stores import connect_mongo, connect_redis, connect_redis_pubsub
 
 log = logging.getLogger("xiaoqu.gate_hub")
 
@@ -619,7 +623,7 @@ class GateHub:
     # -- cross-process messages ----------------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        channels = ("gate:deliver", f"gate:acks:{self.instance}", "gate:kick", "gate:config")
+        channels = ("gate:deliver", f"gate:acks:{self.instance}", "gate:kick", CONFIG_CHANNEL)
         while True:
             try:
                 async with self.pubsub_redis.pubsub() as pubsub:
@@ -645,15 +649,10 @@ class GateHub:
                 self._forget(conn)
                 conn.state = CLOSED  # the bridge is online elsewhere
                 conn.transport.close()
-        elif channel == "gate:config":
+        elif channel == CONFIG_CHANNEL:
             await self.config_changed(data["community_id"])
         else:
             self._ack_arrived(data)
-
-
-async def announce_config(redis_client, community_id: str) -> None:
-    """Tell every hub that a community's gate config changed (rules, keys, revocations)."""
-    await redis_client.publish("gate:config", json.dumps({"community_id": community_id}))
 
 
 def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
@@ -676,11 +675,6 @@ async def start_gate_hub(app, port: int | None = None, address: str = "") -> Gat
 
 async def _serve(port: int, address: str) -> None:
     """A hub alone, on the web app's settings (for tests and for running hubs separately)."""
-    import signal
-
-    from server.app import XiaoquApp
-    from server.settings import load_settings
-    from server.stores import connect_mongo, connect_redis
     settings = load_settings()
     app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri), connect_redis(settings.redis_url))
     await app.startup()
@@ -695,7 +689,6 @@ async def _serve(port: int, address: str) -> None:
 
 
 if __name__ == "__main__":
-    import argparse
     parser = argparse.ArgumentParser(prog="python -m server.gate_hub")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--address", default="", help="bind address (default: all)")
