@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, api
-from models.errors import Invalid, Unavailable
+from models.errors import Unavailable
 from models.gate_events import ALARM_KINDS, ALARM_STATES, announce_config, public_alarm
 from models.places import GATE_KINDS, public_gate
 
@@ -170,16 +170,11 @@ class OpenHandler(APIHandler):
             gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
         if hub is None:
             raise Unavailable("the gate hub is not running in this process", code="no_gate_hub")
-        if self.principal.is_staff:
-            if not self.body.reason.strip():
-                raise Invalid("a reason is required", fields={"reason": "required for staff"})
-        else:
-            await self.app.gate_events.resident_may_open(self.principal.id, self.principal.links,
-                                                         gate)
+        reason = await self.app.gate_events.may_open(self.principal, gate, self.body.reason)
         by = f"{self.principal.kind}:{self.principal.id}"
         result = await hub.command(
             gate, "open", {"door": 0, "pulse_ms": gate.get("rules", {}).get("pulse_ms", 1000)},
-            by, self.body.reason or "resident remote open", self.body.wait)
+            by, reason, self.body.wait)
         self.write_json(result)
 
 

@@ -30,7 +30,8 @@ from pymongo.errors import BulkWriteError
 from gate_bridge import protocol as p
 from gate_bridge.decision import gate_covers as covers
 from models.common import from_timestamp, object_id
-from models.errors import Conflict, DomainError, NotFound, RateLimited
+from models.access import Principal
+from models.errors import Conflict, DomainError, Invalid, NotFound, RateLimited
 
 INDEXES = {
     "bridges": [IndexModel([("gate_id", ASCENDING)])],
@@ -269,18 +270,25 @@ class GateEventManager:
         """The whole record with its outcome, so it is complete even if the first write failed."""
         await self.db.gate_commands.insert_one({**record, "result": result})
 
-    async def resident_may_open(self, resident_id: str, links: list[dict], gate: dict) -> None:
-        """A resident opens only gates covering one of their rooms, a few times a minute."""
+    async def may_open(self, principal: Principal, gate: dict, reason: str) -> str:
+        """The reason to audit a remote open with, if the caller may open: staff (their role
+        was checked by the route's permission) must say why; a resident opens only gates
+        covering one of their rooms, a few times a minute."""
+        if principal.is_staff:
+            if not reason.strip():
+                raise Invalid("a reason is required", fields={"reason": "required for staff"})
+            return reason
         cid = str(gate["community_id"])
         if not any(link["community_id"] == cid and covers(gate["covers"], link["room_path"])
-                   for link in links):
+                   for link in principal.links):
             raise NotFound("gate not found")
-        key = f"gate_open_rate:{resident_id}"
+        key = f"gate_open_rate:{principal.id}"
         async with self.redis.pipeline(transaction=True) as pipe:
             count, _ = await pipe.incr(key).expire(key, 60, nx=True).execute()
         if count > RESIDENT_OPENS_PER_MINUTE:
             raise RateLimited("too many remote opens; try again in a minute",
                               retry_after=max(await self.redis.ttl(key), 1))
+        return reason or "resident remote open"
 
     # -- config for bridges ---------------------------------------------------------------------
 
