@@ -109,10 +109,14 @@ class APIHandler(tornado.web.RequestHandler):
             return None
         return super().compute_etag()
 
-    async def prepare(self) -> None:
+    def begin_request(self) -> None:
+        """Count the request in flight (for a graceful shutdown) and give it its id."""
         self.app.requests_started()
         self.request_id = self.request.headers.get("X-Request-Id") or secrets.token_hex(16)
         self.set_header("X-Request-Id", self.request_id)
+
+    async def prepare(self) -> None:
+        self.begin_request()
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None)
         if spec is not None and spec.public:
@@ -198,6 +202,5 @@ class NotFoundHandler(APIHandler):
     """Unknown paths answer with the same JSON error shape as everything else."""
 
     async def prepare(self) -> None:
-        self.app.requests_started()
-        self.request_id = secrets.token_hex(16)
+        self.begin_request()
         raise tornado.web.HTTPError(404, "no such route")
