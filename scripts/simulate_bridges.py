@@ -12,6 +12,7 @@ stores (MONGODB_URI / REDIS_URL settings) and runs one per gate, up to
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -64,7 +65,6 @@ async def main_async(args) -> None:
     if args.provision:
         creds = await provision(args.provision, args.count)
     else:
-        import json
         creds = json.loads(Path(args.creds).read_text())[: args.count]
     print(f"simulating {len(creds)} bridges against {args.host}:{args.port}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bridges-") as tmp:
