@@ -17,8 +17,9 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal
 from models.bindings import links_key, roles_of
-from models.errors import RateLimited, Unauthorized
+from models.errors import Unauthorized
 from models.people import verify_password
+from models.rate_limits import RateLimits, Window
 
 INDEXES = {
     "refresh_tokens": [
@@ -49,6 +50,7 @@ class AuthManager:
         self.staff = staff
         self.bindings = bindings
         self.wechat = wechat
+        self.limits = RateLimits(redis)
         # A client reuses its access token for many requests (a resident's phone re-fetches its
         # gate code all day), and the signature check is the costliest step of `principal`.
         # Claims of a verified token are kept; expiry and revocation are still checked each time.
@@ -60,23 +62,18 @@ class AuthManager:
     async def login_staff(self, username: str, password: str, ip: str) -> dict:
         """Password login. Failures lock the (username, address) pair, so an attacker
         cannot lock a colleague out from elsewhere; an address failing across many
-        usernames (password spraying) is locked as a whole."""
-        limit = self.settings.login_max_failures
-        counters = {f"login_fail:{username}:{ip}": limit,
-                    f"login_fail_ip:{ip}": limit * SPRAY_FACTOR}
-        for key, count in zip(counters, await self.redis.mget(*counters)):
-            if int(count or 0) >= counters[key]:
-                retry = max(await self.redis.ttl(key), 1)
-                raise RateLimited("too many failed logins; try later", retry_after=retry,
-                                  code="locked_out")
+        usernames (password spraying) is locked as a whole. Each attempt is counted
+        before its password is checked, and given back only when it was right."""
+        limit, seconds = self.settings.login_max_failures, self.settings.login_lockout_seconds
+        account = Window("login", (username, ip), limit, seconds)
+        address = Window("login_address", (ip,), limit * SPRAY_FACTOR, seconds)
+        await self.limits.take(account, address, message="too many failed logins; try later",
+                               code="locked_out")
         member = await self.staff.by_username(username)
         if not await verify_password(member and member["password_hash"], password):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for key in counters:
-                    pipe.incr(key).expire(key, self.settings.login_lockout_seconds)
-                await pipe.execute()
             raise Unauthorized("wrong username or password", code="bad_credentials")
-        await self.redis.delete(next(iter(counters)))
+        await self.limits.reset(account)
+        await self.limits.give_back(address)
         return await self.start_session(str(member["_id"]), "staff")
 
     async def login_resident(self, code: str, phone_code: str | None) -> dict:

@@ -163,6 +163,17 @@ async def test_lockout_after_repeated_failures(api_client, staff, settings):
     assert 0 < int(locked.headers["Retry-After"]) <= settings.login_lockout_seconds
 
 
+async def test_parallel_wrong_passwords_cannot_outrun_the_lockout(api_client, staff, settings):
+    replies = await asyncio.gather(*(staff_login(api_client, password=f"guess {n}")
+                                     for n in range(30)))
+    statuses = [r.status for r in replies]
+    # Each attempt is counted before its password is checked: only the allowed number of
+    # guesses is ever verified, whatever their concurrency.
+    assert statuses.count(401) == settings.login_max_failures
+    assert statuses.count(429) == 30 - settings.login_max_failures
+    assert (await staff_login(api_client)).status == 429
+
+
 async def test_lockout_is_per_address_and_spraying_locks_the_address(app, staff, settings):
     limit = settings.login_max_failures
     for _ in range(limit):
