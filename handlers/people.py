@@ -27,6 +27,10 @@ class RolesIn(BaseModel):
     roles: list[Role] = Field(description="empty removes the member from this community")
 
 
+class ActiveIn(BaseModel):
+    active: bool = Field(description="false disables the account everywhere")
+
+
 class Staff(BaseModel):
     id: str
     username: str
@@ -68,10 +72,21 @@ class StaffHandler(APIHandler):
     async def get(self, community_id, staff_id):
         self.write_json(public_staff(await self.app.staff.get(community_id, staff_id), community_id))
 
-    @api("Change a staff member's roles here (takes effect at their next token refresh)",
+    @api("Change a staff member's roles here; their sessions end at once (409 `last_admin` "
+         "when it would leave the community without an admin)",
          body=RolesIn, response=Staff, permission="staff.write")
     async def put(self, community_id, staff_id):
         doc = await self.app.staff.set_roles(community_id, staff_id, self.body.roles)
+        self.write_json(public_staff(doc, community_id))
+
+
+class StaffActiveHandler(APIHandler):
+    @api("Disable (every session ends, logins refused) or enable a staff account; only for "
+         "an admin of every community the member works in", body=ActiveIn, response=Staff,
+         permission="staff.write")
+    async def put(self, community_id, staff_id):
+        doc = await self.app.staff.set_active(self.principal, community_id, staff_id,
+                                              self.body.active)
         self.write_json(public_staff(doc, community_id))
 
 
@@ -80,4 +95,5 @@ routes = [
     ("/api/communities/{community_id}/residents/{resident_id}", ResidentHandler),
     ("/api/communities/{community_id}/staff", StaffListHandler),
     ("/api/communities/{community_id}/staff/{staff_id}", StaffHandler),
+    ("/api/communities/{community_id}/staff/{staff_id}/active", StaffActiveHandler),
 ]

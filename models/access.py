@@ -97,3 +97,9 @@ def authorize(principal: Principal, community_id: str, permission: str) -> None:
         raise NotFound("community not found")
     if not permitted(principal, community_id, permission):
         raise Forbidden(f"{permission} is not allowed for your role here")
+
+
+def may_manage_account(principal: Principal, member_roles: dict[str, list[str]]) -> bool:
+    """A staff account spans communities: disabling it is for whoever administers all of them."""
+    return principal.is_staff and bool(member_roles) and all(
+        permitted(principal, cid, "staff.write") for cid in member_roles)

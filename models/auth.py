@@ -18,7 +18,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from models.access import Principal
 from models.bindings import links_key, roles_of
 from models.errors import Unauthorized
-from models.people import verify_password
+from models.people import sessions_key, verify_password
 from models.rate_limits import RateLimits, Window
 
 INDEXES = {
@@ -100,7 +100,7 @@ class AuthManager:
                 raise Unauthorized("refresh token was already used; this login is revoked",
                                    code="refresh_reused")
             raise Unauthorized("refresh token is invalid or expired", code="bad_refresh_token")
-        return await self._issue(doc["sub"], doc["aud"], doc["family"])
+        return await self._issue(doc["sub"], doc["aud"], doc["family"], doc.get("gen"))
 
     async def logout(self, refresh_token: str, principal: Principal) -> None:
         doc = await self.db.refresh_tokens.find_one({"_id": _digest(refresh_token)})
@@ -123,8 +123,11 @@ class AuthManager:
             raise Unauthorized("access token expired", code="token_expired")
         revoked_key = f"revoked_family:{claims['fam']}"
         if claims["aud"] == "staff":
-            if await self.redis.exists(revoked_key):
+            revoked, generation = await self.redis.mget(revoked_key, sessions_key(claims["sub"]))
+            if revoked:
                 raise Unauthorized("this login was signed out", code="token_revoked")
+            if generation is not None and int(generation) > claims.get("gen", 0):
+                raise Unauthorized("your access was changed; sign in again", code="session_ended")
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
             return Principal(kind="staff", id=claims["sub"], roles=roles, expires=claims["exp"])
         # One round trip for both the revocation flag and the cached room links: this is on
@@ -147,20 +150,26 @@ class AuthManager:
         """New tokens for a fresh login (a new refresh-token family)."""
         return await self._issue(sub, aud, secrets.token_urlsafe(12))
 
-    async def _issue(self, sub: str, aud: str, family: str) -> dict:
+    async def _issue(self, sub: str, aud: str, family: str, generation: int | None = None) -> dict:
+        """Tokens for `sub`; a refresh passes the staff generation its login started under."""
         now = self.clock.now()
         claims = {"iss": ISSUER, "sub": sub, "aud": aud, "fam": family, "iat": now,
                   "exp": now + timedelta(seconds=self.settings.access_token_seconds)}
         if aud == "staff":
-            # Roles ride in the token (read fresh at every refresh), so staff requests need no lookup.
+            # Roles ride in the token (read fresh at every refresh), so staff requests need no
+            # lookup; the generation ends the login when the member's access changes.
             member = await self.staff.active_by_id(sub)
             if member is None:
                 raise Unauthorized("account disabled", code="account_disabled")
+            claims["gen"] = member.get("generation", 0)
+            if generation is not None and generation != claims["gen"]:
+                await self.revoke_family(family)
+                raise Unauthorized("your access was changed; sign in again", code="session_ended")
             claims["roles"] = member.get("roles", {})
         refresh_token = secrets.token_urlsafe(32)
         await self.db.refresh_tokens.insert_one(
             {"_id": _digest(refresh_token), "family": family, "sub": sub, "aud": aud,
-             "issued_at": now, "used_at": None, "revoked": False,
+             "gen": claims.get("gen"), "issued_at": now, "used_at": None, "revoked": False,
              "expires_at": now + timedelta(days=self.settings.refresh_token_days)})
         return {"access_token": jwt.encode(claims, self.key, algorithm=ALGORITHM),
                 "refresh_token": refresh_token, "token_type": "Bearer",

@@ -9,9 +9,9 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from models.access import STAFF_ROLES
+from models.access import STAFF_ROLES, Principal, may_manage_account
 from models.common import object_id
-from models.errors import Conflict, Invalid, NotFound
+from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
     "residents": [
@@ -123,10 +123,29 @@ class ResidentManager:
         return await self.db.residents.find({"_id": {"$in": ids}}).sort("_id", ASCENDING).to_list(None)
 
 
+def sessions_key(staff_id: str) -> str:
+    """Redis mirror of a staff member's access generation (see StaffManager)."""
+    return f"staff_generation:{staff_id}"
+
+
+# Raise the mirrored generation only: a slower, older change must not lower it.
+_RAISE_GENERATION = """
+if tonumber(redis.call('GET', KEYS[1]) or '-1') < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+"""
+
+
 class StaffManager:
-    def __init__(self, db, clock):
+    """Staff accounts. Every change to what a member may do (roles, disabling) raises the
+    account's `generation`; tokens carry the generation they were issued under, and
+    models/auth.py refuses older ones, so the change ends the member's sessions at once."""
+
+    def __init__(self, db, redis, clock):
         self.db = db
+        self.redis = redis
         self.clock = clock
+        self._raise_generation = redis.register_script(_RAISE_GENERATION)
 
     async def create(self, username: str, password: str, name: str,
                      roles: dict[str, list[str]]) -> dict:
@@ -135,7 +154,7 @@ class StaffManager:
         for community_roles in roles.values():
             check_roles(community_roles)
         doc = {"username": username, "password_hash": await hash_password(password), "name": name,
-               "roles": roles, "active": True, "created_at": self.clock.now()}
+               "roles": roles, "active": True, "generation": 0, "created_at": self.clock.now()}
         try:
             await self.db.staff.insert_one(doc)
         except DuplicateKeyError:
@@ -163,11 +182,44 @@ class StaffManager:
         """Change a community's staff member's roles there (an empty list removes them)."""
         if roles:
             check_roles(roles)
+        member = await self.get(community_id, staff_id)
+        if "admin" not in roles:
+            await self._keep_an_admin(member, [community_id])
         update = ({"$set": {f"roles.{community_id}": roles}} if roles
                   else {"$unset": {f"roles.{community_id}": ""}})
+        return await self._change_access(member["_id"], {f"roles.{community_id}": {"$exists": True}},
+                                         update)
+
+    async def set_active(self, principal: Principal, community_id: str, staff_id: str,
+                         active: bool) -> dict:
+        """Disable an account (every session ends, logins are refused) or enable it again.
+        The account is the person's in every community, so only someone who administers
+        all of those may do it."""
+        member = await self.get(community_id, staff_id)
+        if not may_manage_account(principal, member["roles"]):
+            raise Forbidden("this member works in other communities too; "
+                            "remove their roles here instead")
+        if not active:
+            if str(member["_id"]) == principal.id:
+                raise Conflict("you cannot disable your own account", code="own_account")
+            await self._keep_an_admin(member, list(member["roles"]))
+        return await self._change_access(member["_id"], {}, {"$set": {"active": active}})
+
+    async def _keep_an_admin(self, member: dict, community_ids: list[str]) -> None:
+        for cid in community_ids:
+            if "admin" not in member["roles"].get(cid, []):
+                continue
+            others = await self.db.staff.count_documents(
+                {"_id": {"$ne": member["_id"]}, "active": True, f"roles.{cid}": "admin"})
+            if not others:
+                raise Conflict("a community needs an admin: make someone else admin first",
+                               code="last_admin")
+
+    async def _change_access(self, staff_id: ObjectId, condition: dict, update: dict) -> dict:
         doc = await self.db.staff.find_one_and_update(
-            {"_id": object_id(staff_id, "staff member"), f"roles.{community_id}": {"$exists": True}},
-            update, return_document=ReturnDocument.AFTER)
+            {"_id": staff_id, **condition}, {**update, "$inc": {"generation": 1}},
+            return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFound("staff member not found")
+        await self._raise_generation(keys=[sessions_key(str(staff_id))], args=[doc["generation"]])
         return doc

@@ -58,7 +58,7 @@ class XiaoquApp(tornado.web.Application):
                                    settings.wechat_secret.get_secret_value(), redis)
         self.places = PlaceManager(self.db, self.clock)
         self.residents = ResidentManager(self.db, self.clock)
-        self.staff = StaffManager(self.db, self.clock)
+        self.staff = StaffManager(self.db, redis, self.clock)
         self.bindings = BindingManager(self.db, redis, self.clock, self.places)
         self.imports = Importer(self.db, redis, self.clock, self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
