@@ -20,7 +20,7 @@ import uuid
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from gate_bridge.decision import DEFAULT_SKEW, GateInfo, decide
+from gate_bridge.decision import DEFAULT_SKEW, decide, effective_mode, gate_info
 
 log = logging.getLogger("gate_bridge")
 
@@ -81,6 +81,10 @@ class Bridge:
         self.writer: asyncio.StreamWriter | None = None
         self.codec = config.codec
         self.sessions = 0  # authenticated sessions so far
+        # The server's word on the mode (the last config, kept across restarts and while the
+        # link is down) and the local fire-panel input; self.mode is what they rank to.
+        self.server_mode = ((store.config() or {}).get("rules") or {}).get("mode", "normal")
+        self.fire_input = False
         self.mode = "normal"
         self.pending_scans: dict[str, asyncio.Future] = {}
         self.decided_locally: collections.deque = collections.deque(maxlen=256)
@@ -102,6 +106,7 @@ class Bridge:
 
     async def run(self) -> None:
         """Scan loop plus sessions with reconnect, until cancelled."""
+        await self._apply_mode()
         scans = asyncio.create_task(self._scan_loop())
         attempt = 0
         try:
@@ -263,9 +268,8 @@ class Bridge:
         config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules",
                                            "skew_seconds")}
         self.store.save_config(config)
-        mode = (config.get("rules") or {}).get("mode", "normal")
-        if mode != self.mode:
-            await self._set_mode(mode)
+        self.server_mode = (config.get("rules") or {}).get("mode", "normal")
+        await self._apply_mode()
         await self.send(p.message(p.CONFIG_ACK, version=config["version"]))
 
     def _config_version(self) -> str | None:
@@ -300,7 +304,8 @@ class Bridge:
             if msg.get("mode") not in p.MODES:
                 await self._ack(command_id, p.REFUSED, reason="bad_mode")
                 return
-            await self._set_mode(msg["mode"])
+            self.server_mode = msg["mode"]
+            await self._apply_mode()
             await self._ack(command_id, p.ACTUATED)
             return
         task = asyncio.create_task(self._open_door(command_id, msg))
@@ -309,9 +314,6 @@ class Bridge:
 
     async def _open_door(self, command_id: str | None, msg: dict) -> None:
         """Release the lock; report actuated, then opened / not_opened from the door sensor."""
-        if self.mode == "locked" and command_id is not None and msg.get("scan"):
-            await self._ack(command_id, p.REFUSED, reason="locked")
-            return
         opened = asyncio.get_running_loop().create_future()
         self.door_waiters.append(opened)
         pulse_ms = int(msg.get("pulse_ms", p.DEFAULT_PULSE_MS))
@@ -341,10 +343,21 @@ class Bridge:
             pass
         self.changes.changed()
 
-    async def _set_mode(self, mode: str) -> None:
-        self.mode = mode
-        await self.relay.hold(mode == "held_open")
-        self.record("mode_changed", mode=mode)
+    async def _apply_mode(self) -> None:
+        """Hold the relay open in fire release; record each change of the mode in force."""
+        mode = effective_mode(self.server_mode, "open" if self.fire_input else None)
+        if mode != self.mode:
+            self.mode = mode
+            await self.relay.hold(mode == "open")
+            self.record("mode_changed", mode=mode)
+
+    async def fire_panel(self, active: bool) -> None:
+        """The fire-panel contact (an input driver calls this): release the gate locally at
+        once, whatever the server says, and report it (`fire_release` raises an alarm)."""
+        if active != self.fire_input:
+            self.fire_input = active
+            self.record("fire_release", active=active)
+            await self._apply_mode()
 
     # -- the door ---------------------------------------------------------------------------------
 
@@ -354,9 +367,9 @@ class Bridge:
             for future in self.door_waiters:
                 if not future.done():
                     future.set_result(True)
-            forced = now > self.released_until and self.mode != "held_open"
+            forced = now > self.released_until and self.mode != "open"
             self.record("door_forced" if forced else "door_opened")
-            if self.mode != "held_open":
+            if self.mode != "open":
                 self.held_timer = asyncio.get_running_loop().call_later(
                     self.config.held_open_after, self.record, "door_held")
         else:
@@ -418,20 +431,15 @@ class Bridge:
         if config is None:
             allow, reason = False, "no_config"
         else:
-            decision = decide(text, gate_info(config["gate"]), self.server_now(),
-                              config["keys"], set(config.get("revoked") or ()), self.store,
-                              direction=direction, skew=config.get("skew_seconds") or DEFAULT_SKEW)
+            gate = gate_info(config["gate"], config.get("rules"),
+                             "open" if self.fire_input else None)
+            decision = decide(text, gate, self.server_now(), config["keys"],
+                              set(config.get("revoked") or ()), self.store, direction=direction,
+                              skew=config.get("skew_seconds") or DEFAULT_SKEW)
             allow, reason = decision.allow, decision.reason
-            if allow and self.mode == "locked":
-                allow, reason = False, "locked"
         self.record("offline_decision", scan=scan_id, text=text, direction=direction,
                     allow=allow, reason=reason)
         if allow:
             await self._open_door(None, {})
         return {"source": "bridge", "allow": allow, "reason": reason}
 
-
-def gate_info(gate: dict) -> GateInfo:
-    """GateInfo from the config push's gate section (fields the bridge does not know are skipped)."""
-    names = {f.name for f in dataclasses.fields(GateInfo)}
-    return GateInfo(**{k: v for k, v in gate.items() if k in names})

@@ -1,7 +1,10 @@
 """The gate decision: the one place the rules for letting someone through live.
 
 Pure: given a token's text, the gate, the time, the public keys and the revoked
-ids, `verify` says allow or deny with a reason. What a scan *consumes* (a
+ids, `verify` says allow or deny with a reason. The gate's own rules (its emergency
+mode and open hours, `gate_refusal`) are part of it, on every path: the staff
+scanner check, the hub's scan, a remote open, the bridge deciding offline, and the
+server re-checking what a bridge decided offline. What a scan *consumes* (a
 single-use code, one of a pass's entries) is described by `use_claim`; the
 bridge consumes it offline in its local store (`decide(..., nonces=store)`),
 the server atomically in Redis (models/passes.py), both from the same claim.
@@ -10,21 +13,50 @@ Imports only the standard library and gate_bridge.passes (no server deps).
 """
 
 from collections.abc import Container, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
+from gate_bridge.protocol import DEFAULT_PULSE_MS, MODES
 from gate_bridge.passes import (PLACE_SCOPED, MalformedToken, Payload, community_tag, find_key,
                                 signature_valid, split)
 
 # The fixed list of reasons, in the order the checks run.
 REASONS = ("ok", "malformed", "unknown_code", "unknown_key", "wrong_community", "bad_signature",
            "not_yet_valid", "expired", "gate_not_allowed", "outside_hours", "revoked",
-           "used_up", "replayed")
+           "locked", "gate_closed", "used_up", "replayed")
 DEFAULT_SKEW = 5
 DEFAULT_UTC_OFFSET = 8 * 60  # China Standard Time; worker hours are local time
 # A pass's entry count must outlive each short-lived token shown for it.
 ENTRY_COUNT_RETENTION = 8 * 86400
 SHORT_CODE_DIGITS = 12
+
+# A gate's rules and their defaults (the one place): pushed to its bridge as `rules`.
+# hours: local open hours [["06:00", "23:00"], ...] (None = always open); staff codes pass
+# outside them. lockdown_staff: whether staff codes still open the gate in lockdown.
+DEFAULT_RULES = {"hours": None, "budget_ms": 300, "pulse_ms": DEFAULT_PULSE_MS,
+                 "lockdown_staff": True}
+# Emergency modes, lowest rank first. A gate's effective mode is the highest-ranked of its
+# own mode, its community's mode and a local fire-panel input (which can only say "open"):
+#   community open   > gate open   (fire release: free passage wins, life safety first)
+#   > community locked > gate locked (lockdown: only staff codes the plan allows)
+#   > normal
+# Rank alone decides; the level (gate or community) only breaks ties, which give the
+# same mode anyway. So a community-wide fire release outranks a gate's lockdown, and a
+# gate's fire release outranks a community lockdown.
+MODE_RANK = {mode: rank for rank, mode in enumerate(MODES)}
+
+
+def effective_mode(*modes: str | None) -> str:
+    """The mode that rules a gate, from every mode that applies to it (None: not set)."""
+    return max((m for m in modes if m), key=MODE_RANK.__getitem__, default="normal")
+
+
+def minute_of_day(hhmm: str) -> int:
+    """"06:30" -> 390; "24:00" -> 1440."""
+    hours, minutes = (int(x) for x in hhmm.split(":"))
+    if not (0 <= hours <= 24 and 0 <= minutes < 60 and hours * 60 + minutes <= 1440):
+        raise ValueError(f"bad time of day {hhmm!r}")
+    return hours * 60 + minutes
 
 
 @dataclass(frozen=True)
@@ -36,6 +68,21 @@ class GateInfo:
     code: str
     covers: list[str] = field(default_factory=list)  # place paths; "" = whole community
     utc_offset_minutes: int = DEFAULT_UTC_OFFSET
+    mode: str = "normal"  # the effective emergency mode (effective_mode)
+    hours: tuple[tuple[str, str], ...] | None = None  # the gate's open hours, local time
+    lockdown_staff: bool = True
+
+
+def gate_info(gate: Mapping, rules: Mapping | None = None, *modes: str | None) -> GateInfo:
+    """GateInfo from a config push's `gate` and `rules` sections (what the server pushes is
+    what both sides decide with); `modes`: further modes that apply (a local fire input)."""
+    names = {f.name for f in fields(GateInfo)} - {"mode", "hours", "lockdown_staff"}
+    rules = {**DEFAULT_RULES, **(rules or {})}
+    hours = rules["hours"]
+    return GateInfo(**{k: v for k, v in gate.items() if k in names},
+                    mode=effective_mode(rules.get("mode"), *modes),
+                    hours=tuple(tuple(w) for w in hours) if hours else None,
+                    lockdown_staff=bool(rules["lockdown_staff"]))
 
 
 @dataclass(frozen=True)
@@ -83,6 +130,14 @@ def is_short_code(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) == SHORT_CODE_DIGITS
 
 
+def normalize(text: str) -> str:
+    """A scan as the rules read it: without the CR/LF (or tab) a reader appends; a short code
+    also without spaces. A Base45 token keeps its spaces: space is one of its letters."""
+    text = text.strip("\r\n\t")
+    compact = "".join(text.split())
+    return compact if is_short_code(compact) else text
+
+
 def gate_covers(gate_paths: list[str], place_path: str) -> bool:
     """A gate covering "3" covers "3", "3-2" and "3-2-1201"; "" covers everything."""
     place = place_path.split("-") if place_path else []
@@ -108,9 +163,31 @@ def within_hours(payload: Payload, gate: GateInfo, now: float) -> bool:
     return quarter >= start or quarter < end  # a window across midnight
 
 
+def within_gate_hours(gate: GateInfo, now: float) -> bool:
+    if not gate.hours:
+        return True
+    minute = int((now + gate.utc_offset_minutes * 60) % 86400 // 60)
+    for start, end in gate.hours:
+        first, last = minute_of_day(start), minute_of_day(end)
+        if (first <= minute < last) if first <= last else (minute >= first or minute < last):
+            return True
+    return False
+
+
+def gate_refusal(kind: str, gate: GateInfo, now: float) -> str | None:
+    """The gate's own rules for a credential of `kind` ("resident", "visitor", "worker",
+    "staff"; a remote open counts as its caller's kind): the deny reason, or None."""
+    if gate.mode == "locked" and not (kind == "staff" and gate.lockdown_staff):
+        return "locked"
+    if kind != "staff" and gate.mode != "open" and not within_gate_hours(gate, now):
+        return "gate_closed"
+    return None
+
+
 def verify(token_text: str, gate: GateInfo, now: float, keys: Mapping,
            revoked: Container[str], skew: int = DEFAULT_SKEW) -> Decision:
     """Everything but consumption. `keys`: {key id: public key | raw bytes | Base64}."""
+    token_text = normalize(token_text)
     if is_short_code(token_text):
         return Decision(False, "unknown_code")
     try:
@@ -134,6 +211,9 @@ def verify(token_text: str, gate: GateInfo, now: float, keys: Mapping,
         return Decision(False, "outside_hours", payload)
     if payload.subject_id in revoked:
         return Decision(False, "revoked", payload)
+    refusal = gate_refusal(payload.kind, gate, now)
+    if refusal:
+        return Decision(False, refusal, payload)
     return Decision(True, "ok", payload)
 
 

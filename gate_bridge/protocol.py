@@ -49,16 +49,18 @@ RECEIVED, ACTUATED, OPENED, NOT_OPENED, REFUSED = (
 LEVEL_RANK = {RECEIVED: 1, ACTUATED: 2, OPENED: 3, NOT_OPENED: 3, REFUSED: 3}
 FINAL_LEVELS = frozenset({OPENED, NOT_OPENED, REFUSED})
 
-MODES = ("normal", "held_open", "locked")
+# Emergency modes, lowest rank first (their ranking: gate_bridge.decision.effective_mode).
+MODES = ("normal", "locked", "open")
 DIRECTIONS = ("in", "out")
 
 # Event types a bridge reports; ALARM_EVENTS become alarm records on the server.
 EVENT_TYPES = frozenset({
     "door_opened", "door_closed", "door_forced", "door_held", "tamper", "power_lost",
     "power_restored", "offline_decision", "buffer_high", "clock_drift", "mode_changed",
+    "fire_release",  # {active: bool}: a local fire-panel input held the gate open / let go
 })
 ALARM_EVENTS = frozenset({"door_forced", "door_held", "tamper", "power_lost", "buffer_high",
-                          "clock_drift"})
+                          "clock_drift", "fire_release"})
 
 DEFAULT_TTL = 5.0
 DEFAULT_PULSE_MS = 1000

@@ -4,27 +4,35 @@ import asyncio
 import csv
 import io
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
+from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
 from handlers.base import APIHandler, api
+from models.bridges import announce_config
 from models.errors import Unavailable
-from models.gate_events import ALARM_KINDS, ALARM_STATES, announce_config, public_alarm
+from models.gate_alarms import ALARM_KINDS, ALARM_STATES, public_alarm
+from models.gate_modes import public_mode_change
 from models.places import GATE_KINDS, public_gate
 
 GateKind = Literal[GATE_KINDS]
-Mode = Literal["normal", "held_open", "locked"]
+Mode = Literal[MODES]
 EXPORT_MAX_ROWS = 100_000
+TimeOfDay = Annotated[str, Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
 
 
 class Rules(BaseModel):
-    mode: Mode = "normal"
-    hours: list[tuple[str, str]] | None = Field(
-        None, max_length=8, description='open hours, e.g. [["06:00", "23:00"]]; null = always')
-    budget_ms: int = Field(300, ge=50, le=5000,
+    hours: list[tuple[TimeOfDay, TimeOfDay]] | None = Field(
+        DEFAULT_RULES["hours"], max_length=8,
+        description='local open hours, e.g. [["06:00", "23:00"]]; null = always. Staff codes '
+                    'pass outside them; refused: reason gate_closed')
+    budget_ms: int = Field(DEFAULT_RULES["budget_ms"], ge=50, le=5000,
                            description="how long the bridge waits for the server before deciding offline")
-    pulse_ms: int = Field(1000, ge=100, le=30000, description="lock release time per open")
+    pulse_ms: int = Field(DEFAULT_RULES["pulse_ms"], ge=100, le=30000,
+                          description="lock release time per open")
+    lockdown_staff: bool = Field(DEFAULT_RULES["lockdown_staff"],
+                                 description="whether staff codes still open the gate in lockdown")
 
 
 class GateIn(BaseModel):
@@ -51,6 +59,7 @@ class Gate(BaseModel):
     covers: list[str]
     bridge_id: str | None
     rules: Rules
+    mode: Mode = Field(description="the emergency mode in force (gate, community and their ranking)")
     online: bool
     last_seen: datetime | None
 
@@ -105,8 +114,8 @@ class AlarmNote(BaseModel):
 class Alarm(BaseModel):
     id: str
     community_id: str
-    gate_id: str
-    bridge_id: str
+    gate_id: str | None
+    bridge_id: str | None
     kind: Literal[ALARM_KINDS]
     state: Literal[ALARM_STATES]
     raised_at: datetime
@@ -114,10 +123,37 @@ class Alarm(BaseModel):
     history: list[dict]
 
 
+class ModeIn(BaseModel):
+    mode: Mode = Field(description="normal ends an emergency; locked = lockdown; open = fire release")
+    reason: str = Field(min_length=1, max_length=200, description="audited")
+
+
+class ModeChange(BaseModel):
+    id: str
+    community_id: str
+    gate_id: str | None
+    mode: Mode
+    previous: Mode | None
+    reason: str
+    by: str
+    at: datetime
+
+
+class Modes(BaseModel):
+    community: Mode
+    gates: dict[str, Mode]
+    changes: list[ModeChange]
+
+
 async def _with_status(app, gates: list[dict]) -> list[dict]:
-    presence = await app.gate_events.presence([g["bridge_id"] for g in gates if g.get("bridge_id")])
+    presence = await app.gate_presence.presence([g["bridge_id"] for g in gates if g.get("bridge_id")])
     offline = {"online": False, "last_seen": None}
-    return [{**public_gate(g), "rules": {**Rules().model_dump(), **g.get("rules", {})},
+    modes = {}
+    for cid in {str(g["community_id"]) for g in gates}:
+        modes[cid] = await app.gate_modes.modes(cid)
+    return [{**public_gate(g), "rules": {**DEFAULT_RULES, **g.get("rules", {})},
+             "mode": effective_mode(modes[str(g["community_id"])]["community"],
+                                    modes[str(g["community_id"])]["gates"].get(str(g["_id"]))),
              **presence.get(g.get("bridge_id"), offline)} for g in gates]
 
 
@@ -155,7 +191,7 @@ class BridgeHandler(APIHandler):
     @api("Provision (or re-key) the gate's bridge: the secret is shown only in this answer",
          response=Provisioned, status=201, permission="gates.write")
     async def post(self, community_id, gate_id):
-        self.write_json(await self.app.gate_events.provision(community_id, gate_id, self.principal.id))
+        self.write_json(await self.app.bridges.provision(community_id, gate_id, self.principal.id))
 
 
 class OpenHandler(APIHandler):
@@ -167,15 +203,14 @@ class OpenHandler(APIHandler):
         # A gate whose bridge is connected to this process is already in memory.
         gate = hub and hub.held_gate(community_id, gate_id)
         if gate is None:
-            gate, _ = await self.app.gate_events.bridge_for_gate(community_id, gate_id)
+            gate, _ = await self.app.bridges.bridge_for_gate(community_id, gate_id)
         if hub is None:
             raise Unavailable("the gate hub is not running in this process", code="no_gate_hub")
-        reason = await self.app.gate_events.may_open(self.principal, gate, self.body.reason)
-        by = f"{self.principal.kind}:{self.principal.id}"
-        result = await hub.command(
-            gate, "open", {"door": 0, "pulse_ms": gate.get("rules", {}).get("pulse_ms", 1000)},
-            by, reason, self.body.wait)
-        self.write_json(result)
+        access = self.app.gate_access
+        reason = await access.may_open(self.principal, gate, self.body.reason)
+        self.write_json(await access.remote_open(
+            hub.send_command, gate, f"{self.principal.kind}:{self.principal.id}", reason,
+            self.body.wait, hub.options.command_ttl))
 
 
 def _query_args(q: AccessLogQuery) -> dict:
@@ -261,13 +296,13 @@ class AlarmsHandler(APIHandler):
     @api("Alarms of a community (forced/held doors, tamper, offline bridges, ...), newest first",
          query=AlarmQuery, response=list[Alarm], permission="alarms.read")
     async def get(self, community_id):
-        docs = await self.app.gate_events.alarms(community_id, self.query.state)
+        docs = await self.app.gate_alarms.alarms(community_id, self.query.state)
         self.write_json([public_alarm(d) for d in docs])
 
 
 class _AlarmAction(APIHandler):
     async def act(self, community_id: str, alarm_id: str, action: str) -> None:
-        doc = await self.app.gate_events.alarm_action(community_id, alarm_id, action,
+        doc = await self.app.gate_alarms.alarm_action(community_id, alarm_id, action,
                                                       self.principal.id, self.body.note)
         self.write_json(public_alarm(doc))
 
@@ -286,11 +321,39 @@ class CloseAlarmHandler(_AlarmAction):
         await self.act(community_id, alarm_id, "close")
 
 
+class CommunityModeHandler(APIHandler):
+    @api("Emergency modes in force (community and gates) and their recent changes",
+         response=Modes, permission="gates.read")
+    async def get(self, community_id):
+        modes = await self.app.gate_modes.modes(community_id, fresh=True)
+        changes = await self.app.gate_modes.changes(community_id)
+        self.write_json({**modes, "changes": [public_mode_change(c) for c in changes]})
+
+    @api("Start or end a community-wide emergency mode (lockdown, fire release) with a reason; "
+         "audited, raises an alarm, reaches every bridge at once", body=ModeIn,
+         response=ModeChange, permission="gates.emergency")
+    async def post(self, community_id):
+        change = await self.app.gate_modes.set_mode(community_id, None, self.body.mode,
+                                                    self.body.reason, f"staff:{self.principal.id}")
+        self.write_json(public_mode_change(change))
+
+
+class GateModeHandler(APIHandler):
+    @api("Start or end one gate's emergency mode with a reason (a community-wide fire release "
+         "outranks it)", body=ModeIn, response=ModeChange, permission="gates.emergency")
+    async def post(self, community_id, gate_id):
+        change = await self.app.gate_modes.set_mode(community_id, gate_id, self.body.mode,
+                                                    self.body.reason, f"staff:{self.principal.id}")
+        self.write_json(public_mode_change(change))
+
+
 routes = [
     ("/api/communities/{community_id}/gates", GatesHandler),
     ("/api/communities/{community_id}/gates/{gate_id}", GateHandler),
     ("/api/communities/{community_id}/gates/{gate_id}/bridge", BridgeHandler),
     ("/api/communities/{community_id}/gates/{gate_id}/open", OpenHandler),
+    ("/api/communities/{community_id}/gates/{gate_id}/mode", GateModeHandler),
+    ("/api/communities/{community_id}/mode", CommunityModeHandler),
     ("/api/communities/{community_id}/access-log", AccessLogHandler),
     ("/api/communities/{community_id}/access-log/export", AccessLogExportHandler),
     ("/api/communities/{community_id}/alarms", AlarmsHandler),

@@ -339,7 +339,8 @@ class CheckHandler(APIHandler):
          response=CheckResult, permission="gates.check")
     async def post(self, community_id, gate_id):
         gate = await self.app.places.gate(community_id, gate_id)
-        d = await self.app.passes.check(self.body.token, gate, self.body.direction, "scanner")
+        d = await self.app.gate_access.check(self.body.token, gate, self.body.direction,
+                                             "scanner")
         self.write_json({"allow": d.allow, "reason": d.reason, "kind": d.kind,
                          "pass_id": d.pass_id, "subject": d.subject})
 

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 from models.errors import Forbidden, NotFound
 
-STAFF_ROLES = ("admin", "manager", "customer_service", "security", "maintenance")
+# security_lead: a guard who also starts and ends emergency modes (gates.emergency).
+STAFF_ROLES = ("admin", "manager", "customer_service", "security", "security_lead", "maintenance")
 ALL_STAFF = frozenset(STAFF_ROLES)
 OFFICE = frozenset({"admin", "manager"})
 
@@ -21,7 +22,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "places.write": OFFICE,
     "gates.read": ALL_STAFF,
     "gates.write": OFFICE,
-    "residents.read": frozenset({"admin", "manager", "customer_service", "security"}),
+    "residents.read": frozenset({"admin", "manager", "customer_service", "security", "security_lead"}),
     "staff.read": OFFICE,
     "staff.write": frozenset({"admin"}),
     "bindings.read": frozenset({"admin", "manager", "customer_service"}),
@@ -39,19 +40,22 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.
-    "gates.open": frozenset({"admin", "manager", "security"}),
-    "alarms.read": frozenset({"admin", "manager", "security"}),
-    "alarms.manage": frozenset({"admin", "manager", "security"}),
-    "access_log.read": frozenset({"admin", "manager", "security"}),
+    "gates.open": frozenset({"admin", "manager", "security", "security_lead"}),
+    # Emergency modes (lockdown, fire release) per gate or community: managers and the
+    # security lead; ordinary guards see them (gates.read) but do not start or end them.
+    "gates.emergency": frozenset({"admin", "manager", "security_lead"}),
+    "alarms.read": frozenset({"admin", "manager", "security", "security_lead"}),
+    "alarms.manage": frozenset({"admin", "manager", "security", "security_lead"}),
+    "access_log.read": frozenset({"admin", "manager", "security", "security_lead"}),
     # Passes (models/passes.py): every staff member may show a staff code; residents
     # get their room code and manage their own invitations.
     "passes.code": ALL_STAFF,
     "invitations.manage": frozenset(),
-    "passes.read": frozenset({"admin", "manager", "customer_service", "security"}),
+    "passes.read": frozenset({"admin", "manager", "customer_service", "security", "security_lead"}),
     "passes.issue": frozenset({"admin", "manager", "customer_service"}),
-    "passes.walkin": frozenset({"admin", "manager", "security"}),
-    "passes.revoke": frozenset({"admin", "manager", "customer_service", "security"}),
-    "gates.check": frozenset({"admin", "manager", "security"}),
+    "passes.walkin": frozenset({"admin", "manager", "security", "security_lead"}),
+    "passes.revoke": frozenset({"admin", "manager", "customer_service", "security", "security_lead"}),
+    "gates.check": frozenset({"admin", "manager", "security", "security_lead"}),
 }
 RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
                                   "tickets.read", "tickets.create", "gates.open",

@@ -1,6 +1,7 @@
 """The access log: every gate decision (allowed or refused), newest first.
 
-Writes are batched off the decision's path: `record` queues the line and a
+Lines are built by the gate service (models/gate_access.py); this module stores
+and reads them. Writes are batched off the decision's path: `record` queues the line and a
 background task inserts the lines queued within 50 ms with one `insert_many`, so a gate's answer
 never waits for the database (the verifier's latency budget is about 1 ms, an
 insert on the embedded server takes several). `flush` waits for the queue;
@@ -17,8 +18,6 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, PyMongoError
 
-from gate_bridge.decision import Decision
-from gate_bridge.passes import MalformedToken, split
 from models.errors import Invalid
 
 log = logging.getLogger("xiaoqu.access_log")
@@ -32,6 +31,9 @@ INDEXES = {
     ],
 }
 SOURCES = ("gate", "scanner", "remote", "offline")
+# Present on some lines: remote opens (command_id, level, by), offline decisions (bridge: what
+# the bridge did, flag: "invalid_claim" or "double_use" when the server disagrees).
+OPTIONAL_FIELDS = ("command_id", "level", "by", "bridge", "flag")
 MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
 DUPLICATE_KEY = 11000
 BATCH_SECONDS = 0.05
@@ -42,7 +44,8 @@ def public_entry(doc: dict) -> dict:
             "gate_id": doc["gate_id"] and str(doc["gate_id"]), "direction": doc["direction"],
             "at": doc["at"], "result": doc["result"], "reason": doc["reason"],
             "kind": doc.get("kind"), "pass_id": doc.get("pass_id"),
-            "subject": doc.get("subject"), "source": doc["source"]}
+            "subject": doc.get("subject"), "source": doc["source"],
+            **{k: doc[k] for k in OPTIONAL_FIELDS if doc.get(k) is not None}}
 
 
 def _cursor(doc: dict) -> str:
@@ -66,41 +69,23 @@ def _oid(value: str, field: str) -> ObjectId:
 
 
 class AccessLog:
-    def __init__(self, db, clock):
+    def __init__(self, db):
         self.db = db
-        self.clock = clock
         self.queued: list[dict] = []
         self.writer: asyncio.Task | None = None
 
-    async def record(self, community_id: str, gate_id: str | None, direction: str, *,
-                     allow: bool, reason: str, source: str, kind: str | None = None,
-                     pass_id: str | None = None, subject: str | None = None,
-                     token_text: str | None = None, at: datetime | None = None) -> dict:
-        """Queue one decision. With `token_text` (offline decisions reported by a bridge),
-        kind/subject/pass are read from the token, which that bridge has verified."""
-        if token_text is not None and kind is None:
-            kind, pass_id, subject = _describe(token_text)
-        at = at or self.clock.now()
-        doc = {"_id": ObjectId(), "community_id": ObjectId(community_id),
-               "gate_id": gate_id and ObjectId(gate_id), "direction": direction,
-               # Milliseconds: what MongoDB keeps, so cursors compare equal to stored values.
-               "at": at.replace(microsecond=at.microsecond // 1000 * 1000),
-               "result": "allow" if allow else "deny", "reason": reason, "kind": kind,
-               "pass_id": pass_id, "subject": subject, "source": source}
-        self.queued.append(doc)
+    def append(self, line: dict) -> None:
+        """Queue one line, as built by the gate service (models/gate_access.py, the one
+        place access-log lines are made)."""
+        at = line["at"]
+        # Milliseconds: what MongoDB keeps, so cursors compare equal to stored values.
+        self.queued.append({"_id": ObjectId(), **line,
+                            "at": at.replace(microsecond=at.microsecond // 1000 * 1000)})
         if len(self.queued) > MAX_QUEUED:
             del self.queued[: len(self.queued) - MAX_QUEUED]
             log.error("access log queue full: dropped the oldest lines")
         if self.writer is None or self.writer.done():
             self.writer = asyncio.create_task(self._write())
-        return doc
-
-    async def record_decision(self, gate: dict, direction: str, decision: Decision,
-                              source: str) -> dict:
-        return await self.record(str(gate["community_id"]), str(gate["_id"]), direction,
-                                 allow=decision.allow, reason=decision.reason, source=source,
-                                 kind=decision.kind, pass_id=decision.pass_id,
-                                 subject=decision.subject)
 
     async def _write(self) -> None:
         # Let a batch gather: one insert per ~BATCH_SECONDS instead of one per decision.
@@ -156,11 +141,3 @@ class AccessLog:
         return {"items": [public_entry(d) for d in docs],
                 "next_cursor": _cursor(docs[-1]) if more else None}
 
-
-def _describe(token_text: str) -> tuple[str | None, str | None, str | None]:
-    try:
-        payload = split(token_text)[0]
-    except MalformedToken:
-        return None, None, None
-    decision = Decision(True, "ok", payload)
-    return decision.kind, decision.pass_id, decision.subject

@@ -1,4 +1,4 @@
-"""Passes: resident codes, visitor and worker passes, and the server-side gate check.
+"""Passes: resident codes, visitor and worker passes, and use counting for the gate service.
 
 Tokens are made and read by gate_bridge.passes; the allow/deny rules live only
 in gate_bridge.decision. This module adds what needs the server: signing keys
@@ -25,13 +25,14 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from gate_bridge.decision import (DEFAULT_UTC_OFFSET, ENTRY_COUNT_RETENTION, Decision, GateInfo,
-                                  UseClaim, decide, gate_covers, is_short_code, use_claim)
+                                  UseClaim, decide, gate_covers, is_short_code, normalize,
+                                  use_claim)
 from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
                                 community_tag, fit_scope, publish_key, sign, split)
 from models.access import Principal, permitted
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
-from models.gate_events import announce_config
+from models.bridges import announce_config
 
 INDEXES = {
     "passes": [
@@ -223,55 +224,51 @@ class PassManager:
 
     # -- the check ----------------------------------------------------------------------------------
 
-    async def gate_info(self, gate: dict) -> GateInfo:
-        community_id = str(gate["community_id"])
-        conf = await self.community_settings(community_id)
-        return GateInfo(community_id, str(gate["_id"]), gate["code"], list(gate["covers"]),
-                        conf.utc_offset_minutes)
-
-    async def check(self, token_text: str, gate: dict, direction: str, source: str) -> Decision:
-        """Decide at `gate` (rules: gate_bridge.decision), count the use atomically, log it."""
-        decision = await self._decide(token_text, gate, direction)
-        await self.access_log.record_decision(gate, direction, decision, source)
-        return decision
-
-    async def _decide(self, token_text: str, gate: dict, direction: str) -> Decision:
-        community_id = str(gate["community_id"])
+    async def decide(self, token_text: str, info: GateInfo, direction: str) -> Decision:
+        """Decide now at a gate (rules: gate_bridge.decision) and take the use atomically;
+        a denied code takes nothing. Short codes are resolved here (only the server can)."""
+        community_id = info.community_id
+        token_text = normalize(token_text)
         short_key = None
         if is_short_code(token_text):
             short_key = f"short:{community_id}:{token_text}"
             token_text = await self.redis.get(short_key)
             if token_text is None:
                 return Decision(False, "unknown_code")
-        info = await self.gate_info(gate)
-        ring = await self._ring_for(token_text)
-        keys = {k: v.public for k, v in ring.items()}
-        now = self.clock.time()
-        decision = decide(token_text, info, now, keys, (), direction=direction, skew=self.skew)
-        if not decision.allow:
-            return decision
-        claim = use_claim(decision.payload, direction, self.skew)
-        outcome = await self._use(community_id, decision.payload.subject_id, claim)
-        if outcome is REVOKED:  # the rules say what that means (and in which order)
-            return decide(token_text, info, now, keys, {decision.payload.subject_id},
-                          direction=direction, skew=self.skew)
-        if not outcome:
-            return Decision(False, claim.exhausted, decision.payload)
-        if short_key:
+        decision = await self._take(token_text, info, direction, self.clock.time(), None)
+        if decision.allow and short_key:
             await self.redis.delete(short_key)  # one-time: the handle is gone once used
         return decision
 
-    async def count_offline_entry(self, token_text: str, gate: dict, direction: str,
-                                  at: float) -> None:
-        """An entry a bridge allowed while offline takes its use here too, so a single-use
-        code or a pass's entry limit also holds at the gates that were online."""
-        info = await self.gate_info(gate)
+    async def recheck(self, token_text, info: GateInfo, direction: str, at: float) -> Decision:
+        """An entry a bridge allowed offline, decided again at the time it claims; allowed, it
+        takes its use here too, so a single-use code or a pass's entry limit also holds at the
+        gates that were online (and a use already taken shows as replayed / used_up)."""
+        if not isinstance(token_text, str):
+            return Decision(False, "malformed")
+        return await self._take(token_text, info, direction, at,
+                                await self.revoked_since(info.community_id))
+
+    async def _take(self, token_text: str, info: GateInfo, direction: str, at: float,
+                    revoked_at: dict | None) -> Decision:
+        """decide() then the use. `revoked_at` (subject -> unix time) judges revocations as of
+        `at`; None: as of now, atomically with the use (in Redis)."""
         ring = await self._ring_for(token_text)
-        decision = decide(token_text, info, at, {k: v.public for k, v in ring.items()}, (),
-                          direction=direction, skew=self.skew)
-        claim = use_claim(decision.payload, direction, self.skew) if decision.allow else None
-        if claim is not None:
-            await self._use(str(gate["community_id"]), decision.payload.subject_id, claim)
+        keys = {k: v.public for k, v in ring.items()}
+        revoked = () if revoked_at is None else {s for s, t in revoked_at.items() if t <= at}
+        decision = decide(token_text, info, at, keys, revoked, direction=direction, skew=self.skew)
+        if not decision.allow:
+            return decision
+        claim = use_claim(decision.payload, direction, self.skew)
+        # Judged as of `at` already: the use script then checks no (current) revocation.
+        subject = decision.payload.subject_id if revoked_at is None else ""
+        outcome = await self._use(info.community_id, subject, claim)
+        if outcome is REVOKED:  # the rules say what that means (and in which order)
+            return decide(token_text, info, at, keys, {subject}, direction=direction,
+                          skew=self.skew)
+        if not outcome:
+            return Decision(False, claim.exhausted, decision.payload)
+        return decision
 
     async def _ring_for(self, token_text: str) -> dict[int, SigningKey]:
         """The key ring, reloaded (rate-limited) when a code names a key we do not know."""
@@ -292,9 +289,24 @@ class PassManager:
         return subjects
 
     async def revoked_subjects(self, community_id: str) -> list[str]:
+        return sorted(await self.revoked_since(community_id))
+
+    async def revoked_since(self, community_id: str) -> dict[str, float]:
+        """Every subject refused now -> since when (unix time): revocations and suspensions,
+        and passes whose own state is cancelled, so lifting a suspension by a pass's id does
+        not bring a cancelled pass back."""
+        cid, now = ObjectId(community_id), self.clock.now()
         docs = await self.db.pass_revocations.find(
-            {"community_id": ObjectId(community_id), "until": {"$gt": self.clock.now()}}).to_list(None)
-        return sorted(d["subject"] for d in docs)
+            {"community_id": cid, "until": {"$gt": now}}).to_list(None)
+        since = {d["subject"]: d["at"].timestamp() for d in docs}
+        cancelled = await self.db.passes.find(
+            {"community_id": cid, "state": "cancelled",
+             "valid_to": {"$gt": now - timedelta(seconds=ENTRY_COUNT_RETENTION)}},
+            {"history": 1}).to_list(None)
+        for doc in cancelled:
+            at = max(e["at"] for e in doc["history"] if e["action"] == "cancelled")
+            since[str(doc["_id"])] = min(since.get(str(doc["_id"]), at.timestamp()), at.timestamp())
+        return since
 
     async def _use(self, community_id: str, subject: str, claim: UseClaim | None):
         """In one atomic step: REVOKED if the subject is revoked, else take a slot of the

@@ -71,21 +71,29 @@ def pct(values: list[float], q: float) -> float:
 
 # -- 1. idle connections: server and client processes ------------------------------------------------
 
-class BenchEvents:
+class BenchBridges:
     """Derived keys and in-memory status: the hub's per-connection cost is what is measured."""
 
-    def __init__(self, redis):
-        from models.gate_events import GateEventManager
-        self.redis, self.status = redis, 0
-        self.set_present = types.MethodType(GateEventManager.set_present, self)
-        self.clock = types.SimpleNamespace(time=time.time)
+    def __init__(self):
+        self.status = 0
 
     async def credentials(self, bridge_id):
         gate = {"_id": "g", "community_id": "c", "code": "main", "kind": "pedestrian", "covers": [""]}
         return bench_key(bridge_id), {"_id": bridge_id, "community_id": "c", "gate_id": "g"}, gate
 
-    async def status_changed(self, bridge, online):
+    async def community_config(self, community_id):
+        return {"keys": {}, "revoked": []}
+
+    async def bridge_status(self, bridge, online):
         self.status += 1
+
+
+class BenchPresence:
+    """Presence in Redis as the hub keeps it; clearing it is not what is measured."""
+
+    def __init__(self, redis):
+        from models.gate_presence import GatePresence
+        self.set_present = GatePresence(redis, types.SimpleNamespace(time=time.time)).set_present
 
     async def clear_present(self, bridge, instance):
         pass
@@ -97,11 +105,10 @@ async def serve_hub(redis_url: str) -> None:
     from server.stores import connect_redis
     redis = connect_redis(redis_url)
 
-    class Passes:
-        async def bridge_config(self, community_id):
-            return {"keys": {}, "revoked": []}
-    app = types.SimpleNamespace(gate_events=BenchEvents(redis), clock=Clock(), redis=redis,
-                                config=types.SimpleNamespace(redis_url=redis_url), passes=Passes())
+    bridges = BenchBridges()
+    app = types.SimpleNamespace(bridges=bridges, gate_access=bridges,
+                                gate_presence=BenchPresence(redis), clock=Clock(), redis=redis,
+                                config=types.SimpleNamespace(redis_url=redis_url))
     hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT, auth_timeout=60))
     print("READY", await hub.start(0, "127.0.0.1"), flush=True)
     await asyncio.Event().wait()
@@ -219,7 +226,7 @@ async def app_benchmarks(settings, scans: int) -> dict:
     staff = await app.staff.create("bench-admin", "bench password 1", "bench", {cid: ["admin"]})
     principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin"})})
     token = (await app.auth.start_session(str(staff["_id"]), "staff"))["access_token"]
-    creds = await app.gate_events.provision(cid, str(gate["_id"]), "bench")
+    creds = await app.bridges.provision(cid, str(gate["_id"]), "bench")
     gate = await app.places.gate(cid, str(gate["_id"]))
     # One bridge carries all the scans here, so its per-bridge rate limit is lifted.
     hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT, rate=10000, burst=10000))

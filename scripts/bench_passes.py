@@ -8,7 +8,7 @@
    the server's cost alone, not shared with an in-process client; rounds alternate
    and the best of each is kept (goal ≥ 0.8×).
 2. The verifier: pure decisions/s in a tight loop, and the server check
-   (`app.passes.check`: decision + Redis use count + queued access-log line)
+   (`app.gate_access.check`: decision + Redis use count + queued access-log line)
    paced at 500 decisions/s on one core, p50/p99 (goal p99 ≤ 1 ms).
 
 Uses embedded MongoDB-wire and Redis servers unless MONGODB_URI / REDIS_URL are set.
@@ -129,7 +129,7 @@ async def bench_verifier(app, cid, gate, decisions) -> None:
     principal = await app.auth.principal((await app.auth.start_session(
         str((await app.db.residents.find_one({}))["_id"]), "resident"))["access_token"])
     tokens = [(await app.passes.resident_code(principal, cid))["token"] for _ in range(decisions)]
-    info = await app.passes.gate_info(gate)
+    info = await app.gate_access.gate_info(gate)
     ring = {k: v.public for k, v in (await app.passes.key_ring()).items()}
     now = app.clock.time()
     start = time.perf_counter()
@@ -144,7 +144,7 @@ async def bench_verifier(app, cid, gate, decisions) -> None:
         if (wait := due - time.perf_counter()) > 0:
             await asyncio.sleep(wait)  # pacing the benchmark, not synchronising a test
         t0 = time.perf_counter()
-        decision = await app.passes.check(text, gate, "in", "gate")
+        decision = await app.gate_access.check(text, gate, "in", "gate")
         latencies.append((time.perf_counter() - t0) * 1000)
         assert decision.allow, decision.reason
     await app.access_log.flush()

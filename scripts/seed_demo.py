@@ -77,7 +77,7 @@ async def demo_bridge_credentials(app, path: Path) -> Path:
     """Fresh secrets for the demo gates' bridges, written where the simulator reads them."""
     community = await app.db.communities.find_one({"code": CODE})
     cid = str(community["_id"])
-    creds = [await app.gate_events.provision(cid, str(gate["_id"]), "demo")
+    creds = [await app.bridges.provision(cid, str(gate["_id"]), "demo")
              for gate in await app.places.gates(cid)]
     path.write_text(json.dumps([{"bridge_id": c["bridge_id"], "secret": c["secret"]}
                                 for c in creds]))

@@ -55,7 +55,7 @@ async def provision(code: str, count: int) -> list[dict]:
         if community is None:
             raise SystemExit(f"no community with code {code!r}")
         gates = (await app.places.gates(str(community["_id"])))[:count]
-        return [await app.gate_events.provision(str(community["_id"]), str(g["_id"]), "simulator")
+        return [await app.bridges.provision(str(community["_id"]), str(g["_id"]), "simulator")
                 for g in gates]
     finally:
         await app.close()

@@ -20,8 +20,15 @@ from models.access_log import AccessLog
 from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
+from models.bridges import BridgeManager
+from models.gate_access import GateAccess
+from models.gate_alarms import AlarmManager
+from models.gate_commands import CommandAudit
 from models.gate_events import GateEventManager
+from models.gate_modes import ModeManager
+from models.gate_presence import GatePresence
 from models.importer import Importer
+from models.key_box import KeyBox
 from models.kpi import KpiManager
 from models.notifications import FeedHub, Notifier
 from models.passes import PassManager
@@ -37,7 +44,8 @@ from server.wechat import WeChatClient
 HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports", "tickets",
                    "feed", "gates", "passes")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
-                 "gate_events", "passes", "access_log")
+                 "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
+                 "access_log")
 
 access_log = logging.getLogger("xiaoqu.access")
 
@@ -67,7 +75,7 @@ class XiaoquApp(tornado.web.Application):
                                  settings.wechat_ticket_template)
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
-        self.access_log = AccessLog(self.db, self.clock)
+        self.access_log = AccessLog(self.db)
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
                                   self.access_log)
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
@@ -75,8 +83,16 @@ class XiaoquApp(tornado.web.Application):
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
                                      passes=self.passes)
         self.kpi = KpiManager(self.db)
-        self.gate_events = GateEventManager(self.db, redis, self.clock, self.places,
-                                            settings.gate_secret_key.get_secret_value())
+        key_box = KeyBox(settings.gate_secret_key.get_secret_value())
+        self.gate_presence = GatePresence(redis, self.clock)
+        self.gate_alarms = AlarmManager(self.db, self.clock)
+        self.gate_events = GateEventManager(self.db, self.clock)
+        self.gate_modes = ModeManager(self.db, redis, self.clock, self.places, self.gate_alarms)
+        self.bridges = BridgeManager(self.db, self.clock, self.places, self.passes,
+                                     self.gate_modes, key_box)
+        self.gate_access = GateAccess(redis, self.clock, self.passes, self.access_log,
+                                      self.gate_events, self.gate_alarms, self.gate_modes,
+                                      CommandAudit(self.db))
         self.gate_hub = None  # server.gate_hub.GateHub, attached when the hub starts
         self.sla_watcher = SlaWatcher(self.db, redis, self.clock, self.tickets)
 

@@ -32,14 +32,12 @@ import ssl
 import time
 import uuid
 
-import pymongo.errors
 import redis.exceptions
 import tornado.netutil
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from models.common import from_timestamp
-from models.gate_events import CONFIG_CHANNEL, GateEventManager, GateTimeout, gate_rules
+from models.bridges import CONFIG_CHANNEL, BridgeManager
 from server.app import XiaoquApp
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis, connect_redis_pubsub
@@ -242,7 +240,11 @@ class GateHub:
         self.app = app
         self.options = options or HubOptions()
         self.instance = instance or uuid.uuid4().hex[:12]
-        self.events: GateEventManager = app.gate_events
+        # What the hub carries frames for: credentials and config, presence, and the gate
+        # service (models/gate_access.py) for every application effect.
+        self.bridges = app.bridges
+        self.presence = app.gate_presence
+        self.access = app.gate_access
         self.all: set[Connection] = set()
         self.connections: dict[str, Connection] = {}  # authenticated, by bridge id
         self.gates: dict[str, Connection] = {}  # the same, by gate id
@@ -327,7 +329,7 @@ class GateHub:
             if now - presence_at >= options.heartbeat and self.connections:
                 presence_at = now
                 with contextlib.suppress(redis.exceptions.RedisError):
-                    await self.events.set_present(list(self.connections), self.instance,
+                    await self.presence.set_present(list(self.connections), self.instance,
                                                   p.MISSED_HEARTBEATS * options.heartbeat)
 
     # -- handshake -------------------------------------------------------------------------------
@@ -342,7 +344,7 @@ class GateHub:
             conn.close(exc.code, exc.message)
             return
         conn.bridge, conn.nonce, conn.server_nonce = bridge, nonce, p.new_nonce()
-        conn.creds = await self.events.credentials(bridge)
+        conn.creds = await self.bridges.credentials(bridge)
         conn.config_version = msg.get("config_version")
         # An unknown bridge gets a challenge too (with a proof from a random key), so
         # probing cannot tell which bridge ids exist.
@@ -369,7 +371,7 @@ class GateHub:
         _, bridge_doc, gate = conn.creds
         self.gates[str(gate["_id"])] = conn
         # Presence first: once a bridge holds a welcome, every process sees it online.
-        await self.events.set_present([conn.bridge], self.instance,
+        await self.presence.set_present([conn.bridge], self.instance,
                                       p.MISSED_HEARTBEATS * self.options.heartbeat)
         config = await self.config_for(gate)
         conn.send(p.message(p.WELCOME, time=self.app.clock.time(), heartbeat=self.options.heartbeat,
@@ -379,7 +381,7 @@ class GateHub:
         await self._deliver_pending(conn)
         await self.app.redis.publish("gate:kick", json.dumps(
             {"bridge": conn.bridge, "instance": self.instance}))
-        await self.events.status_changed(bridge_doc, online=True)
+        await self.access.bridge_status(bridge_doc, online=True)
         log.info("gate hub: bridge %s online (gate %s)", conn.bridge, gate.get("code"))
 
     def lost(self, conn: Connection) -> None:
@@ -401,8 +403,8 @@ class GateHub:
         return gate if gate and str(gate["community_id"]) == community_id else None
 
     async def _gone(self, conn: Connection) -> None:
-        await self.events.clear_present(conn.bridge, self.instance)
-        await self.events.status_changed(conn.creds[1], online=False)
+        await self.presence.clear_present(conn.bridge, self.instance)
+        await self.access.bridge_status(conn.creds[1], online=False)
         self.changes.changed()
 
     # -- heartbeats and config -----------------------------------------------------------------------
@@ -412,9 +414,7 @@ class GateHub:
         if isinstance(drift, (int, float)):
             too_far = abs(drift) > p.MAX_DRIFT
             if too_far and not conn.drift_alarm:
-                self.spawn(self.events.raise_alarm(
-                    conn.creds[1], "clock_drift", f"drift:{conn.bridge}:{self.app.clock.time()}",
-                    {"drift": drift}))
+                self.spawn(self.access.clock_drift(conn.creds[1], drift))
             conn.drift_alarm = too_far
         version = msg.get("config_version")
         if (version != conn.config_version and time.monotonic() - conn.pushed_at
@@ -428,9 +428,9 @@ class GateHub:
         community = str(gate["community_id"])
         cached = self.configs.get(community)
         if cached is None or cached[0] < time.monotonic():
-            base = await self.app.passes.bridge_config(community)
+            base = await self.bridges.community_config(community)
             cached = self.configs[community] = (time.monotonic() + CONFIG_CACHE_SECONDS, base)
-        return GateEventManager.bridge_config(gate, cached[1])
+        return BridgeManager.bridge_config(gate, cached[1])
 
     def push_config(self, conn: Connection, config: dict) -> None:
         conn.pushed_at = time.monotonic()
@@ -454,25 +454,18 @@ class GateHub:
     # -- scans ----------------------------------------------------------------------------------------
 
     async def on_scan(self, conn: Connection, msg: dict) -> None:
-        scan_id, text, direction = msg.get("id"), msg.get("text"), msg.get("direction", "in")
-        if (not isinstance(scan_id, str) or not isinstance(text, str) or len(text) > 1024
-                or direction not in p.DIRECTIONS):
-            conn.strike("bad_field", "scan needs id, text (<= 1024) and direction in/out", p.SCAN)
-            return
-        gate = conn.creds[2]
         try:
-            decision = await self.app.passes.check(text, gate, direction, source="gate")
+            frames = await self.access.scan(conn.creds[2], msg, self.options.command_ttl)
+        except p.ProtocolError as exc:
+            conn.strike(exc.code, exc.message, p.SCAN)
+            return
         except Exception:
             # The bridge decides offline when no answer comes within its budget.
             log.exception("gate hub: scan check failed for %s", conn.bridge)
             conn.send(p.error("scan_failed", "could not check the code", p.SCAN))
             return
-        if decision.allow:
-            rules = gate_rules(gate)
-            conn.send(p.message(p.OPEN, id=uuid.uuid4().hex, door=0, pulse_ms=rules["pulse_ms"],
-                                issued_at=self.app.clock.time(), ttl=self.options.command_ttl,
-                                scan=scan_id))
-        conn.send(p.message(p.SCAN_RESULT, id=scan_id, allow=decision.allow, reason=decision.reason))
+        for frame in frames:
+            conn.send(frame)
         self.changes.changed()
 
     # -- events ------------------------------------------------------------------------------------------
@@ -484,83 +477,18 @@ class GateHub:
         # are stored and their alarms raised: a bridge re-sending them while acks are in
         # flight costs only this filter, not a rejected insert per event.
         items = [item for item in items if item["seq"] > conn.events_upto]
-        bridge = conn.creds[1]
-        new = await self.events.store_events(bridge, items) if items else []
-        # Alarms are idempotent by id, so raise them for replays too (a crash between the
-        # insert and this point must not lose one); access-log lines only for new events.
-        for item in items:
-            if item["type"] in p.ALARM_EVENTS:
-                await self.events.raise_alarm(
-                    bridge, item["type"], f"{bridge['_id']}:{item['seq']}",
-                    {k: v for k, v in item.items() if k not in ("seq", "type", "at")},
-                    at=from_timestamp(item["at"]))
-        for doc in new:
-            if doc["type"] == "offline_decision":
-                await self._log_offline_decision(doc, conn.creds[2])
+        await self.access.bridge_events(conn.creds[1], conn.creds[2], items)
         conn.events_upto = max(conn.events_upto, upto)
         conn.send(p.message(p.EVENTS_ACK, upto=upto))
 
-    async def _log_offline_decision(self, doc: dict, gate: dict) -> None:
-        data = doc["data"]
-        if data.get("allow") and data.get("text"):
-            await self.app.passes.count_offline_entry(data["text"], gate,
-                                                      data.get("direction", "in"),
-                                                      doc["at"].timestamp())
-        await self.app.access_log.record(
-            community_id=str(doc["community_id"]), gate_id=str(doc["gate_id"]),
-            direction=data.get("direction", "in"), allow=bool(data.get("allow")),
-            reason=str(data.get("reason")), source="offline", token_text=data.get("text"),
-            at=doc["at"])
-
     # -- commands ---------------------------------------------------------------------------------------------
 
-    async def command(self, gate: dict, op: str, fields: dict, by: str, reason: str,
-                      wait: float) -> dict:
-        """Send a command to a gate's bridge and wait for its final acknowledgement.
-
-        `by` is "<staff|resident>:<id>". Returns {command_id, level, levels, reason};
-        raises GateTimeout (gate_offline / no_ack). The command is audited either
-        way; an open that reached the bridge is also an access-log line (source "remote").
-        """
-        cmd = p.message(op, id=uuid.uuid4().hex, **fields, issued_at=self.app.clock.time(),
-                        ttl=self.options.command_ttl)
-        record = self.events.command_record(gate, cmd, by, reason)
-        # The issue record is written while the command is queued, delivered and answered
-        # instead of adding a store round trip before them; the outcome record repeats all
-        # of it, so the audit survives this first write failing.
-        first_write = asyncio.ensure_future(self.events.audit_command(record))
-        try:
-            levels = await self._send(gate["bridge_id"], cmd, wait)
-        finally:
-            try:
-                await first_write
-            except pymongo.errors.PyMongoError:
-                log.warning("gate hub: first audit write for %s failed", cmd["id"], exc_info=True)
-        if levels is None:
-            await self.events.audit_result(record, {"level": None, "error": "gate_offline"})
-            raise GateTimeout("the gate's bridge is offline", code="gate_offline")
-        best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
-        result = {"command_id": cmd["id"], "level": best and best["level"],
-                  "levels": [a["level"] for a in levels], "reason": best and best.get("reason")}
-        writes = [self.events.audit_result(record, result)]
-        if op == p.OPEN and best is not None:
-            kind, _, subject = by.partition(":")
-            released = "actuated" in result["levels"]  # the lock let go, whoever walked through
-            writes.append(self.app.access_log.record(
-                str(gate["community_id"]), str(gate["_id"]), "in", source="remote", kind=kind,
-                subject=subject, allow=released,
-                reason="ok" if released else str(best.get("reason") or best["level"])))
-        await asyncio.gather(*writes)  # independent records: one round trip's wait, not two
-        if best is None:
-            raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
-                              extra={"command_id": cmd["id"]})
-        return result
-
-    async def _send(self, bridge: str, cmd: dict, wait: float) -> list[dict] | None:
+    async def send_command(self, bridge: str, cmd: dict, wait: float) -> list[dict] | None:
         """Queue the command, have the bridge's holder send it and collect acknowledgements
-        until a final one or `wait`; None when the bridge is offline."""
+        until a final one or `wait`; None when the bridge is offline. (The gate service's
+        transport for remote opens: GateAccess.remote_open.)"""
         # A bridge connected to this process is online: Redis is asked only about others.
-        if bridge not in self.connections and await self.events.owner(bridge) is None:
+        if bridge not in self.connections and await self.presence.owner(bridge) is None:
             return None
         waiter = self.waiters[cmd["id"]] = Waiter()
         try:

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     gate_heartbeat: float = Field(20.0, gt=0, le=300, description="seconds between heartbeats")
     gate_tls_cert: str | None = None  # PEM chain; without it the hub speaks plain TCP (lab/demo)
     gate_tls_key: str | None = None
-    # Encrypts bridge HMAC keys at rest (models/gate_events.py); keep it out of the database.
+    # Seals bridge HMAC keys at rest (models/key_box.py); keep it out of the database.
     gate_secret_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
     # Behind a reverse proxy: take the client address from X-Real-Ip / X-Forwarded-For

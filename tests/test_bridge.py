@@ -192,7 +192,7 @@ async def test_a_server_that_does_not_answer_a_scan_in_budget_is_decided_offline
 
 async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app, settings, bridges):
     c = await make_community(app, "k1")
-    creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     first = HubProcess(settings)
     second = None
     try:
@@ -223,7 +223,7 @@ async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app
 async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_replayed_later(
         app, bridges):
     c = await make_community(app, "o1")
-    creds = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     codes = {}
     for name, room in (("ok", "1-1-101"), ("gone", "1-1-102")):
         rid, token = await make_resident(app, c, name, room=room)
@@ -254,5 +254,5 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
         ("offline", "allow", "ok"), ("offline", "deny", "replayed"), ("offline", "deny", "revoked")]
     # The code used offline counts on the server too: another gate, online, refuses it.
     unit_door = await app.places.gate(c.id, c.gates["u1-1"])
-    again = await app.passes.check(codes["ok"][0], unit_door, "in", "gate")
+    again = await app.gate_access.check(codes["ok"][0], unit_door, "in", "gate")
     assert (again.allow, again.reason) == (False, "replayed")

@@ -5,6 +5,7 @@ import struct
 from datetime import timedelta
 
 import pytest
+from bson import ObjectId
 
 from gate_bridge import protocol as p
 from tests.builders import make_community, make_resident
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.asyncio
 
 async def provisioned(app, code="g1", gate="main"):
     c = await make_community(app, code)
-    creds = await app.gate_events.provision(c.id, c.gates[gate], c.staff["admin"])
+    creds = await app.bridges.provision(c.id, c.gates[gate], c.staff["admin"])
     return c, creds
 
 
@@ -40,7 +41,7 @@ async def test_good_secret_gets_welcome_config_and_presence(peers, app, hub, cod
     config = await peer.expect(p.CONFIG)  # hello had no config version: full push
     assert config["version"] == welcome["config_version"]
     assert config["gate"]["gate_id"] == c.gates["main"] and config["rules"]["mode"] == "normal"
-    presence = await app.gate_events.presence([creds["bridge_id"]])
+    presence = await app.gate_presence.presence([creds["bridge_id"]])
     assert presence[creds["bridge_id"]]["online"]
     peer.close()
 
@@ -51,7 +52,7 @@ async def test_wrong_secret_is_refused_and_stays_offline(peers, app, hub):
     _, reply = await peer.handshake(creds["bridge_id"], p.new_secret())
     assert reply["op"] == p.ERROR and reply["code"] == "auth_failed"
     await peer.closed()
-    assert not (await app.gate_events.presence([creds["bridge_id"]]))[creds["bridge_id"]]["online"]
+    assert not (await app.gate_presence.presence([creds["bridge_id"]]))[creds["bridge_id"]]["online"]
 
 
 async def test_unknown_bridge_is_challenged_like_any_other_then_refused(peers, app, hub):
@@ -81,7 +82,7 @@ async def test_replayed_auth_proof_is_refused(peers, app, hub):
 
 async def test_reprovisioning_locks_out_the_old_secret(peers, app, hub):
     c, creds = await provisioned(app)
-    again = await app.gate_events.provision(c.id, c.gates["main"], c.staff["admin"])
+    again = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     assert again["bridge_id"] == creds["bridge_id"] and again["secret"] != creds["secret"]
     peer = await peers()
     assert (await peer.handshake(creds["bridge_id"], creds["secret"]))[1]["code"] == "auth_failed"
@@ -110,7 +111,7 @@ async def test_anything_but_hello_first_is_refused(peers, app, hub):
 
 async def test_garbage_unknown_and_oversized_frames_do_not_disturb_other_bridges(peers, app, hub):
     c, creds = await provisioned(app)
-    other = await app.gate_events.provision(c.id, c.gates["u1-1"], c.staff["admin"])
+    other = await app.bridges.provision(c.id, c.gates["u1-1"], c.staff["admin"])
     bad = await connected_peer(peers, creds)
     good = await connected_peer(peers, other)
     bad.send_raw(struct.pack(">I", 3) + b"\xc1\xc1\xc1")  # framed, but not a payload
@@ -152,8 +153,8 @@ async def test_silent_bridge_goes_offline_after_three_heartbeats(peers, app, hub
     frames = await peer.closed(timeout=10 * HEARTBEAT)
     assert frames[-1]["code"] == "heartbeat_lost"
     await hub.wait(lambda: bridge_id not in hub.connections and hub.idle)
-    assert [a["kind"] for a in await app.gate_events.alarms(c.id, "open")] == ["bridge_offline"]
-    assert not (await app.gate_events.presence([bridge_id]))[bridge_id]["online"]
+    assert [a["kind"] for a in await app.gate_alarms.alarms(c.id, "open")] == ["bridge_offline"]
+    assert not (await app.gate_presence.presence([bridge_id]))[bridge_id]["online"]
     kinds = [e["type"] for e in await app.db.gate_events.find({"bridge": bridge_id}).to_list(None)]
     assert kinds.count("online") == 1 and kinds.count("offline") == 1
 
@@ -164,7 +165,7 @@ async def test_clock_drift_reported_by_a_bridge_raises_an_alarm(peers, app, hub)
     peer.send(p.message(p.HEARTBEAT, t=1.0, drift=3.5))
     conn = hub.connections[creds["bridge_id"]]
     await hub.wait(lambda: conn.drift_alarm and hub.idle)
-    assert [a["kind"] for a in await app.gate_events.alarms(c.id)] == ["clock_drift"]
+    assert [a["kind"] for a in await app.gate_alarms.alarms(c.id)] == ["clock_drift"]
 
 
 # -- events -------------------------------------------------------------------------------------------
@@ -181,7 +182,7 @@ async def test_events_are_stored_once_and_alarms_raised_once(peers, app, hub):
     assert (await peer.expect(p.EVENTS_ACK))["upto"] == 3
     stored = await app.db.gate_events.find({"bridge": creds["bridge_id"], "seq": {"$ne": None}}).to_list(None)
     assert sorted(e["seq"] for e in stored) == [1, 2, 3]
-    alarms = await app.gate_events.alarms(c.id)
+    alarms = await app.gate_alarms.alarms(c.id)
     assert [a["kind"] for a in alarms] == ["door_forced"]
     peer.send(p.message(p.EVENTS, items=[{"seq": 4, "type": "nonsense", "at": 1.0}]))
     assert (await peer.expect(p.ERROR))["code"] == "bad_field"
@@ -201,8 +202,12 @@ async def test_staff_remote_open_reaches_all_three_levels(app, hub, api_client, 
         assert reply.body["levels"] == ["received", "actuated", "opened"]
         assert reply.body["level"] == "opened" and sim.relay.pulses == 1
         audit = await app.db.gate_commands.find_one({"_id": reply.body["command_id"]})
-        assert audit["reason"] == "courier at the gate" and audit["result"]["level"] == "opened"
+        assert audit["reason"] == "courier at the gate"
         assert audit["by"] == f"staff:{c.staff['security']}"
+        # The outcome is the command's access-log line.
+        [line] = (await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]
+        assert (line["command_id"], line["level"], line["result"], line["source"]) == (
+            reply.body["command_id"], "opened", "allow", "remote")
     finally:
         await sim.stop()
 
@@ -301,10 +306,10 @@ async def test_gate_list_shows_live_status_and_rule_changes_reach_the_bridge(pee
     status = {g["code"]: g["online"] for g in gates}
     assert status == {"main": True, "u1-1": False}
     reply = await api_client.patch(f"/api/communities/{c.id}/gates/{c.gates['main']}",
-                                   {"rules": {"mode": "locked"}}, token=c.tokens["manager"])
-    assert reply.status == 200 and reply.body["rules"]["mode"] == "locked"
+                                   {"rules": {"pulse_ms": 2500}}, token=c.tokens["manager"])
+    assert reply.status == 200 and reply.body["rules"]["pulse_ms"] == 2500
     pushed = await peer.expect(p.CONFIG)
-    assert pushed["rules"]["mode"] == "locked" and pushed["version"] != first["version"]
+    assert pushed["rules"]["pulse_ms"] == 2500 and pushed["version"] != first["version"]
 
 
 async def test_alarms_are_acknowledged_then_closed_with_notes(peers, app, hub, api_client):
@@ -374,9 +379,11 @@ async def test_access_log_pages_with_a_cursor_and_exports_csv_and_xlsx(app, api_
     from openpyxl import load_workbook
     c = await make_community(app, "al")
     for i in range(3):
-        await app.access_log.record(c.id, c.gates["main"], "in", allow=i != 1, source="gate",
-                                    reason="ok" if i != 1 else "expired", subject=f"r{i}",
-                                    at=app.clock.now() - timedelta(minutes=3 - i))
+        app.access_log.append({
+            "community_id": ObjectId(c.id), "gate_id": ObjectId(c.gates["main"]), "direction": "in",
+            "result": "allow" if i != 1 else "deny", "source": "gate",
+            "reason": "ok" if i != 1 else "expired", "kind": "resident", "pass_id": None,
+            "subject": f"r{i}", "at": app.clock.now() - timedelta(minutes=3 - i)})
     base = f"/api/communities/{c.id}/access-log"
     first = await api_client.get(base + "?limit=2", token=c.tokens["security"])
     assert [e["subject"] for e in first.body["items"]] == ["r2", "r1"]

@@ -31,7 +31,7 @@ async def test_rotate_keeps_old_codes_then_retire_refuses_them(app, settings):
     status, out, _ = await pass_keys(settings, "rotate")
     assert status == 0 and out.count("key ") == 2 and "key 2 (signing)" in out
     await app.passes.key_ring(reload=True)
-    assert (await app.passes.check(old_code, gate, "in", "scanner")).allow  # in flight: still good
+    assert (await app.gate_access.check(old_code, gate, "in", "scanner")).allow  # in flight: still good
 
     status, _, err = await pass_keys(settings, "retire", "2")
     assert status == 1 and "signing key" in err  # the key in use cannot go
@@ -39,5 +39,5 @@ async def test_rotate_keeps_old_codes_then_retire_refuses_them(app, settings):
     assert status == 0 and out.strip().startswith("key 2 (signing)") and "key 1" not in out
     app.passes._ring_at = float("-inf")  # this process's 60 s cache, as after its expiry
     retry = (await app.passes.resident_code(principal, c.id))["token"]
-    assert (await app.passes.check(retry, gate, "in", "scanner")).allow
-    assert (await app.passes.check(old_code, gate, "in", "scanner")).reason == "unknown_key"
+    assert (await app.gate_access.check(retry, gate, "in", "scanner")).allow
+    assert (await app.gate_access.check(old_code, gate, "in", "scanner")).reason == "unknown_key"

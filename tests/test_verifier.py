@@ -14,6 +14,8 @@ from gate_bridge.decision import (ENTRY_COUNT_RETENTION, GateInfo, decide, gate_
                                   use_claim, verify)
 from gate_bridge.passes import HEADER, SIGNATURE_BYTES, Payload, community_tag, sign
 from models.access_log import AccessLog
+from models.gate_access import GateAccess
+from models.gate_commands import CommandAudit
 from models.common import ManualClock
 from models.passes import PassManager
 from server.stores import connect_redis
@@ -243,11 +245,14 @@ async def test_concurrent_double_scan_allows_exactly_once(app, settings):
     # A second "process": its own manager and Redis connection over the same stores.
     other_redis = connect_redis(settings.redis_url)
     try:
-        other = PassManager(app.db, other_redis, app.clock, settings, app.places, app.bindings,
-                            AccessLog(app.db, app.clock))
+        other_log = AccessLog(app.db)
+        passes = PassManager(app.db, other_redis, app.clock, settings, app.places, app.bindings,
+                             other_log)
+        other = GateAccess(other_redis, app.clock, passes, other_log, app.gate_events,
+                           app.gate_alarms, app.gate_modes, CommandAudit(app.db))
         results = await asyncio.gather(*(m.check(code, gate, "in", "gate")
-                                         for m in (app.passes, other) * 4))
-        await other.access_log.flush()
+                                         for m in (app.gate_access, other) * 4))
+        await other_log.flush()
     finally:
         await other_redis.aclose()
     assert sorted(r.reason for r in results) == ["ok"] + ["replayed"] * 7
@@ -264,18 +269,18 @@ async def test_server_check_reasons_time_and_revocation(app):
     main = await app.places.gate(c.id, c.gates["main"])
     unit = await app.places.gate(c.id, c.gates["u1-1"])
     code = (await app.passes.resident_code(principal, c.id))["token"]
-    assert (await app.passes.check(code, unit, "in", "scanner")).reason == "gate_not_allowed"
+    assert (await app.gate_access.check(code, unit, "in", "scanner")).reason == "gate_not_allowed"
     app.clock.advance(66)
-    assert (await app.passes.check(code, main, "in", "scanner")).reason == "expired"
+    assert (await app.gate_access.check(code, main, "in", "scanner")).reason == "expired"
     await app.passes.suspend(c.id, rid, "unpaid", "staff:x")
     fresh = (await app.passes.resident_code(principal, c.id))["token"]
-    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "revoked"
+    assert (await app.gate_access.check(fresh, main, "in", "scanner")).reason == "revoked"
     # After a Redis restart the revocation is reloaded from MongoDB.
     await app.redis.delete(f"revoked:{c.id}")
-    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "revoked"
+    assert (await app.gate_access.check(fresh, main, "in", "scanner")).reason == "revoked"
     assert rid in (await app.passes.bridge_config(c.id))["revoked"]
     await app.passes.lift(c.id, rid)
-    assert (await app.passes.check(fresh, main, "in", "scanner")).reason == "ok"
+    assert (await app.gate_access.check(fresh, main, "in", "scanner")).reason == "ok"
 
 
 @pytest.mark.asyncio
@@ -291,12 +296,12 @@ async def test_key_rotation_keeps_codes_in_flight(app):
     new = (await app.passes.resident_code(principal, c.id))["token"]
     assert base45.b45decode(new)[2] == new_id != old_id
     assert set((await app.passes.bridge_config(c.id))["keys"]) == {str(old_id), str(new_id)}
-    assert (await app.passes.check(old, main, "in", "gate")).reason == "ok"
-    assert (await app.passes.check(new, main, "in", "gate")).reason == "ok"
+    assert (await app.gate_access.check(old, main, "in", "gate")).reason == "ok"
+    assert (await app.gate_access.check(new, main, "in", "gate")).reason == "ok"
     with pytest.raises(Exception, match="rotate first"):
         await app.passes.retire_key(new_id)
     await app.passes.retire_key(old_id)
     again = (await app.passes.resident_code(principal, c.id))["token"]
-    assert (await app.passes.check(again, main, "in", "gate")).reason == "ok"
+    assert (await app.gate_access.check(again, main, "in", "gate")).reason == "ok"
     app.passes._ring_at = float("-inf")  # as another process would after its cache time
-    assert (await app.passes.check(old, main, "out", "gate")).reason == "unknown_key"
+    assert (await app.gate_access.check(old, main, "out", "gate")).reason == "unknown_key"

@@ -1,0 +1,109 @@
+"""Gate bridges: their credentials (provisioning, re-keying) and the config pushed to them.
+
+Staff provision a bridge for a gate and see its secret once. Both ends derive an
+HMAC key from it (gate_bridge.protocol.derive_key); the server must be able to
+compute HMACs, so a one-way hash of the secret would be no better than the secret
+itself (it would *be* the key). Instead the derived key is sealed in a KeyBox
+(models/key_box.py, the bridge id as associated data): a leaked database alone
+does not let anyone impersonate a bridge or the server.
+
+Config: what a bridge needs to decide offline (pass keys, revocations, used codes:
+models/passes.py), the gate, its rules (defaults: gate_bridge.decision.DEFAULT_RULES)
+and its effective emergency mode (models/gate_modes.py). A change is announced on
+CONFIG_CHANNEL and every hub re-pushes the configs that changed.
+"""
+
+import hashlib
+import json
+import secrets
+
+from pymongo import ASCENDING, IndexModel
+
+from gate_bridge import protocol as p
+from gate_bridge.decision import DEFAULT_RULES, effective_mode
+from models.errors import Conflict
+from models.key_box import KeyBox
+
+INDEXES = {
+    "bridges": [IndexModel([("gate_id", ASCENDING)])],
+}
+
+# Every hub listens here and re-pushes the community's config to its bridges.
+CONFIG_CHANNEL = "gate:config"
+
+
+async def announce_config(redis_client, community_id: str) -> None:
+    """Tell every hub that a community's gate config changed (rules, keys, revocations, modes)."""
+    await redis_client.publish(CONFIG_CHANNEL, json.dumps({"community_id": community_id}))
+
+
+def gate_rules(gate: dict) -> dict:
+    return {**DEFAULT_RULES, **gate.get("rules", {})}
+
+
+class BridgeManager:
+    def __init__(self, db, clock, places, passes, modes, box: KeyBox):
+        self.db = db
+        self.clock = clock
+        self.places = places
+        self.passes = passes
+        self.modes = modes
+        self.box = box
+
+    async def provision(self, community_id: str, gate_id: str, by: str) -> dict:
+        """A new secret for the gate's bridge (a new bridge id the first time).
+
+        The old secret stops working at once: re-provisioning is also how a
+        stolen bridge is locked out.
+        """
+        gate = await self.places.gate(community_id, gate_id)
+        bridge_id = gate.get("bridge_id") or f"br-{secrets.token_hex(6)}"
+        secret = p.new_secret()
+        now = self.clock.now()
+        await self.db.bridges.update_one({"_id": bridge_id}, {
+            "$set": {"community_id": gate["community_id"], "gate_id": gate["_id"],
+                     "key": self.box.seal(p.derive_key(secret), bridge_id),
+                     "provisioned_at": now, "provisioned_by": by},
+        }, upsert=True)
+        if not gate.get("bridge_id"):
+            await self.places.update_gate(community_id, gate_id, {"bridge_id": bridge_id})
+        return {"bridge_id": bridge_id, "secret": secret, "gate_id": str(gate["_id"]),
+                "provisioned_at": now}
+
+    async def credentials(self, bridge_id: str) -> tuple[bytes, dict, dict] | None:
+        """(HMAC key, bridge doc, gate doc) for a bridge id, or None if unknown."""
+        bridge = await self.db.bridges.find_one({"_id": bridge_id})
+        if bridge is None:
+            return None
+        gate = await self.db.gates.find_one({"_id": bridge["gate_id"]})
+        if gate is None:
+            return None
+        return self.box.open(bridge["key"], bridge_id), bridge, gate
+
+    async def bridge_for_gate(self, community_id: str, gate_id: str) -> tuple[dict, str]:
+        """The gate doc and its bridge id; 409 when no bridge was provisioned."""
+        gate = await self.places.gate(community_id, gate_id)
+        if not gate.get("bridge_id"):
+            raise Conflict("this gate has no bridge yet", code="no_bridge")
+        return gate, gate["bridge_id"]
+
+    async def community_config(self, community_id: str) -> dict:
+        """The part of the config push shared by a community's gates."""
+        return {**await self.passes.bridge_config(community_id),
+                "modes": await self.modes.modes(community_id, fresh=True)}
+
+    @staticmethod
+    def bridge_config(gate: dict, base: dict) -> dict:
+        """The versioned config push for one gate: the community's part plus gate and rules.
+        `rules.mode` is the gate's effective emergency mode; `modes` says where it comes from."""
+        info = {"community_id": str(gate["community_id"]), "gate_id": str(gate["_id"]),
+                "code": gate["code"], "kind": gate["kind"], "covers": gate["covers"]}
+        if "utc_offset_minutes" in base:  # worker-pass and gate hours are local time at the gate
+            info["utc_offset_minutes"] = base["utc_offset_minutes"]
+        modes = base.get("modes") or {}
+        own = {"community": modes.get("community", "normal"),
+               "gate": modes.get("gates", {}).get(info["gate_id"], "normal")}
+        content = {**{k: v for k, v in base.items() if k != "modes"}, "gate": info,
+                   "modes": own, "rules": {**gate_rules(gate), "mode": effective_mode(*own.values())}}
+        canonical = json.dumps(content, sort_keys=True, default=repr).encode()
+        return {**content, "version": hashlib.sha256(canonical).hexdigest()[:16]}

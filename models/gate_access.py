@@ -1,0 +1,257 @@
+"""The gate service: what happens at a gate, from a scan to its access-log line.
+
+It owns scan -> decision -> open command -> access-log line, the remote-open
+policy and the outcome of remote opens, the bridges' events (alarms, fire
+releases, offline decisions re-checked on the server) and the bridges'
+online/offline transitions. It is the one place access-log lines are built.
+The decision rules are gate_bridge.decision's; use counting is models/passes.py's.
+
+The gate hub (server/gate_hub.py) is transport only and calls:
+  scan(gate, msg, ttl)              -> frames to send back (open?, scan_result)
+  bridge_events(bridge, gate, items)   store a batch, raise alarms, reconcile offline decisions
+  bridge_status(bridge, online)     an online/offline transition
+  clock_drift(bridge, drift, alarmed) -> whether the drift is alarming
+HTTP handlers call check() (staff scanners), may_open() and remote_open(); a
+remote open reaches the bridge through `send(bridge_id, command, wait) -> acks | None`,
+the hub's transport (GateHub.send_command).
+"""
+
+import asyncio
+import logging
+import uuid
+from datetime import datetime
+
+import pymongo.errors
+
+from gate_bridge import protocol as p
+from gate_bridge.decision import REASONS, Decision, GateInfo, gate_covers, gate_info, gate_refusal
+from gate_bridge.passes import MalformedToken, split
+from models.access import Principal
+from models.bridges import gate_rules
+from models.common import from_timestamp
+from models.errors import DomainError, Invalid, NotFound, RateLimited
+
+log = logging.getLogger("xiaoqu.gate_access")
+
+RESIDENT_OPENS_PER_MINUTE = 6
+MAX_SCAN_TEXT = 1024
+# Reasons a bridge may give for refusing offline besides the decision's own.
+BRIDGE_REASONS = frozenset(REASONS) | {"no_config"}
+
+
+class GateTimeout(DomainError):
+    """The gate did not answer in time (offline, or no acknowledgement)."""
+    status = 504
+    code = "gate_timeout"
+
+
+def describe(decision: Decision) -> dict:
+    return {"kind": decision.kind, "pass_id": decision.pass_id, "subject": decision.subject}
+
+
+def describe_token(token_text) -> dict:
+    """Who a token names, read without trusting it (for refused offline claims)."""
+    try:
+        return describe(Decision(False, "", split(token_text)[0]))
+    except (MalformedToken, TypeError):
+        return {"kind": None, "pass_id": None, "subject": None}
+
+
+class GateAccess:
+    def __init__(self, redis, clock, passes, access_log, events, alarms, modes, commands):
+        self.redis = redis
+        self.clock = clock
+        self.passes = passes
+        self.access_log = access_log
+        self.events = events
+        self.alarms = alarms
+        self.modes = modes
+        self.commands = commands
+
+    # -- access-log lines: built here only ---------------------------------------------------
+
+    def _log(self, gate: dict, direction: str, allow: bool, reason: str, source: str, *,
+             at: datetime | None = None, **extra) -> None:
+        self.access_log.append({
+            "community_id": gate["community_id"], "gate_id": gate["_id"], "direction": direction,
+            "at": at or self.clock.now(), "result": "allow" if allow else "deny",
+            "reason": reason, "source": source,
+            **{"kind": None, "pass_id": None, "subject": None, **extra}})
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    async def gate_info(self, gate: dict, modes: tuple[str, str] | None = None) -> GateInfo:
+        """The gate as the rules see it: coverage, local time, rules, effective mode."""
+        community_id = str(gate["community_id"])
+        conf = await self.passes.community_settings(community_id)
+        if modes is None:
+            current = await self.modes.modes(community_id)
+            modes = (current["community"], current["gates"].get(str(gate["_id"])))
+        section = {"community_id": community_id, "gate_id": str(gate["_id"]),
+                   "code": gate["code"], "covers": list(gate["covers"]),
+                   "utc_offset_minutes": conf.utc_offset_minutes}
+        return gate_info(section, {**gate_rules(gate), "mode": None}, *modes)
+
+    async def check(self, token_text: str, gate: dict, direction: str, source: str) -> Decision:
+        """Decide at `gate`, take the use atomically, log it (staff scanners and hub scans)."""
+        decision = await self.passes.decide(token_text, await self.gate_info(gate), direction)
+        self._log(gate, direction, decision.allow, decision.reason, source, **describe(decision))
+        return decision
+
+    async def scan(self, gate: dict, msg: dict, ttl: float) -> list[dict]:
+        """A bridge's scan frame -> the frames to answer with: an open when allowed, then the
+        result. Raises ProtocolError for a malformed frame."""
+        scan_id, text, direction = msg.get("id"), msg.get("text"), msg.get("direction", "in")
+        if (not isinstance(scan_id, str) or not isinstance(text, str)
+                or len(text) > MAX_SCAN_TEXT or direction not in p.DIRECTIONS):
+            raise p.ProtocolError("bad_field", "scan needs id, text (<= 1024) and direction in/out")
+        decision = await self.check(text, gate, direction, "gate")
+        frames = []
+        if decision.allow:
+            frames.append(p.message(p.OPEN, id=uuid.uuid4().hex, door=0,
+                                    pulse_ms=gate_rules(gate)["pulse_ms"],
+                                    issued_at=self.clock.time(), ttl=ttl, scan=scan_id))
+        frames.append(p.message(p.SCAN_RESULT, id=scan_id, allow=decision.allow,
+                                reason=decision.reason))
+        return frames
+
+    # -- remote opens ------------------------------------------------------------------------------
+
+    async def may_open(self, principal: Principal, gate: dict, reason: str) -> str:
+        """The reason to audit a remote open with, if the caller may open now: staff (their
+        role was checked by the route's permission) must say why; a resident opens only gates
+        covering one of their rooms, a few times a minute. Either way the gate's own rules
+        (mode, hours) apply as for a code of the caller's kind."""
+        if principal.is_staff:
+            if not reason.strip():
+                raise Invalid("a reason is required", fields={"reason": "required for staff"})
+        else:
+            cid = str(gate["community_id"])
+            if not any(link["community_id"] == cid and gate_covers(gate["covers"], link["room_path"])
+                       for link in principal.links):
+                raise NotFound("gate not found")
+        refusal = gate_refusal(principal.kind, await self.gate_info(gate), self.clock.time())
+        if refusal:
+            self._log(gate, "in", False, refusal, "remote", kind=principal.kind,
+                      subject=principal.id, by=f"{principal.kind}:{principal.id}")
+            raise GateRefused(refusal)
+        if principal.is_staff:
+            return reason
+        key = f"gate_open_rate:{principal.id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(key).expire(key, 60, nx=True).execute()
+        if count > RESIDENT_OPENS_PER_MINUTE:
+            raise RateLimited("too many remote opens; try again in a minute",
+                              retry_after=max(await self.redis.ttl(key), 1))
+        return reason or "resident remote open"
+
+    async def remote_open(self, send, gate: dict, by: str, reason: str, wait: float,
+                          ttl: float) -> dict:
+        """Send an open to the gate's bridge through `send` and wait for its final
+        acknowledgement. `by` is "<staff|resident>:<id>". Returns {command_id, level, levels,
+        reason}; raises GateTimeout (gate_offline / no_ack). Audited when issued; the outcome
+        is the command's access-log line (source "remote")."""
+        command = p.message(p.OPEN, id=uuid.uuid4().hex, door=0,
+                            pulse_ms=gate_rules(gate)["pulse_ms"], issued_at=self.clock.time(),
+                            ttl=ttl)
+        record = self.commands.record(gate, command, by, reason)
+        # Written while the command is queued, delivered and answered rather than in front
+        # of them: one store round trip fewer on the way to the door.
+        issued = asyncio.ensure_future(self.commands.issued(record))
+        try:
+            levels = await send(gate["bridge_id"], command, wait)
+        finally:
+            try:
+                await issued
+            except pymongo.errors.PyMongoError:
+                log.warning("gate access: audit of %s failed", command["id"], exc_info=True)
+        return self.command_outcome(gate, record, levels)
+
+    def command_outcome(self, gate: dict, record: dict, levels: list[dict] | None) -> dict:
+        """The acknowledgements a command got (None: the bridge was offline) -> its result
+        and access-log line; raises GateTimeout when there was none."""
+        kind, _, subject = record["by"].partition(":")
+        line = {"kind": kind, "subject": subject, "by": record["by"],
+                "command_id": record["_id"]}
+        if levels is None:
+            self._log(gate, "in", False, "gate_offline", "remote", **line)
+            raise GateTimeout("the gate's bridge is offline", code="gate_offline")
+        best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
+        result = {"command_id": record["_id"], "level": best and best["level"],
+                  "levels": [a["level"] for a in levels], "reason": best and best.get("reason")}
+        if best is None:
+            self._log(gate, "in", False, "no_ack", "remote", **line)
+            raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
+                              extra={"command_id": record["_id"]})
+        released = "actuated" in result["levels"]  # the lock let go, whoever walked through
+        self._log(gate, "in", released,
+                  "ok" if released else str(best.get("reason") or best["level"]), "remote",
+                  level=best["level"], **line)
+        return result
+
+    # -- bridge events -----------------------------------------------------------------------------
+
+    async def bridge_events(self, bridge: dict, gate: dict, items: list[dict]) -> None:
+        """Store a batch (insert-or-ignore) and act on it: alarms (idempotent by id, so raised
+        for replays too: a crash between the insert and here must not lose one), fire
+        releases and offline decisions (only for events new to the store)."""
+        new = await self.events.store_events(bridge, items) if items else []
+        for item in items:
+            if item["type"] in p.ALARM_EVENTS:
+                await self.alarms.raise_alarm(
+                    bridge, item["type"], f"{bridge['_id']}:{item['seq']}",
+                    {k: v for k, v in item.items() if k not in ("seq", "type", "at")},
+                    at=from_timestamp(item["at"]))
+        for doc in new:
+            if doc["type"] == "offline_decision":
+                await self.offline_decision(bridge, gate, doc)
+            elif doc["type"] == "fire_release":
+                await self.modes.bridge_fire_release(bridge, bool(doc["data"].get("active")),
+                                                     doc["at"])
+
+    async def offline_decision(self, bridge: dict, gate: dict, doc: dict) -> None:
+        """Re-check what a bridge decided offline, at the time it claims (signature, key,
+        scope, hours, mode, revocation, uses). The line keeps what the bridge did (`bridge`)
+        and says what the server concludes; a claimed allow the rules refuse is flagged
+        `invalid_claim`, an entry whose use was already taken `double_use`, each with an alarm."""
+        data, at = doc["data"], doc["at"]
+        text, direction = data.get("text"), data.get("direction", "in")
+        direction = direction if direction in p.DIRECTIONS else "in"
+        claimed_allow, claimed_reason = data.get("allow") is True, str(data.get("reason"))
+        claim = {"allow": claimed_allow, "reason": claimed_reason}
+        if not claimed_allow:  # nobody passed: the refusal stands as the bridge gave it
+            reason = claimed_reason if claimed_reason in BRIDGE_REASONS else "invalid_claim"
+            self._log(gate, direction, False, reason, "offline", at=at, bridge=claim,
+                      **describe_token(text))
+            return
+        modes = await self.modes.modes_at(str(gate["community_id"]), str(gate["_id"]), at)
+        info = await self.gate_info(gate, modes)
+        decision = await self.passes.recheck(text, info, direction, at.timestamp())
+        flag = None
+        if not decision.allow:
+            flag = "double_use" if decision.reason in ("replayed", "used_up") else "invalid_claim"
+            await self.alarms.raise_alarm(
+                bridge, flag, f"{doc['_id']}:{flag}",
+                {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
+        self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
+                  bridge=claim, flag=flag,
+                  **(describe(decision) if decision.payload else describe_token(text)))
+
+    async def bridge_status(self, bridge: dict, online: bool) -> None:
+        """Online/offline transitions are events too; going offline raises an alarm."""
+        at = await self.events.store_status(bridge, online)
+        if not online:
+            await self.alarms.raise_alarm(bridge, "bridge_offline",
+                                          f"offline:{bridge['_id']}:{at.timestamp()}")
+
+    async def clock_drift(self, bridge: dict, drift: float) -> None:
+        await self.alarms.raise_alarm(bridge, "clock_drift",
+                                      f"drift:{bridge['_id']}:{self.clock.time()}", {"drift": drift})
+
+
+class GateRefused(DomainError):
+    """The gate's own rules refuse a remote open now (lockdown, outside its hours)."""
+    status = 409
+
+    def __init__(self, reason: str):
+        super().__init__(f"the gate refuses opening now: {reason}", code=reason)
