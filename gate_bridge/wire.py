@@ -49,7 +49,8 @@ def decode_payload(payload: bytes) -> tuple[dict, str]:
             message, codec = json.loads(payload), "json"
         else:
             message, codec = msgpack.unpackb(payload, raw=False, strict_map_key=False), "msgpack"
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+    except (ValueError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as exc:
         raise BadPayload(f"undecodable payload: {type(exc).__name__}") from None
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise BadPayload("payload must be a map with a string 'op'")

@@ -7,9 +7,14 @@ from pydantic import BaseModel, Field
 from handlers.base import APIHandler, api
 
 
+# WeChat's codes are printable ASCII; anything else cannot be one (and must not reach a URL).
+WECHAT_CODE = r"^[\x21-\x7e]+$"
+
+
 class WeChatLogin(BaseModel):
-    code: str = Field(min_length=1, max_length=128, description="the code from wx.login")
-    phone_code: str | None = Field(None, max_length=128,
+    code: str = Field(min_length=1, max_length=128, pattern=WECHAT_CODE,
+                      description="the code from wx.login")
+    phone_code: str | None = Field(None, min_length=1, max_length=128, pattern=WECHAT_CODE,
                                    description="the code from getPhoneNumber, to bind a phone")
 
 

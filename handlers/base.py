@@ -16,12 +16,13 @@ from typing import Any
 
 import pymongo.errors
 import redis.exceptions
+import tornado.httputil
 import tornado.web
 from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 
 from models.access import Principal, authorize
-from models.errors import DomainError, Forbidden, Invalid, RateLimited, Unauthorized
+from models.errors import DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized
 
 log = logging.getLogger("xiaoqu.api")
 
@@ -29,6 +30,7 @@ STORE_ERRORS = {
     "mongodb": (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError),
     "redis": (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
 }
+MAX_JSON_BODY = 64 * 1024
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "unprocessable",
                 429: "rate_limited", 503: "unavailable"}
@@ -47,6 +49,8 @@ class ApiSpec:
     content_type: str = "application/json"
     # media types accepted as a raw file body (the handler reads it itself)
     uploads: tuple[str, ...] = ()
+    # the largest request body accepted, in bytes (refused from its Content-Length, unread)
+    max_body: int = MAX_JSON_BODY
 
 
 def api(summary: str, **options):
@@ -56,13 +60,10 @@ def api(summary: str, **options):
     def decorate(method):
         @functools.wraps(method)
         async def checked(self, *args, **kwargs):
-            if spec.audience and self.principal.kind != spec.audience:
-                raise Forbidden(f"only for {spec.audience}")
-            if spec.permission:
-                authorize(self.principal, kwargs["community_id"], spec.permission)
+            if isinstance(self, APIHandler):  # (the decorator also documents other handlers)
+                self.body_received()
             if spec.query:
-                self.query = self.validate(spec.query, {
-                    k: v[-1].decode() for k, v in self.request.query_arguments.items()})
+                self.query = self.validate(spec.query, self.query_values())
             if spec.body:
                 self.body = self.validate(spec.body, self.json_body())
             self.set_status(spec.status)
@@ -89,10 +90,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
+@tornado.web.stream_request_body
 class APIHandler(tornado.web.RequestHandler):
+    """Streams the request body, so the caller, their permission and the body's declared
+    size are all checked before a byte of it is read; `request.body` is assembled after."""
+
     principal: Principal | None = None
     body: Any = None
     query: Any = None
+    _chunks: list[bytes]
 
     @property
     def app(self):
@@ -117,15 +123,52 @@ class APIHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         self.begin_request()
+        self._chunks = []
         method = getattr(self, self.request.method.lower(), None)
-        spec = getattr(method, "api", None)
-        if spec is not None and spec.public:
+        spec = getattr(method, "api", None) or ApiSpec("")
+        self.limit_body(spec.max_body)
+        if spec.public:
             return
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthorized("sign in first: missing bearer token")
         self.principal = await self.app.auth.principal(token.strip())
+        if spec.audience and self.principal.kind != spec.audience:
+            raise Forbidden(f"only for {spec.audience}")
+        if spec.permission:
+            authorize(self.principal, self.path_kwargs["community_id"], spec.permission)
+
+    def limit_body(self, limit: int) -> None:
+        declared = self.request.headers.get("Content-Length", "0")
+        if not declared.isdigit() or int(declared) > limit:
+            raise TooLarge(f"request body is larger than {limit} bytes",
+                           fields={"body": f"at most {limit} bytes"}, extra={"limit": limit})
+        self.request.connection.set_max_body_size(limit)  # also bounds a chunked body
+
+    def data_received(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+
+    def body_received(self) -> None:
+        """Assemble the streamed body as Tornado would have (a form's files included)."""
+        self.request.body = b"".join(self._chunks)
+        self._chunks = []
+        try:
+            tornado.httputil.parse_body_arguments(
+                self.request.headers.get("Content-Type", ""), self.request.body,
+                self.request.body_arguments, self.request.files, self.request.headers)
+        except tornado.httputil.HTTPInputError as exc:
+            raise Invalid(f"request body is not a valid form: {exc}", code="bad_form") from None
+
+    def query_values(self) -> dict[str, str]:
+        values = {}
+        for name, raw in self.request.query_arguments.items():
+            try:
+                values[name] = raw[-1].decode()
+            except UnicodeDecodeError:
+                raise Invalid("query parameter is not valid UTF-8", code="invalid_field",
+                              fields={name: "not valid UTF-8"}) from None
+        return values
 
     def on_finish(self) -> None:
         if hasattr(self, "request_id"):  # unset when Tornado refused the verb before prepare()
@@ -138,6 +181,8 @@ class APIHandler(tornado.web.RequestHandler):
             return json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise Invalid(f"request body is not valid JSON: {exc}", code="bad_json") from None
+        except RecursionError:
+            raise Invalid("request body is nested too deeply", code="bad_json") from None
 
     @staticmethod
     def validate(model: type[BaseModel], data: Any) -> BaseModel:

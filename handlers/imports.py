@@ -7,7 +7,7 @@ from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
 from models.errors import Invalid
-from models.importer import FORMATS, XLSX_MIME
+from models.importer import FORMATS, MAX_FILE_BYTES, XLSX_MIME
 
 Format = Literal[FORMATS]
 # Content-Type / file extension -> format hint; anything else is recognised by its content.
@@ -45,7 +45,8 @@ class ImportReport(BaseModel):
 class ImportsHandler(APIHandler):
     @api("Import rooms and residents: send the .xlsx or .csv file as the request body "
          "(raw, or as the single file of a multipart form)",
-         query=ImportQuery, response=ImportReport, permission="import", uploads=UPLOADS)
+         query=ImportQuery, response=ImportReport, permission="import", uploads=UPLOADS,
+         max_body=MAX_FILE_BYTES)
     async def post(self, community_id):
         data, hint = self._upload()
         report = await self.app.imports.run(community_id, data, self.query.format or hint,

@@ -15,8 +15,11 @@ from models.kpi import CHINA, PERIODS
 from models.notifications import public_message
 from models.photos import MAX_BYTES
 from models.sla import DEFAULT_TARGETS, PRIORITIES
-from models.tickets import ACTIONS, AREAS, COMPLAINT_CATEGORIES, KINDS, REPAIR_CATEGORIES, STATES, \
+from models.tickets import ACTIONS, AREAS, MAX_PHOTOS, COMPLAINT_CATEGORIES, KINDS, REPAIR_CATEGORIES, STATES, \
     public_ticket
+
+MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
+
 
 class TicketIn(BaseModel):
     kind: Literal[KINDS]
@@ -188,7 +191,8 @@ class PriorityHandler(APIHandler):
 
 class PhotosHandler(APIHandler):
     @api(f"Add photos (multipart, field `photo`, JPEG/PNG/WebP/HEIC, ≤ {MAX_BYTES >> 20} MB each, "
-         "≤ 9 per stage)", response=Ticket, status=201, permission="tickets.read")
+         f"≤ {MAX_PHOTOS} per stage)", response=Ticket, status=201, permission="tickets.read",
+         max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD)
     async def post(self, community_id, ticket_id):
         uploads = [f["body"] for f in self.request.files.get("photo", [])]
         if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):

@@ -39,6 +39,11 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class TooLarge(DomainError):
+    status = 413
+    code = "too_large"
+
+
 class Unprocessable(DomainError):
     status = 422
     code = "unprocessable"

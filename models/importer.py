@@ -68,6 +68,7 @@ RELATION_ALIASES = {
 FORMATS = ("xlsx", "csv")
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_ROWS = 50_000
+MAX_FILE_BYTES = 16 * 1024 * 1024  # 50,000 rows of CSV fit with room to spare
 HEADER_SEARCH_ROWS = 10  # a title row or two above the header is common in office sheets
 CHUNK_ROWS = 500
 LOCK_SECONDS = 600
