@@ -26,12 +26,14 @@ import io
 import itertools
 import re
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 import openpyxl
+import openpyxl.utils
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.errors import BulkWriteError
@@ -69,6 +71,10 @@ FORMATS = ("xlsx", "csv")
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 MAX_ROWS = 50_000
 MAX_FILE_BYTES = 16 * 1024 * 1024  # 50,000 rows of CSV fit with room to spare
+# An .xlsx of 50,000 rows unpacks to ≈ 30 MiB; a zip bomb to far more.
+MAX_UNPACKED_BYTES = 64 * 1024 * 1024
+MAX_XLSX_MEMBERS = 1000
+MAX_COLUMNS = 32  # the import has 8 columns; office sheets add a few notes
 HEADER_SEARCH_ROWS = 10  # a title row or two above the header is common in office sheets
 CHUNK_ROWS = 500
 LOCK_SECONDS = 600
@@ -119,7 +125,36 @@ def _cells(data: bytes, fmt: str) -> list[tuple]:
     return rows
 
 
+def _check_package(data: bytes) -> None:
+    """An .xlsx is a zip: refuse one that unpacks too large before anything parses it (zipfile
+    stops each member at its declared size, so the declared sizes bound the real ones)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as package:
+            members = package.infolist()
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise Invalid("cannot read the .xlsx file", fields={"file": str(exc)[:200]}) from None
+    if len(members) > MAX_XLSX_MEMBERS or \
+            sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+        raise Invalid("the .xlsx file is too large unpacked", fields={
+            "file": f"unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB "
+                    f"(or more than {MAX_XLSX_MEMBERS} parts)"})
+
+
+def _check_size(sheet) -> None:
+    """The sheet's declared size: a cell far to the right (column XFD) would otherwise make
+    every row that wide. Reading is bounded to MAX_COLUMNS as well, whatever is declared."""
+    columns, rows = sheet.max_column or 0, sheet.max_row or 0
+    if columns > MAX_COLUMNS:
+        raise Invalid("the sheet is too wide", fields={
+            "file": f"at most {MAX_COLUMNS} columns; this sheet reaches column "
+                    f"{openpyxl.utils.get_column_letter(min(columns, 16384))}: delete the "
+                    "columns right of the table"})
+    if rows > MAX_ROWS + HEADER_SEARCH_ROWS:
+        raise Invalid("too many rows", fields={"file": f"at most {MAX_ROWS} rows per import; split it"})
+
+
 def _xlsx_cells(data: bytes) -> list[tuple]:
+    _check_package(data)
     try:
         with warnings.catch_warnings():
             # openpyxl warns about styles/extensions of other programs' files; not our concern
@@ -127,10 +162,13 @@ def _xlsx_cells(data: bytes) -> list[tuple]:
             book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
             try:
                 sheet = book.worksheets[0]
-                return list(itertools.islice(sheet.iter_rows(values_only=True),
+                _check_size(sheet)
+                return list(itertools.islice(sheet.iter_rows(max_col=MAX_COLUMNS, values_only=True),
                                              MAX_ROWS + HEADER_SEARCH_ROWS + 1))
             finally:
                 book.close()
+    except Invalid:
+        raise
     except Exception as exc:  # a damaged upload makes openpyxl raise almost anything
         raise Invalid("cannot read the .xlsx file",
                       fields={"file": f"{type(exc).__name__}: {exc}"[:200]}) from None

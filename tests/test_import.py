@@ -283,3 +283,47 @@ def test_parse_accepts_common_spellings():
         (2, "3-02-1201", 89.5, "13800138000", "tenant", LEASE_ENDS)
     assert [(e["row"], e["column"], e["header"]) for e in parsed.errors] == [(3, "phone", "联系电话")]
     assert "scientific notation" in parsed.errors[0]["problem"]
+
+
+def far_column_file(rows: int) -> bytes:
+    """A small file whose every row has one cell in the last column Excel has (XFD)."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(HEADER)
+    for r in range(2, rows + 2):
+        sheet.append(["1", "1", str(100 + r)])
+        sheet.cell(row=r, column=16384, value="x")
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def unpacking_bomb() -> bytes:
+    """A valid .xlsx of a few hundred KB that unpacks to over 100 MB (one long shared string)."""
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(xlsx([HEADER, ["1", "1", "101"]]))) as source, \
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for item in source.infolist():
+            bomb.writestr(item, source.read(item))
+        bomb.writestr("xl/padding.xml", b" " * (100 * 1024 * 1024))
+    return out.getvalue()
+
+
+@pytest.mark.asyncio
+async def test_a_far_column_per_row_is_refused_naming_the_limit(app, api_client):
+    c = await make_community(app, "imp-xfd")
+    data = far_column_file(1500)
+    assert len(data) < 64 * 1024
+    reply = await upload(api_client, c, data, XLSX_MIME)
+    assert reply.status == 400
+    assert "at most 32 columns" in reply.error["fields"]["file"]
+    assert await room_paths(app, c) == set(c.places)
+
+
+@pytest.mark.asyncio
+async def test_a_file_that_unpacks_too_large_is_refused_naming_the_limit(app, api_client):
+    c = await make_community(app, "imp-zip")
+    reply = await upload(api_client, c, unpacking_bomb(), XLSX_MIME)
+    assert reply.status == 400
+    assert "unpacks to more than 64 MiB" in reply.error["fields"]["file"]
