@@ -80,6 +80,16 @@ class BridgeManager:
             return None
         return self.box.open(bridge["key"], bridge_id), bridge, gate
 
+    async def reseal(self, old: KeyBox) -> int:
+        """Re-seal every bridge key from the `old` box into this one (secret rotation)."""
+        done = 0
+        for doc in await self.db.bridges.find({}, {"key": 1}).to_list(None):
+            key = self.box.reseal(doc["key"], doc["_id"], old)
+            if key is not None:
+                await self.db.bridges.update_one({"_id": doc["_id"]}, {"$set": {"key": key}})
+                done += 1
+        return done
+
     async def bridge_for_gate(self, community_id: str, gate_id: str) -> tuple[dict, str]:
         """The gate doc and its bridge id; 409 when no bridge was provisioned."""
         gate = await self.places.gate(community_id, gate_id)

@@ -24,16 +24,23 @@ from datetime import datetime
 import pymongo.errors
 
 from gate_bridge import protocol as p
-from gate_bridge.decision import REASONS, Decision, GateInfo, gate_covers, gate_info, gate_refusal
+from gate_bridge.decision import (REASONS, Decision, GateInfo, gate_covers, gate_info,
+                                  gate_refusal, is_short_code, normalize)
 from gate_bridge.passes import MalformedToken, split
 from models.access import Principal
 from models.bridges import gate_rules
 from models.common import from_timestamp
 from models.errors import DomainError, Invalid, NotFound, RateLimited
+from models.rate_limits import RateLimits, Window
 
 log = logging.getLogger("xiaoqu.gate_access")
 
 RESIDENT_OPENS_PER_MINUTE = 6
+# Failed short-code lookups allowed per scanner (a staff token at /check) and per bridge
+# within SHORT_CODE_WINDOW seconds: 12 digits are guessable only at speed.
+SHORT_CODE_FAILURES = 10
+SHORT_CODE_WINDOW = 60
+ALARM_OF_FLAG = {"invalid_claim": "invalid_offline_claim", "double_use": "double_use"}
 MAX_SCAN_TEXT = 1024
 # Reasons a bridge may give for refusing offline besides the decision's own.
 BRIDGE_REASONS = frozenset(REASONS) | {"no_config"}
@@ -67,6 +74,7 @@ class GateAccess:
         self.alarms = alarms
         self.modes = modes
         self.commands = commands
+        self.limits = RateLimits(redis)
 
     # -- access-log lines: built here only ---------------------------------------------------
 
@@ -92,11 +100,38 @@ class GateAccess:
                    "utc_offset_minutes": conf.utc_offset_minutes}
         return gate_info(section, {**gate_rules(gate), "mode": None}, *modes)
 
-    async def check(self, token_text: str, gate: dict, direction: str, source: str) -> Decision:
-        """Decide at `gate`, take the use atomically, log it (staff scanners and hub scans)."""
+    async def check(self, token_text: str, gate: dict, direction: str, source: str,
+                    scanner: str | None = None) -> Decision:
+        """Decide at `gate`, take the use atomically, log it (staff scanners and hub scans).
+        `scanner`: who scans ("staff:<id>" for a staff token, "bridge:<id>"; default: the
+        gate); its failed short-code lookups are limited (RateLimited, after an alarm and a
+        log line)."""
+        scanner = scanner or f"gate:{gate['_id']}"
+        short = is_short_code(normalize(token_text))
+        window = Window("short_code_failures", (scanner,), SHORT_CODE_FAILURES, SHORT_CODE_WINDOW)
+        if short:
+            await self._take_short_code_try(gate, direction, source, scanner, window)
         decision = await self.passes.decide(token_text, await self.gate_info(gate), direction)
+        if short and decision.reason != "unknown_code":
+            await self.limits.give_back(window)  # only failed lookups count
         self._log(gate, direction, decision.allow, decision.reason, source, **describe(decision))
         return decision
+
+    async def _take_short_code_try(self, gate: dict, direction: str, source: str, scanner: str,
+                                   window: Window) -> None:
+        try:
+            await self.limits.take(window, message="too many unknown short codes; try later")
+        except RateLimited:
+            self._log(gate, direction, False, "rate_limited", source, by=scanner)
+            # One alarm per scanner and window, however long the burst goes on.
+            slot = int(self.clock.time() // SHORT_CODE_WINDOW)
+            await self.alarms.raise_alarm(
+                {"community_id": gate["community_id"], "gate_id": gate["_id"],
+                 "_id": gate.get("bridge_id")}, "code_guessing",
+                f"guessing:{gate['community_id']}:{scanner}:{slot}",
+                {"scanner": scanner, "failures": SHORT_CODE_FAILURES,
+                 "seconds": SHORT_CODE_WINDOW})
+            raise
 
     async def scan(self, gate: dict, msg: dict, ttl: float) -> list[dict]:
         """A bridge's scan frame -> the frames to answer with: an open when allowed, then the
@@ -105,7 +140,11 @@ class GateAccess:
         if (not isinstance(scan_id, str) or not isinstance(text, str)
                 or len(text) > MAX_SCAN_TEXT or direction not in p.DIRECTIONS):
             raise p.ProtocolError("bad_field", "scan needs id, text (<= 1024) and direction in/out")
-        decision = await self.check(text, gate, direction, "gate")
+        try:
+            decision = await self.check(text, gate, direction, "gate",
+                                        f"bridge:{gate.get('bridge_id')}")
+        except RateLimited:
+            decision = Decision(False, "rate_limited")
         frames = []
         if decision.allow:
             frames.append(p.message(p.OPEN, id=uuid.uuid4().hex, door=0,
@@ -231,7 +270,7 @@ class GateAccess:
         if not decision.allow:
             flag = "double_use" if decision.reason in ("replayed", "used_up") else "invalid_claim"
             await self.alarms.raise_alarm(
-                bridge, flag, f"{doc['_id']}:{flag}",
+                bridge, ALARM_OF_FLAG[flag], f"{doc['_id']}:{flag}",
                 {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
         self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
                   bridge=claim, flag=flag,

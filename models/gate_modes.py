@@ -64,7 +64,8 @@ class ModeManager:
         for gate in (None, ObjectId(gate_id)):
             last = await self.db.gate_mode_changes.find(
                 {"community_id": ObjectId(community_id), "gate_id": gate, "source": "staff",
-                 "at": {"$lte": at}}).sort("at", DESCENDING).limit(1).to_list(None)
+                 "at": {"$lte": at}}).sort([("at", DESCENDING), ("_id", DESCENDING)]).limit(
+                1).to_list(None)
             found.append(last[0]["mode"] if last else "normal")
         return found[0], found[1]
 
@@ -110,4 +111,4 @@ class ModeManager:
 
     async def changes(self, community_id: str, limit: int = 100) -> list[dict]:
         return await self.db.gate_mode_changes.find({"community_id": ObjectId(community_id)}).sort(
-            "at", DESCENDING).limit(limit).to_list(None)
+            [("at", DESCENDING), ("_id", DESCENDING)]).limit(limit).to_list(None)

@@ -32,6 +32,7 @@ from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, P
 from models.access import Principal, permitted
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.key_box import KeyBox
 from models.bridges import announce_config
 
 INDEXES = {
@@ -80,6 +81,11 @@ class SigningKey:
     created_at: datetime
 
 
+def key_owner(key_id: int) -> str:
+    """The associated data a pass key is sealed with (models/key_box.py)."""
+    return f"pass-key:{key_id}"
+
+
 def quarters(hhmm: str) -> int:
     """"08:30" -> 34 (quarter hours since midnight; "24:00" -> 96)."""
     hours, minutes = (int(x) for x in hhmm.split(":"))
@@ -91,8 +97,9 @@ def hhmm(quarter: int) -> str:
 
 
 class PassManager:
-    def __init__(self, db, redis, clock, settings, places, bindings, access_log):
+    def __init__(self, db, redis, clock, settings, places, bindings, access_log, box: KeyBox):
         self.db = db
+        self.box = box
         self.redis = redis
         self.clock = clock
         self.settings = settings
@@ -133,9 +140,10 @@ class PassManager:
             if not docs:
                 await self.rotate_key()
                 docs = await self.db.pass_keys.find({"state": "active"}).to_list(None)
-            self._ring = {d["_id"]: SigningKey(d["_id"], Ed25519PrivateKey.from_private_bytes(d["private"]),
-                                               Ed25519PublicKey.from_public_bytes(d["public"]),
-                                               d["state"], d["created_at"]) for d in docs}
+            self._ring = {d["_id"]: SigningKey(
+                d["_id"], Ed25519PrivateKey.from_private_bytes(self._open_private(d)),
+                Ed25519PublicKey.from_public_bytes(d["public"]), d["state"], d["created_at"])
+                for d in docs}
             self._ring_at = time.monotonic()
         return self._ring
 
@@ -155,20 +163,62 @@ class PassManager:
                     raise Conflict("255 active keys: retire some first")
                 free = [oldest["_id"]]
             private = Ed25519PrivateKey.generate()
-            raw = private.private_bytes_raw()
+            sealed = self.box.seal(private.private_bytes_raw(), key_owner(free[0]))
             try:
                 await self.db.pass_keys.insert_one(
-                    {"_id": free[0], "private": raw, "public": private.public_key().public_bytes_raw(),
+                    {"_id": free[0], "sealed": sealed, "public": private.public_key().public_bytes_raw(),
                      "state": "active", "created_at": self.clock.now(), "retired_at": None})
             except DuplicateKeyError:  # another process took the id first
                 continue
             self._ring_at = float("-inf")
             return free[0]
 
-    async def retire_key(self, key_id: int) -> None:
-        """Stop accepting codes signed by `key_id` (after its codes in flight have expired)."""
+    def _open_private(self, doc: dict) -> bytes:
+        return self.box.open(doc["sealed"], key_owner(doc["_id"]))
+
+    async def seal_raw_keys(self) -> int:
+        """Start-up migration: seal private keys stored raw by older versions. Returns how many."""
+        docs = await self.db.pass_keys.find({"private": {"$exists": True}}).to_list(None)
+        for doc in docs:
+            await self.db.pass_keys.update_one(
+                {"_id": doc["_id"]},
+                {"$set": {"sealed": self.box.seal(doc["private"], key_owner(doc["_id"]))},
+                 "$unset": {"private": ""}})
+        if docs:
+            self._ring_at = float("-inf")
+        return len(docs)
+
+    async def reseal(self, old: KeyBox) -> int:
+        """Re-seal every private key from the `old` box into this one (secret rotation)."""
+        done = 0
+        for doc in await self.db.pass_keys.find({}, {"sealed": 1}).to_list(None):
+            sealed = self.box.reseal(doc["sealed"], key_owner(doc["_id"]), old)
+            if sealed is not None:
+                await self.db.pass_keys.update_one({"_id": doc["_id"]}, {"$set": {"sealed": sealed}})
+                done += 1
+        self._ring_at = float("-inf")
+        return done
+
+    async def passes_signed_by(self, key_id: int) -> list[dict]:
+        """Active passes whose one printed token was signed by `key_id` (they fail as
+        unknown_key once it is retired). Refreshed passes are re-signed with the newest key."""
+        docs = await self.db.passes.find(
+            {"state": "active", "token": {"$ne": None}, "valid_to": {"$gt": self.clock.now()}},
+            {"token": 1, "kind": 1, "community_id": 1, "valid_to": 1}).to_list(None)
+        return [d for d in docs if split(d["token"])[0].key_id == key_id]
+
+    async def retire_key(self, key_id: int, force: bool = False) -> None:
+        """Stop accepting codes signed by `key_id` (after its codes in flight have expired).
+        Refused while an active pass depends on it, unless forced (those passes then fail)."""
         if (await self.signing_key()).key_id == key_id:
             raise Conflict("rotate first: this is the signing key")
+        dependent = await self.passes_signed_by(key_id)
+        if dependent and not force:
+            listed = ", ".join(f"{d['kind']} pass {d['_id']} (community {d['community_id']}, "
+                               f"valid to {d['valid_to']:%Y-%m-%d %H:%M} UTC)" for d in dependent)
+            raise Conflict(f"{len(dependent)} active pass(es) depend on key {key_id}: {listed}; "
+                           "cancel and reissue them, wait until they end, or force",
+                           code="key_in_use", extra={"passes": [str(d["_id"]) for d in dependent]})
         result = await self.db.pass_keys.update_one(
             {"_id": key_id, "state": "active"},
             {"$set": {"state": "retired", "retired_at": self.clock.now()}})

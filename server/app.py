@@ -76,14 +76,14 @@ class XiaoquApp(tornado.web.Application):
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
         self.access_log = AccessLog(self.db)
+        key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
-                                  self.access_log)
+                                  self.access_log, key_box)
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
                                      bindings=self.bindings, notifier=self.notifier,
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
                                      passes=self.passes)
         self.kpi = KpiManager(self.db)
-        key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock)
         self.gate_events = GateEventManager(self.db, self.clock)
@@ -134,10 +134,12 @@ class XiaoquApp(tornado.web.Application):
                 access_log.warning("shutdown: %d requests still running", self.in_flight)
 
     async def startup(self) -> None:
-        """Create every collection's indexes (idempotent: existing ones are kept)."""
+        """Create every collection's indexes (idempotent: existing ones are kept) and seal
+        pass keys an older version stored raw."""
         for name in MODEL_MODULES:
             for collection, indexes in importlib.import_module(f"models.{name}").INDEXES.items():
                 await self.db[collection].create_indexes(indexes)
+        await self.passes.seal_raw_keys()
 
     async def close(self) -> None:
         await self.access_log.flush()

@@ -1,0 +1,324 @@
+"""The gate's own rules on every path (staff scanner, hub scan, remote open, bridge offline, the
+server's re-check of offline decisions), emergency modes, and codes that must stay refused."""
+
+import secrets
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gate_bridge import protocol as p
+from gate_bridge.decision import effective_mode
+from gate_bridge.passes import NONCE_BYTES, Payload, community_tag, sign, split
+from models.common import ManualClock
+from tests.builders import make_community, make_resident
+from tests.gate_fixtures import *  # noqa: F403 (fixtures)
+from tests.gate_fixtures import start_sim_bridge
+
+pytestmark = pytest.mark.asyncio
+START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in China
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(START)
+
+
+async def code_for(api, c, token, short=False) -> dict:
+    reply = await api.get(f"/api/communities/{c.id}/code" + ("?profile=short" if short else ""),
+                          token=token)
+    assert reply.status == 200, reply.body
+    return reply.body
+
+
+async def check(api, c, text, gate="main", role="security", status=200) -> dict:
+    reply = await api.post(f"/api/communities/{c.id}/gates/{c.gates[gate]}/check",
+                           {"token": text, "direction": "in"}, token=c.tokens[role])
+    assert reply.status == status, reply.body
+    return reply.body
+
+
+async def set_mode(api, c, mode, gate=None, role="manager", status=200):
+    path = (f"/api/communities/{c.id}/gates/{c.gates[gate]}/mode" if gate
+            else f"/api/communities/{c.id}/mode")
+    reply = await api.post(path, {"mode": mode, "reason": f"drill: {mode}"}, token=c.tokens[role])
+    assert reply.status == status, reply.body
+    return reply
+
+
+async def log_lines(app, c, gate="main") -> list[dict]:
+    return (await app.access_log.query(c.id, gate_id=c.gates[gate]))["items"]
+
+
+async def connected(peers, app, c, gate="main"):
+    creds = await app.bridges.provision(c.id, c.gates[gate], c.staff["admin"])
+    peer = await peers()
+    _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
+    assert welcome["op"] == p.WELCOME, welcome
+    config = await peer.expect(p.CONFIG)
+    peer.send(p.message(p.CONFIG_ACK, version=config["version"]))
+    return peer, creds, config
+
+
+# -- hole 1: mode and hours on every path ---------------------------------------------------------
+
+async def test_lockdown_refuses_scanner_and_hub_scans_without_using_the_code(app, hub, peers,
+                                                                            api_client):
+    c = await make_community(app, "lock")
+    _, token = await make_resident(app, c, "lock-a")
+    peer, _, _ = await connected(peers, app, c)
+    await set_mode(api_client, c, "locked", gate="main")
+    pushed = await peer.expect(p.CONFIG)  # the change reaches the bridge at once
+    assert pushed["rules"]["mode"] == "locked" and pushed["modes"]["gate"] == "locked"
+    code = (await code_for(api_client, c, token))["token"]
+    assert (await check(api_client, c, code))["reason"] == "locked"
+    peer.send(p.message(p.SCAN, id="s1", text=code, direction="in"))
+    result = await peer.expect(p.SCAN_RESULT, id="s1")
+    assert (result["allow"], result["reason"]) == (False, "locked")
+    # Staff codes still open in lockdown (the gate's rules allow it by default).
+    staff_code = (await code_for(api_client, c, c.tokens["security"]))["token"]
+    assert (await check(api_client, c, staff_code))["reason"] == "ok"
+    await set_mode(api_client, c, "normal", gate="main")
+    # Refused twice, used never: the same code opens once lockdown ends.
+    assert (await check(api_client, c, code))["reason"] == "ok"
+    reasons = sorted(line["reason"] for line in await log_lines(app, c))
+    assert reasons == ["locked", "locked", "ok", "ok"]
+
+
+async def test_gate_hours_refuse_residents_outside_them_but_not_staff(app, hub, api_client):
+    c = await make_community(app, "hrs")
+    rid, token = await make_resident(app, c, "hrs-a")
+    reply = await api_client.patch(f"/api/communities/{c.id}/gates/{c.gates['main']}",
+                                   {"rules": {"hours": [["06:00", "09:00"], ["22:00", "01:00"]]}},
+                                   token=c.tokens["manager"])
+    assert reply.status == 200, reply.body
+    code = (await code_for(api_client, c, token))["token"]
+    assert (await check(api_client, c, code))["reason"] == "gate_closed"  # 10:00 local
+    staff_code = (await code_for(api_client, c, c.tokens["security"]))["token"]
+    assert (await check(api_client, c, staff_code))["reason"] == "ok"
+    app.clock.advance(13 * 3600)  # 23:00 local: inside the window across midnight
+    token = (await app.auth.start_session(rid, "resident"))["access_token"]
+    c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
+    c.tokens["manager"] = (await app.auth.start_session(c.staff["manager"], "staff"))["access_token"]
+    fresh = (await code_for(api_client, c, token))["token"]
+    assert (await check(api_client, c, fresh))["reason"] == "ok"
+    bad = await api_client.patch(f"/api/communities/{c.id}/gates/{c.gates['main']}",
+                                 {"rules": {"hours": [["6:00", "25:00"]]}}, token=c.tokens["manager"])
+    assert bad.status == 400
+
+
+async def test_remote_opens_follow_the_gate_rules(app, hub, api_client, tmp_path):
+    c = await make_community(app, "rmt")
+    _, token = await make_resident(app, c, "rmt-a")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    path = f"/api/communities/{c.id}/gates/{c.gates['main']}/open"
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        await set_mode(api_client, c, "locked")
+        refused = await api_client.post(path, {"wait": 2}, token=token)
+        assert (refused.status, refused.error["code"]) == (409, "locked")
+        staff = await api_client.post(path, {"reason": "guard lets the medic in", "wait": 2},
+                                      token=c.tokens["security"])
+        assert staff.status == 200 and staff.body["level"] == "opened"
+        assert sim.relay.pulses == 1
+    finally:
+        await sim.stop()
+    lines = await log_lines(app, c)
+    assert sorted((line["kind"], line["result"], line["reason"]) for line in lines) == [
+        ("resident", "deny", "locked"), ("staff", "allow", "ok")]
+
+
+async def test_a_bridge_keeps_the_last_mode_offline_and_decides_with_it(app, hub, api_client,
+                                                                       tmp_path):
+    c = await make_community(app, "offl")
+    _, token = await make_resident(app, c, "offl-a")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    code = (await code_for(api_client, c, token))["token"]
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        await set_mode(api_client, c, "locked")
+        await sim.bridge.wait(lambda: sim.bridge.mode == "locked")
+        await hub.stop()  # the link goes down
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        outcome = await sim.bridge.handle_scan(code)
+        assert (outcome["source"], outcome["allow"], outcome["reason"]) == ("bridge", False, "locked")
+        assert sim.relay.pulses == 0
+    finally:
+        await sim.stop()
+
+
+# -- emergency modes ----------------------------------------------------------------------------------
+
+async def test_mode_ranking():
+    assert effective_mode("locked", "open") == effective_mode("open", "locked") == "open"
+    assert effective_mode("normal", "locked") == "locked"
+    assert effective_mode(None, "normal") == effective_mode() == "normal"
+
+
+async def test_fire_release_outranks_lockdown_and_is_audited_alarmed_and_permissioned(
+        app, hub, api_client, tmp_path):
+    c = await make_community(app, "fire")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        await set_mode(api_client, c, "open", role="security", status=403)  # a guard: no
+        await set_mode(api_client, c, "locked", gate="main", role="security_lead")
+        await sim.bridge.wait(lambda: sim.bridge.mode == "locked")
+        await set_mode(api_client, c, "open")  # community-wide fire release
+        await sim.bridge.wait(lambda: sim.bridge.mode == "open")
+        assert sim.relay.active
+        gates = (await api_client.get(f"/api/communities/{c.id}/gates",
+                                      token=c.tokens["security"])).body
+        assert {g["code"]: g["mode"] for g in gates} == {"main": "open", "u1-1": "open"}
+        await set_mode(api_client, c, "normal")  # the fire release ends: the lockdown is back
+        await sim.bridge.wait(lambda: sim.bridge.mode == "locked")
+        assert not sim.relay.active
+    finally:
+        await sim.stop()
+    state = (await api_client.get(f"/api/communities/{c.id}/mode", token=c.tokens["security"])).body
+    assert state["community"] == "normal" and state["gates"] == {c.gates["main"]: "locked"}
+    assert [(ch["mode"], ch["previous"]) for ch in state["changes"]] == [
+        ("normal", "open"), ("open", "normal"), ("locked", "normal")]
+    alarms = await app.gate_alarms.alarms(c.id)
+    assert sorted(a["data"]["mode"] for a in alarms if a["kind"] == "mode_changed") == [
+        "locked", "normal", "open"]
+
+
+async def test_a_fire_panel_input_releases_the_gate_locally_and_is_reported(app, hub, api_client,
+                                                                            tmp_path):
+    c = await make_community(app, "panel")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        await set_mode(api_client, c, "locked")
+        await sim.bridge.wait(lambda: sim.bridge.mode == "locked")
+        await sim.bridge.fire_panel(True)
+        assert sim.bridge.mode == "open" and sim.relay.active
+        await sim.bridge.wait(lambda: sim.bridge.store.count == 0)  # reported and acknowledged
+        await hub.wait(lambda: hub.idle)
+    finally:
+        await sim.stop()
+    [alarm] = [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "fire_release"]
+    assert alarm["data"] == {"active": True}
+    changes = (await api_client.get(f"/api/communities/{c.id}/mode",
+                                    token=c.tokens["security"])).body["changes"]
+    assert changes[0]["mode"] == "open" and changes[0]["by"] == f"bridge:{creds['bridge_id']}"
+
+
+# -- hole 3: offline decisions are re-checked on the server --------------------------------------------
+
+def forged(c, kind_subject: str, key_id: int) -> str:
+    now = int(START.timestamp())
+    payload = Payload("resident", key_id, now, now + 60, secrets.token_bytes(NONCE_BYTES),
+                      community_tag(c.id), bytes.fromhex(kind_subject), 0, (0, 96), ())
+    return sign(payload, c.id, Ed25519PrivateKey.generate())
+
+
+async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, hub, peers, api_client):
+    c = await make_community(app, "claim")
+    rid, token = await make_resident(app, c, "claim-a")
+    peer, _, _ = await connected(peers, app, c)
+    used_online = (await code_for(api_client, c, token))["token"]
+    assert (await check(api_client, c, used_online, gate="u1-1"))["reason"] == "ok"
+    good = (await code_for(api_client, c, token))["token"]
+    key_id = split(good)[0].key_id
+    at = app.clock.time()
+    claims = [("NOT-A-CODE", True), (forged(c, rid, 200), True), (forged(c, rid, key_id), True),
+              (used_online, True), (good, True), ("123456789012", False)]
+    peer.send(p.message(p.EVENTS, items=[
+        {"seq": i + 1, "type": "offline_decision", "at": at, "scan": f"s{i}", "text": text,
+         "direction": "in", "allow": allow, "reason": "ok" if allow else "unknown_code"}
+        for i, (text, allow) in enumerate(claims)]))
+    await peer.expect(p.EVENTS_ACK)
+    await hub.wait(lambda: hub.idle)
+    lines = sorted(await log_lines(app, c), key=lambda line: line["at"])
+    got = sorted((line["bridge"]["allow"], line["result"], line["reason"], line.get("flag"),
+                  line["subject"]) for line in lines if line["source"] == "offline")
+    assert got == sorted([
+        (True, "deny", "malformed", "invalid_claim", None),
+        (True, "deny", "unknown_key", "invalid_claim", rid),
+        (True, "deny", "bad_signature", "invalid_claim", rid),
+        (True, "deny", "replayed", "double_use", rid),
+        (True, "allow", "ok", None, rid),
+        (False, "deny", "unknown_code", None, None)])
+    kinds = sorted(a["kind"] for a in await app.gate_alarms.alarms(c.id))
+    assert kinds == ["double_use", "invalid_offline_claim", "invalid_offline_claim",
+                     "invalid_offline_claim"]
+    # The good code's use was taken by the replay: online it is now refused.
+    assert (await check(api_client, c, good, gate="u1-1"))["reason"] == "replayed"
+
+
+async def test_an_offline_allow_during_a_lockdown_is_flagged(app, hub, peers, api_client):
+    c = await make_community(app, "clk")
+    _, token = await make_resident(app, c, "clk-a")
+    peer, _, _ = await connected(peers, app, c)
+    await set_mode(api_client, c, "locked")
+    code = (await code_for(api_client, c, token))["token"]
+    peer.send(p.message(p.EVENTS, items=[
+        {"seq": 1, "type": "offline_decision", "at": app.clock.time(), "scan": "s", "text": code,
+         "direction": "in", "allow": True, "reason": "ok"}]))
+    await peer.expect(p.EVENTS_ACK)
+    await hub.wait(lambda: hub.idle)
+    [line] = [line for line in await log_lines(app, c) if line["source"] == "offline"]
+    assert (line["result"], line["reason"], line["flag"]) == ("deny", "locked", "invalid_claim")
+
+
+# -- hole 6: a cancelled pass stays cancelled --------------------------------------------------------
+
+async def test_lifting_a_suspension_does_not_resurrect_a_cancelled_pass(app, api_client):
+    c = await make_community(app, "resur")
+    worker = (await api_client.post(f"/api/communities/{c.id}/passes/workers", {
+        "name": "Wu", "purpose": "pipes", "approval_ref": "A-1", "room_path": "1-1-101",
+        "gates": ["main"], "valid_from": START.isoformat(),
+        "valid_to": (START + timedelta(days=3)).isoformat(),
+        "hours": {"start": "00:00", "end": "24:00"}}, token=c.tokens["manager"])).body
+    assert (await check(api_client, c, worker["token"]))["reason"] == "ok"
+    cancelled = await api_client.delete(f"/api/communities/{c.id}/passes/{worker['id']}",
+                                        token=c.tokens["manager"])
+    assert cancelled.status == 200, cancelled.body
+    lifted = await api_client.delete(f"/api/communities/{c.id}/suspensions/{worker['id']}",
+                                     token=c.tokens["security"])
+    assert lifted.status == 204
+    assert (await check(api_client, c, worker["token"]))["reason"] == "revoked"
+    config = (await api_client.get(f"/api/communities/{c.id}/pass-config",
+                                   token=c.tokens["security"])).body
+    assert worker["id"] in config["revoked"]
+
+
+# -- hole 7: short codes ---------------------------------------------------------------------------
+
+async def test_a_short_code_with_the_readers_line_ending_is_accepted(app, api_client):
+    c = await make_community(app, "crlf")
+    _, token = await make_resident(app, c, "crlf-a")
+    digits = (await code_for(api_client, c, token, short=True))["short_code"]
+    assert (await check(api_client, c, digits + "\r\n"))["reason"] == "ok"
+    token_text = (await code_for(api_client, c, token))["token"]
+    assert (await check(api_client, c, token_text + "\r\n"))["reason"] == "ok"
+
+
+async def test_guessing_short_codes_is_limited_per_token_and_bridge_and_alarmed(app, hub, peers,
+                                                                              api_client):
+    c = await make_community(app, "guess")
+    _, token = await make_resident(app, c, "guess-a")
+    from models.gate_access import SHORT_CODE_FAILURES
+    for i in range(SHORT_CODE_FAILURES):
+        assert (await check(api_client, c, f"{i:012d}"))["reason"] == "unknown_code"
+    limited = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/check",
+                                    {"token": "999999999999", "direction": "in"},
+                                    token=c.tokens["security"])
+    assert limited.status == 429 and int(limited.headers["Retry-After"]) >= 1
+    # Even a real short code is not looked up for this scanner now; another scanner is not held up.
+    digits = (await code_for(api_client, c, token, short=True))["short_code"]
+    assert (await check(api_client, c, digits, role="manager"))["reason"] == "ok"
+    peer, _, _ = await connected(peers, app, c, gate="u1-1")
+    for i in range(SHORT_CODE_FAILURES + 1):
+        peer.send(p.message(p.SCAN, id=f"g{i}", text=f"{i:012d}", direction="in"))
+        result = await peer.expect(p.SCAN_RESULT, id=f"g{i}")
+    assert (result["allow"], result["reason"]) == (False, "rate_limited")
+    await hub.wait(lambda: hub.idle)
+    guessing = [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "code_guessing"]
+    assert len(guessing) == 2
