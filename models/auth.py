@@ -5,11 +5,19 @@ Access tokens: short-lived HS256 JWTs, audience per client type ("staff",
 use each; a refresh token used twice means it was stolen, so the whole family
 (every token descended from that login) is revoked. Logout revokes the family,
 and access tokens of a revoked family stop working at once (Redis denylist).
+
+Browser sessions (the staff admin view, docs/admin.md): the refresh token lives in an
+HttpOnly, SameSite=Strict cookie scoped to the session path, so page scripts never see
+it; calls that cookie authenticates must carry the CSRF token (an HMAC of the login's
+family, also in a readable cookie) as a header; the access token goes to the page's
+memory only.
 """
 
 import functools
 import hashlib
+import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 import jwt
@@ -17,7 +25,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal
 from models.bindings import links_key, roles_of
-from models.errors import Unauthorized
+from models.errors import Forbidden, Unauthorized
 from models.people import sessions_key, verify_password
 from models.rate_limits import RateLimits, Window
 
@@ -33,6 +41,29 @@ AUDIENCES = ("staff", "resident")
 ALGORITHM = "HS256"
 SPRAY_FACTOR = 4  # an address may fail this many times the per-account limit in all
 VERIFIED_TOKENS = 4096  # claims of recently verified access tokens kept per process
+
+
+SESSION_PATH = "/api/auth/session"  # the only path the refresh cookie is sent to
+REFRESH_COOKIE = "xiaoqu_refresh"
+CSRF_COOKIE = "xiaoqu_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+@dataclass(frozen=True)
+class Cookie:
+    name: str
+    value: str
+    path: str
+    http_only: bool
+    max_age: int  # seconds; 0 deletes it
+
+
+@dataclass(frozen=True)
+class BrowserSession:
+    """A staff login as a browser holds it: cookies to set, and what page scripts may see."""
+
+    access: dict  # access_token, token_type, expires_in, audience — never the refresh token
+    cookies: tuple[Cookie, ...]
 
 
 def _digest(token: str) -> str:
@@ -83,6 +114,46 @@ class AuthManager:
             await self.bindings.forget(claimed)
         resident = await self.residents.from_wechat(session.openid, session.unionid, phone)
         return await self.start_session(str(resident["_id"]), "resident")
+
+    # -- browser sessions (cookie-held refresh token, CSRF header) -------------------
+
+    async def open_browser_session(self, username: str, password: str, ip: str) -> BrowserSession:
+        return await self._browser_session(await self.login_staff(username, password, ip))
+
+    async def refresh_browser_session(self, refresh_token: str | None,
+                                      csrf: str | None) -> BrowserSession:
+        await self._check_csrf(refresh_token, csrf)
+        return await self._browser_session(await self.refresh(refresh_token))
+
+    async def close_browser_session(self, refresh_token: str | None,
+                                    csrf: str | None) -> BrowserSession:
+        """Sign out: the login is revoked and the browser told to drop both cookies."""
+        family = await self._check_csrf(refresh_token, csrf)
+        await self.revoke_family(family)
+        return BrowserSession(access={}, cookies=(
+            Cookie(REFRESH_COOKIE, "", SESSION_PATH, True, 0), Cookie(CSRF_COOKIE, "", "/", False, 0)))
+
+    def _csrf_token(self, family: str) -> str:
+        return hmac.new(self.key.encode(), f"csrf:{family}".encode(), hashlib.sha256).hexdigest()
+
+    async def _check_csrf(self, refresh_token: str | None, csrf: str | None) -> str:
+        """The login family the cookie belongs to, once the header proves a page of ours sent it."""
+        if not refresh_token:
+            raise Unauthorized("no session: sign in first", code="bad_refresh_token")
+        doc = await self.db.refresh_tokens.find_one({"_id": _digest(refresh_token)})
+        if doc is None or doc["aud"] != "staff":
+            raise Unauthorized("refresh token is invalid or expired", code="bad_refresh_token")
+        if not csrf or not hmac.compare_digest(csrf, self._csrf_token(doc["family"])):
+            raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="csrf_failed")
+        return doc["family"]
+
+    async def _browser_session(self, tokens: dict) -> BrowserSession:
+        doc = await self.db.refresh_tokens.find_one({"_id": _digest(tokens["refresh_token"])})
+        max_age = self.settings.refresh_token_days * 86400
+        access = {k: v for k, v in tokens.items() if k != "refresh_token"}
+        return BrowserSession(access=access, cookies=(
+            Cookie(REFRESH_COOKIE, tokens["refresh_token"], SESSION_PATH, True, max_age),
+            Cookie(CSRF_COOKIE, self._csrf_token(doc["family"]), "/", False, max_age)))
 
     # -- tokens ---------------------------------------------------------------
 

@@ -41,8 +41,8 @@ from server.settings import Settings
 from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
-HANDLER_MODULES = ("health", "auth", "communities", "people", "bindings", "imports", "tickets",
-                   "feed", "gates", "passes")
+HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people", "bindings",
+                   "imports", "tickets", "feed", "gates", "passes")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
                  "access_log")

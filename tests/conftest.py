@@ -24,6 +24,8 @@ from server.embedded import start_fake_wechat, start_mongo, start_redis
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis
 
+pytest_plugins = ("tests.browser",)  # the `admin` browser fixture, for the admin-view tests
+
 
 @pytest.fixture(scope="session")
 def mongo_url():

@@ -71,7 +71,7 @@ async def test_new_and_returning_resident(app, api_client, settings):
                                "audience"}
     assert first.body["audience"] == "resident"
     me = await api_client.get("/api/me", token=first.body["access_token"])
-    assert me.body == {"kind": "resident", "id": me.body["id"], "roles": {}}
+    assert me.body == {"kind": "resident", "id": me.body["id"], "roles": {}, "communities": []}
 
     again = await wechat_login(api_client, "ann")
     assert (await api_client.get("/api/me", token=again.body["access_token"])).body == me.body
@@ -142,8 +142,9 @@ async def test_staff_login(api_client, staff):
     assert reply.status == 200
     assert reply.body["audience"] == "staff"
     me = await api_client.get("/api/me", token=reply.body["access_token"])
-    assert me.body == {"kind": "staff", "id": staff,
-                       "roles": {"6650c0ffee0000000000000a": ["manager"]}}
+    assert me.body == {"kind": "staff", "id": staff, "username": "ming", "name": "Wang Ming",
+                       "roles": {"6650c0ffee0000000000000a": ["manager"]},
+                       "communities": []}  # a community that no longer exists is not listed
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(api_client, staff):

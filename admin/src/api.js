@@ -1,0 +1,213 @@
+// The one way the page talks to the server.
+//
+// Session scheme (docs/admin.md): the refresh token lives in an HttpOnly cookie scoped to
+// /api/auth/session, which page scripts never see; the access token lives only in this
+// module's memory and is renewed by itself before it expires. Calls that the cookie
+// authenticates carry the CSRF token from the readable `xiaoqu_csrf` cookie as a header.
+import { reactive } from 'vue'
+import { addMessages, t } from './i18n'
+
+const SESSION = '/api/auth/session'
+const RENEW_AT = 0.8 // of the access token's lifetime
+const HEALTH_POLL_MS = [500, 1000, 2000, 4000]
+
+/** Whether the server answers; the page shows a banner while it does not. */
+export const connection = reactive({ online: true })
+
+let accessToken = null
+let renewTimer = null
+let renewing = null
+const signedOutListeners = new Set()
+
+export class ApiError extends Error {
+  constructor(status, error) {
+    super(error.message || error.code)
+    this.status = status
+    this.code = error.code
+    this.fields = error.fields || {}
+    this.detail = error
+  }
+
+  /** Words a guard understands, in the page's language; the server's text as a last resort. */
+  get words() {
+    const key = `error.${this.code}`
+    const text = t(key)
+    if (text !== key) return text
+    const status = `error.http_${this.status}`
+    return t(status) !== status ? t(status) : this.message
+  }
+}
+
+function csrfToken() {
+  return document.cookie.match(/(?:^|;\s*)xiaoqu_csrf=([^;]+)/)?.[1] ?? ''
+}
+
+async function send(url, options) {
+  let response
+  try {
+    response = await fetch(url, { credentials: 'same-origin', ...options })
+  } catch {
+    markOffline()
+    throw new ApiError(0, { code: 'network' })
+  }
+  connection.online = true
+  if (response.status === 204) return null
+  const type = response.headers.get('Content-Type') || ''
+  const body = type.startsWith('application/json') ? await response.json() : await response.blob()
+  if (!response.ok) {
+    throw new ApiError(response.status, body?.error || { code: `http_${response.status}` })
+  }
+  return body
+}
+
+function adopt(tokens) {
+  accessToken = tokens.access_token
+  clearTimeout(renewTimer)
+  renewTimer = setTimeout(() => renew().catch(() => {}), tokens.expires_in * 1000 * RENEW_AT)
+  return tokens
+}
+
+async function sessionCall(path, body) {
+  return send(SESSION + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken() },
+    body: JSON.stringify(body || {}),
+  })
+}
+
+export async function signIn(username, password) {
+  return adopt(await sessionCall('', { username, password }))
+}
+
+/** New access token from the refresh cookie; tabs take turns so none reuses a spent cookie. */
+export function renew() {
+  renewing ??= (async () => {
+    const exchange = () => sessionCall('/refresh')
+    try {
+      return adopt(navigator.locks
+        ? await navigator.locks.request('xiaoqu-session-refresh', exchange)
+        : await exchange())
+    } catch (error) {
+      if (error.status === 401 || error.status === 403) forget()
+      throw error
+    } finally {
+      renewing = null
+    }
+  })()
+  return renewing
+}
+
+/** On page load: resume the session the cookie holds, if any. */
+export async function resume() {
+  if (!csrfToken()) return false
+  try {
+    await renew()
+    return true
+  } catch (error) {
+    if (error.status === 0) throw error
+    return false
+  }
+}
+
+export async function signOut() {
+  try {
+    await sessionCall('/logout')
+  } finally {
+    forget()
+  }
+}
+
+function forget() {
+  accessToken = null
+  clearTimeout(renewTimer)
+  for (const listener of signedOutListeners) listener()
+}
+
+export function onSignedOut(listener) {
+  signedOutListeners.add(listener)
+}
+
+export function currentAccessToken() {
+  return accessToken
+}
+
+/**
+ * Call the API: `api('GET', '/api/me')`, `api('POST', url, {json})`, or with `{ body:
+ * FormData }` for uploads. Answers parsed JSON (or a Blob); throws ApiError.
+ */
+export async function api(method, url, json, { body, retried = false } = {}) {
+  if (!accessToken) await renew()
+  const headers = { Authorization: `Bearer ${accessToken}` }
+  if (json !== undefined) headers['Content-Type'] = 'application/json'
+  try {
+    return await send(url, { method, headers, body: json !== undefined ? JSON.stringify(json) : body })
+  } catch (error) {
+    if (error.status === 401 && !retried && ['token_expired', 'token_revoked', 'bad_token'].includes(error.code)) {
+      await renew()
+      return api(method, url, json, { body, retried: true })
+    }
+    throw error
+  }
+}
+
+let polling = false
+/** Lost the server: poll its health until it answers, then say so. */
+export function markOffline() {
+  connection.online = false
+  if (polling) return
+  polling = true
+  let attempt = 0
+  const poll = async () => {
+    try {
+      const reply = await fetch('/healthz', { cache: 'no-store' })
+      if (reply.ok) {
+        connection.online = true
+        polling = false
+        return
+      }
+    } catch { /* still down */ }
+    setTimeout(poll, HEALTH_POLL_MS[Math.min(attempt++, HEALTH_POLL_MS.length - 1)])
+  }
+  setTimeout(poll, HEALTH_POLL_MS[0])
+}
+
+addMessages({
+  zh: {
+    'error.network': '连不上服务器，请检查网络', 'error.bad_credentials': '用户名或密码错误',
+    'error.locked_out': '失败次数过多，请稍后再试', 'error.account_disabled': '账号已停用，请联系管理员',
+    'error.token_expired': '登录已过期，请重新登录', 'error.token_revoked': '已在别处退出，请重新登录',
+    'error.bad_refresh_token': '登录已失效，请重新登录', 'error.refresh_reused': '登录已失效，请重新登录',
+    'error.csrf_failed': '页面已过期，请刷新后重试', 'error.illegal_transition': '工单状态已变化，此操作不可用',
+    'error.stale': '别人刚改过这张工单，请刷新后再试', 'error.invalid_field': '填写有误，请检查标红的项',
+    'error.bad_json': '提交的内容有误', 'error.bad_photo': '照片无法识别，请换一张',
+    'error.too_many_photos': '照片太多了', 'error.gate_offline': '门禁离线，无法开门',
+    'error.no_ack': '门禁没有回应', 'error.store_unavailable': '服务器暂时不可用，请稍后再试',
+    'error.rate_limited': '操作太频繁，请稍后再试', 'error.http_401': '请先登录',
+    'error.http_403': '您没有权限做这件事', 'error.http_404': '找不到，可能已被删除',
+    'error.http_409': '状态已变化，请刷新', 'error.http_413': '文件太大', 'error.http_422': '无法处理这个请求',
+    'error.http_429': '操作太频繁，请稍后再试', 'error.http_500': '服务器出错了，请稍后再试',
+    'error.http_503': '服务器暂时不可用，请稍后再试',
+  },
+  en: {
+    'error.network': 'Cannot reach the server; check the network',
+    'error.bad_credentials': 'Wrong username or password',
+    'error.locked_out': 'Too many failed attempts; try again later',
+    'error.account_disabled': 'Account disabled; ask an administrator',
+    'error.token_expired': 'Signed out after a while; sign in again',
+    'error.token_revoked': 'Signed out elsewhere; sign in again',
+    'error.bad_refresh_token': 'Session ended; sign in again',
+    'error.refresh_reused': 'Session ended; sign in again',
+    'error.csrf_failed': 'This page is out of date; reload and retry',
+    'error.illegal_transition': 'The ticket has moved on; that step is no longer possible',
+    'error.stale': 'Someone just changed this ticket; reload and retry',
+    'error.invalid_field': 'Please check the highlighted fields', 'error.bad_json': 'Bad request',
+    'error.bad_photo': 'This photo cannot be read; try another', 'error.too_many_photos': 'Too many photos',
+    'error.gate_offline': 'The gate is offline', 'error.no_ack': 'The gate did not answer',
+    'error.store_unavailable': 'The server is busy; try again later',
+    'error.rate_limited': 'Too many attempts; try again later', 'error.http_401': 'Please sign in',
+    'error.http_403': 'You may not do this', 'error.http_404': 'Not found; it may have been removed',
+    'error.http_409': 'It changed meanwhile; reload', 'error.http_413': 'File too large',
+    'error.http_422': 'This request cannot be handled', 'error.http_429': 'Too many attempts; wait a little',
+    'error.http_500': 'Server error; try again later', 'error.http_503': 'The server is busy; try again later',
+  },
+})

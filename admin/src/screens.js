@@ -1,0 +1,26 @@
+// Every screen of the admin view, in one list: its path, whether it sits in the bottom tab
+// bar (`tab`) or the More menu (`menu`) or neither (`title`), and the permissions (any one
+// of them) the server must grant for it to be shown.
+// To add a screen: write views/Name.vue, add one entry here (see docs/admin.md).
+export const screens = [
+  { path: '/today', name: 'today', tab: 'tab.today', icon: 'todo-list-o',
+    permissions: ['tickets.read'], component: () => import('./views/Placeholder.vue') },
+  { path: '/tickets', name: 'tickets', tab: 'tab.tickets', icon: 'orders-o',
+    permissions: ['tickets.read'], component: () => import('./views/Placeholder.vue') },
+  { path: '/tickets/:id', name: 'ticket', title: 'tab.tickets', permissions: ['tickets.read'],
+    component: () => import('./views/Placeholder.vue') },
+  { path: '/gates', name: 'gates', tab: 'tab.gates', icon: 'shield-o',
+    permissions: ['gates.read'], component: () => import('./views/Placeholder.vue') },
+  { path: '/people', name: 'people', tab: 'tab.people', icon: 'friends-o',
+    permissions: ['bindings.read', 'residents.read', 'passes.walkin'],
+    component: () => import('./views/Placeholder.vue') },
+  { path: '/more', name: 'more', tab: 'tab.more', icon: 'apps-o', permissions: [],
+    component: () => import('./views/More.vue') },
+  { path: '/access-log', name: 'access-log', menu: 'more.access_log', icon: 'records-o',
+    permissions: ['access_log.read'], component: () => import('./views/Placeholder.vue') },
+  { path: '/kpi', name: 'kpi', menu: 'more.kpi', icon: 'chart-trending-o',
+    permissions: ['kpi.read'], component: () => import('./views/Placeholder.vue') },
+  { path: '/settings', name: 'settings', menu: 'more.settings', icon: 'setting-o',
+    permissions: ['sla.write', 'staff.write', 'gates.write'],
+    component: () => import('./views/Placeholder.vue') },
+]

@@ -1,0 +1,56 @@
+// Dates and times as the community's clock shows them (its time zone, else China's).
+import { community } from './session'
+import { i18n } from './i18n'
+
+const DEFAULT_ZONE = 'Asia/Shanghai'
+const formats = new Map()
+
+function zoneOf(c) {
+  const settings = c?.settings ?? {}
+  if (settings.timezone) return settings.timezone
+  if (Number.isInteger(settings.utc_offset_minutes)) {
+    // Etc/GMT zones have inverted signs and whole hours only; others fall back to China.
+    const hours = -settings.utc_offset_minutes / 60
+    if (Number.isInteger(hours)) return hours === 0 ? 'UTC' : `Etc/GMT${hours > 0 ? '+' : ''}${hours}`
+  }
+  return DEFAULT_ZONE
+}
+
+function formatter(kind) {
+  const zone = zoneOf(community.value)
+  const key = `${i18n.lang}|${zone}|${kind}`
+  if (!formats.has(key)) {
+    const options = {
+      datetime: { month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' },
+      time: { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' },
+      date: { year: 'numeric', month: '2-digit', day: '2-digit' },
+    }[kind]
+    formats.set(key, new Intl.DateTimeFormat(i18n.lang === 'zh' ? 'zh-CN' : 'en-GB', { ...options, timeZone: zone }))
+  }
+  return formats.get(key)
+}
+
+export const formatDateTime = (iso) => (iso ? formatter('datetime').format(new Date(iso)) : '')
+export const formatTime = (iso) => (iso ? formatter('time').format(new Date(iso)) : '')
+export const formatDate = (iso) => (iso ? formatter('date').format(new Date(iso)) : '')
+
+/** "YYYY-MM-DD" of today in the community's zone. */
+export function localToday() {
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-CA', { timeZone: zoneOf(community.value), year: 'numeric', month: '2-digit', day: '2-digit' })
+      .formatToParts(new Date()).map((p) => [p.type, p.value]))
+  return `${parts.year}-${parts.month}-${parts.day}`
+}
+
+/** "-1:05" / "12:30" / "2d 3h": time left until `iso`, negative when overdue. */
+export function countdown(iso, now) {
+  const seconds = Math.round((new Date(iso) - now) / 1000)
+  const sign = seconds < 0 ? '-' : ''
+  let s = Math.abs(seconds)
+  if (s >= 86400) return `${sign}${Math.floor(s / 86400)}d ${Math.floor((s % 86400) / 3600)}h`
+  const h = Math.floor(s / 3600)
+  s %= 3600
+  const mm = String(Math.floor(s / 60)).padStart(h ? 2 : 1, '0')
+  const ss = String(s % 60).padStart(2, '0')
+  return `${sign}${h ? `${h}:` : ''}${mm}:${ss}`
+}
