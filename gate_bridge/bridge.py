@@ -21,8 +21,12 @@ import uuid
 from gate_bridge import protocol as p
 from gate_bridge import wire
 from gate_bridge.decision import DEFAULT_SKEW, decide, effective_mode, gate_info
+from gate_bridge.session import HEARTBEAT_DUE, BridgeSession, Limits, Received, Welcomed
 
 log = logging.getLogger("gate_bridge")
+
+CAPABILITIES = ("open", "door_sensor", "offline", "used")
+READ_SIZE = 65536
 
 
 @dataclasses.dataclass
@@ -78,13 +82,16 @@ class Bridge:
         self.clock = clock
         self.offset = 0.0  # server clock minus ours, from the last server time we saw
         self.heartbeat = config.heartbeat
-        self.writer: asyncio.StreamWriter | None = None
+        self.writer: asyncio.StreamWriter | None = None  # while a session is up
+        self.session: BridgeSession | None = None  # while connected, handshake included
+        self.session_tasks: set[asyncio.Task] = set()
         self.codec = config.codec
         self.sessions = 0  # authenticated sessions so far
         # The server's word on the mode (the last config, kept across restarts and while the
         # link is down) and the local fire-panel input; self.mode is what they rank to.
         self.server_mode = ((store.config() or {}).get("rules") or {}).get("mode", "normal")
         self.fire_input = False
+        self.failures, self.last_failure = 0, None  # sessions that ended, and why the last did
         self.mode = "normal"
         self.pending_scans: dict[str, asyncio.Future] = {}
         self.decided_locally: collections.deque = collections.deque(maxlen=256)
@@ -114,9 +121,9 @@ class Bridge:
                 before = self.sessions
                 try:
                     await self._session()
-                except (OSError, EOFError, asyncio.IncompleteReadError, TimeoutError,
-                        wire.FrameTooLarge, wire.BadPayload, p.ProtocolError, SessionEnded,
-                        ssl.SSLError) as exc:
+                except (OSError, TimeoutError, SessionEnded, ssl.SSLError) as exc:
+                    self.failures += 1
+                    self.last_failure = f"{type(exc).__name__}: {exc}"
                     log.warning("%s: session ended: %s: %s", self.config.bridge_id,
                                 type(exc).__name__, exc)
                 self.changes.changed()
@@ -139,65 +146,68 @@ class Bridge:
             self.config.connect_timeout)
 
     async def _session(self) -> None:
+        """One connection: the handshake and then the session, run by BridgeSession."""
         reader, writer = await self._open()
+        session = BridgeSession(Limits(heartbeat=self.heartbeat,
+                                       handshake_timeout=self.config.connect_timeout),
+                                self.config.bridge_id, self.key, self.codec)
+        session.hello(firmware=self.config.firmware, caps=list(CAPABILITIES),
+                      last_seq=self.store.acked_seq, config_version=self._config_version())
+        self.session = session
+        writer.write(session.data_to_send())
+        workers = [asyncio.create_task(self._read_loop(reader, writer)),
+                   asyncio.create_task(self._timer_loop(writer))]
         try:
-            await self._handshake(reader, writer)
-            self.writer = writer
-            self.sessions += 1
-            self.changes.changed()
-            log.info("%s: connected (session %d)", self.config.bridge_id, self.sessions)
-            self.events_waiting.set()
-            workers = [asyncio.create_task(c) for c in
-                       (self._read_loop(reader), self._heartbeat_loop(), self._event_loop())]
-            try:
-                done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()  # re-raise what ended the session
-            finally:
-                for task in workers:
-                    task.cancel()
-                await asyncio.gather(*workers, return_exceptions=True)
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what ended the session
         finally:
-            self.writer = None
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            self.writer = self.session = None
             for future in self.pending_scans.values():
                 future.cancel()
             writer.close()
 
-    async def _handshake(self, reader, writer) -> None:
-        nonce = p.new_nonce()
-        writer.write(wire.encode(p.message(
-            p.HELLO, v=list(p.VERSIONS), bridge=self.config.bridge_id,
-            firmware=self.config.firmware, caps=["open", "set_mode", "door_sensor", "offline"],
-            last_seq=self.store.acked_seq, config_version=self._config_version(),
-            nonce=nonce), self.codec))
-        timeout = self.config.connect_timeout
-        challenge, _ = await asyncio.wait_for(wire.read_frame(reader), timeout)
-        self._raise_if_error(challenge, p.CHALLENGE)
-        server_nonce = p.as_bytes(challenge.get("nonce"), "nonce")
-        expected = p.server_proof(self.key, self.config.bridge_id, nonce, server_nonce)
-        if not p.proof_ok(expected, p.as_bytes(challenge.get("proof"), "proof")):
-            # Whoever answered does not know our key: not our server.
-            raise p.ProtocolError("server_auth_failed", "server proof does not match")
-        writer.write(wire.encode(p.message(
-            p.AUTH, proof=p.bridge_proof(self.key, self.config.bridge_id, nonce, server_nonce)),
-            self.codec))
-        welcome, _ = await asyncio.wait_for(wire.read_frame(reader), timeout)
-        self._raise_if_error(welcome, p.WELCOME)
+    def _welcomed(self, writer, welcome: dict) -> None:
         self.offset = float(welcome["time"]) - self.clock()
         self.heartbeat = float(welcome.get("heartbeat", self.heartbeat))
+        self.session.limits = dataclasses.replace(self.session.limits, heartbeat=self.heartbeat)
+        self.writer = writer
+        self.sessions += 1
+        log.info("%s: connected (session %d)", self.config.bridge_id, self.sessions)
+        self.events_waiting.set()
+        self._session_task(self._event_loop())
 
-    @staticmethod
-    def _raise_if_error(msg: dict, expected_op: str) -> None:
-        if msg["op"] == p.ERROR:
-            raise p.ProtocolError(str(msg.get("code")), str(msg.get("message")))
-        if msg["op"] != expected_op:
-            raise p.ProtocolError("unexpected_op", f"expected {expected_op}, got {msg['op']}")
+    def _session_task(self, coroutine) -> None:
+        """A task that lives as long as this session (cancelled with the read loop)."""
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        self.session_tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.session_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and not isinstance(
+                task.exception(), (SessionEnded, OSError)):
+            log.error("%s: task failed", self.config.bridge_id, exc_info=task.exception())
+
+    async def _flush(self, writer) -> None:
+        data = self.session.data_to_send()
+        if data:
+            writer.write(data)
+            await writer.drain()
+        if self.session.closed:
+            ended = self.session.closed_by
+            raise SessionEnded(f"{ended.code}: {ended.text}")
 
     async def send(self, msg: dict) -> None:
-        if self.writer is None:
+        if self.writer is None or self.session is None:
             raise SessionEnded("not connected")
-        self.writer.write(wire.encode(msg, self.codec))
-        await self.writer.drain()
+        self.session.send(msg)
+        await self._flush(self.writer)
 
     async def wait(self, predicate, timeout: float = 5.0) -> None:
         """Wait until `predicate()` holds (tests, simulator); re-checked on every change."""
@@ -205,29 +215,36 @@ class Bridge:
 
     # -- the session's workers ---------------------------------------------------------------
 
-    async def _read_loop(self, reader) -> None:
+    async def _read_loop(self, reader, writer) -> None:
         handlers = {p.HEARTBEAT: self._on_heartbeat, p.OPEN: self._on_command,
-                    p.SET_MODE: self._on_command, p.CONFIG: self._on_config,
+                    p.CONFIG: self._on_config, p.USED: self._on_used,
                     p.SCAN_RESULT: self._on_scan_result, p.EVENTS_ACK: self._on_events_ack,
-                    p.ERROR: self._on_error, p.BYE: self._on_bye}
-        while True:
-            # Nothing at all (not even a heartbeat) for 3 intervals: the link is dead.
-            msg, _ = await asyncio.wait_for(wire.read_frame(reader),
-                                            p.MISSED_HEARTBEATS * self.heartbeat)
-            handler = handlers.get(msg["op"])
-            if handler is None:
-                await self.send(p.error("unknown_op", f"bridge does not handle {msg['op']!r}",
-                                        msg["op"]))
-            else:
-                await handler(msg)
-            self.changes.changed()
+                    p.ERROR: self._on_error}
+        session = self.session
+        try:
+            while True:
+                for event in session.receive_data(await reader.read(READ_SIZE)):
+                    if type(event) is Received:
+                        await handlers[event.op](event.message)
+                    elif type(event) is Welcomed:
+                        self._welcomed(writer, event.message)
+                await self._flush(writer)
+                self.changes.changed()
+        finally:
+            for task in list(self.session_tasks):
+                task.cancel()
 
-    async def _heartbeat_loop(self) -> None:
+    async def _timer_loop(self, writer) -> None:
+        """Heartbeats, the handshake deadline and heartbeat loss, from the session's timers."""
+        session = self.session
         while True:
-            await self.send(p.message(p.HEARTBEAT, t=self.clock(), drift=-self.offset,
-                                      config_version=self._config_version(),
-                                      buffer=round(self.store.fill_ratio, 3)))
-            await asyncio.sleep(self.heartbeat)
+            await asyncio.sleep(min(session.limits.heartbeat / 4, 1.0))
+            for event in session.tick(time.monotonic()):
+                if event is HEARTBEAT_DUE:
+                    session.send(p.message(p.HEARTBEAT, t=self.clock(), drift=-self.offset,
+                                           config_version=self._config_version(),
+                                           buffer=round(self.store.fill_ratio, 3)))
+            await self._flush(writer)
 
     async def _event_loop(self) -> None:
         sent = self.store.acked_seq  # every unacknowledged event is sent again per session
@@ -250,21 +267,20 @@ class Bridge:
         log.warning("%s: server error %s: %s", self.config.bridge_id, msg.get("code"),
                     msg.get("message"))
 
-    async def _on_bye(self, msg: dict) -> None:
-        raise SessionEnded(f"server said bye: {msg.get('reason')}")
-
     async def _on_events_ack(self, msg: dict) -> None:
-        if isinstance(msg.get("upto"), int):
-            self.store.ack_upto(msg["upto"])
+        self.store.ack_upto(msg["upto"])  # a lower upto than before is no news (max)
 
     async def _on_scan_result(self, msg: dict) -> None:
         future = self.pending_scans.get(msg.get("id"))
         if future is not None and not future.done():
             future.set_result(msg)
 
+    async def _on_used(self, msg: dict) -> None:
+        """Codes used elsewhere since the last config: refused here too, offline."""
+        self.store.add_used([(p.as_bytes(n, "nonce"), e) for n, e in msg.get("nonces") or ()])
+
     async def _on_config(self, msg: dict) -> None:
-        nonces = msg.get("nonces") or []
-        self.store.add_used([(p.as_bytes(n, "nonce"), e) for n, e in nonces])
+        await self._on_used(msg)
         config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules",
                                            "skew_seconds")}
         self.store.save_config(config)
@@ -283,11 +299,7 @@ class Bridge:
         await self.send(p.message(p.ACK, id=command_id, level=level, **extra))
 
     async def _on_command(self, msg: dict) -> None:
-        try:
-            command_id, issued_at, ttl = p.command_fields(msg)
-        except p.ProtocolError as exc:
-            await self.send(p.error(exc.code, exc.message, msg["op"]))
-            return
+        command_id, issued_at, ttl = p.command_fields(msg)  # checked by the session
         if not self.store.claim_command(command_id, p.RECEIVED, self.clock()):
             # Seen before (a resend after reconnect, or a duplicate): report, do not act.
             await self.send(p.message(p.ACK, id=command_id, duplicate=True,
@@ -300,17 +312,9 @@ class Bridge:
             await self._ack(command_id, p.REFUSED, reason="decided_offline")
             return
         await self._ack(command_id, p.RECEIVED)
-        if msg["op"] == p.SET_MODE:
-            if msg.get("mode") not in p.MODES:
-                await self._ack(command_id, p.REFUSED, reason="bad_mode")
-                return
-            self.server_mode = msg["mode"]
-            await self._apply_mode()
-            await self._ack(command_id, p.ACTUATED)
-            return
         task = asyncio.create_task(self._open_door(command_id, msg))
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self.tasks.discard)  # outlives the session: the door finishes
 
     async def _open_door(self, command_id: str | None, msg: dict) -> None:
         """Release the lock; report actuated, then opened / not_opened from the door sensor."""

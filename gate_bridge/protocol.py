@@ -31,17 +31,13 @@ CHALLENGE = "challenge"  # {v, nonce, proof}
 WELCOME = "welcome"      # {time, heartbeat, config_version, gate}
 SCAN_RESULT = "scan_result"  # {id, allow, reason}
 OPEN = "open"            # {id, door, pulse_ms, issued_at, ttl, scan?}
-SET_MODE = "set_mode"    # {id, mode, issued_at, ttl}
-CONFIG = "config"        # {version, keys, revoked, nonces, gate, rules}
+CONFIG = "config"        # {version, format, keys, revoked, nonces, gate, rules, ...}
+USED = "used"            # {nonces: [[nonce, expires]]}: codes used since the last config
 EVENTS_ACK = "events_ack"  # {upto}
 # Both ways
 HEARTBEAT = "hb"         # {t, drift?, config_version?}
 ERROR = "error"          # {code, message, ref_op?}
 BYE = "bye"              # {reason}
-
-BRIDGE_OPS = frozenset({HELLO, AUTH, SCAN, ACK, EVENTS, CONFIG_ACK, HEARTBEAT, ERROR, BYE})
-HUB_OPS = frozenset({CHALLENGE, WELCOME, SCAN_RESULT, OPEN, SET_MODE, CONFIG, EVENTS_ACK,
-                     HEARTBEAT, ERROR, BYE})
 
 # Command acknowledgement levels, in order; a command's final level is one of FINAL_LEVELS.
 RECEIVED, ACTUATED, OPENED, NOT_OPENED, REFUSED = (
@@ -68,6 +64,7 @@ DEFAULT_HEARTBEAT = 20.0
 MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 MAX_DRIFT = 2.0  # seconds; QR windows depend on the bridge's clock
 MAX_EVENTS_PER_FRAME = 200
+MAX_SCAN_TEXT = 1024  # characters of a scanned code
 
 
 class ProtocolError(Exception):

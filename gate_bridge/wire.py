@@ -57,37 +57,22 @@ def decode_payload(payload: bytes) -> tuple[dict, str]:
     return message, codec
 
 
-class Decoder:
-    """Incremental decoder: feed bytes as they arrive, take complete payloads out.
+def split(buffer: bytes, max_frame: int = MAX_FRAME) -> tuple[list[bytes], bytes]:
+    """(complete payloads, the bytes of an unfinished frame) of bytes received so far.
 
-    Used by the hub's asyncio protocol, where bytes come in arbitrary chunks.
+    Raises FrameTooLarge as soon as a header announces more than `max_frame`.
     """
-
-    __slots__ = ("buffer", "max_frame")
-
-    def __init__(self, max_frame: int = MAX_FRAME):
-        self.buffer = bytearray()
-        self.max_frame = max_frame
-
-    def feed(self, data: bytes) -> list[bytes]:
-        """Complete payloads so far (raw; decode each with decode_payload). Raises FrameTooLarge."""
-        self.buffer += data
-        payloads = []
-        while len(self.buffer) >= HEADER.size:
-            (size,) = HEADER.unpack_from(self.buffer)
-            if size > self.max_frame:
-                raise FrameTooLarge(f"frame of {size} bytes exceeds {self.max_frame}")
-            end = HEADER.size + size
-            if len(self.buffer) < end:
-                break
-            payloads.append(bytes(self.buffer[HEADER.size:end]))
-            del self.buffer[:end]
-        return payloads
-
-    @property
-    def partial(self) -> bool:
-        """True while a frame has begun but not finished (read timeouts watch this)."""
-        return bool(self.buffer)
+    payloads, at = [], 0
+    while len(buffer) - at >= HEADER.size:
+        (size,) = HEADER.unpack_from(buffer, at)
+        if size > max_frame:
+            raise FrameTooLarge(f"frame of {size} bytes exceeds {max_frame}")
+        end = at + HEADER.size + size
+        if len(buffer) < end:
+            break
+        payloads.append(bytes(buffer[at + HEADER.size:end]))
+        at = end
+    return payloads, bytes(buffer[at:])
 
 
 async def read_frame(reader, max_frame: int = MAX_FRAME) -> tuple[dict, str]:

@@ -64,6 +64,12 @@ class Gate(BaseModel):
     last_seen: datetime | None
 
 
+class Disabled(BaseModel):
+    bridge_id: str
+    gate_id: str
+    disabled_at: datetime
+
+
 class Provisioned(BaseModel):
     bridge_id: str
     secret: str = Field(description="shown once: put it in the bridge's bridge.toml")
@@ -192,6 +198,12 @@ class BridgeHandler(APIHandler):
          response=Provisioned, status=201, permission="gates.write")
     async def post(self, community_id, gate_id):
         self.write_json(await self.app.bridges.provision(community_id, gate_id, self.principal.id))
+
+    @api("Disable the gate's bridge: its secret stops working and its open session is closed "
+         "at once; provisioning again re-enables it with a new secret",
+         response=Disabled, permission="gates.write")
+    async def delete(self, community_id, gate_id):
+        self.write_json(await self.app.bridges.disable(community_id, gate_id, self.principal.id))
 
 
 class OpenHandler(APIHandler):

@@ -37,13 +37,22 @@ async def announce_config(redis_client, community_id: str) -> None:
     await redis_client.publish(CONFIG_CHANNEL, json.dumps({"community_id": community_id}))
 
 
+# Every use of a code's slot is published here by the use itself (models/passes.py), and
+# every hub tells the community's connected bridges at once (a `used` frame).
+USED_CHANNEL = "gate:used"
+
+# Every hub listens here and ends the named bridge's session with bye{reason}.
+SESSIONS_CHANNEL = "gate:end_sessions"
+
+
 def gate_rules(gate: dict) -> dict:
     return {**DEFAULT_RULES, **gate.get("rules", {})}
 
 
 class BridgeManager:
-    def __init__(self, db, clock, places, passes, modes, box: KeyBox):
+    def __init__(self, db, redis, clock, places, passes, modes, box: KeyBox):
         self.db = db
+        self.redis = redis
         self.clock = clock
         self.places = places
         self.passes = passes
@@ -53,8 +62,9 @@ class BridgeManager:
     async def provision(self, community_id: str, gate_id: str, by: str) -> dict:
         """A new secret for the gate's bridge (a new bridge id the first time).
 
-        The old secret stops working at once: re-provisioning is also how a
-        stolen bridge is locked out.
+        The old secret stops working at once, and a session opened with it ends at once
+        (bye{reason: "reprovisioned"}): re-provisioning is also how a stolen bridge is
+        locked out. It re-enables a disabled bridge.
         """
         gate = await self.places.gate(community_id, gate_id)
         bridge_id = gate.get("bridge_id") or f"br-{secrets.token_hex(6)}"
@@ -64,16 +74,33 @@ class BridgeManager:
             "$set": {"community_id": gate["community_id"], "gate_id": gate["_id"],
                      "key": self.box.seal(p.derive_key(secret), bridge_id),
                      "provisioned_at": now, "provisioned_by": by},
+            "$unset": {"disabled_at": "", "disabled_by": ""},
         }, upsert=True)
-        if not gate.get("bridge_id"):
+        if gate.get("bridge_id"):
+            await self.end_sessions(bridge_id, "reprovisioned")
+        else:
             await self.places.update_gate(community_id, gate_id, {"bridge_id": bridge_id})
         return {"bridge_id": bridge_id, "secret": secret, "gate_id": str(gate["_id"]),
                 "provisioned_at": now}
 
+    async def disable(self, community_id: str, gate_id: str, by: str) -> dict:
+        """Lock the gate's bridge out until it is provisioned again: its key is deleted and
+        its session ends at once (bye{reason: "disabled"}), on whichever hub holds it."""
+        gate, bridge_id = await self.bridge_for_gate(community_id, gate_id)
+        now = self.clock.now()
+        await self.db.bridges.update_one({"_id": bridge_id}, {
+            "$set": {"disabled_at": now, "disabled_by": by}, "$unset": {"key": ""}})
+        await self.end_sessions(bridge_id, "disabled")
+        return {"bridge_id": bridge_id, "gate_id": str(gate["_id"]), "disabled_at": now}
+
+    async def end_sessions(self, bridge_id: str, reason: str) -> None:
+        await self.redis.publish(SESSIONS_CHANNEL, json.dumps({"bridge": bridge_id,
+                                                               "reason": reason}))
+
     async def credentials(self, bridge_id: str) -> tuple[bytes, dict, dict] | None:
-        """(HMAC key, bridge doc, gate doc) for a bridge id, or None if unknown."""
+        """(HMAC key, bridge doc, gate doc) for a bridge id, or None if unknown or disabled."""
         bridge = await self.db.bridges.find_one({"_id": bridge_id})
-        if bridge is None:
+        if bridge is None or "key" not in bridge:
             return None
         gate = await self.db.gates.find_one({"_id": bridge["gate_id"]})
         if gate is None:

@@ -14,6 +14,7 @@ Redis keys:
 """
 
 import asyncio
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -32,8 +33,8 @@ from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, P
 from models.access import Principal, permitted
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.bridges import USED_CHANNEL, announce_config
 from models.key_box import KeyBox
-from models.bridges import announce_config
 
 INDEXES = {
     "passes": [
@@ -51,6 +52,8 @@ NOT_LOADED, REVOKED_CODE = -1, -2
 # Revocation check and use count in one round trip, atomically. Storage mechanics only:
 # what a revocation or an exhausted claim means is decided by gate_bridge.decision.
 # Relative expiry (ARGV[2]): Redis keeps its own time, ours may be a test's manual clock.
+# A use that took a slot is published in the same step (ARGV[5] is the message up to its
+# count), so gate hubs tell their bridges without another round trip (USED_CHANNEL).
 USE_SCRIPT = """
 if redis.call('SISMEMBER', KEYS[1], '*') == 0 then return -1 end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return -2 end
@@ -58,6 +61,7 @@ if ARGV[3] == '' then return 0 end
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+if count <= tonumber(ARGV[6]) then redis.call('PUBLISH', ARGV[7], ARGV[5] .. count .. '}') end
 return count
 """
 TRAIL_ORDER = {"created": 0, "used": 1, "cancelled": 2, "expired": 3}  # for equal times
@@ -94,6 +98,13 @@ def quarters(hhmm: str) -> int:
 
 def hhmm(quarter: int) -> str:
     return f"{quarter // 4:02d}:{quarter % 4 * 15:02d}"
+
+
+def _use_announcement(community_id: str, claim: UseClaim) -> str:
+    """The USED_CHANNEL message of a use up to its count, which the use script appends."""
+    body = json.dumps({"community_id": community_id, "claim": claim.key.hex(),
+                       "limit": claim.limit, "expires": claim.expires})
+    return body[:-1] + ', "count": '
 
 
 class PassManager:
@@ -364,7 +375,9 @@ class PassManager:
         keys = [f"revoked:{community_id}", f"uses:{claim.key.hex()}" if claim else "",
                 f"used:{community_id}"]
         args = [subject, max(1, int(claim.expires - self.clock.time()) + 1) if claim else 0,
-                f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0]
+                f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0,
+                _use_announcement(community_id, claim) if claim else "",
+                claim.limit if claim else 0, USED_CHANNEL]
         count = await self._use_script(keys=keys, args=args)
         if count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload, retry
             await self._load_revocations(community_id)

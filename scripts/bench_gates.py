@@ -36,7 +36,7 @@ import types
 from pathlib import Path
 
 from gate_bridge import protocol as p
-from gate_bridge import wire
+from gate_bridge.session import BridgeSession, Limits, Received, Welcomed
 
 MASTER = b"bench-master-key"
 HEARTBEAT = 20.0
@@ -124,52 +124,63 @@ async def serve_bare() -> None:
 
 
 class Client(asyncio.Protocol):
-    """One idle bridge: handshake, then a heartbeat every interval (from a shared timer)."""
+    """One bridge on the bridge's own session: handshake, then what the benchmark sends;
+    received application frames go to `on_frame`."""
 
-    def __init__(self, bridge_id: str | None, done: asyncio.Future):
-        self.bridge_id, self.done, self.decoder = bridge_id, done, wire.Decoder()
+    def __init__(self, bridge_id: str | None, key: bytes | None, done: asyncio.Future,
+                 on_frame=None):
+        self.bridge_id, self.key, self.done, self.on_frame = bridge_id, key, done, on_frame
+        self.session = None
 
     def connection_made(self, transport):
         self.transport = transport
-        if self.bridge_id is None:
+        if self.bridge_id is None:  # the bare baseline: a socket, nothing said
             self.done.set_result(None)
             return
-        self.nonce = p.new_nonce()
-        transport.write(wire.encode(p.message(p.HELLO, v=[1], bridge=self.bridge_id,
-                                              nonce=self.nonce)))
+        self.session = BridgeSession(Limits(heartbeat=HEARTBEAT, handshake_timeout=120),
+                                     self.bridge_id, self.key)
+        self.session.hello()
+        transport.write(self.session.data_to_send())
 
     def data_received(self, data):
-        for payload in self.decoder.feed(data):
-            msg, _ = wire.decode_payload(payload)
-            if msg["op"] == p.CHALLENGE:
-                proof = p.bridge_proof(bench_key(self.bridge_id), self.bridge_id, self.nonce,
-                                       msg["nonce"])
-                self.transport.write(wire.encode(p.message(p.AUTH, proof=proof)))
-            elif msg["op"] == p.WELCOME and not self.done.done():
+        if self.session is None:
+            return
+        for event in self.session.receive_data(data):
+            if type(event) is Welcomed and not self.done.done():
                 self.done.set_result(None)
+            elif type(event) is Received and self.on_frame is not None:
+                self.on_frame(event.message)
+        self.transport.write(self.session.data_to_send())
+
+    def send(self, msg: dict) -> None:
+        self.session.send(msg)
+        self.transport.write(self.session.data_to_send())
+
+
+async def connect_client(port: int, bridge_id: str | None, key: bytes | None, on_frame=None,
+                         source: str = "127.0.0.1") -> Client:
+    """A Client connected and (when it has an id) welcomed."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    _, client = await loop.create_connection(lambda: Client(bridge_id, key, done, on_frame),
+                                             "127.0.0.1", port, local_addr=(source, 0))
+    await asyncio.wait_for(done, 120)
+    return client
 
 
 async def clients(port: int, count: int, hub: bool) -> None:
-    loop = asyncio.get_running_loop()
     held = []
     for start in range(0, count, 500):
-        batch = []
-        for i in range(start, min(count, start + 500)):
-            done = loop.create_future()
-            # Many loopback source addresses: one has only ~28k ephemeral ports.
-            source = f"127.0.{1 + i // 20000}.{1 + (i // 250) % 250}"
-            transport, client = await loop.create_connection(
-                lambda d=done, n=i: Client(f"br-{n}" if hub else None, d), "127.0.0.1", port,
-                local_addr=(source, 0))
-            held.append(client)
-            batch.append(done)
-        await asyncio.wait_for(asyncio.gather(*batch), 120)
+        # Many loopback source addresses: one has only ~28k ephemeral ports.
+        held += await asyncio.gather(*(connect_client(
+            port, f"br-{i}" if hub else None, bench_key(f"br-{i}") if hub else None,
+            source=f"127.0.{1 + i // 20000}.{1 + (i // 250) % 250}")
+            for i in range(start, min(count, start + 500))))
     print("READY", len(held), flush=True)
-    beat = wire.encode(p.message(p.HEARTBEAT, t=0.0))
     while True:
         await asyncio.sleep(HEARTBEAT)
         for client in held:
-            client.transport.write(beat)
+            client.send(p.message(p.HEARTBEAT, t=time.time()))
 
 
 def spawn(*args) -> subprocess.Popen:
@@ -235,32 +246,26 @@ async def app_benchmarks(settings, scans: int) -> dict:
     codes = [(await app.passes.resident_code(principal, cid))["token"] for _ in range(scans)]
 
     # 2a. online scan -> open frame at 500 scans/s
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    nonce = p.new_nonce()
-    writer.write(wire.encode(p.message(p.HELLO, v=[1], bridge=creds["bridge_id"], nonce=nonce)))
-    challenge, _ = await wire.read_frame(reader)
-    writer.write(wire.encode(p.message(p.AUTH, proof=p.bridge_proof(
-        p.derive_key(creds["secret"]), creds["bridge_id"], nonce, challenge["nonce"]))))
-    while (await wire.read_frame(reader))[0]["op"] != p.WELCOME:
-        pass
     sent, opened = {}, {}
-
-    async def read_opens():
-        while len(opened) < scans:
-            msg, _ = await wire.read_frame(reader)
-            if msg["op"] == p.OPEN:
-                opened[msg["scan"]] = time.perf_counter()
-            elif msg["op"] == p.EVENTS_ACK:
-                ingest_acks.put_nowait(msg["upto"])
+    all_opened = asyncio.get_running_loop().create_future()
     ingest_acks: asyncio.Queue = asyncio.Queue()
-    reading = asyncio.create_task(read_opens())
+
+    def on_frame(msg: dict) -> None:
+        if msg["op"] == p.OPEN:
+            opened[msg["scan"]] = time.perf_counter()
+            if len(opened) == scans:
+                all_opened.set_result(None)
+        elif msg["op"] == p.EVENTS_ACK:
+            ingest_acks.put_nowait(msg["upto"])
+    bridge = await connect_client(port, creds["bridge_id"], p.derive_key(creds["secret"]),
+                                  on_frame)
     start = time.perf_counter()
     for i, code in enumerate(codes):
         due = start + i / 500
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
         sent[str(i)] = time.perf_counter()
-        writer.write(wire.encode(p.message(p.SCAN, id=str(i), text=code, direction="in")))
-    await asyncio.wait_for(reading, 60)
+        bridge.send(p.message(p.SCAN, id=str(i), text=code, direction="in"))
+    await asyncio.wait_for(all_opened, 60)
     latencies = [(opened[k] - sent[k]) * 1000 for k in sent]
     results["scan_to_open_ms"] = {"p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99),
                                   "rate": scans / (time.perf_counter() - start)}
@@ -269,11 +274,10 @@ async def app_benchmarks(settings, scans: int) -> dict:
     # alternating slices so machine load and collection growth weigh on both alike
     frames = ingest_frames(20000, 200)
     scratch, batches = await _raw_batches(app, creds["bridge_id"], frames)
-    reading = asyncio.create_task(_ingest_reader(reader, ingest_acks))
     hub_seconds = raw_seconds = 0.0
     for part in range(4):
         lo, hi = part * len(frames) // 4, (part + 1) * len(frames) // 4
-        hub_seconds += await _ingest(writer, ingest_acks, frames[lo:hi])
+        hub_seconds += await _ingest(bridge, ingest_acks, frames[lo:hi])
         start = time.perf_counter()
         for docs in batches[lo:hi]:
             await scratch.insert_many(docs, ordered=False)
@@ -281,8 +285,7 @@ async def app_benchmarks(settings, scans: int) -> dict:
     events = frames[-1][-1]["seq"]
     stored = await app.db.gate_events.count_documents({"bridge": creds["bridge_id"],
                                                        "type": "door_opened"})
-    reading.cancel()
-    writer.close()
+    bridge.transport.close()
     results["ingest"] = {"events": events, "stored": stored, "per_second": events / hub_seconds,
                          "raw_per_second": events / raw_seconds, "ratio": raw_seconds / hub_seconds}
 
@@ -341,25 +344,19 @@ async def _raw_batches(app, bridge_id: str, frames: list[list[dict]]) -> tuple:
     return scratch, batches
 
 
-async def _ingest(writer, acks: asyncio.Queue, frames: list[list[dict]], window: int = 4) -> float:
+async def _ingest(bridge: Client, acks: asyncio.Queue, frames: list[list[dict]],
+                  window: int = 4) -> float:
     """Seconds until the hub acknowledged all frames, sent with up to `window` unacknowledged."""
     start = time.perf_counter()
     sent, in_flight = 0, 0
     while sent < len(frames) or in_flight:
         while sent < len(frames) and in_flight < window:
-            writer.write(wire.encode(p.message(p.EVENTS, items=frames[sent])))
+            bridge.send(p.message(p.EVENTS, items=frames[sent]))
             sent += 1
             in_flight += 1
         await acks.get()
         in_flight -= 1
     return time.perf_counter() - start
-
-
-async def _ingest_reader(reader, acks: asyncio.Queue) -> None:
-    while True:
-        msg, _ = await wire.read_frame(reader)
-        if msg["op"] == p.EVENTS_ACK:
-            acks.put_nowait(msg["upto"])
 
 
 async def _remote_open_ratio(app, cid: str, gate_id: str, token: str, rounds: int = 200) -> dict:

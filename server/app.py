@@ -88,7 +88,7 @@ class XiaoquApp(tornado.web.Application):
         self.gate_alarms = AlarmManager(self.db, self.clock)
         self.gate_events = GateEventManager(self.db, self.clock)
         self.gate_modes = ModeManager(self.db, redis, self.clock, self.places, self.gate_alarms)
-        self.bridges = BridgeManager(self.db, self.clock, self.places, self.passes,
+        self.bridges = BridgeManager(self.db, self.redis, self.clock, self.places, self.passes,
                                      self.gate_modes, key_box)
         self.gate_access = GateAccess(redis, self.clock, self.passes, self.access_log,
                                       self.gate_events, self.gate_alarms, self.gate_modes,

@@ -37,15 +37,17 @@ import tornado.netutil
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
-from models.bridges import CONFIG_CHANNEL, BridgeManager
+from gate_bridge.decision import UseClaim
+from gate_bridge.session import (HEARTBEAT_DUE, Authenticated, Hello, Limits, Received,
+                                 ServerSession)
+from models.bridges import CONFIG_CHANNEL, SESSIONS_CHANNEL, USED_CHANNEL, BridgeManager
 from server.app import XiaoquApp
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis, connect_redis_pubsub
 
 log = logging.getLogger("xiaoqu.gate_hub")
 
-HELLO, AUTH, READY, CLOSED = "hello", "auth", "ready", "closed"
-MAX_STRIKES = 5  # undecodable frames tolerated before the socket is dropped
+NOW, ORDERED, CONCURRENT = "now", "ordered", "concurrent"  # how an op's handler runs
 PENDING = "gate:pending:"
 CONFIG_CACHE_SECONDS = 60.0  # revocations reach bridges within this even unannounced
 
@@ -61,32 +63,33 @@ class HubOptions:
     command_ttl: float = p.DEFAULT_TTL
     ssl_context: ssl.SSLContext | None = None
 
+    def limits(self) -> Limits:
+        return Limits(heartbeat=self.heartbeat, handshake_timeout=self.auth_timeout,
+                      read_timeout=self.read_timeout, max_frame=self.max_frame, rate=self.rate,
+                      burst=self.burst)
+
 
 class Connection(asyncio.Protocol):
-    __slots__ = ("hub", "transport", "decoder", "codec", "state", "bridge", "creds", "nonce",
-                 "server_nonce", "opened", "last_rx", "last_tx", "partial_since", "tokens",
-                 "token_at", "strikes", "inbox", "worker", "config_version", "pushed_at",
-                 "drift_alarm", "events_upto")
+    """Moves bytes between one socket and its ServerSession; what the hub knows of the bridge."""
+
+    __slots__ = ("hub", "transport", "session", "creds", "key_generation", "inbox", "worker",
+                 "config_version", "pushed_at", "drift_alarm", "events_upto")
 
     def __init__(self, hub: "GateHub"):
-        now = time.monotonic()
         self.hub = hub
         self.transport = None
-        self.decoder = wire.Decoder(hub.options.max_frame)
-        self.codec = "msgpack"
-        self.state = HELLO
-        self.bridge: str | None = None
+        self.session = ServerSession(hub.limits)
         self.creds = None  # (key, bridge doc, gate doc) once hello named a known bridge
-        self.nonce = self.server_nonce = None
-        self.opened = self.last_rx = self.last_tx = now
-        self.partial_since = None
-        self.tokens, self.token_at = hub.options.burst, now
-        self.strikes = 0
+        self.key_generation = 0  # the hub's count of the bridge's key changes when read
         self.inbox = self.worker = None  # created only while there is work
         self.config_version = None
         self.pushed_at = 0.0
         self.drift_alarm = False
         self.events_upto = 0  # highest seq acknowledged on this connection
+
+    @property
+    def bridge(self) -> str | None:
+        return self.session.bridge
 
     # -- transport callbacks ------------------------------------------------------------
 
@@ -98,125 +101,67 @@ class Connection(asyncio.Protocol):
         self.hub.all.add(self)
 
     def connection_lost(self, exc) -> None:
-        was_ready = self.state == READY
-        self.state = CLOSED
+        self.session.receive_data(b"")  # the session ends here if it had not already
         self.hub.all.discard(self)
-        if was_ready:
-            self.hub.lost(self)
+        self.hub.lost(self)
         self.hub.changes.changed()
 
     def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        self.last_rx = now
-        try:
-            payloads = self.decoder.feed(data)
-        except wire.FrameTooLarge as exc:
-            self.close("frame_too_large", str(exc))
-            return
-        self.partial_since = (self.partial_since or now) if self.decoder.partial else None
-        for payload in payloads:
-            if self.state == CLOSED:
-                return
-            if not self._take_token(now):
-                continue
-            try:
-                msg, codec = wire.decode_payload(payload)
-            except wire.BadPayload as exc:
-                self.strike("bad_frame", str(exc))
-                continue
-            try:
-                self.dispatch(msg, codec)
-            except p.ProtocolError as exc:
-                self.strike(exc.code, exc.message, msg.get("op"))
+        for event in self.session.receive_data(data):
+            self.hub.on_event(self, event)
+        self.flush()
         self.hub.changes.changed()
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _take_token(self, now: float) -> bool:
-        options = self.hub.options
-        self.tokens = min(options.burst, self.tokens + (now - self.token_at) * options.rate)
-        self.token_at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        if self.tokens > -options.burst:  # answer once per frame for a while, then stay quiet
-            self.send(p.error("rate_limited", "too many frames; slow down"))
-        self.tokens -= 1
-        if self.tokens < -2 * options.burst:
-            self.close("rate_limited", "too many frames")
-        return False
-
-    def strike(self, code: str, text: str, ref_op: str | None = None) -> None:
-        self.strikes += 1
-        self.send(p.error(code, text, ref_op))
-        if self.strikes >= MAX_STRIKES:
-            self.close("too_many_errors", "too many bad frames")
-
-    def send(self, msg: dict) -> None:
-        if self.state != CLOSED and not self.transport.is_closing():
-            self.transport.write(wire.encode(msg, self.codec))
-            self.last_tx = time.monotonic()
-
-    def close(self, code: str, text: str) -> None:
-        """Say why (best effort) and drop the socket."""
-        if self.state != CLOSED:
-            self.send(p.error(code, text))
+    def flush(self) -> None:
+        """Write what the session has to say; close the socket once the session is over."""
+        if self.transport.is_closing():
+            return
+        data = self.session.data_to_send()
+        if data:
+            self.transport.write(data)
+        if self.session.closed:
             self.transport.close()
 
-    def enqueue(self, handler, msg: dict) -> None:
+    def send(self, msg: dict) -> None:
+        self.session.send(msg)
+        self.flush()
+
+    def close(self, code: str, text: str) -> None:
+        """Say why (error frame) and drop the socket."""
+        self.session.close(code, text)
+        self.flush()
+
+    def bye(self, reason: str) -> None:
+        """End the session on purpose, naming the reason in a bye frame."""
+        self.session.bye(reason)
+        self.flush()
+
+    def enqueue(self, handler, item) -> None:
         """Run async handlers one at a time, in arrival order (events must stay ordered)."""
         if self.inbox is None:
             self.inbox = []
-        self.inbox.append((handler, msg))
+        self.inbox.append((handler, item))
         if self.worker is None:
             self.worker = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
         try:
-            while self.inbox and self.state != CLOSED:
-                handler, msg = self.inbox.pop(0)
+            while self.inbox and not self.session.closed:
+                handler, item = self.inbox.pop(0)
                 try:
-                    await handler(self, msg)
+                    await handler(self, item)
                 except p.ProtocolError as exc:
-                    self.strike(exc.code, exc.message, msg.get("op"))
+                    self.session.bad_frame(exc.code, exc.message, getattr(item, "op", None))
                 except Exception:
-                    log.exception("gate hub: %s failed for %s", msg.get("op"), self.bridge)
-                    self.send(p.error("server_error", f"{msg.get('op')} failed", msg.get("op")))
+                    op = getattr(item, "op", type(item).__name__)
+                    log.exception("gate hub: %s failed for %s", op, self.bridge)
+                    self.session.send(p.error("server_error", f"{op} failed", op))
+                self.flush()
                 self.hub.changes.changed()
         finally:
             self.inbox = self.worker = None
-
-    # -- dispatch --------------------------------------------------------------------------
-
-    def dispatch(self, msg: dict, codec: str) -> None:
-        op = msg["op"]
-        hub = self.hub
-        if self.state == HELLO:
-            if op != p.HELLO:
-                self.close("not_authenticated", "send hello first")
-                return
-            self.codec = codec
-            self.state = AUTH
-            self.enqueue(hub.on_hello, msg)
-        elif self.state == AUTH:
-            if op != p.AUTH:
-                self.close("not_authenticated", "send auth")
-                return
-            self.enqueue(hub.on_auth, msg)
-        elif op == p.HEARTBEAT:
-            hub.on_heartbeat(self, msg)
-        elif op == p.ACK:
-            hub.on_ack(self, msg)
-        elif op == p.SCAN:
-            hub.spawn(hub.on_scan(self, msg))
-        elif op in (p.EVENTS, p.CONFIG_ACK):
-            self.enqueue(hub.on_events if op == p.EVENTS else hub.on_config_ack, msg)
-        elif op == p.BYE:
-            self.transport.close()
-        elif op == p.ERROR:
-            log.info("bridge %s reports %s: %s", self.bridge, msg.get("code"), msg.get("message"))
-        else:
-            raise p.ProtocolError("unknown_op", f"unknown op {op!r}")
 
 
 class Waiter:
@@ -239,6 +184,7 @@ class GateHub:
     def __init__(self, app, options: HubOptions | None = None, instance: str | None = None):
         self.app = app
         self.options = options or HubOptions()
+        self.limits = self.options.limits()
         self.instance = instance or uuid.uuid4().hex[:12]
         # What the hub carries frames for: credentials and config, presence, and the gate
         # service (models/gate_access.py) for every application effect.
@@ -248,8 +194,11 @@ class GateHub:
         self.all: set[Connection] = set()
         self.connections: dict[str, Connection] = {}  # authenticated, by bridge id
         self.gates: dict[str, Connection] = {}  # the same, by gate id
+        self.communities: dict[str, set[Connection]] = {}  # welcomed, by community id
+        self.key_changes: dict[str, int] = {}  # bridge -> how often its key changed
         self.waiters: dict[str, Waiter] = {}  # commands this process issued
-        self.routes: dict[str, str] = {}  # delivered command id -> issuing instance
+        # delivered command id -> (issuing instance, the connection it went out on)
+        self.delivered: dict[str, tuple[str, Connection]] = {}
         self.configs: dict[str, tuple[float, dict]] = {}  # community -> (expires, passes config)
         self.changes = wire.Changes()
         self.tasks: set[asyncio.Task] = set()  # short side effects (presence, alarms, scans)
@@ -258,6 +207,27 @@ class GateHub:
         self.port: int | None = None
         self.pubsub_redis = None
         self.subscribed = asyncio.Event()
+        # Application frames by op: run at once, one at a time per connection in arrival
+        # order (events must stay ordered), or concurrently (scans answer independently).
+        self.handlers = {p.HEARTBEAT: (NOW, self.on_heartbeat), p.ACK: (NOW, self.on_ack),
+                         p.ERROR: (NOW, self.on_error), p.SCAN: (CONCURRENT, self.on_scan),
+                         p.EVENTS: (ORDERED, self.on_events),
+                         p.CONFIG_ACK: (ORDERED, self.on_config_ack)}
+
+    def on_event(self, conn: Connection, event) -> None:
+        """What the connection's session made of the bytes just received."""
+        if type(event) is Received:
+            how, handler = self.handlers[event.op]
+            if how is NOW:
+                handler(conn, event.message)
+            elif how is ORDERED:
+                conn.enqueue(handler, event.message)
+            else:
+                self.spawn(handler(conn, event.message))
+        elif type(event) is Hello:
+            conn.enqueue(self.on_hello, event)
+        elif type(event) is Authenticated:
+            conn.enqueue(self.on_auth, event)
 
     # -- life cycle ------------------------------------------------------------------------
 
@@ -317,15 +287,10 @@ class GateHub:
             await asyncio.sleep(tick)
             now = time.monotonic()
             for conn in list(self.all):
-                if conn.state != READY:
-                    if now - conn.opened > options.auth_timeout:
-                        conn.close("auth_timeout", "authenticate within the deadline")
-                elif now - conn.last_rx > p.MISSED_HEARTBEATS * options.heartbeat:
-                    conn.close("heartbeat_lost", "no frame for 3 heartbeats")
-                elif now - conn.last_tx >= options.heartbeat:
-                    conn.send(p.message(p.HEARTBEAT, t=self.app.clock.time()))
-                if conn.partial_since is not None and now - conn.partial_since > options.read_timeout:
-                    conn.close("read_timeout", "frame not completed in time")
+                for event in conn.session.tick(now):
+                    if event is HEARTBEAT_DUE:
+                        conn.session.send(p.message(p.HEARTBEAT, t=self.app.clock.time()))
+                conn.flush()
             if now - presence_at >= options.heartbeat and self.connections:
                 presence_at = now
                 with contextlib.suppress(redis.exceptions.RedisError):
@@ -334,50 +299,39 @@ class GateHub:
 
     # -- handshake -------------------------------------------------------------------------------
 
-    async def on_hello(self, conn: Connection, msg: dict) -> None:
-        try:
-            version = p.negotiate(msg.get("v"))
-            bridge, nonce = msg.get("bridge"), p.as_bytes(msg.get("nonce"), "nonce")
-            if not isinstance(bridge, str) or not 0 < len(bridge) <= 64 or len(nonce) != p.NONCE_BYTES:
-                raise p.ProtocolError("bad_hello", "bridge id and a 16-byte nonce are required")
-        except p.ProtocolError as exc:
-            conn.close(exc.code, exc.message)
-            return
-        conn.bridge, conn.nonce, conn.server_nonce = bridge, nonce, p.new_nonce()
-        conn.creds = await self.bridges.credentials(bridge)
-        conn.config_version = msg.get("config_version")
-        # An unknown bridge gets a challenge too (with a proof from a random key), so
-        # probing cannot tell which bridge ids exist.
-        key = conn.creds[0] if conn.creds else p.new_nonce() * 2
-        conn.send(p.message(p.CHALLENGE, v=version, nonce=conn.server_nonce,
-                            proof=p.server_proof(key, bridge, nonce, conn.server_nonce)))
+    async def on_hello(self, conn: Connection, hello: Hello) -> None:
+        while True:  # a key read while the bridge was being re-keyed is read again
+            conn.key_generation = self.key_changes.get(hello.bridge, 0)
+            conn.creds = await self.bridges.credentials(hello.bridge)
+            if conn.key_generation == self.key_changes.get(hello.bridge, 0):
+                break
+        conn.config_version = hello.message.get("config_version")
+        conn.session.challenge(conn.creds[0] if conn.creds else None)
 
-    async def on_auth(self, conn: Connection, msg: dict) -> None:
-        try:
-            given = p.as_bytes(msg.get("proof"), "proof")
-        except p.ProtocolError:
-            given = b""
-        if conn.creds is None or not p.proof_ok(
-                p.bridge_proof(conn.creds[0], conn.bridge, conn.nonce, conn.server_nonce), given):
-            log.warning("gate hub: authentication failed for bridge %r", conn.bridge)
-            conn.close("auth_failed", "authentication failed")
+    async def on_auth(self, conn: Connection, _: Authenticated) -> None:
+        if conn.key_generation != self.key_changes.get(conn.bridge, 0):
+            conn.close("auth_failed", "authentication failed")  # proved a key since replaced
             return
         old = self.connections.get(conn.bridge)
-        conn.state = READY
         self.connections[conn.bridge] = conn
-        if old is not None:
-            old.state = CLOSED  # replaced: its loss is not an offline transition
-            old.transport.close()
+        if old is not None:  # replaced: its loss is not an offline transition
+            self._forget(old)
+            old.bye("replaced")
         _, bridge_doc, gate = conn.creds
         self.gates[str(gate["_id"])] = conn
         # Presence first: once a bridge holds a welcome, every process sees it online.
         await self.presence.set_present([conn.bridge], self.instance,
                                       p.MISSED_HEARTBEATS * self.options.heartbeat)
         config = await self.config_for(gate)
-        conn.send(p.message(p.WELCOME, time=self.app.clock.time(), heartbeat=self.options.heartbeat,
-                            config_version=config["version"]))
+        conn.session.welcome(self.app.clock.time(), config["version"])
+        # From here on every use in the community reaches this bridge as a `used` delta, and
+        # the used codes read next cover every use before: nothing falls in between.
+        self.communities.setdefault(str(gate["community_id"]), set()).add(conn)
+        nonces = await self.app.passes.used_nonces(str(gate["community_id"]))
         if conn.config_version != config["version"]:
-            self.push_config(conn, config)
+            self.push_config(conn, config, nonces)
+        elif nonces:
+            conn.send(p.message(p.USED, nonces=nonces))
         await self._deliver_pending(conn)
         await self.app.redis.publish("gate:kick", json.dumps(
             {"bridge": conn.bridge, "instance": self.instance}))
@@ -385,15 +339,33 @@ class GateHub:
         log.info("gate hub: bridge %s online (gate %s)", conn.bridge, gate.get("code"))
 
     def lost(self, conn: Connection) -> None:
-        if self.connections.get(conn.bridge) is conn:
+        if conn.bridge is not None and self.connections.get(conn.bridge) is conn:
             self._forget(conn)
             self.spawn(self._gone(conn))
 
     def _forget(self, conn: Connection) -> None:
-        del self.connections[conn.bridge]
+        """No longer this process's connection for its bridge (lost, replaced or kicked)."""
+        if self.connections.get(conn.bridge) is conn:
+            del self.connections[conn.bridge]
         gate_id = str(conn.creds[2]["_id"])
         if self.gates.get(gate_id) is conn:
             del self.gates[gate_id]
+        community = self.communities.get(str(conn.creds[2]["community_id"]))
+        if community is not None:
+            community.discard(conn)
+        # Commands delivered on it can only be acknowledged by the bridge's next session.
+        for command_id in [c for c, (_, on) in self.delivered.items() if on is conn]:
+            del self.delivered[command_id]
+
+    def end_sessions(self, bridge: str, reason: str) -> None:
+        """The bridge's key changed or was deleted: close its session here with bye{reason};
+        a handshake in progress with the key read before fails at its auth."""
+        self.key_changes[bridge] = self.key_changes.get(bridge, 0) + 1
+        conn = self.connections.get(bridge)
+        if conn is not None:
+            self._forget(conn)
+            self.spawn(self._gone(conn))
+            conn.bye(reason)
 
     def held_gate(self, community_id: str, gate_id: str) -> dict | None:
         """The gate doc of a bridge connected here (refreshed by config_changed), so a remote
@@ -422,43 +394,60 @@ class GateHub:
             self.spawn(self._resync(conn))
 
     async def _resync(self, conn: Connection) -> None:
-        self.push_config(conn, await self.config_for(conn.creds[2]))
+        gate = conn.creds[2]
+        self.push_config(conn, await self.config_for(gate),
+                         await self.app.passes.used_nonces(str(gate["community_id"])))
 
     async def config_for(self, gate: dict) -> dict:
+        """The gate's config without the used codes, which are never cached (a push carries
+        them as read at that moment) and not part of the version (deltas keep them current)."""
         community = str(gate["community_id"])
         cached = self.configs.get(community)
         if cached is None or cached[0] < time.monotonic():
             base = await self.bridges.community_config(community)
+            del base["nonces"]
             cached = self.configs[community] = (time.monotonic() + CONFIG_CACHE_SECONDS, base)
         return BridgeManager.bridge_config(gate, cached[1])
 
-    def push_config(self, conn: Connection, config: dict) -> None:
+    def push_config(self, conn: Connection, config: dict, nonces: list) -> None:
         conn.pushed_at = time.monotonic()
-        conn.send(p.message(p.CONFIG, **config))
+        conn.send(p.message(p.CONFIG, **config, nonces=nonces))
+
+    def used(self, use: dict) -> None:
+        """A code's slot was used somewhere: tell the community's bridges here, at once."""
+        bridges = self.communities.get(use["community_id"])
+        if not bridges:
+            return
+        claim = UseClaim(bytes.fromhex(use["claim"]), use["limit"], use["expires"], "")
+        delta = p.message(p.USED, nonces=[[claim.slot_key(use["count"] - 1).hex(), use["expires"]]])
+        for conn in list(bridges):
+            conn.send(delta)
 
     async def on_config_ack(self, conn: Connection, msg: dict) -> None:
-        conn.config_version = msg.get("version")
+        conn.config_version = msg["version"]
+
+    def on_error(self, conn: Connection, msg: dict) -> None:
+        log.info("bridge %s reports %s: %s", conn.bridge, msg.get("code"), msg.get("message"))
 
     async def config_changed(self, community_id: str) -> None:
         """Re-read the gates of a community and push changed configs to their bridges."""
         self.configs.pop(community_id, None)
-        for conn in list(self.connections.values()):
+        nonces = None
+        for conn in list(self.communities.get(community_id, ())):
             gate = conn.creds[2]
-            if str(gate["community_id"]) == community_id:
-                fresh = await self.app.db.gates.find_one({"_id": gate["_id"]})
-                conn.creds = (conn.creds[0], conn.creds[1], fresh or gate)
-                config = await self.config_for(conn.creds[2])
-                if config["version"] != conn.config_version:
-                    self.push_config(conn, config)
+            fresh = await self.app.db.gates.find_one({"_id": gate["_id"]})
+            conn.creds = (conn.creds[0], conn.creds[1], fresh or gate)
+            config = await self.config_for(conn.creds[2])
+            if config["version"] != conn.config_version:
+                if nonces is None:
+                    nonces = await self.app.passes.used_nonces(community_id)
+                self.push_config(conn, config, nonces)
 
     # -- scans ----------------------------------------------------------------------------------------
 
     async def on_scan(self, conn: Connection, msg: dict) -> None:
         try:
             frames = await self.access.scan(conn.creds[2], msg, self.options.command_ttl)
-        except p.ProtocolError as exc:
-            conn.strike(exc.code, exc.message, p.SCAN)
-            return
         except Exception:
             # The bridge decides offline when no answer comes within its budget.
             log.exception("gate hub: scan check failed for %s", conn.bridge)
@@ -466,13 +455,13 @@ class GateHub:
             return
         for frame in frames:
             conn.send(frame)
-        self.changes.changed()
 
     # -- events ------------------------------------------------------------------------------------------
 
     async def on_events(self, conn: Connection, msg: dict) -> None:
-        items = p.event_items(msg)
-        upto = items[-1]["seq"]
+        items = msg["items"]
+        # Never lower than what this connection was told already: upto only grows.
+        upto = max(conn.events_upto, items[-1]["seq"])
         # By the meaning of events_ack, events at or below an upto this connection was sent
         # are stored and their alarms raised: a bridge re-sending them while acks are in
         # flight costs only this filter, not a rejected insert per event.
@@ -513,7 +502,7 @@ class GateHub:
         return waiter.levels
 
     def _deliver(self, conn: Connection, cmd: dict, origin: str) -> None:
-        self.routes[cmd["id"]] = origin
+        self.delivered[cmd["id"]] = (origin, conn)
         conn.send(cmd)
 
     async def _deliver_pending(self, conn: Connection) -> None:
@@ -527,17 +516,18 @@ class GateHub:
                 self._deliver(conn, entry["cmd"], entry["origin"])
 
     def on_ack(self, conn: Connection, msg: dict) -> None:
-        command_id, level = msg.get("id"), msg.get("level")
-        if level not in p.LEVEL_RANK or not isinstance(command_id, str):
-            raise p.ProtocolError("bad_field", "ack needs id and a known level")
-        origin = self.routes.get(command_id)
-        if origin is None:
-            return  # an open that answered a scan: its outcome shows in the door events
+        command_id, level = msg["id"], msg["level"]
+        origin, delivered_on = self.delivered.get(command_id, (None, None))
+        if delivered_on is not conn:
+            # An open that answered a scan (its outcome shows in the door events), or a
+            # command this session was never given: only its own bridge's session may
+            # acknowledge a command.
+            return
         ack = {"id": command_id, "level": level, **({"reason": msg["reason"]} if "reason" in msg else {})}
         if level == p.RECEIVED or level in p.FINAL_LEVELS:
             self.spawn(self.app.redis.hdel(PENDING + conn.bridge, command_id))
         if level in p.FINAL_LEVELS:
-            del self.routes[command_id]
+            del self.delivered[command_id]
         if origin == self.instance:
             self._ack_arrived(ack)
         else:
@@ -551,7 +541,8 @@ class GateHub:
     # -- cross-process messages ----------------------------------------------------------------------------------
 
     async def _listen(self) -> None:
-        channels = ("gate:deliver", f"gate:acks:{self.instance}", "gate:kick", CONFIG_CHANNEL)
+        channels = ("gate:deliver", f"gate:acks:{self.instance}", "gate:kick", CONFIG_CHANNEL,
+                    USED_CHANNEL, SESSIONS_CHANNEL)
         while True:
             try:
                 async with self.pubsub_redis.pubsub() as pubsub:
@@ -575,10 +566,13 @@ class GateHub:
             conn = self.connections.get(data["bridge"])
             if conn is not None and data["instance"] != self.instance:
                 self._forget(conn)
-                conn.state = CLOSED  # the bridge is online elsewhere
-                conn.transport.close()
+                conn.bye("replaced")  # the bridge is online elsewhere
         elif channel == CONFIG_CHANNEL:
             await self.config_changed(data["community_id"])
+        elif channel == USED_CHANNEL:
+            self.used(data)
+        elif channel == SESSIONS_CHANNEL:
+            self.end_sessions(data["bridge"], data["reason"])
         else:
             self._ack_arrived(data)
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     gate_heartbeat: float = Field(20.0, gt=0, le=300, description="seconds between heartbeats")
     gate_tls_cert: str | None = None  # PEM chain; without it the hub speaks plain TCP (lab/demo)
     gate_tls_key: str | None = None
+    # Production refuses plain TCP to bridges unless this says so (e.g. a TLS-terminating
+    # proxy in front of the hub).
+    gate_allow_plain: bool = False
     # Seals bridge HMAC keys at rest (models/key_box.py); keep it out of the database.
     gate_secret_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
@@ -81,6 +84,11 @@ def load_settings(**overrides) -> Settings:
         raise SettingsError(
             "production mode needs secrets: " + ", ".join(n.upper() for n in missing)
         )
+    if bool(settings.gate_tls_cert) != bool(settings.gate_tls_key):
+        raise SettingsError("GATE_TLS_CERT and GATE_TLS_KEY go together")
+    if settings.mode == "production" and not settings.gate_tls_cert and not settings.gate_allow_plain:
+        raise SettingsError("production mode needs GATE_TLS_CERT and GATE_TLS_KEY: bridges speak "
+                            "TLS (GATE_ALLOW_PLAIN=true only behind a TLS-terminating proxy)")
     if missing:
         stored = _demo_secrets(settings.data_dir, missing)
         settings = settings.model_copy(update={n: SecretStr(stored[n]) for n in missing})

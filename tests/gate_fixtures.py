@@ -15,6 +15,7 @@ import pytest_asyncio
 from gate_bridge import protocol as p
 from gate_bridge import wire
 from gate_bridge.bridge import Bridge
+from gate_bridge.session import BridgeSession, Closed, Limits
 from scripts.simulate_bridges import make_bridge
 from server.gate_hub import GateHub, HubOptions
 
@@ -88,15 +89,22 @@ class RawPeer:
                     return frames
 
     async def handshake(self, bridge_id: str, secret: str, **hello) -> tuple[dict, dict]:
-        """(challenge, welcome-or-error) after a full handshake with this secret."""
-        nonce = p.new_nonce()
-        self.send(p.message(p.HELLO, v=[1], bridge=bridge_id, nonce=nonce, firmware="raw",
-                            caps=[], last_seq=0, **hello))
+        """(challenge, welcome-or-error) after the bridge's handshake with this secret.
+
+        Run by the bridge's own session; with a wrong secret the session would hang up at the
+        server's proof, so this peer sends the proof it made anyway, to see the hub refuse it.
+        """
+        session = BridgeSession(Limits(), bridge_id, p.derive_key(secret), self.codec)
+        session.hello(firmware="raw", caps=[], last_seq=0, **hello)
+        self.send_raw(session.data_to_send())
         challenge = await self.expect(p.CHALLENGE)
-        sn = p.as_bytes(challenge["nonce"], "nonce")
-        self.send(p.message(p.AUTH, proof=p.bridge_proof(p.derive_key(secret), bridge_id, nonce, sn)))
-        reply = await self.recv()
-        return challenge, reply
+        [event] = session.receive_data(wire.encode(challenge, self.codec))
+        if isinstance(event, Closed):
+            assert event.code == "server_auth_failed", event
+            self.send(p.message(p.AUTH, proof=session.proof()))
+        else:
+            self.send_raw(session.data_to_send())
+        return challenge, await self.recv()
 
     def close(self) -> None:
         self.writer.close()

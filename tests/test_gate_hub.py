@@ -10,7 +10,7 @@ from bson import ObjectId
 from gate_bridge import protocol as p
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import HEARTBEAT, RawPeer, start_sim_bridge  # noqa: F401
+from tests.gate_fixtures import HEARTBEAT, HubProcess, RawPeer, start_sim_bridge  # noqa: F401
 
 pytestmark = pytest.mark.asyncio
 
@@ -403,3 +403,122 @@ async def test_access_log_pages_with_a_cursor_and_exports_csv_and_xlsx(app, api_
     assert (await api_client.get(base, token=c.tokens["maintenance"])).status == 403
     bad = await api_client.get(base + "?since=yesterday", token=c.tokens["admin"])
     assert bad.status == 400 and "since" in bad.error["fields"]
+
+
+# -- sessions bound to their bridge -----------------------------------------------------------------
+
+async def test_an_ack_counts_only_from_the_session_the_command_went_to(peers, app, hub, api_client):
+    c, creds = await provisioned(app)
+    other = await app.bridges.provision(c.id, c.gates["u1-1"], c.staff["admin"])
+    target = await connected_peer(peers, creds)
+    intruder = await connected_peer(peers, other)
+    opening = asyncio.create_task(api_client.post(
+        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
+        token=c.tokens["admin"]))
+    command = await target.expect(p.OPEN)
+    intruder.send(p.message(p.ACK, id=command["id"], level=p.RECEIVED))
+    intruder.send(p.message(p.ACK, id=command["id"], level=p.OPENED))
+    intruder.send(p.message(p.HEARTBEAT, t=1.0))
+    await hub.wait(lambda: hub.idle)
+    assert not opening.done()  # the door that was asked has not answered yet
+    target.send(p.message(p.ACK, id=command["id"], level=p.RECEIVED))
+    target.send(p.message(p.ACK, id=command["id"], level=p.NOT_OPENED))
+    reply = await opening
+    assert reply.body["levels"] == ["received", "not_opened"]
+
+
+async def test_a_second_session_for_a_bridge_replaces_the_first_with_a_bye(peers, app, hub):
+    _, creds = await provisioned(app)
+    first = await connected_peer(peers, creds)
+    await connected_peer(peers, creds)
+    frames = await first.closed()
+    assert frames[-1] == {"op": p.BYE, "reason": "replaced"}
+    assert hub.connections[creds["bridge_id"]].session.ready
+
+
+async def test_reprovisioning_closes_the_live_session_on_the_process_holding_it(peers, app, settings):
+    c, creds = await provisioned(app)
+    other_process = HubProcess(settings)
+    opened = []
+    try:
+        port = await other_process.ready()
+        opened.append(peer := await RawPeer.connect(port))
+        _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
+        assert welcome["op"] == p.WELCOME
+        await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+        frames = await peer.closed()
+        assert frames[-1] == {"op": p.BYE, "reason": "reprovisioned"}
+        opened.append(again := await RawPeer.connect(port))
+        assert (await again.handshake(creds["bridge_id"], creds["secret"]))[1]["code"] == "auth_failed"
+    finally:
+        for raw in opened:
+            raw.close()
+            await raw.writer.wait_closed()
+        other_process.kill()
+
+
+async def test_disabling_a_bridge_closes_its_session_and_refuses_it(peers, app, hub, api_client):
+    c, creds = await provisioned(app)
+    peer = await connected_peer(peers, creds)
+    path = f"/api/communities/{c.id}/gates/{c.gates['main']}/bridge"
+    assert (await api_client.delete(path, token=c.tokens["security"])).status == 403
+    reply = await api_client.delete(path, token=c.tokens["manager"])
+    assert reply.status == 200 and reply.body["disabled_at"]
+    frames = await peer.closed()
+    assert frames[-1] == {"op": p.BYE, "reason": "disabled"}
+    again = await peers()
+    assert (await again.handshake(creds["bridge_id"], creds["secret"]))[1]["code"] == "auth_failed"
+    opened = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
+                                   {"reason": "t", "wait": 1}, token=c.tokens["admin"])
+    assert (opened.status, opened.error["code"]) == (504, "gate_offline")
+
+
+async def test_a_newer_firmware_sending_an_unknown_op_per_event_is_not_cut_off(peers, app, hub):
+    _, creds = await provisioned(app)
+    peer = await connected_peer(peers, creds)
+    for seq in range(1, 13):
+        peer.send(p.message("door_telemetry", volts=12.0))  # an optional op this hub lacks
+        peer.send(p.message(p.EVENTS, items=[{"seq": seq, "type": "door_opened", "at": 1.0}]))
+        assert (await peer.expect(p.EVENTS_ACK))["upto"] == seq
+    assert hub.connections[creds["bridge_id"]].session.ready
+
+
+# -- used codes reach the bridges -----------------------------------------------------------------------
+
+async def resident_code(app, c, name="zhao", room="1-1-101") -> str:
+    _, token = await make_resident(app, c, name, room=room)
+    return (await app.passes.resident_code(await app.auth.principal(token), c.id))["token"]
+
+
+async def test_a_code_used_online_reaches_connected_bridges_and_is_refused_offline(app, hub, tmp_path):
+    c, creds = await provisioned(app)
+    code = await resident_code(app, c)
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.store.config() is not None)
+        unit_door = await app.places.gate(c.id, c.gates["u1-1"])  # another gate, online
+        assert (await app.passes.check(code, unit_door, "in", "gate")).allow
+        used = sim.bridge.store.db.execute("SELECT count(*) FROM nonces")
+        await sim.bridge.wait(lambda: used.execute("SELECT count(*) FROM nonces").fetchone()[0] == 1)
+        await hub.stop()  # the link drops: the bridge decides alone now
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        outcome = await sim.bridge.handle_scan(code)
+        assert (outcome["source"], outcome["allow"], outcome["reason"]) == ("bridge", False, "replayed")
+        assert sim.relay.pulses == 0
+    finally:
+        await sim.stop()
+
+
+async def test_a_bridge_connecting_after_a_use_gets_it_in_its_config(peers, app, hub):
+    c, creds = await provisioned(app)
+    other = await app.bridges.provision(c.id, c.gates["u1-1"], c.staff["admin"])
+    code = await resident_code(app, c)
+    first = await connected_peer(peers, creds)
+    assert (await first.expect(p.CONFIG))["nonces"] == []  # the community's config is cached now
+    unit_door = await app.places.gate(c.id, c.gates["u1-1"])
+    assert (await app.passes.check(code, unit_door, "in", "gate")).allow
+    delta = await first.expect(p.USED)
+    [[nonce, expires]] = delta["nonces"]
+    assert expires > app.clock.time()
+    second = await connected_peer(peers, other)
+    assert (await second.expect(p.CONFIG))["nonces"] == [[nonce, expires]]

@@ -16,10 +16,12 @@ from gate_bridge.store import Store
 def test_frames_round_trip_when_fed_byte_by_byte(codec):
     messages = [p.message(p.HEARTBEAT, t=1.5), p.message(p.SCAN, id="s1", text="码 QR", direction="in")]
     stream = b"".join(wire.encode(m, codec) for m in messages)
-    decoder = wire.Decoder()
-    payloads = [payload for i in range(len(stream)) for payload in decoder.feed(stream[i:i + 1])]
+    payloads, rest = [], b""
+    for i in range(len(stream)):
+        complete, rest = wire.split(rest + stream[i:i + 1])
+        payloads += complete
     assert [wire.decode_payload(x) for x in payloads] == [(m, codec) for m in messages]
-    assert not decoder.partial
+    assert rest == b""
 
 
 def test_bytes_travel_as_bin_in_msgpack_and_hex_in_json():
@@ -32,9 +34,8 @@ def test_bytes_travel_as_bin_in_msgpack_and_hex_in_json():
 
 
 def test_oversized_frame_is_refused_before_reading_it():
-    decoder = wire.Decoder(max_frame=1024)
     with pytest.raises(wire.FrameTooLarge):
-        decoder.feed(struct.pack(">I", 1025))
+        wire.split(struct.pack(">I", 1025), max_frame=1024)
 
 
 @pytest.mark.parametrize("payload", [b"\xc1", b"{not json", msgpack.packb([1, 2]),
@@ -46,9 +47,8 @@ def test_garbage_payload_is_bad_payload(payload):
 
 @given(st.binary(max_size=300))
 def test_random_bytes_never_crash_the_decoder(data):
-    decoder = wire.Decoder(max_frame=256)
     try:
-        payloads = decoder.feed(data)
+        payloads, _ = wire.split(data, max_frame=256)
     except wire.FrameTooLarge:
         return
     for payload in payloads:
