@@ -13,9 +13,9 @@ from gate_bridge.store import Store
 
 async def run(path: str) -> None:
     config, document = load_config(path)
-    scanner, relay, door = await drivers.from_config(document)
+    scanner, relay, door, inputs = await drivers.from_config(document)
     store = Store(config.store_path, config.max_events)
-    bridge = Bridge(config, store, scanner, relay, door)
+    bridge = Bridge(config, store, scanner, relay, door, inputs)
     task = asyncio.create_task(bridge.run())
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -10,6 +10,7 @@ decides locally with the shared decision rules and its cached config.
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import random
@@ -26,6 +27,7 @@ from gate_bridge.session import HEARTBEAT_DUE, BridgeSession, Limits, Received, 
 log = logging.getLogger("gate_bridge")
 
 CAPABILITIES = ("open", "door_sensor", "offline", "used")
+INPUTS = ("exit", "tamper", "power", "fire")  # contacts besides the door (bridge.toml [inputs.*])
 READ_SIZE = 65536
 
 
@@ -73,7 +75,9 @@ class SessionEnded(Exception):
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig, store, scanner, relay, door, clock=time.time):
+    def __init__(self, config: BridgeConfig, store, scanner, relay, door, inputs=None,
+                 clock=time.time):
+        """`inputs`: contacts by name (gate_bridge.drivers.INPUTS: exit, tamper, power, fire)."""
         if not config.tls and not config.allow_plain:
             raise ValueError("plain TCP needs allow_plain = true (lab use only)")
         self.config = config
@@ -85,6 +89,7 @@ class Bridge:
         self.writer: asyncio.StreamWriter | None = None  # while a session is up
         self.session: BridgeSession | None = None  # while connected, handshake included
         self.session_tasks: set[asyncio.Task] = set()
+        self.retimed = asyncio.Event()  # the session's timers changed (welcome)
         self.codec = config.codec
         self.sessions = 0  # authenticated sessions so far
         # The server's word on the mode (the last config, kept across restarts and while the
@@ -103,6 +108,13 @@ class Bridge:
         self.changes = wire.Changes()  # told after every frame and state change
         self.tasks: set[asyncio.Task] = set()
         door.on_change(self._door_changed)
+        self.inputs = inputs or {}
+        handlers = {"exit": self._exit_pressed, "tamper": self._tamper_changed,
+                    "power": self._power_changed, "fire": self._fire_changed}
+        for name, contact in self.inputs.items():
+            if name not in handlers:
+                raise ValueError(f"unknown input {name!r} (known: {', '.join(handlers)})")
+            contact.on_change(handlers[name])
 
     # -- time ------------------------------------------------------------------------
 
@@ -174,6 +186,7 @@ class Bridge:
         self.offset = float(welcome["time"]) - self.clock()
         self.heartbeat = float(welcome.get("heartbeat", self.heartbeat))
         self.session.limits = dataclasses.replace(self.session.limits, heartbeat=self.heartbeat)
+        self.retimed.set()
         self.writer = writer
         self.sessions += 1
         log.info("%s: connected (session %d)", self.config.bridge_id, self.sessions)
@@ -238,7 +251,11 @@ class Bridge:
         """Heartbeats, the handshake deadline and heartbeat loss, from the session's timers."""
         session = self.session
         while True:
-            await asyncio.sleep(min(session.limits.heartbeat / 4, 1.0))
+            # The welcome may set a shorter heartbeat: it wakes this loop to take it up.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(session.limits.heartbeat / 4, 1.0)):
+                    await self.retimed.wait()
+            self.retimed.clear()
             for event in session.tick(time.monotonic()):
                 if event is HEARTBEAT_DUE:
                     session.send(p.message(p.HEARTBEAT, t=self.clock(), drift=-self.offset,
@@ -284,6 +301,7 @@ class Bridge:
         config = {k: msg.get(k) for k in ("version", "keys", "revoked", "gate", "rules",
                                            "skew_seconds")}
         self.store.save_config(config)
+        self.store.prune(self.server_now())  # used codes past their expiry
         self.server_mode = (config.get("rules") or {}).get("mode", "normal")
         await self._apply_mode()
         await self.send(p.message(p.CONFIG_ACK, version=config["version"]))
@@ -312,22 +330,21 @@ class Bridge:
             await self._ack(command_id, p.REFUSED, reason="decided_offline")
             return
         await self._ack(command_id, p.RECEIVED)
-        task = asyncio.create_task(self._open_door(command_id, msg))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)  # outlives the session: the door finishes
+        self._spawn(self._open_door(command_id, msg))  # outlives the session: the door finishes
 
     async def _open_door(self, command_id: str | None, msg: dict) -> None:
         """Release the lock; report actuated, then opened / not_opened from the door sensor."""
         opened = asyncio.get_running_loop().create_future()
         self.door_waiters.append(opened)
-        pulse_ms = int(msg.get("pulse_ms", p.DEFAULT_PULSE_MS))
+        pulse_ms = int(msg.get("pulse_ms") or self._rules().get("pulse_ms", p.DEFAULT_PULSE_MS))
         self.released_until = self.clock() + pulse_ms / 1000 + 1.0
-        await self.relay.pulse(pulse_ms)
+        if self.mode != "open":  # held open already: a pulse would end the hold
+            await self.relay.pulse(pulse_ms)
         if command_id is None:  # a local (offline) decision: nobody to acknowledge to
             self.door_waiters.remove(opened)
             return
         await self._ack_quietly(command_id, p.ACTUATED)
-        if self.door.is_open:
+        if self.door.active:
             opened.set_result(True)
         try:
             await asyncio.wait_for(opened, self.config.door_open_timeout)
@@ -363,7 +380,27 @@ class Bridge:
             self.record("fire_release", active=active)
             await self._apply_mode()
 
-    # -- the door ---------------------------------------------------------------------------------
+    # -- the door and the other inputs -------------------------------------------------------------
+
+    def _exit_pressed(self, active: bool) -> None:
+        if active:  # egress is never locked, whatever the mode
+            self.record("exit_request")
+            self._spawn(self._open_door(None, {}))
+
+    def _tamper_changed(self, active: bool) -> None:
+        if active:
+            self.record("tamper")
+
+    def _power_changed(self, mains_lost: bool) -> None:
+        self.record("power_lost" if mains_lost else "power_restored")
+
+    def _fire_changed(self, active: bool) -> None:
+        self._spawn(self.fire_panel(active))
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def _door_changed(self, is_open: bool) -> None:
         now = self.clock()
@@ -425,9 +462,11 @@ class Bridge:
                 self.pending_scans.pop(scan_id, None)
         return await self.decide_offline(scan_id, text, direction)
 
+    def _rules(self) -> dict:
+        return (self.store.config() or {}).get("rules") or {}
+
     def _budget(self) -> float:
-        rules = (self.store.config() or {}).get("rules") or {}
-        return rules.get("budget_ms", self.config.decision_budget * 1000) / 1000
+        return self._rules().get("budget_ms", self.config.decision_budget * 1000) / 1000
 
     async def decide_offline(self, scan_id: str, text: str, direction: str) -> dict:
         self.decided_locally.append(scan_id)

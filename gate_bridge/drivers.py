@@ -1,10 +1,11 @@
 """Hardware behind small interfaces: scanner input, lock relay, door sensor.
 
 Scanner: `await read() -> str` (one scanned code). Relay: `await pulse(ms)` and
-`await hold(active)`. Door sensor: `is_open` and `on_change(callback(open))`.
-Each has a simulated implementation (tests, demo, benchmarks) and real ones:
-stdin / serial / TCP line scanners, a gpiod or serial relay board, a GPIO door
-contact. `gpiod` (Linux GPIO character device) is used when importable.
+`await hold(active)`. Contacts (the door sensor and the exit, tamper, power and
+fire inputs): `active` and `on_change(callback(active))`. Each has a simulated
+implementation (tests, demo, benchmarks) and real ones: stdin / serial / TCP
+line scanners, a gpiod or serial relay board, GPIO contacts. `gpiod` (Linux GPIO
+character device) is imported only when a GPIO driver is configured.
 """
 
 import asyncio
@@ -152,24 +153,33 @@ class SerialRelay(Relay):
         self.port.write(self.commands[active])
 
 
-# -- door sensors ---------------------------------------------------------------------------
+# -- contacts: the door, the exit button, tamper, power and fire-panel inputs ----------------
 
-class DoorSensor:
+class Contact:
+    """A two-state input with change callbacks: a door contact (active = open), an exit
+    button (pressed), a tamper switch (cover off), a power-fail line (mains lost) or a
+    fire-panel relay (release the doors)."""
+
     def __init__(self):
-        self.is_open = False
+        self.active = False
         self.callbacks = []
 
     def on_change(self, callback) -> None:
         self.callbacks.append(callback)
 
-    def _changed(self, is_open: bool) -> None:
-        if is_open != self.is_open:
-            self.is_open = is_open
+    def _changed(self, active: bool) -> None:
+        if active != self.active:
+            self.active = active
             for callback in self.callbacks:
-                callback(is_open)
+                callback(active)
 
 
-class SimulatedDoor(DoorSensor):
+class SimulatedContact(Contact):
+    def set(self, active: bool) -> None:
+        self._changed(active)
+
+
+class SimulatedDoor(SimulatedContact):
     """A door that someone pushes open shortly after the lock releases (when `auto`)."""
 
     def __init__(self, relay: Relay | None = None, auto: bool = True, open_after: float = 0.05,
@@ -182,34 +192,42 @@ class SimulatedDoor(DoorSensor):
     def _relay_changed(self, active: bool) -> None:
         if active and self.auto:
             loop = asyncio.get_running_loop()
-            loop.call_later(self.open_after, self.set_open, True)
-            loop.call_later(self.open_after + self.close_after, self.set_open, False)
-
-    def set_open(self, is_open: bool) -> None:
-        self._changed(is_open)
+            loop.call_later(self.open_after, self.set, True)
+            loop.call_later(self.open_after + self.close_after, self.set, False)
 
 
-class GpioDoor(DoorSensor):
-    """A door contact on a GPIO line; edges arrive on the request's file descriptor."""
+class GpioContact(Contact):
+    """A contact on a GPIO line (Linux character device, libgpiod v2 bindings); edges
+    arrive on the line request's file descriptor."""
 
-    def __init__(self, chip: str, line: int, open_is_high: bool = True):
-        import gpiod
+    def __init__(self, chip: str, line: int, active_high: bool = True):
+        import gpiod  # optional: only on boxes that have it (pip install 'xiaoqu[gpio]')
         from gpiod.line import Bias, Edge, Value
         super().__init__()
-        self.open_value = Value.ACTIVE if open_is_high else Value.INACTIVE
+        self.active_value = Value.ACTIVE if active_high else Value.INACTIVE
         self.line = line
         self.request = gpiod.request_lines(chip, consumer="xiaoqu-bridge", config={
             line: gpiod.LineSettings(edge_detection=Edge.BOTH, bias=Bias.PULL_UP)})
-        self.is_open = self.request.get_value(line) == self.open_value
+        self.active = self.request.get_value(line) == self.active_value
         asyncio.get_running_loop().add_reader(self.request.fd, self._edges)
 
     def _edges(self) -> None:
         self.request.read_edge_events()
-        self._changed(self.request.get_value(self.line) == self.open_value)
+        self._changed(self.request.get_value(self.line) == self.active_value)
+
+
+def contact_from_config(table: dict, default: Contact | None = None) -> Contact:
+    kind = table.get("kind", "simulated")
+    if kind == "gpio":
+        return GpioContact(table["chip"], table["line"], table.get("active_high", True))
+    if kind == "simulated":
+        return default if default is not None else SimulatedContact()
+    raise ValueError(f"unknown input kind {kind!r}")
 
 
 async def from_config(config: dict):
-    """(scanner, relay, door) from the [scanner], [relay], [door] tables of bridge.toml."""
+    """(scanner, relay, door, inputs) from the [scanner], [relay], [door] and [inputs.*]
+    tables of bridge.toml; `inputs` maps each configured input's name to its contact."""
     s, r, d = config.get("scanner", {}), config.get("relay", {}), config.get("door", {})
     scanner = {
         "stdin": stdin_scanner,
@@ -226,8 +244,7 @@ async def from_config(config: dict):
                             r.get("baud", 9600))
     else:
         relay = SimulatedRelay()
-    if d.get("kind", "simulated") == "gpio":
-        door = GpioDoor(d["chip"], d["line"], d.get("open_is_high", True))
-    else:
-        door = SimulatedDoor(relay, auto=d.get("auto", True))
-    return await scanner(), relay, door
+    door = contact_from_config({"active_high": d.get("open_is_high", True), **d},
+                               SimulatedDoor(relay, auto=d.get("auto", True)))
+    inputs = {name: contact_from_config(table) for name, table in config.get("inputs", {}).items()}
+    return await scanner(), relay, door, inputs

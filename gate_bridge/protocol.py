@@ -54,6 +54,7 @@ EVENT_TYPES = frozenset({
     "door_opened", "door_closed", "door_forced", "door_held", "tamper", "power_lost",
     "power_restored", "offline_decision", "buffer_high", "clock_drift", "mode_changed",
     "fire_release",  # {active: bool}: a local fire-panel input held the gate open / let go
+    "exit_request",  # the request-to-exit button released the lock
 })
 ALARM_EVENTS = frozenset({"door_forced", "door_held", "tamper", "power_lost", "buffer_high",
                           "clock_drift", "fire_release"})

@@ -125,9 +125,16 @@ class BridgeManager:
         return gate, gate["bridge_id"]
 
     async def community_config(self, community_id: str) -> dict:
-        """The part of the config push shared by a community's gates."""
-        return {**await self.passes.bridge_config(community_id),
-                "modes": await self.modes.modes(community_id, fresh=True)}
+        """The part of the config push shared by a community's gates, without the used codes:
+        hubs cache this part, and the used codes go with each push as read at that moment
+        (used_codes) and between pushes as `used` deltas."""
+        config = await self.passes.bridge_config(community_id)
+        del config["nonces"]
+        return {**config, "modes": await self.modes.modes(community_id, fresh=True)}
+
+    async def used_codes(self, community_id: str) -> list[list]:
+        """[slot key hex, expires] of the community's codes used and not expired."""
+        return await self.passes.used_nonces(community_id)
 
     @staticmethod
     def bridge_config(gate: dict, base: dict) -> dict:

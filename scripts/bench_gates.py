@@ -84,6 +84,9 @@ class BenchBridges:
     async def community_config(self, community_id):
         return {"keys": {}, "revoked": []}
 
+    async def used_codes(self, community_id):
+        return []
+
     async def bridge_status(self, bridge, online):
         self.status += 1
 

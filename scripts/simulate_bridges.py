@@ -15,22 +15,25 @@ import contextlib
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 
-from gate_bridge.bridge import Bridge, BridgeConfig
-from gate_bridge.drivers import SimulatedDoor, SimulatedRelay, SimulatedScanner
+from gate_bridge.bridge import INPUTS, Bridge, BridgeConfig
+from gate_bridge.drivers import SimulatedContact, SimulatedDoor, SimulatedRelay, SimulatedScanner
 from gate_bridge.store import Store
 
 
 def make_bridge(bridge_id: str, secret: str, host: str, port: int, data_dir: Path,
-                door: dict | None = None, **options) -> Bridge:
-    """A Bridge on simulated hardware; `door` tunes SimulatedDoor (auto, open_after, ...)."""
+                door: dict | None = None, clock=time.time, **options) -> Bridge:
+    """A Bridge on simulated hardware (the exit, tamper, power and fire inputs included);
+    `door` tunes SimulatedDoor (auto, open_after, ...)."""
     config = BridgeConfig(bridge_id=bridge_id, secret=secret, host=host, port=port,
                           tls=options.pop("tls", False), allow_plain=True,
                           store_path=str(data_dir / f"{bridge_id}.sqlite"), **options)
     relay = SimulatedRelay(bridge_id)
     return Bridge(config, Store(config.store_path, config.max_events), SimulatedScanner(),
-                  relay, SimulatedDoor(relay, **(door or {})))
+                  relay, SimulatedDoor(relay, **(door or {})),
+                  {name: SimulatedContact() for name in INPUTS}, clock)
 
 
 async def run_bridges(creds: list[dict], host: str, port: int, data_dir: Path, **options) -> None:

@@ -327,7 +327,7 @@ class GateHub:
         # From here on every use in the community reaches this bridge as a `used` delta, and
         # the used codes read next cover every use before: nothing falls in between.
         self.communities.setdefault(str(gate["community_id"]), set()).add(conn)
-        nonces = await self.app.passes.used_nonces(str(gate["community_id"]))
+        nonces = await self.bridges.used_codes(str(gate["community_id"]))
         if conn.config_version != config["version"]:
             self.push_config(conn, config, nonces)
         elif nonces:
@@ -396,7 +396,7 @@ class GateHub:
     async def _resync(self, conn: Connection) -> None:
         gate = conn.creds[2]
         self.push_config(conn, await self.config_for(gate),
-                         await self.app.passes.used_nonces(str(gate["community_id"])))
+                         await self.bridges.used_codes(str(gate["community_id"])))
 
     async def config_for(self, gate: dict) -> dict:
         """The gate's config without the used codes, which are never cached (a push carries
@@ -405,7 +405,6 @@ class GateHub:
         cached = self.configs.get(community)
         if cached is None or cached[0] < time.monotonic():
             base = await self.bridges.community_config(community)
-            del base["nonces"]
             cached = self.configs[community] = (time.monotonic() + CONFIG_CACHE_SECONDS, base)
         return BridgeManager.bridge_config(gate, cached[1])
 
@@ -440,7 +439,7 @@ class GateHub:
             config = await self.config_for(conn.creds[2])
             if config["version"] != conn.config_version:
                 if nonces is None:
-                    nonces = await self.app.passes.used_nonces(community_id)
+                    nonces = await self.bridges.used_codes(community_id)
                 self.push_config(conn, config, nonces)
 
     # -- scans ----------------------------------------------------------------------------------------

@@ -256,3 +256,64 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
     unit_door = await app.places.gate(c.id, c.gates["u1-1"])
     again = await app.gate_access.check(codes["ok"][0], unit_door, "in", "gate")
     assert (again.allow, again.reason) == (False, "replayed")
+
+
+# -- door hardware: exit button, tamper, power and fire-panel inputs, against the real hub -----------
+
+async def stored_events(app, bridge_id: str) -> list[dict]:
+    docs = await app.db.gate_events.find({"bridge": bridge_id, "seq": {"$ne": None}}).to_list(None)
+    return sorted(docs, key=lambda d: d["seq"])
+
+
+async def test_the_exit_button_opens_the_door_without_a_forced_alarm(app, bridges):
+    c = await make_community(app, "x1")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    port = await hub.start(0, "127.0.0.1")
+    try:
+        now = [time.time()]
+        sim = await bridges(port, creds["bridge_id"], creds["secret"], clock=lambda: now[0])
+        await sim.bridge.wait(lambda: sim.bridge.store.config() is not None)
+        sim.bridge.inputs["exit"].set(True)  # pushed: the lock releases, the door swings open
+        sim.bridge.inputs["exit"].set(False)
+        await sim.bridge.wait(lambda: sim.bridge.store.acked_seq == 3)  # the door closed again
+        assert sim.relay.pulses == 1
+        now[0] += 60  # a minute later nobody released it: this opening is forced
+        sim.door.set(True)
+        await sim.bridge.wait(lambda: sim.bridge.store.acked_seq == 4)
+        await hub.wait(lambda: hub.idle)
+        assert [a["kind"] for a in await app.gate_alarms.alarms(c.id)] == ["door_forced"]
+    finally:
+        await hub.stop()
+    assert [e["type"] for e in await stored_events(app, creds["bridge_id"])] == [
+        "exit_request", "door_opened", "door_closed", "door_forced"]
+
+
+async def test_tamper_power_and_fire_inputs_report_and_fire_holds_the_gate_open(app, bridges):
+    c = await make_community(app, "x2")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    port = await hub.start(0, "127.0.0.1")
+    try:
+        sim = await bridges(port, creds["bridge_id"], creds["secret"], auto_door=False)
+        await sim.bridge.wait(lambda: sim.bridge.store.config() is not None)
+        inputs = sim.bridge.inputs
+        inputs["tamper"].set(True)
+        inputs["power"].set(True)
+        inputs["power"].set(False)
+        inputs["fire"].set(True)  # the fire panel releases every door, link or no link
+        await sim.bridge.wait(lambda: sim.relay.active and sim.bridge.mode == "open")
+        sim.door.set(True)  # people stream out: not forced, not held
+        inputs["fire"].set(False)
+        await sim.bridge.wait(lambda: not sim.relay.active and sim.bridge.mode == "normal")
+        await sim.bridge.wait(lambda: sim.bridge.store.count == 0 and sim.bridge.store.acked_seq >= 8)
+        await hub.wait(lambda: hub.idle)
+        assert sorted(a["kind"] for a in await app.gate_alarms.alarms(c.id)) == [
+            "fire_release", "fire_release", "power_lost", "tamper"]
+    finally:
+        await hub.stop()
+    events = await stored_events(app, creds["bridge_id"])
+    assert [(e["type"], e["data"].get("active", e["data"].get("mode"))) for e in events] == [
+        ("tamper", None), ("power_lost", None), ("power_restored", None), ("fire_release", True),
+        ("mode_changed", "open"), ("door_opened", None), ("fire_release", False),
+        ("mode_changed", "normal")]

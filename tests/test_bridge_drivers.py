@@ -22,6 +22,16 @@ def serial_pair():
     os.close(theirs)
 
 
+def read_exactly(fd: int, size: int) -> bytes:
+    """A pseudo-terminal hands over what was written in as many reads as it likes."""
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        assert chunk, "the device closed"
+        data += chunk
+    return data
+
+
 async def test_serial_scanner_reads_one_code_per_line(serial_pair):
     ours, path = serial_pair
     scanner = await serial_scanner(path, 9600)
@@ -38,7 +48,7 @@ async def test_serial_relay_board_gets_its_on_and_off_bytes(serial_pair):
     relay.listeners.append(heard.append)
     await relay.hold(True)
     await relay.hold(False)
-    assert os.read(ours, 8) == bytes.fromhex("A00101A2A00100A1")
+    assert read_exactly(ours, 8) == bytes.fromhex("A00101A2A00100A1")
     assert heard == [True, False]
     relay.port.close()
 
@@ -59,3 +69,29 @@ async def test_tcp_scanner_reads_codes_from_a_network_reader():
         with pytest.raises(EOFError):
             await asyncio.wait_for(scanner.read(), TIMEOUT)
         scanner.close()
+
+
+async def test_bridge_toml_inputs_become_contacts_and_unknown_ones_are_refused(tmp_path):
+    from gate_bridge import drivers
+    from gate_bridge.bridge import Bridge, BridgeConfig
+    from gate_bridge.store import Store
+    document = {"scanner": {"kind": "tcp", "host": "127.0.0.1", "port": 9},
+                "inputs": {"exit": {}, "fire": {"kind": "simulated"}}}
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    document["scanner"]["port"] = server.sockets[0].getsockname()[1]
+    async with server:
+        scanner, relay, door, inputs = await drivers.from_config(document)
+        scanner.close()
+    assert set(inputs) == {"exit", "fire"} and all(isinstance(c, drivers.Contact)
+                                                    for c in inputs.values())
+    config = BridgeConfig(bridge_id="br-x", secret="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+                          tls=False, allow_plain=True)
+    store = Store(str(tmp_path / "b.sqlite"))
+    try:
+        Bridge(config, store, scanner, relay, door, inputs)
+        with pytest.raises(ValueError, match="doorbell"):
+            Bridge(config, store, scanner, relay, door, {"doorbell": drivers.SimulatedContact()})
+        with pytest.raises(ValueError, match="kind"):
+            drivers.contact_from_config({"kind": "carrier-pigeon"})
+    finally:
+        store.close()

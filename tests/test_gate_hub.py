@@ -497,7 +497,7 @@ async def test_a_code_used_online_reaches_connected_bridges_and_is_refused_offli
     try:
         await sim.bridge.wait(lambda: sim.bridge.store.config() is not None)
         unit_door = await app.places.gate(c.id, c.gates["u1-1"])  # another gate, online
-        assert (await app.passes.check(code, unit_door, "in", "gate")).allow
+        assert (await app.gate_access.check(code, unit_door, "in", "gate")).allow
         used = sim.bridge.store.db.execute("SELECT count(*) FROM nonces")
         await sim.bridge.wait(lambda: used.execute("SELECT count(*) FROM nonces").fetchone()[0] == 1)
         await hub.stop()  # the link drops: the bridge decides alone now
@@ -516,7 +516,7 @@ async def test_a_bridge_connecting_after_a_use_gets_it_in_its_config(peers, app,
     first = await connected_peer(peers, creds)
     assert (await first.expect(p.CONFIG))["nonces"] == []  # the community's config is cached now
     unit_door = await app.places.gate(c.id, c.gates["u1-1"])
-    assert (await app.passes.check(code, unit_door, "in", "gate")).allow
+    assert (await app.gate_access.check(code, unit_door, "in", "gate")).allow
     delta = await first.expect(p.USED)
     [[nonce, expires]] = delta["nonces"]
     assert expires > app.clock.time()
