@@ -203,11 +203,14 @@ async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app
         # Some acknowledged, some in flight: now the hub dies without a word.
         await sim.bridge.wait(lambda: sim.bridge.store.acked_seq >= 20, timeout=10)
         first.kill()
+        # Under load the first hub may have dropped a silent bridge already (200 fsyncs in a
+        # row keep its loop busy): what counts is a session with the second hub.
+        sessions_with_first = sim.bridge.sessions
         produced += [sim.bridge.record("door_closed", n=i) for i in range(100)]
         second = HubProcess(settings, port)
         await second.ready()
-        await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0,
-                              timeout=15)
+        await sim.bridge.wait(lambda: sim.bridge.sessions > sessions_with_first
+                              and sim.bridge.store.count == 0, timeout=15)
     finally:
         first.kill()
         if second is not None:

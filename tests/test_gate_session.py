@@ -4,6 +4,8 @@ handshake test vectors of docs/gate-protocol.md are checked here."""
 import hashlib
 import hmac
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,23 @@ def test_handshake_vectors_in_the_protocol_document():
         assert f"{name} = {value}" in doc, name
     # The unpadded secret and its padded form are the same key.
     assert p.derive_key(secret + "=") == key
+
+
+def test_the_bridge_imports_without_the_servers_packages():
+    """What a bridge box installs (docs/bridge-install.md) is enough for gate_bridge/."""
+    allowed = {"msgpack", "cryptography", "base45", "_cffi_backend", "cffi"}
+    script = f"""
+import importlib.abc, sys
+ALLOWED = {allowed!r}
+class OnlyTheBridgesPackages(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        top = name.partition(".")[0]
+        if top in sys.stdlib_module_names or top in ALLOWED or top == "gate_bridge":
+            return None
+        raise ImportError(f"the bridge imported {{name}}")
+sys.meta_path.insert(0, OnlyTheBridgesPackages())
+import gate_bridge.bridge, gate_bridge.drivers, gate_bridge.session, gate_bridge.store
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
