@@ -18,6 +18,7 @@ from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.errors import BulkWriteError, PyMongoError
 
+from models.common import insert_new
 from models.errors import Invalid
 
 log = logging.getLogger("xiaoqu.access_log")
@@ -35,7 +36,6 @@ SOURCES = ("gate", "scanner", "remote", "offline")
 # the bridge did, flag: "invalid_claim" or "double_use" when the server disagrees).
 OPTIONAL_FIELDS = ("command_id", "level", "by", "bridge", "flag")
 MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
-DUPLICATE_KEY = 11000
 BATCH_SECONDS = 0.05
 
 
@@ -93,11 +93,10 @@ class AccessLog:
         while self.queued:
             batch, self.queued = self.queued, []
             try:
-                await self.db.access_log.insert_many(batch, ordered=False)
-            except BulkWriteError as exc:
                 # A retried batch may be partly in already; those lines are done.
-                if any(e["code"] != DUPLICATE_KEY for e in exc.details["writeErrors"]):
-                    log.exception("access log: some lines were not written")
+                await insert_new(self.db.access_log, batch)
+            except BulkWriteError:
+                log.exception("access log: some lines were not written")
             except PyMongoError:
                 log.exception("access log: write failed; keeping %d lines for later", len(batch))
                 self.queued[:0] = batch

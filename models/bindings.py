@@ -62,10 +62,20 @@ def roles_of(links: list[dict]) -> dict[str, frozenset[str]]:
     return {cid: frozenset(r) for cid, r in roles.items()}
 
 
+def links_in(links, community_id: str) -> list[dict]:
+    """Of a resident's active links (e.g. `principal.links`), those in one community."""
+    return [link for link in links if link["community_id"] == community_id]
+
+
+def rooms_in(links, community_id: str, relation: str | None = None) -> list[str]:
+    """The rooms of those links (only where the resident is `relation`, when given)."""
+    return sorted({link["room_path"] for link in links_in(links, community_id)
+                   if relation is None or link["relation"] == relation})
+
+
 def owned_rooms(principal: Principal, community_id: str) -> list[str]:
     """Rooms the resident owns there, from the links their token check already read."""
-    return [link["room_path"] for link in principal.links
-            if link["community_id"] == community_id and link["relation"] == "owner"]
+    return rooms_in(principal.links, community_id, "owner")
 
 
 class BindingManager:
@@ -97,6 +107,12 @@ class BindingManager:
                "history": [{"at": now, "by": resident_id, "action": "request", "reason": note}]}
         await self.db.room_links.insert_one(doc)
         return doc
+
+    async def is_resident_of(self, resident_id: str, community_id: str) -> bool:
+        """Whether the resident has an approved link to a room of the community."""
+        return await self.db.room_links.find_one(
+            {"resident_id": object_id(resident_id, "resident"),
+             "community_id": ObjectId(community_id), "state": "approved"}) is not None
 
     async def of_resident(self, resident_id: str) -> list[dict]:
         return await self.db.room_links.find(

@@ -1,9 +1,10 @@
-"""Small helpers every model uses: ids, time."""
+"""Small helpers every model uses: ids, time, idempotent inserts."""
 
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from pymongo.errors import BulkWriteError
 
 from models.errors import NotFound
 
@@ -14,6 +15,25 @@ def object_id(value: str, what: str = "object") -> ObjectId:
         return ObjectId(value)
     except (InvalidId, TypeError):
         raise NotFound(f"{what} not found") from None
+
+
+DUPLICATE_KEY = 11000
+
+
+async def insert_new(collection, docs: list[dict]) -> list[dict]:
+    """Insert every doc not already there (by a unique key); returns the ones that were new.
+    Retried writes are idempotent this way: what went in before is simply skipped."""
+    if not docs:
+        return []
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        refused = exc.details.get("writeErrors", [])
+        if any(e.get("code") != DUPLICATE_KEY for e in refused):
+            raise
+        duplicates = {e["index"] for e in refused}
+        return [doc for i, doc in enumerate(docs) if i not in duplicates]
+    return docs
 
 
 def from_timestamp(seconds: float) -> datetime:

@@ -28,6 +28,7 @@ from gate_bridge.decision import (REASONS, Decision, GateInfo, gate_covers, gate
                                   gate_refusal, is_short_code, normalize)
 from gate_bridge.passes import MalformedToken, split
 from models.access import Principal
+from models.bindings import rooms_in
 from models.bridges import gate_rules
 from models.common import from_timestamp
 from models.errors import DomainError, Invalid, NotFound, RateLimited
@@ -162,8 +163,8 @@ class GateAccess:
                 raise Invalid("a reason is required", fields={"reason": "required for staff"})
         else:
             cid = str(gate["community_id"])
-            if not any(link["community_id"] == cid and gate_covers(gate["covers"], link["room_path"])
-                       for link in principal.links):
+            if not any(gate_covers(gate["covers"], room)
+                       for room in rooms_in(principal.links, cid)):
                 raise NotFound("gate not found")
         refusal = gate_refusal(principal.kind, await self.gate_info(gate), self.clock.time())
         if refusal:

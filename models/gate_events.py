@@ -10,15 +10,13 @@ import uuid
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import BulkWriteError
 
-from models.common import from_timestamp, object_id
+from models.common import from_timestamp, insert_new, object_id
 
 INDEXES = {
     "gate_events": [IndexModel([("community_id", ASCENDING), ("gate_id", ASCENDING),
                                 ("at", DESCENDING)])],
 }
-DUPLICATE_KEY = 11000
 
 
 class GateEventManager:
@@ -37,16 +35,7 @@ class GateEventManager:
 
     async def store_events(self, bridge: dict, items: list[dict]) -> list[dict]:
         """Insert-or-ignore a batch; returns the docs that were new (for side effects)."""
-        docs = self.event_docs(bridge, items)
-        try:
-            await self.db.gate_events.insert_many(docs, ordered=False)
-            return docs
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            dup = {e["index"] for e in errors}
-            return [d for i, d in enumerate(docs) if i not in dup]
+        return await insert_new(self.db.gate_events, self.event_docs(bridge, items))
 
     async def store_status(self, bridge: dict, online: bool):
         """An online/offline transition; returns its time."""

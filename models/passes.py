@@ -31,6 +31,7 @@ from gate_bridge.decision import (DEFAULT_UTC_OFFSET, ENTRY_COUNT_RETENTION, Dec
 from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
                                 community_tag, fit_scope, publish_key, sign, split)
 from models.access import Principal, permitted
+from models.bindings import links_in, rooms_in
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.bridges import USED_CHANNEL, announce_config
@@ -108,7 +109,8 @@ def _use_announcement(community_id: str, claim: UseClaim) -> str:
 
 
 class PassManager:
-    def __init__(self, db, redis, clock, settings, places, bindings, access_log, box: KeyBox):
+    def __init__(self, db, redis, clock, settings, places, bindings, staff, access_log,
+                 box: KeyBox):
         self.db = db
         self.box = box
         self.redis = redis
@@ -116,6 +118,7 @@ class PassManager:
         self.settings = settings
         self.places = places
         self.bindings = bindings
+        self.staff = staff
         self.access_log = access_log
         self.skew = settings.pass_skew_seconds
         self._ring: dict[int, SigningKey] = {}
@@ -260,7 +263,7 @@ class PassManager:
         if principal.is_staff:
             kind, scope = "staff", ()
         else:
-            links = [link for link in principal.links if link["community_id"] == community_id]
+            links = links_in(principal.links, community_id)
             if not links:
                 raise Forbidden("no active room link in this community", code="no_room")
             kind, scope = "resident", fit_scope(tuple(link["room_path"] for link in links))
@@ -501,8 +504,7 @@ class PassManager:
         """A resident invites a visitor; the pass page shows a code refreshed per lifetime."""
         conf = await self.community_settings(community_id)
         self._check_window(valid_from, valid_to, conf.invitation_max_days)
-        rooms = sorted({link["room_path"] for link in principal.links
-                        if link["community_id"] == community_id})
+        rooms = rooms_in(principal.links, community_id)
         if room_path is None and len(rooms) == 1:
             room_path = rooms[0]
         if room_path not in rooms:
@@ -550,7 +552,7 @@ class PassManager:
     async def issue_worker_pass(self, community_id: str, staff_id: str, place_path: str,
                                 start: datetime, end: datetime, reason: str) -> str | None:
         """For a repair ticket: the assigned worker's pass to the room's doors for the visit."""
-        staff = await self.db.staff.find_one({"_id": object_id(staff_id, "staff")}) or {}
+        staff = await self.staff.active_member(community_id, staff_id) or {}
         try:
             chosen = await self._gates_for(community_id, place_path, None)
         except Invalid:  # no gate leads there: the visit needs no pass

@@ -171,6 +171,18 @@ class StaffManager:
     async def active_by_id(self, staff_id: str) -> dict | None:
         return await self.db.staff.find_one({"_id": ObjectId(staff_id), "active": True})
 
+    async def active_member(self, community_id: str, staff_id: str) -> dict | None:
+        """The member if their account is active and they have a role in the community."""
+        return await self.db.staff.find_one(
+            {"_id": object_id(staff_id, "staff member"), "active": True,
+             f"roles.{community_id}": {"$exists": True}})
+
+    async def holding(self, community_id: str, role: str) -> list[str]:
+        """Ids of the community's active members with `role`."""
+        docs = await self.db.staff.find({f"roles.{community_id}": role, "active": True},
+                                        {"_id": 1}).to_list(None)
+        return [str(d["_id"]) for d in docs]
+
     async def by_username(self, username: str) -> dict | None:
         return await self.db.staff.find_one({"username": username, "active": True})
 

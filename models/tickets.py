@@ -27,6 +27,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from models import sla
 from models.access import Principal, permitted
+from models.bindings import rooms_in
 from models.common import object_id
 from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
     Unprocessable
@@ -174,13 +175,14 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
 
 
 class TicketManager:
-    def __init__(self, db, redis, clock, *, places, bindings, notifier, targets, photos,
+    def __init__(self, db, redis, clock, *, places, bindings, staff, notifier, targets, photos,
                  passes=None):
         self.db = db
         self.redis = redis
         self.clock = clock
         self.places = places
         self.bindings = bindings
+        self.staff = staff
         self.notifier = notifier
         self.targets = targets
         self.photos = photos
@@ -300,17 +302,13 @@ class TicketManager:
                           fields={"priority": f"one of {', '.join(allowed)} for a {kind}"})
 
     async def _check_resident(self, community_id: str, resident_id: str) -> None:
-        link = await self.db.room_links.find_one(
-            {"resident_id": object_id(resident_id, "resident"),
-             "community_id": ObjectId(community_id), "state": "approved"})
-        if link is None:
+        if not await self.bindings.is_resident_of(resident_id, community_id):
             raise Invalid("not a resident here", fields={"resident_id": "no room in this community"})
 
     async def _check_place(self, community_id, resident_id, kind, category, area, place_path,
                            gate_id) -> dict:
         if area == "room":
-            rooms = {link["room_path"] for link in await self.bindings.active_links(resident_id)
-                     if link["community_id"] == community_id}
+            rooms = rooms_in(await self.bindings.active_links(resident_id), community_id)
             if place_path not in rooms:
                 raise Invalid("not the resident's room",
                               fields={"place_path": "one of the resident's rooms"})
@@ -418,9 +416,7 @@ class TicketManager:
     async def _check_assignee(self, community_id: str, ticket: dict, assignee_id: str | None) -> str:
         if not assignee_id:
             raise Invalid("who should do it?", fields={"assignee_id": "required"})
-        member = await self.db.staff.find_one(
-            {"_id": object_id(assignee_id, "staff member"), "active": True,
-             f"roles.{community_id}": {"$exists": True}})
+        member = await self.staff.active_member(community_id, assignee_id)
         worker = member and Principal("staff", assignee_id, {
             community_id: frozenset(member["roles"][community_id])})
         if not worker or not permitted(worker, community_id, "tickets.work"):
@@ -589,9 +585,7 @@ class TicketManager:
         return len(events)
 
     async def _managers(self, community_id: str) -> list[str]:
-        docs = await self.db.staff.find({f"roles.{community_id}": "manager", "active": True},
-                                        {"_id": 1}).to_list(None)
-        return [str(d["_id"]) for d in docs]
+        return await self.staff.holding(community_id, "manager")
 
     # -- photos -----------------------------------------------------------------
 

@@ -78,9 +78,10 @@ class XiaoquApp(tornado.web.Application):
         self.access_log = AccessLog(self.db)
         key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
-                                  self.access_log, key_box)
+                                  self.staff, self.access_log, key_box)
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
-                                     bindings=self.bindings, notifier=self.notifier,
+                                     bindings=self.bindings, staff=self.staff,
+                                     notifier=self.notifier,
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
                                      passes=self.passes)
         self.kpi = KpiManager(self.db)

@@ -247,7 +247,7 @@ async def test_concurrent_double_scan_allows_exactly_once(app, settings):
     try:
         other_log = AccessLog(app.db)
         passes = PassManager(app.db, other_redis, app.clock, settings, app.places, app.bindings,
-                             other_log, app.passes.box)
+                             app.staff, other_log, app.passes.box)
         other = GateAccess(other_redis, app.clock, passes, other_log, app.gate_events,
                            app.gate_alarms, app.gate_modes, CommandAudit(app.db))
         results = await asyncio.gather(*(m.check(code, gate, "in", "gate")
