@@ -9,7 +9,7 @@ from handlers.base import APIHandler, api
 from models.bindings import RELATIONS, public_link
 
 Action = Literal["approve", "reject", "revoke"]
-State = Literal["pending", "approved", "rejected", "cancelled", "revoked"]
+State = Literal["pending", "approved", "rejected", "cancelled", "revoked", "offered", "declined"]
 
 
 class BindingRequest(BaseModel):
@@ -23,6 +23,10 @@ class BindingRequest(BaseModel):
 class Decision(BaseModel):
     action: Action
     reason: str = Field("", max_length=200, description="required to reject or revoke")
+
+
+class Answer(BaseModel):
+    accept: bool = Field(description="true takes the offered room, false declines it")
 
 
 class HistoryEntry(BaseModel):
@@ -71,6 +75,14 @@ class MyBindingHandler(APIHandler):
         self.write_json(public_link(doc, self.app.clock.now()))
 
 
+class MyBindingAnswerHandler(APIHandler):
+    @api("Accept or decline a room an office's import offered me", body=Answer, response=Binding,
+         audience="resident")
+    async def post(self, binding_id):
+        doc = await self.app.bindings.answer(self.principal.id, binding_id, self.body.accept)
+        self.write_json(public_link(doc, self.app.clock.now()))
+
+
 class BindingsHandler(APIHandler):
     @api("Binding requests to decide: staff see all, owners those for their rooms",
          query=BindingQuery, response=list[Binding], permission="bindings.read")
@@ -92,6 +104,7 @@ class BindingDecisionHandler(APIHandler):
 routes = [
     ("/api/me/bindings", MyBindingsHandler),
     ("/api/me/bindings/{binding_id}", MyBindingHandler),
+    ("/api/me/bindings/{binding_id}/answer", MyBindingAnswerHandler),
     ("/api/communities/{community_id}/bindings", BindingsHandler),
     ("/api/communities/{community_id}/bindings/{binding_id}/decision", BindingDecisionHandler),
 ]

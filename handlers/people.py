@@ -13,7 +13,8 @@ class Resident(BaseModel):
     id: str
     name: str
     phone: str | None
-    status: str
+    status: str = Field(description="active (on WeChat), pre-registered (imported, not yet "
+                                    "signed in) or invited (has not accepted a room here yet)")
 
 
 class StaffIn(BaseModel):
@@ -43,14 +44,15 @@ class ResidentsHandler(APIHandler):
     @api("Residents with a room in the community", response=list[Resident],
          permission="residents.read")
     async def get(self, community_id):
-        self.write_json([public_resident(r) for r in await self.app.residents.in_community(community_id)])
+        self.write_json([public_resident(r, community_id)
+                         for r in await self.app.residents.in_community(community_id)])
 
 
 class ResidentHandler(APIHandler):
     @api("One resident of the community", response=Resident, permission="residents.read")
     async def get(self, community_id, resident_id):
         docs = await self.app.residents.in_community(community_id, resident_id)
-        self.write_json(public_resident(docs[0]))
+        self.write_json(public_resident(docs[0], community_id))
 
 
 class StaffListHandler(APIHandler):

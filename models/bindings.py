@@ -4,16 +4,20 @@ States: pending → approved | rejected | cancelled; approved → revoked (moved
 Staff with `bindings.decide` decide any request; an approved owner of the room
 decides family and tenant requests for it. A tenant link lapses at its lease end
 without anyone acting: `active` is computed at read time.
+
+An office's import offers a room to a person it does not know (who may be on
+record elsewhere): offered → approved | declined, answered by that person only
+(the same consent a self-registration gives); the office may revoke an offer.
 """
 
 import json
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from models.access import Principal, permitted
-from models.common import object_id
+from models.common import insert_new, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
@@ -30,7 +34,12 @@ TRANSITIONS = {
     ("pending", "reject"): "rejected",
     ("pending", "cancel"): "cancelled",
     ("approved", "revoke"): "revoked",
+    ("offered", "accept"): "approved",
+    ("offered", "decline"): "declined",
+    ("offered", "revoke"): "revoked",
 }
+ANSWERS = {"accept", "decline"}  # the resident's own, never staff's
+OPEN_STATES = ("pending", "approved", "offered")
 NEEDS_REASON = {"reject", "revoke"}
 LINKS_CACHE_SECONDS = 300
 UNREAD = object()
@@ -96,17 +105,25 @@ class BindingManager:
         rid = object_id(resident_id, "resident")
         open_link = await self.db.room_links.find_one(
             {"resident_id": rid, "community_id": room["community_id"], "room_path": room_path,
-             "state": {"$in": ["pending", "approved"]}})
+             "state": {"$in": list(OPEN_STATES)}})
         if open_link is not None:
             raise Conflict(f"you already have a {open_link['state']} link to this room",
                            fields={"room_path": open_link["state"]})
-        now = self.clock.now()
-        doc = {"community_id": room["community_id"], "resident_id": rid, "room_path": room_path,
-               "relation": relation, "lease_end": lease_end, "state": "pending", "note": note,
-               "requested_at": now,
-               "history": [{"at": now, "by": resident_id, "action": "request", "reason": note}]}
+        doc = self.link_doc(room["community_id"], rid, room_path, relation, lease_end, "pending",
+                            note, by=resident_id, action="request")
         await self.db.room_links.insert_one(doc)
         return doc
+
+    def link_doc(self, community_id: ObjectId, resident_id: ObjectId, room_path: str,
+                 relation: str, lease_end: datetime | None, state: str, note: str, *, by: str,
+                 action: str, reason: str | None = None) -> dict:
+        """A new link's document: the one shape of a room link."""
+        now = self.clock.now()
+        return {"_id": ObjectId(), "community_id": community_id, "resident_id": resident_id,
+                "room_path": room_path, "relation": relation, "lease_end": lease_end,
+                "state": state, "note": note, "requested_at": now,
+                "history": [{"at": now, "by": by, "action": action,
+                             "reason": note if reason is None else reason}]}
 
     async def is_resident_of(self, resident_id: str, community_id: str) -> bool:
         """Whether the resident has an approved link to a room of the community."""
@@ -135,17 +152,26 @@ class BindingManager:
             {"_id": object_id(link_id, "binding"), "community_id": ObjectId(community_id)})
         if link is None:
             raise NotFound("binding not found")
-        if not await self._may_decide(principal, community_id, link):
+        if action in ANSWERS or not await self._may_decide(principal, community_id, link):
             raise Forbidden("only staff or the room's owner can decide this")
         return await self._transition(link, action, principal.id, reason)
 
     async def cancel(self, resident_id: str, link_id: str) -> dict:
         """The resident withdraws their own request."""
+        return await self._transition(await self._own(resident_id, link_id), "cancel",
+                                      resident_id, "")
+
+    async def answer(self, resident_id: str, link_id: str, accept: bool) -> dict:
+        """The resident accepts or declines a room an office's import offered them."""
+        return await self._transition(await self._own(resident_id, link_id),
+                                      "accept" if accept else "decline", resident_id, "")
+
+    async def _own(self, resident_id: str, link_id: str) -> dict:
         link = await self.db.room_links.find_one(
             {"_id": object_id(link_id, "binding"), "resident_id": ObjectId(resident_id)})
         if link is None:
             raise NotFound("binding not found")
-        return await self._transition(link, "cancel", resident_id, "")
+        return link
 
     async def _transition(self, link: dict, action: str, by: str, reason: str) -> dict:
         target = TRANSITIONS.get((link["state"], action))
@@ -190,6 +216,54 @@ class BindingManager:
             links = json.loads(cached)
         now = self.clock.time()
         return [link for link in links if link["lease_end"] is None or link["lease_end"] > now]
+
+    # -- bulk import (models/importer.py) --------------------------------------------------
+
+    async def open_links(self, community_id: ObjectId) -> dict[tuple, dict]:
+        """(resident id, room path) -> the community's pending, approved or offered link."""
+        return {(d["resident_id"], d["room_path"]): d for d in await self.db.room_links.find(
+            {"community_id": community_id, "state": {"$in": list(OPEN_STATES)}},
+            {"resident_id": 1, "room_path": 1, "relation": 1, "lease_end": 1,
+             "state": 1}).to_list(None)}
+
+    async def import_links(self, community_id: ObjectId, wanted: list[tuple],
+                           links: dict[tuple, dict], by: str) -> list[str | None]:
+        """Make each (resident id, room path, relation, lease end, consented) true; the
+        outcome of each: "created", "updated" or None.
+
+        A person who has not consented to this community (none of its rooms, not its own
+        pre-registration) is offered the room instead of linked. An open link takes the
+        file's relation and lease; a pending request it confirms is approved, an offer stays
+        one. `links` (from `open_links`) is updated with what was written."""
+        history = {"at": self.clock.now(), "by": by, "action": "import", "reason": "bulk import"}
+        new, changes, outcomes, touched = [], [], [], set()
+        for resident_id, room_path, relation, lease_end, consented in wanted:
+            link = links.get((resident_id, room_path))
+            if link is None:
+                state = "approved" if consented else "offered"
+                links[(resident_id, room_path)] = doc = self.link_doc(
+                    community_id, resident_id, room_path, relation, lease_end, state, "imported",
+                    by=by, action="import", reason="bulk import")
+                new.append(doc)
+                outcomes.append("created")
+            else:
+                target = {"relation": relation, "lease_end": lease_end,
+                          "state": "offered" if link["state"] == "offered" else "approved"}
+                if all(link.get(k) == v for k, v in target.items()):
+                    outcomes.append(None)
+                    continue
+                # Conditional on the state read: a decision made meanwhile wins over the file.
+                changes.append(UpdateOne({"_id": link["_id"], "state": link["state"]},
+                                         {"$set": target, "$push": {"history": history}}))
+                link.update(target)
+                outcomes.append("updated")
+            touched.add(str(resident_id))
+        await insert_new(self.db.room_links, new)
+        if changes:
+            await self.db.room_links.bulk_write(changes, ordered=False)
+        for resident_id in touched:
+            await self.forget(resident_id)
+        return outcomes
 
     async def forget(self, resident_id: str) -> None:
         await self.redis.delete(links_key(resident_id))

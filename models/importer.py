@@ -9,7 +9,12 @@ by phone, room links by (resident, room). Re-importing a file changes nothing.
 Residents in a file have not logged in yet, so they are stored as
 "pre-registered" residents (a phone, a name, no WeChat openid) with approved
 room links; the first WeChat login that proves that phone takes the record over
-(`ResidentManager.claim_preregistered`).
+(`ResidentManager.claim_preregistered`). An import changes only its own
+community's records: a person already on record elsewhere keeps their record
+(the office's name for them is kept apart) and is offered the room, which they
+accept or decline themselves (models/bindings.py); the report reads the same
+either way, so it does not tell who is registered elsewhere. The writes go
+through the managers owning places, residents and room links.
 
 Speed: the embedded test database costs milliseconds per operation, and its
 `$in` costs grow with collection size × list length, so the import reads the
@@ -35,12 +40,11 @@ from datetime import date, datetime, timedelta, timezone
 import openpyxl
 import openpyxl.utils
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo import ASCENDING, IndexModel
 
 from models.bindings import RELATIONS
 from models.errors import Conflict, Invalid
-from models.people import PHONE
+from models.people import PHONE, registered_by
 from models.places import SEGMENT
 
 INDEXES = {
@@ -79,7 +83,6 @@ HEADER_SEARCH_ROWS = 10  # a title row or two above the header is common in offi
 CHUNK_ROWS = 500
 LOCK_SECONDS = 600
 CHINA = timezone(timedelta(hours=8))  # leases end at midnight local time; no DST in China
-DUPLICATE_KEY = 11000
 CREATED, UPDATED, UNCHANGED = 2, 1, 0
 
 _SUFFIXES = {"building": "号楼|栋|幢|座|号", "unit": "单元", "room": "室|号"}
@@ -410,132 +413,68 @@ def _disagreements(row: Row, areas: dict, names: dict, pairs: dict, headers: dic
 
 # -- writing -------------------------------------------------------------------
 
-async def _insert(collection, docs: list[dict]) -> list[dict]:
-    """Insert all; return the docs refused as duplicates (they exist already)."""
-    if not docs:
-        return []
-    try:
-        await collection.insert_many(docs, ordered=False)
-    except BulkWriteError as exc:
-        refused = exc.details["writeErrors"]
-        if any(e["code"] != DUPLICATE_KEY for e in refused):
-            raise
-        return [docs[e["index"]] for e in refused]
-    return []
-
-
 class _Run:
-    """One import into one community: what exists, what each row did, and the writes."""
+    """One import into one community: what it knows, what each row did. Every write goes
+    through the manager owning the collection (places, residents, room links)."""
 
-    def __init__(self, db, bindings, community_id: ObjectId, now: datetime, by: str):
-        self.db = db
+    def __init__(self, places, residents, bindings, community_id: ObjectId, by: str):
+        self.places_manager = places
+        self.residents_manager = residents
         self.bindings = bindings
         self.cid = community_id
-        self.now = now
-        self.history = {"at": now, "by": by, "action": "import", "reason": "bulk import"}
+        self.by = by
         self.outcome: dict[int, int] = {}  # row number -> CREATED/UPDATED/UNCHANGED
         self.counts: Counter = Counter()  # (kind, "created"|"updated") -> n
 
     async def load(self) -> None:
-        cid = self.cid
-        self.places = {d["path"]: d for d in await self.db.places.find(
-            {"community_id": cid}, {"path": 1, "key": 1, "area_m2": 1}).to_list(None)}
-        self.residents = {d["phone"]: d for d in await self.db.residents.find(
-            {"imported_into": cid}, {"phone": 1, "name": 1}).to_list(None)}
-        self.links = {(d["resident_id"], d["room_path"]): d for d in await self.db.room_links.find(
-            {"community_id": cid, "state": {"$in": ["pending", "approved"]}},
-            {"resident_id": 1, "room_path": 1, "relation": 1, "lease_end": 1, "state": 1}).to_list(None)}
+        self.places = await self.places_manager.by_path(self.cid)
+        self.links = await self.bindings.open_links(self.cid)
+        # People who took a room here themselves (or accepted one) have consented to it.
+        self.consenting = {rid for (rid, _), link in self.links.items()
+                           if link["state"] != "offered"}
+        self.residents = await self.residents_manager.known_to(self.cid, self.consenting)
 
-    def mark(self, row: Row, outcome: int, kind: str) -> None:
-        self.outcome[row.number] = max(self.outcome.get(row.number, UNCHANGED), outcome)
-        self.counts[(kind, "created" if outcome == CREATED else "updated")] += 1
+    def mark(self, row: Row, outcome: str | None, kind: str) -> None:
+        if outcome is None:
+            return
+        self.outcome[row.number] = max(self.outcome.get(row.number, UNCHANGED),
+                                       CREATED if outcome == "created" else UPDATED)
+        self.counts[(kind, outcome)] += 1
 
     async def write(self, rows: list[Row]) -> None:
         """Places, then residents, then links: a row's link is written after its parts."""
         await self._places(rows)
         people = [r for r in rows if r.phone]
-        await self._residents(people)
-        await self._links(people)
+        outcomes = await self.residents_manager.import_people(
+            self.cid, {r.phone: r.resident_name for r in people}, self.residents)
+        for row in people:
+            self.mark(row, outcomes.pop(row.phone, None), "residents")  # once per phone
+        wanted = []
+        for row in people:
+            resident = self.residents[row.phone]
+            consented = resident["_id"] in self.consenting or \
+                registered_by(resident) == str(self.cid)
+            wanted.append((resident["_id"], row.room_path, row.relation, row.lease_end, consented))
+        for row, outcome in zip(people, await self.bindings.import_links(
+                self.cid, wanted, self.links, self.by)):
+            self.mark(row, outcome, "links")
 
     async def _places(self, rows: list[Row]) -> None:
-        new, changes = [], []
+        new, areas = [], {}
         for row in rows:
             for path in row.paths:
                 if path not in self.places:
-                    kind = ("building", "unit", "room")[path.count("-")]
-                    self.places[path] = doc = {
-                        "_id": ObjectId(), "community_id": self.cid, "key": f"{self.cid}:{path}",
-                        "kind": kind, "path": path, "name": path,
-                        "area_m2": row.area_m2 if kind == "room" else None, "created_at": self.now}
+                    is_room = path == row.room_path
+                    self.places[path] = doc = self.places_manager.place_doc(
+                        self.cid, path, area_m2=row.area_m2 if is_room else None)
                     new.append(doc)
-                    self.mark(row, CREATED, "places")
+                    self.mark(row, "created", "places")
             room = self.places[row.room_path]
             if row.area_m2 is not None and room.get("area_m2") != row.area_m2:
-                room["area_m2"] = row.area_m2
-                changes.append(UpdateOne({"key": room["key"]}, {
-                    "$set": {"area_m2": row.area_m2, "updated_at": self.now}}))
-                self.mark(row, UPDATED, "places")
-        # A place refused as a duplicate was just added by someone else: it exists, as wanted.
-        await _insert(self.db.places, new)
-        if changes:
-            await self.db.places.bulk_write(changes, ordered=False)
-
-    async def _residents(self, rows: list[Row]) -> None:
-        new = {}
-        for row in rows:
-            if row.phone not in self.residents and row.phone not in new:
-                new[row.phone] = {"_id": ObjectId(), "phone": row.phone, "name": row.resident_name,
-                                  "status": "pre-registered", "imported_into": [self.cid],
-                                  "created_at": self.now}
-        refused = await _insert(self.db.residents, list(new.values()))
-        for doc in refused:
-            del new[doc["phone"]]
-        self.residents.update(new)
-        changes = []
-        if refused:
-            # Already known elsewhere (a WeChat user with this phone, another community's import).
-            for doc in await self.db.residents.find(
-                    {"phone": {"$in": [d["phone"] for d in refused]}}, {"phone": 1, "name": 1}).to_list(None):
-                self.residents[doc["phone"]] = doc
-                changes.append(UpdateOne({"_id": doc["_id"]}, {"$addToSet": {"imported_into": self.cid}}))
-        for row in rows:
-            resident = self.residents[row.phone]
-            if new.pop(row.phone, None) is not None:
-                self.mark(row, CREATED, "residents")
-            elif resident.get("name") != row.resident_name:
-                resident["name"] = row.resident_name
-                changes.append(UpdateOne({"_id": resident["_id"]}, {"$set": {"name": row.resident_name}}))
-                self.mark(row, UPDATED, "residents")
-        if changes:
-            await self.db.residents.bulk_write(changes, ordered=False)
-
-    async def _links(self, rows: list[Row]) -> None:
-        new, changes, cached = [], [], set()
-        for row in rows:
-            resident_id = self.residents[row.phone]["_id"]
-            link = self.links.get((resident_id, row.room_path))
-            wanted = {"relation": row.relation, "lease_end": row.lease_end, "state": "approved"}
-            if link is None:
-                self.links[(resident_id, row.room_path)] = doc = {
-                    "_id": ObjectId(), "community_id": self.cid, "resident_id": resident_id,
-                    "room_path": row.room_path, **wanted, "note": "imported",
-                    "requested_at": self.now, "history": [self.history]}
-                new.append(doc)
-                self.mark(row, CREATED, "links")
-            elif any(link.get(k) != v for k, v in wanted.items()):
-                # Conditional on the state read: a decision made meanwhile wins over the file.
-                changes.append(UpdateOne({"_id": link["_id"], "state": link["state"]},
-                                         {"$set": wanted, "$push": {"history": self.history}}))
-                link.update(wanted)
-                self.mark(row, UPDATED, "links")
-            else:
-                continue
-            cached.add(str(resident_id))
-        await _insert(self.db.room_links, new)
-        if changes:
-            await self.db.room_links.bulk_write(changes, ordered=False)
-        for resident_id in cached:
-            await self.bindings.forget(resident_id)
+                room["area_m2"] = areas[room["key"]] = row.area_m2
+                self.mark(row, "updated", "places")
+        await self.places_manager.add_places(new)
+        await self.places_manager.set_areas(areas)
 
     def report(self, parsed: Parsed) -> dict:
         outcomes = Counter(self.outcome.get(r.number, UNCHANGED) for r in parsed.rows)
@@ -549,10 +488,11 @@ class _Run:
 
 
 class Importer:
-    def __init__(self, db, redis, clock, bindings):
-        self.db = db
+    def __init__(self, redis, clock, places, residents, bindings):
         self.redis = redis
         self.clock = clock
+        self.places = places
+        self.residents = residents
         self.bindings = bindings
 
     async def run(self, community_id: str, data: bytes, fmt: str | None = None, *, by: str,
@@ -569,7 +509,7 @@ class Importer:
         if not await self.redis.set(lock, by, nx=True, ex=LOCK_SECONDS):
             raise Conflict("another import into this community is running; try again when it ends")
         try:
-            run = _Run(self.db, self.bindings, ObjectId(community_id), now, by)
+            run = _Run(self.places, self.residents, self.bindings, ObjectId(community_id), by)
             await run.load()
             for start in range(0, len(parsed.rows), CHUNK_ROWS):
                 await run.write(parsed.rows[start:start + CHUNK_ROWS])

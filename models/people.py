@@ -6,11 +6,11 @@ import re
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel, ReturnDocument
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from models.access import STAFF_ROLES, Principal, may_manage_account
-from models.common import object_id
+from models.common import insert_new, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
@@ -42,9 +42,28 @@ async def verify_password(stored_hash: str | None, password: str) -> bool:
         return False
 
 
-def public_resident(doc: dict) -> dict:
-    return {"id": str(doc["_id"]), "name": doc.get("name", ""), "phone": doc.get("phone"),
-            "status": doc.get("status", "active")}
+def public_resident(doc: dict, community_id: str) -> dict:
+    """A resident as one community's office sees them: the name it gave them (another
+    office's or the person's own are not its business), "invited" while they have not
+    accepted any room there."""
+    return {"id": str(doc["_id"]), "name": office_name(doc, community_id) or doc.get("name", ""),
+            "phone": doc.get("phone"),
+            "status": "invited" if doc.get("invited") else doc.get("status", "active")}
+
+
+def office_name(doc: dict, community_id) -> str | None:
+    """The name a community's import gave the person, if any."""
+    cid = str(community_id)
+    name = doc.get("office_names", {}).get(cid)
+    if name is None and registered_by(doc) == cid:
+        name = doc.get("name")
+    return name
+
+
+def registered_by(doc: dict) -> str | None:
+    """The community whose import created this record (the first it was imported into)."""
+    creator = doc.get("registered_by") or next(iter(doc.get("imported_into", [])), None)
+    return creator and str(creator)
 
 
 def public_staff(doc: dict, community_id: str) -> dict:
@@ -113,14 +132,77 @@ class ResidentManager:
         return doc
 
     async def in_community(self, community_id: str, resident_id: str | None = None) -> list[dict]:
-        """Residents with a room link (any state but rejected) in the community."""
-        query: dict = {"community_id": ObjectId(community_id), "state": {"$ne": "rejected"}}
+        """Residents with a room link (any state but rejected or declined) in the community;
+        `invited` marks those who have only offers there."""
+        query: dict = {"community_id": ObjectId(community_id),
+                       "state": {"$nin": ["rejected", "declined"]}}
         if resident_id:
             query["resident_id"] = object_id(resident_id, "resident")
         ids = await self.db.room_links.distinct("resident_id", query)
         if resident_id and not ids:
             raise NotFound("resident not found")
-        return await self.db.residents.find({"_id": {"$in": ids}}).sort("_id", ASCENDING).to_list(None)
+        query["state"] = {"$nin": ["rejected", "declined", "offered"]}
+        accepted = set(await self.db.room_links.distinct("resident_id", query))
+        docs = await self.db.residents.find({"_id": {"$in": ids}}).sort("_id", ASCENDING).to_list(None)
+        return [{**doc, "invited": doc["_id"] not in accepted} for doc in docs]
+
+    # -- bulk import (models/importer.py): only this community's records change ----------
+
+    async def known_to(self, community_id: ObjectId, also: set[ObjectId]) -> dict[str, dict]:
+        """Phone -> record of everyone the community's imports know, and of residents `also`
+        (those with rooms there already)."""
+        fields = {"phone": 1, "name": 1, "office_names": 1, "registered_by": 1, "imported_into": 1}
+        known = {d["phone"]: d for d in await self.db.residents.find(
+            {"imported_into": community_id}, fields).to_list(None)}
+        rest = also - {d["_id"] for d in known.values()}
+        if rest:
+            known.update({d["phone"]: d for d in await self.db.residents.find(
+                {"_id": {"$in": list(rest)}, "phone": {"$ne": None}}, fields).to_list(None)})
+        return known
+
+    async def import_people(self, community_id: ObjectId, names: dict[str, str],
+                            known: dict[str, dict]) -> dict[str, str | None]:
+        """Give each phone this community's name: phone -> "created", "updated" or None.
+
+        A phone the community did not know becomes a pre-registered record of its own
+        (claimed at the person's first WeChat login with it). A person already on record
+        elsewhere is left as they are: only this community's name for them is kept, and
+        the outcome reads the same, so an import cannot tell who exists elsewhere.
+        `known` (from `known_to`) is updated with what was written."""
+        cid = str(community_id)
+        now = self.clock.now()
+        fresh = {phone: {"_id": ObjectId(), "phone": phone, "name": name,
+                         "status": "pre-registered", "imported_into": [community_id],
+                         "registered_by": community_id, "office_names": {cid: name},
+                         "created_at": now}
+                 for phone, name in names.items() if phone not in known}
+        inserted = await insert_new(self.db.residents, list(fresh.values()))
+        known.update({doc["phone"]: doc for doc in inserted})
+        outcome: dict[str, str | None] = {doc["phone"]: "created" for doc in inserted}
+        elsewhere = [phone for phone in fresh if phone not in outcome]
+        changes = []
+        for doc in await self.db.residents.find({"phone": {"$in": elsewhere}}).to_list(None):
+            known[doc["phone"]] = doc
+            outcome[doc["phone"]] = "created"
+            changes.append(UpdateOne({"_id": doc["_id"]}, {
+                "$addToSet": {"imported_into": community_id},
+                "$set": {f"office_names.{cid}": names[doc["phone"]]}}))
+            doc.setdefault("office_names", {})[cid] = names[doc["phone"]]
+        for phone, name in names.items():
+            doc = known[phone]
+            if phone in outcome or office_name(doc, cid) == name:
+                outcome.setdefault(phone, None)
+                continue
+            update = {f"office_names.{cid}": name}
+            if registered_by(doc) == cid:
+                update["name"] = name  # its own record: the name the person will take over
+                doc["name"] = name
+            changes.append(UpdateOne({"_id": doc["_id"]}, {"$set": update}))
+            doc.setdefault("office_names", {})[cid] = name
+            outcome[phone] = "updated"
+        if changes:
+            await self.db.residents.bulk_write(changes, ordered=False)
+        return outcome
 
 
 def sessions_key(staff_id: str) -> str:

@@ -10,10 +10,10 @@ single key works the same on MongoDB).
 import re
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, IndexModel, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
-from models.common import object_id
+from models.common import insert_new, object_id
 from models.errors import Conflict, Invalid, NotFound
 
 INDEXES = {
@@ -86,20 +86,43 @@ class PlaceManager:
         query = {} if ids is None else {"_id": {"$in": [ObjectId(i) for i in ids]}}
         return await self.db.communities.find(query).sort("name", ASCENDING).to_list(None)
 
+    def place_doc(self, community_id: ObjectId, path: str, name: str | None = None,
+                  area_m2: float | None = None) -> dict:
+        """A new place's document (checked path, uniqueness key): the one shape of a place."""
+        return {"_id": ObjectId(), "community_id": community_id, "key": f"{community_id}:{path}",
+                "kind": place_kind(path), "path": path, "name": name or path,
+                "area_m2": area_m2, "created_at": self.clock.now()}
+
     async def create_place(self, community_id: str, path: str, name: str | None = None,
                            area_m2: float | None = None) -> dict:
-        kind = place_kind(path)
-        cid = ObjectId(community_id)
+        doc = self.place_doc(ObjectId(community_id), path, name, area_m2)
         parent = "-".join(split_path(path)[:-1])
-        if parent and not await self.db.places.find_one({"key": f"{cid}:{parent}"}):
+        if parent and not await self.place_by_path(community_id, parent):
             raise Invalid("parent place does not exist", fields={"path": f"no place {parent!r}"})
-        doc = {"community_id": cid, "key": f"{cid}:{path}", "kind": kind, "path": path,
-               "name": name or path, "area_m2": area_m2, "created_at": self.clock.now()}
         try:
             await self.db.places.insert_one(doc)
         except DuplicateKeyError:
             raise Conflict(f"place {path!r} exists", fields={"path": "taken"}) from None
         return doc
+
+    # -- bulk import (models/importer.py) ------------------------------------------------
+
+    async def by_path(self, community_id: ObjectId) -> dict[str, dict]:
+        """Path -> place of the whole community (its key and area), for one import run."""
+        return {d["path"]: d for d in await self.db.places.find(
+            {"community_id": community_id}, {"path": 1, "key": 1, "area_m2": 1}).to_list(None)}
+
+    async def add_places(self, docs: list[dict]) -> None:
+        """Insert `place_doc`s; one another writer added meanwhile exists, as wanted."""
+        await insert_new(self.db.places, docs)
+
+    async def set_areas(self, areas: dict[str, float]) -> None:
+        """Place key -> its new floor area."""
+        if areas:
+            now = self.clock.now()
+            await self.db.places.bulk_write(
+                [UpdateOne({"key": key}, {"$set": {"area_m2": area, "updated_at": now}})
+                 for key, area in areas.items()], ordered=False)
 
     async def place(self, community_id: str, place_id: str) -> dict:
         doc = await self.db.places.find_one(

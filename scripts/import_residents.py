@@ -21,6 +21,7 @@ from models.bindings import BindingManager
 from models.common import Clock
 from models.errors import DomainError
 from models.importer import Importer
+from models.people import ResidentManager
 from models.places import PlaceManager
 from server.settings import settings_for_tools
 from server.stores import connect_mongo, connect_redis
@@ -51,7 +52,9 @@ async def prepared_importer(db, redis) -> Importer:
         for collection, indexes in importlib.import_module(f"models.{name}").INDEXES.items():
             await db[collection].create_indexes(indexes)
     clock = Clock()
-    return Importer(db, redis, clock, BindingManager(db, redis, clock, PlaceManager(db, clock)))
+    places = PlaceManager(db, clock)
+    return Importer(redis, clock, places, ResidentManager(db, clock),
+                    BindingManager(db, redis, clock, places))
 
 
 async def run_import(settings, community_code: str, data: bytes, fmt: str | None) -> dict:

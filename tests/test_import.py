@@ -327,3 +327,70 @@ async def test_a_file_that_unpacks_too_large_is_refused_naming_the_limit(app, ap
     reply = await upload(api_client, c, unpacking_bomb(), XLSX_MIME)
     assert reply.status == 400
     assert "unpacks to more than 64 MiB" in reply.error["fields"]["file"]
+
+
+async def resident_elsewhere(app, api_client, phone: str, name: str):
+    """A resident of another community: a WeChat user with `phone` and an approved room there,
+    and that community's own import of a second person."""
+    other = await make_community(app, f"else-{phone[-4:]}")
+    rid, token = await make_resident(app, other, f"user-{phone}")
+    await app.db.residents.update_one({"_id": ObjectId(rid)}, {"$set": {"phone": phone}})
+    await upload(api_client, other, csv_file(
+        [HEADER, [1, 1, 102, "", name, "1" + phone[1:-1] + "9", "owner", ""]]))
+    return other, rid, token
+
+
+@pytest.mark.asyncio
+async def test_an_import_never_rewrites_or_links_a_person_known_elsewhere(app, api_client):
+    other, rid, token = await resident_elsewhere(app, api_client, "13500000001", "Wen")
+    imported_elsewhere = "13500000009"
+    before = {d["_id"]: d for d in await app.db.residents.find().to_list(None)}
+    c = await make_community(app, "imp-a")
+    rows = [HEADER, [1, 1, 101, "", "Mallory", "13500000001", "owner", ""],
+            [1, 2, 101, "", "Eve", imported_elsewhere, "owner", ""]]
+    report = (await upload(api_client, c, csv_file(rows))).body
+    assert report["errors"] == []
+
+    # Neither person's record changed, nor does either get a room here without consent.
+    after = {d["_id"]: d for d in await app.db.residents.find().to_list(None)}
+    for _id, doc in before.items():
+        assert (after[_id].get("name"), after[_id].get("status")) == \
+            (doc.get("name"), doc.get("status"))
+    assert await app.bindings.active_links(rid) == [
+        link for link in await app.bindings.active_links(rid) if link["community_id"] == other.id]
+    links = await app.db.room_links.find({"community_id": ObjectId(c.id)}).to_list(None)
+    assert {link["state"] for link in links} == {"offered"}
+    listed = (await api_client.get(f"/api/communities/{c.id}/residents",
+                                   token=c.tokens["admin"])).body
+    assert sorted(r["name"] for r in listed) == ["Eve", "Mallory"]  # this office's names
+    assert {r["status"] for r in listed} == {"invited"}
+    assert no_changes((await upload(api_client, c, csv_file(rows))).body)
+
+    # The person sees the offer and accepts it: only then is the room theirs.
+    [offer] = [b for b in (await api_client.get("/api/me/bindings", token=token)).body
+               if b["community_id"] == c.id]
+    assert offer["state"] == "offered"
+    staff_approval = await api_client.post(
+        f"/api/communities/{c.id}/bindings/{offer['id']}/decision", {"action": "approve"},
+        token=c.tokens["admin"])
+    assert staff_approval.status == 409  # the office cannot consent for them
+    reply = await api_client.post(f"/api/me/bindings/{offer['id']}/answer", {"accept": True},
+                                  token=token)
+    assert reply.status == 200 and reply.body["state"] == "approved"
+    assert c.id in {link["community_id"] for link in await app.bindings.active_links(rid)}
+
+
+@pytest.mark.asyncio
+async def test_import_counts_do_not_tell_whether_a_phone_is_known_elsewhere(app, api_client):
+    await resident_elsewhere(app, api_client, "13500000002", "Wu")
+    known = await make_community(app, "imp-kn")
+    unknown = await make_community(app, "imp-un")
+    reports = []
+    for community, phone in ((known, "13500000002"), (unknown, "13500000003")):
+        rows = [HEADER, [1, 1, 101, "", "Name", phone, "owner", ""]]
+        reports.append((await upload(api_client, community, csv_file(rows))).body)
+        rows[1][4] = "New name"
+        reports.append((await upload(api_client, community, csv_file(rows))).body)
+    assert reports[0] == reports[2] and reports[1] == reports[3]
+    assert reports[0]["details"]["residents"] == {"created": 1, "updated": 0}
+    assert reports[1]["details"]["residents"] == {"created": 0, "updated": 1}
