@@ -75,6 +75,8 @@ class Provisioned(BaseModel):
     secret: str = Field(description="shown once: put it in the bridge's bridge.toml")
     gate_id: str
     provisioned_at: datetime
+    hub_port: int = Field(description="GATE_PORT: where the bridge connects")
+    hub_tls: bool = Field(description="whether the hub speaks TLS (GATE_TLS_CERT is set)")
 
 
 class OpenIn(BaseModel):
@@ -197,7 +199,9 @@ class BridgeHandler(APIHandler):
     @api("Provision (or re-key) the gate's bridge: the secret is shown only in this answer",
          response=Provisioned, status=201, permission="gates.write")
     async def post(self, community_id, gate_id):
-        self.write_json(await self.app.bridges.provision(community_id, gate_id, self.principal.id))
+        provisioned = await self.app.bridges.provision(community_id, gate_id, self.principal.id)
+        self.write_json({**provisioned, "hub_port": self.app.config.gate_port,
+                         "hub_tls": bool(self.app.config.gate_tls_cert)})
 
     @api("Disable the gate's bridge: its secret stops working and its open session is closed "
          "at once; provisioning again re-enables it with a new secret",

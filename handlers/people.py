@@ -1,5 +1,7 @@
 """Residents and staff of a community."""
 
+from datetime import datetime
+
 from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
@@ -15,6 +17,13 @@ class Resident(BaseModel):
     phone: str | None
     status: str = Field(description="active (on WeChat), pre-registered (imported, not yet "
                                     "signed in) or invited (has not accepted a room here yet)")
+
+
+class Occupant(BaseModel):
+    room_path: str
+    relation: str
+    lease_end: datetime | None
+    resident: Resident
 
 
 class StaffIn(BaseModel):
@@ -53,6 +62,18 @@ class ResidentHandler(APIHandler):
     async def get(self, community_id, resident_id):
         docs = await self.app.residents.in_community(community_id, resident_id)
         self.write_json(public_resident(docs[0], community_id))
+
+
+class OccupantsHandler(APIHandler):
+    @api("Who lives in each room now (active links, by room path), with their names",
+         response=list[Occupant], permission="residents.read")
+    async def get(self, community_id):
+        links = await self.app.bindings.occupants(community_id)
+        people = {r["_id"]: public_resident(r)
+                  for r in await self.app.residents.in_community(community_id)}
+        self.write_json([{"room_path": link["room_path"], "relation": link["relation"],
+                          "lease_end": link.get("lease_end"),
+                          "resident": people[link["resident_id"]]} for link in links])
 
 
 class StaffListHandler(APIHandler):
@@ -95,6 +116,7 @@ class StaffActiveHandler(APIHandler):
 routes = [
     ("/api/communities/{community_id}/residents", ResidentsHandler),
     ("/api/communities/{community_id}/residents/{resident_id}", ResidentHandler),
+    ("/api/communities/{community_id}/occupants", OccupantsHandler),
     ("/api/communities/{community_id}/staff", StaffListHandler),
     ("/api/communities/{community_id}/staff/{staff_id}", StaffHandler),
     ("/api/communities/{community_id}/staff/{staff_id}/active", StaffActiveHandler),

@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, api
 from models.errors import Invalid
-from models.kpi import CHINA, PERIODS
+from models.kpi import CHINA, MAX_SERIES, PERIODS
 from models.notifications import public_message
 from models.photos import MAX_BYTES
 from models.sla import DEFAULT_TARGETS, PRIORITIES
@@ -117,6 +117,13 @@ class SlaTargetsBody(BaseModel):
 class KpiQuery(BaseModel):
     period: Literal[PERIODS] = "month"
     day: date | None = Field(None, description="any day in the period; default today (UTC+8)")
+
+    def day_or_today(self, now: datetime) -> date:
+        return self.day or now.astimezone(CHINA).date()
+
+
+class KpiSeriesQuery(KpiQuery):
+    count: int = Field(12, ge=1, le=MAX_SERIES, description="periods, ending with `day`'s")
 
 
 class SubscriptionsIn(BaseModel):
@@ -228,8 +235,17 @@ class KpiHandler(APIHandler):
     @api("Ticket KPIs for a day, week or month, with the office's targets", query=KpiQuery,
          response=dict, permission="kpi.read")
     async def get(self, community_id):
-        day = self.query.day or self.app.clock.now().astimezone(CHINA).date()
+        day = self.query.day_or_today(self.app.clock.now())
         self.write_json(await self.app.kpi.report(community_id, self.query.period, day))
+
+
+class KpiSeriesHandler(APIHandler):
+    @api("The KPIs of consecutive periods (oldest first), for charts and downloads",
+         query=KpiSeriesQuery, response=list[dict], permission="kpi.read")
+    async def get(self, community_id):
+        q = self.query
+        self.write_json(await self.app.kpi.series(community_id, q.period,
+                                                  q.day_or_today(self.app.clock.now()), q.count))
 
 
 class SubscriptionsHandler(APIHandler):
@@ -263,6 +279,7 @@ routes = [
     ("/api/communities/{community_id}/tickets/{ticket_id}/photos/{photo_id}", PhotoHandler),
     ("/api/communities/{community_id}/sla-targets", SlaTargetsHandler),
     ("/api/communities/{community_id}/kpi", KpiHandler),
+    ("/api/communities/{community_id}/kpi/series", KpiSeriesHandler),
     ("/api/me/subscriptions", SubscriptionsHandler),
     ("/api/me/messages", MessagesHandler),
     ("/api/me/messages/{message_id}/read", MessageReadHandler),

@@ -146,6 +146,14 @@ class BindingManager:
             query["room_path"] = {"$in": owned_rooms(principal, community_id)}
         return await self.db.room_links.find(query).sort("requested_at", DESCENDING).to_list(500)
 
+    async def occupants(self, community_id: str) -> list[dict]:
+        """The community's active links, room by room: who lives where now."""
+        docs = await self.db.room_links.find(
+            {"community_id": ObjectId(community_id), "state": "approved"}).sort(
+            [("room_path", ASCENDING), ("relation", ASCENDING)]).to_list(None)
+        now = self.clock.now()
+        return [d for d in docs if is_active(d, now)]
+
     async def decide(self, principal: Principal, community_id: str, link_id: str, action: str,
                      reason: str = "") -> dict:
         link = await self.db.room_links.find_one(

@@ -27,6 +27,7 @@ from models.sla import PRIORITIES
 
 CHINA = timezone(timedelta(hours=8))
 PERIODS = ("day", "week", "month")
+MAX_SERIES = 31  # periods in one series (a month of days)
 TARGETS = {
     "followup_rate": (">=", 1.0),
     "satisfaction_rate": (">=", 0.9),
@@ -50,6 +51,15 @@ def window(period: str, day: date) -> tuple[datetime, datetime]:
         raise Invalid("unknown period", fields={"period": f"one of {', '.join(PERIODS)}"})
     return (datetime.combine(first, time(), CHINA).astimezone(UTC),
             datetime.combine(last, time(), CHINA).astimezone(UTC))
+
+
+def previous_periods(period: str, day: date, count: int) -> list[date]:
+    """A day in each of the `count` periods ending with the one containing `day`, oldest first."""
+    days = [day]
+    for _ in range(count - 1):
+        start, _ = window(period, days[-1])
+        days.append(start.astimezone(CHINA).date() - timedelta(days=1))
+    return days[::-1]
 
 
 def percentile(sorted_values: list[float], q: float) -> float | None:
@@ -139,3 +149,8 @@ class KpiManager:
             "counts": {k: totals[k] for k in ("resolved", "followed_up", "rated", "satisfied",
                                            "reworked", "closed", "cancelled", "breached")},
         }
+
+    async def series(self, community_id: str, period: str, day: date, count: int) -> list[dict]:
+        """Reports for `count` consecutive periods ending with the one containing `day`."""
+        return [await self.report(community_id, period, d)
+                for d in previous_periods(period, day, count)]

@@ -161,3 +161,26 @@ async def test_resident_withdraws_pending_request_only(app, api_client):
                 if b["state"] == "approved"][0]["id"]
     reply = await api_client.delete(f"/api/me/bindings/{approved}", token=me)
     assert reply.status == 409
+
+
+@pytest.mark.asyncio
+async def test_occupants_room_by_room(app, api_client, clock):
+    c = await make_community(app, "occ")
+    await make_resident(app, c, "ming", "1-1-102")
+    await make_resident(app, c, "hua", "1-1-101", relation="tenant",
+                        lease_end=START + timedelta(days=1))
+    await make_resident(app, c, "li", "1-1-101", relation="family")
+    await app.db.residents.update_many({}, {"$set": {"name": "someone"}})
+    pending = await app.residents.from_wechat("openid-new", None, None)
+    await app.bindings.request(str(pending["_id"]), c.id, "1-2-101", "owner", None)
+    base = f"/api/communities/{c.id}/occupants"
+    assert (await api_client.get(base, token=c.tokens["maintenance"])).status == 403
+    reply = await api_client.get(base, token=c.tokens["security"])
+    assert reply.status == 200, reply.body
+    assert [(o["room_path"], o["relation"], o["resident"]["name"]) for o in reply.body] == [
+        ("1-1-101", "family", "someone"), ("1-1-101", "tenant", "someone"),
+        ("1-1-102", "owner", "someone")]  # the pending request is no occupant yet
+    clock.advance(2 * 86400)  # the lease ended
+    token = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
+    reply = await api_client.get(base, token=token)
+    assert [o["relation"] for o in reply.body] == ["family", "owner"]

@@ -341,6 +341,8 @@ async def test_provisioning_shows_the_secret_once_to_office_staff(app, hub, api_
     assert (await api_client.post(path, token=c.tokens["security"])).status == 403
     reply = await api_client.post(path, token=c.tokens["admin"])
     assert reply.status == 201 and len(reply.body["secret"]) >= 40
+    # What the bridge's config needs besides: where the hub listens, and how.
+    assert (reply.body["hub_port"], reply.body["hub_tls"]) == (app.config.gate_port, False)
     gate = (await api_client.get(f"/api/communities/{c.id}/gates/{c.gates['main']}",
                                  token=c.tokens["admin"])).body
     assert gate["bridge_id"] == reply.body["bridge_id"] and "secret" not in gate

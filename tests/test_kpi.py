@@ -162,3 +162,24 @@ async def test_demo_month_gives_meaningful_numbers(app, api_client, world, clock
     assert 0 < k["first_response_minutes"]["p50"] <= k["first_response_minutes"]["p90"] <= 30
     assert k["urges"]["total"] > 0 and len(k["on_site_timeliness"]) >= 3
     assert {"closed", "confirmed"} <= set(k["by_state"])
+
+
+async def test_a_series_gives_each_period_oldest_first(app, api_client, world, clock):
+    await seed(app, world, clock)
+    base = f"/api/communities/{world.c.id}/kpi/series"
+    token = world.tokens["manager"]
+    months = (await api_client.get(f"{base}?period=month&day=2026-12-05&count=3", token=token)).body
+    assert [(m["start"], m["tickets"]) for m in months] == [
+        ("2026-09-30T16:00:00+00:00", 0), ("2026-10-31T16:00:00+00:00", 6),
+        ("2026-11-30T16:00:00+00:00", 1)]
+    month = (await api_client.get(f"/api/communities/{world.c.id}/kpi?period=month&day=2026-11-15",
+                                  token=token)).body
+    assert months[1] == month  # the same figures as the single report
+    weeks = (await api_client.get(f"{base}?period=week&day=2026-11-30&count=5", token=token)).body
+    assert [w["tickets"] for w in weeks] == [6, 0, 0, 0, 1]
+    days = (await api_client.get(f"{base}?period=day&day=2026-11-03&count=2", token=token)).body
+    assert [d["tickets"] for d in days] == [6, 0]
+    too_many = await api_client.get(f"{base}?count=32", token=token)
+    assert too_many.status == 400 and "count" in too_many.error["fields"]
+    refused = await api_client.get(base, token=world.tokens["maintenance"])
+    assert refused.status == 403
