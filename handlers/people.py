@@ -69,7 +69,7 @@ class OccupantsHandler(APIHandler):
          response=list[Occupant], permission="residents.read")
     async def get(self, community_id):
         links = await self.app.bindings.occupants(community_id)
-        people = {r["_id"]: public_resident(r)
+        people = {r["_id"]: public_resident(r, community_id)
                   for r in await self.app.residents.in_community(community_id)}
         self.write_json([{"room_path": link["room_path"], "relation": link["relation"],
                           "lease_end": link.get("lease_end"),
