@@ -34,7 +34,7 @@ chromium:
 	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; }
 
 run: $(STAMP) $(ADMIN_BUILT)
-	$(VENV)/bin/python -m server --demo
+	$(VENV)/bin/python -m scripts.demo
 
 test: chromium $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m pytest -q

@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
-from models.access import permissions_in
+from models.access import permissions_in, roles_in
 from models.places import public_community
 
 
@@ -53,6 +53,8 @@ class Me(BaseModel):
     username: str | None = None
     name: str | None = None
     communities: list[MyCommunity]
+    platform_admin: bool = Field(description="staff who act as admin in every community and "
+                                             "may create communities")
 
 
 class WeChatLoginHandler(APIHandler):
@@ -88,10 +90,13 @@ class MeHandler(APIHandler):
     @api("The signed-in caller and their communities", response=Me)
     async def get(self):
         p = self.principal
-        me = {"kind": p.kind, "id": p.id, "roles": p.roles, "communities": [
-            {"id": c["id"], "name": c["name"], "code": c["code"], "settings": c["settings"],
-             "roles": sorted(p.roles[c["id"]]), "permissions": permissions_in(p, c["id"])}
-            for c in map(public_community, await self.app.places.communities(p.communities()))]}
+        # A platform admin is an admin in every community, so every one is theirs to switch to.
+        ids = None if p.platform_admin else p.communities()
+        me = {"kind": p.kind, "id": p.id, "roles": p.roles, "platform_admin": p.platform_admin,
+              "communities": [
+                  {"id": c["id"], "name": c["name"], "code": c["code"], "settings": c["settings"],
+                   "roles": sorted(roles_in(p, c["id"])), "permissions": permissions_in(p, c["id"])}
+                  for c in map(public_community, await self.app.places.communities(ids))]}
         if p.is_staff and (member := await self.app.staff.active_by_id(p.id)):
             me.update(username=member["username"], name=member.get("name", ""))
         self.write_json(me)

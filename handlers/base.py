@@ -21,7 +21,7 @@ import tornado.web
 from bson import ObjectId
 from pydantic import BaseModel, ValidationError
 
-from models.access import Principal, authorize
+from models.access import Principal, authorize, must_confirm_community
 from models.errors import DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized
 
 log = logging.getLogger("xiaoqu.api")
@@ -137,7 +137,10 @@ class APIHandler(tornado.web.RequestHandler):
         if spec.audience and self.principal.kind != spec.audience:
             raise Forbidden(f"only for {spec.audience}")
         if spec.permission:
-            authorize(self.principal, self.path_kwargs["community_id"], spec.permission)
+            community_id = self.path_kwargs.get("community_id")
+            authorize(self.principal, community_id, spec.permission)
+            if community_id and must_confirm_community(self.principal, community_id):
+                await self.app.places.community(community_id)  # 404 unless it exists
 
     def limit_body(self, limit: int) -> None:
         declared = self.request.headers.get("Content-Length", "0")

@@ -3,6 +3,10 @@
 Handlers declare the permission a method needs; `authorize` is what decides.
 A community the caller has no part in is reported as not found, so its
 existence is not leaked.
+
+A platform admin (the company's own account, made by `python -m server bootstrap`)
+acts as an admin in every community and alone holds the PLATFORM_PERMISSIONS,
+which are not about one community (creating communities).
 """
 
 from dataclasses import dataclass, field
@@ -18,6 +22,10 @@ OFFICE = frozenset({"admin", "manager"})
 # and only in communities where they have an active room link.
 PERMISSIONS: dict[str, frozenset[str]] = {
     "community.read": ALL_STAFF,
+    "community.write": frozenset({"admin"}),
+    # The building → unit → room directory, without anything about who lives there:
+    # residents may browse it in any community, to find the room they ask to be bound to.
+    "places.browse": ALL_STAFF,
     "places.read": ALL_STAFF,
     "places.write": OFFICE,
     "gates.read": ALL_STAFF,
@@ -60,6 +68,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
                                   "tickets.read", "tickets.create", "gates.open",
                                   "passes.code", "invitations.manage"})
+# Held by every resident in every community, linked or not.
+OPEN_TO_RESIDENTS = frozenset({"places.browse"})
+# Not about one community: platform admins only.
+PLATFORM_PERMISSIONS = frozenset({"communities.create"})
+PLATFORM_ROLES = frozenset({"admin"})  # what a platform admin holds in every community
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,7 @@ class Principal:
     links: tuple[dict, ...] = field(default=(), compare=False)
     # when the access token stops being valid (seconds since the epoch, app clock)
     expires: float = field(default=float("inf"), compare=False)
+    platform_admin: bool = False
 
     @property
     def is_staff(self) -> bool:
@@ -84,8 +98,18 @@ class Principal:
         return set(self.roles)
 
 
-def permitted(principal: Principal, community_id: str, permission: str) -> bool:
+def roles_in(principal: Principal, community_id: str) -> frozenset[str] | None:
+    """The caller's roles (staff) or relations (residents) in a community; None: no part in it."""
     roles = principal.roles.get(community_id)
+    if principal.platform_admin:
+        return (roles or frozenset()) | PLATFORM_ROLES
+    return roles
+
+
+def permitted(principal: Principal, community_id: str, permission: str) -> bool:
+    if not principal.is_staff and permission in OPEN_TO_RESIDENTS:
+        return True
+    roles = roles_in(principal, community_id)
     if roles is None:
         return False
     if principal.is_staff:
@@ -98,17 +122,41 @@ def permissions_in(principal: Principal, community_id: str) -> list[str]:
     return sorted(p for p in PERMISSIONS if permitted(principal, community_id, p))
 
 
-def authorize(principal: Principal, community_id: str, permission: str) -> None:
-    """Raise unless the caller holds `permission` in `community_id`."""
+def authorize(principal: Principal, community_id: str | None, permission: str) -> None:
+    """Raise unless the caller holds `permission` in `community_id` (None: a platform permission).
+
+    A caller allowed in a community they have no roles in (a platform admin, a resident
+    browsing rooms) must still be answered 404 for one that does not exist:
+    `must_confirm_community` says when the caller has to look it up."""
+    if community_id is None:
+        if permission not in PLATFORM_PERMISSIONS:
+            raise KeyError(f"undeclared platform permission {permission!r}")
+        if not principal.platform_admin:
+            raise Forbidden(f"{permission} is for platform admins")
+        return
     if permission not in PERMISSIONS:
         raise KeyError(f"undeclared permission {permission!r}")
-    if community_id not in principal.roles:
+    if permitted(principal, community_id, permission):
+        return
+    if roles_in(principal, community_id) is None:
         raise NotFound("community not found")
-    if not permitted(principal, community_id, permission):
-        raise Forbidden(f"{permission} is not allowed for your role here")
+    raise Forbidden(f"{permission} is not allowed for your role here")
 
 
 def may_manage_account(principal: Principal, member_roles: dict[str, list[str]]) -> bool:
     """A staff account spans communities: disabling it is for whoever administers all of them."""
-    return principal.is_staff and bool(member_roles) and all(
+    return principal.platform_admin or principal.is_staff and bool(member_roles) and all(
         permitted(principal, cid, "staff.write") for cid in member_roles)
+
+
+def must_confirm_community(principal: Principal, community_id: str) -> bool:
+    """Allowed without any roles there: the community's existence is still to be checked."""
+    return community_id not in principal.roles
+
+
+def visible_communities(principal: Principal) -> set[str] | None:
+    """The communities a caller may list; None: all of them (platform admins, and residents
+    choosing where to ask for a room)."""
+    if principal.platform_admin or not principal.is_staff:
+        return None
+    return principal.communities()

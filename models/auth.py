@@ -200,7 +200,8 @@ class AuthManager:
             if generation is not None and int(generation) > claims.get("gen", 0):
                 raise Unauthorized("your access was changed; sign in again", code="session_ended")
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
-            return Principal(kind="staff", id=claims["sub"], roles=roles, expires=claims["exp"])
+            return Principal(kind="staff", id=claims["sub"], roles=roles, expires=claims["exp"],
+                             platform_admin=claims.get("plat", False))
         # One round trip for both the revocation flag and the cached room links: this is on
         # every resident request's path, and each Redis command costs more than the rest.
         revoked, cached = await self.redis.mget(revoked_key, links_key(claims["sub"]))
@@ -237,6 +238,8 @@ class AuthManager:
                 await self.revoke_family(family)
                 raise Unauthorized("your access was changed; sign in again", code="session_ended")
             claims["roles"] = member.get("roles", {})
+            if member.get("platform_admin"):
+                claims["plat"] = True
         refresh_token = secrets.token_urlsafe(32)
         await self.db.refresh_tokens.insert_one(
             {"_id": _digest(refresh_token), "family": family, "sub": sub, "aud": aud,

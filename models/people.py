@@ -22,6 +22,7 @@ INDEXES = {
 }
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
+PASSWORD_MIN_LENGTH = 10
 PHONE = re.compile(r"^1[3-9][0-9]{9}$")  # mainland mobile numbers
 
 _hasher = PasswordHasher()  # argon2id with the library's current defaults
@@ -230,17 +231,39 @@ class StaffManager:
         self._raise_generation = redis.register_script(_RAISE_GENERATION)
 
     async def create(self, username: str, password: str, name: str,
-                     roles: dict[str, list[str]]) -> dict:
+                     roles: dict[str, list[str]], platform_admin: bool = False) -> dict:
+        """A new account; `platform_admin` makes it the company's (an admin everywhere)."""
         if not USERNAME.match(username):
             raise Invalid("bad username", fields={"username": "3-32 of a-z 0-9 _ . -"})
+        if len(password) < PASSWORD_MIN_LENGTH:
+            raise Invalid("password too short",
+                          fields={"password": f"at least {PASSWORD_MIN_LENGTH} characters"})
         for community_roles in roles.values():
             check_roles(community_roles)
         doc = {"username": username, "password_hash": await hash_password(password), "name": name,
                "roles": roles, "active": True, "generation": 0, "created_at": self.clock.now()}
+        if platform_admin:
+            doc["platform_admin"] = True
         try:
             await self.db.staff.insert_one(doc)
         except DuplicateKeyError:
             raise Conflict("username taken", fields={"username": "taken"}) from None
+        return doc
+
+    async def platform_admins(self) -> list[dict]:
+        return await self.db.staff.find({"platform_admin": True}).to_list(None)
+
+    async def add_to_community(self, community_id: str, username: str, roles: list[str]) -> dict:
+        """Give an existing account roles in one more community (staff of several)."""
+        check_roles(roles)
+        doc = await self.db.staff.find_one_and_update(
+            {"username": username, f"roles.{community_id}": {"$exists": False}},
+            {"$set": {f"roles.{community_id}": roles}}, return_document=ReturnDocument.AFTER)
+        if doc is None:
+            if await self.db.staff.find_one({"username": username}) is None:
+                raise NotFound("no such username", fields={"username": "no such account"})
+            raise Conflict("already on this community's staff",
+                           fields={"username": "already a member: change their roles instead"})
         return doc
 
     async def get(self, community_id: str, staff_id: str) -> dict:

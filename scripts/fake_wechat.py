@@ -22,17 +22,22 @@ POST /_fake/expire_tokens {"appid"?} (WeChat then answers 42001 to them).
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import re
 import secrets
 import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
+from server.embedded import Service, python_module, ready_port, running
 
 TOKEN_SECONDS = 7200
 USER_CODE = re.compile(r"user-([A-Za-z0-9_.]+)(?:-.*)?")
@@ -268,6 +273,14 @@ async def serve(port: int, host: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+@contextlib.contextmanager
+def start_fake_wechat() -> Iterator[Service]:
+    """The fake as its own process on a free port, for tests and the demo."""
+    with running(python_module("scripts.fake_wechat", "--port", "0"),
+                 stdout=subprocess.PIPE, text=True) as process:
+        yield Service(f"http://127.0.0.1:{ready_port(process, 'the fake WeChat server')}", process)
 
 
 def main(argv: list[str] | None = None) -> None:

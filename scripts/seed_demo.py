@@ -1,8 +1,10 @@
 """Seed "Demo Garden": 3 buildings, 204 rooms, residents, one account per staff role, 4 gates.
 
-Runs on every `make run` and does nothing the second time (the community's code
-is unique). Residents log in through the fake WeChat server with the login code
-`user-<name>-<anything>`; staff with the username and password printed.
+Runs on every `make run` (scripts/demo.py) and does nothing the second time (the
+community's code is unique). The `admin` account is made by the bootstrap tool, as
+an operator would (a platform admin), and is also Demo Garden's admin. Residents
+log in through the fake WeChat server with the login code `user-<name>-<anything>`;
+staff with the username and password printed.
 """
 
 import json
@@ -12,6 +14,7 @@ from models.access import STAFF_ROLES, Principal
 from models.common import Clock
 from scripts.fake_wechat import openid_for
 from scripts.seed_tickets import seed_tickets
+from server.bootstrap import create_first_admin
 
 CODE = "demo-garden"
 STAFF_PASSWORD = "demo-password"
@@ -34,12 +37,10 @@ def room_paths():
                     yield f"{building}-{unit}-{floor:02d}{room:02d}"
 
 
-async def seed_demo(app) -> str:
-    """Create the demo community unless it exists; return the login text to print."""
-    existing = await app.db.communities.find_one({"code": CODE})
-    if existing is None:
+async def seed_demo(app) -> None:
+    """Create the demo community unless it exists."""
+    if await app.db.communities.find_one({"code": CODE}) is None:
         await _create(app)
-    return login_help()
 
 
 async def _create(app) -> None:
@@ -57,8 +58,13 @@ async def _create(app) -> None:
 
     staff_ids = {}
     for role in STAFF_ROLES:
-        member = await app.staff.create(role.replace("_", "-"), STAFF_PASSWORD,
-                                        f"Demo {role}", {cid: [role]})
+        username = role.replace("_", "-")
+        if role == "admin":
+            await create_first_admin(app.config, username, "Demo admin", STAFF_PASSWORD,
+                                     add_another=True)
+            member = await app.staff.add_to_community(cid, username, [role])
+        else:
+            member = await app.staff.create(username, STAFF_PASSWORD, f"Demo {role}", {cid: [role]})
         staff_ids[role] = str(member["_id"])
 
     office = Principal("staff", staff_ids["admin"], {cid: frozenset({"admin"})})
@@ -86,8 +92,12 @@ async def demo_bridge_credentials(app, path: Path) -> Path:
 
 
 def login_help() -> str:
-    staff = ", ".join(role.replace("_", "-") for role in STAFF_ROLES)
-    return (f"Demo Garden logins:\n"
-            f"  staff   POST /api/auth/staff  username one of: {staff}; password: {STAFF_PASSWORD}\n"
-            f"  resident POST /api/auth/wechat  code: user-zhang-1 (or user-r1101-1, "
-            f"user-li-1 ...; each code works once, so change the last part)")
+    """The demo logins, one staff account per role (at /admin or POST /api/auth/staff)."""
+    lines = ["Demo logins (staff: at /admin or POST /api/auth/staff; "
+             f"every staff password: {STAFF_PASSWORD}):"]
+    lines += [f"  {role:<17} username {role.replace('_', '-')}"
+              + ("  (also the platform admin: every community)" if role == "admin" else "")
+              for role in STAFF_ROLES]
+    lines.append("  resident          POST /api/auth/wechat  code: user-zhang-1 (or user-r1101-1, "
+                 "user-li-1 ...; each code works once, so change the last part)")
+    return "\n".join(lines)

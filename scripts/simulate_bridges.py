@@ -14,13 +14,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from gate_bridge.bridge import INPUTS, Bridge, BridgeConfig
 from gate_bridge.drivers import SimulatedContact, SimulatedDoor, SimulatedRelay, SimulatedScanner
 from gate_bridge.store import Store
+from server.embedded import python_module, running
 
 
 def make_bridge(bridge_id: str, secret: str, host: str, port: int, data_dir: Path,
@@ -45,6 +48,16 @@ async def run_bridges(creds: list[dict], host: str, port: int, data_dir: Path, *
     finally:
         for bridge in bridges:
             bridge.store.close()
+
+
+@contextlib.contextmanager
+def start_simulated_bridges(creds_file: Path, gate_port: int, data_dir: Path) -> Iterator[None]:
+    """Simulated bridges for the credentials in `creds_file`, as their own process (the demo)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with running(python_module("scripts.simulate_bridges", "--creds", str(creds_file),
+                               "--port", str(gate_port), "--data-dir", str(data_dir)),
+                 stdout=subprocess.DEVNULL):
+        yield
 
 
 async def provision(code: str, count: int) -> list[dict]:

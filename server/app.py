@@ -49,10 +49,19 @@ MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", 
 
 access_log = logging.getLogger("xiaoqu.access")
 
+
+async def ensure_indexes(db, modules=MODEL_MODULES) -> None:
+    """Create the indexes the models declare (idempotent: existing ones are kept)."""
+    for name in modules:
+        for collection, indexes in importlib.import_module(f"models.{name}").INDEXES.items():
+            await db[collection].create_indexes(indexes)
+
+
 def route_pattern(template: str) -> str:
     """"/a/{b}" (or "{b:regex}") -> a regex with a named group, so handlers get `b=`."""
     return re.sub(r"{(\w+)(?::([^}]+))?}",
                   lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", template) + "$"
+
 
 class XiaoquApp(tornado.web.Application):
     def __init__(self, settings: Settings, mongo: AsyncMongoClient, redis: Redis,
@@ -137,9 +146,7 @@ class XiaoquApp(tornado.web.Application):
     async def startup(self) -> None:
         """Create every collection's indexes (idempotent: existing ones are kept) and seal
         pass keys an older version stored raw."""
-        for name in MODEL_MODULES:
-            for collection, indexes in importlib.import_module(f"models.{name}").INDEXES.items():
-                await self.db[collection].create_indexes(indexes)
+        await ensure_indexes(self.db)
         await self.passes.seal_raw_keys()
 
     async def close(self) -> None:

@@ -1,7 +1,8 @@
-"""Backing services started on free ports when no database URLs are given.
+"""Backing stores started on free ports when no database URLs are given (never in production).
 
 Each runs as its own process and is reached over TCP exactly like the real
-thing; leaving the `with` block stops it.
+thing; leaving the `with` block stops it. `running`, `ready_port` and
+`python_module` also start the demo's helper processes (scripts/).
 """
 
 import contextlib
@@ -35,8 +36,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
-    process = subprocess.Popen(command, **popen)
+def running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
+    """Run `command` for the `with` block. In its own session: a Ctrl-C at the terminal
+    reaches only the starter, which stops its processes in order."""
+    process = subprocess.Popen(command, start_new_session=True, **popen)
     try:
         yield process
     finally:
@@ -50,7 +53,7 @@ def _running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
             process.stdout.close()
 
 
-def _ready_port(process: subprocess.Popen, what: str) -> int:
+def ready_port(process: subprocess.Popen, what: str) -> int:
     """Read the `READY <port>` line our Python services print once listening."""
     words = process.stdout.readline().split()
     if words[:1] != ["READY"]:
@@ -58,36 +61,32 @@ def _ready_port(process: subprocess.Popen, what: str) -> int:
     return int(words[1])
 
 
-def _python_service(module: str, *args: str) -> list[str]:
+def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
+
+
+def start_missing_stores(settings, stack: contextlib.ExitStack | contextlib.AsyncExitStack,
+                         ) -> dict[str, str]:
+    """Start an embedded store for each of MONGODB_URI / REDIS_URL not given, with its data
+    under the data dir; returns {"mongodb_uri": url, ...} for those started.
+    Production settings always name both (server/settings.py), so this starts nothing there."""
+    started = {}
+    if settings.mongodb_uri is None:
+        started["mongodb_uri"] = stack.enter_context(
+            start_mongo(settings.data_dir / "mongo.sqlite3")).url
+    if settings.redis_url is None:
+        started["redis_url"] = stack.enter_context(start_redis(settings.data_dir / "redis")).url
+    return started
 
 
 @contextlib.contextmanager
 def start_mongo(path: Path | None) -> Iterator[Service]:
     """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`."""
     db = "memory" if path is None else str(path)
-    with _running(_python_service("server.mongo_wire", "--port", "0", "--db", db),
+    with running(python_module("server.mongo_wire", "--port", "0", "--db", db),
                   stdout=subprocess.PIPE, text=True) as process:
-        port = _ready_port(process, "the embedded MongoDB server")
+        port = ready_port(process, "the embedded MongoDB server")
         yield Service(f"mongodb://127.0.0.1:{port}/?directConnection=true", process)
-
-
-@contextlib.contextmanager
-def start_fake_wechat() -> Iterator[Service]:
-    with _running(_python_service("scripts.fake_wechat", "--port", "0"),
-                  stdout=subprocess.PIPE, text=True) as process:
-        port = _ready_port(process, "the fake WeChat server")
-        yield Service(f"http://127.0.0.1:{port}", process)
-
-
-@contextlib.contextmanager
-def start_simulated_bridges(creds_file: Path, gate_port: int, data_dir: Path) -> Iterator[None]:
-    """Simulated bridges (scanner, relay, door) for the demo's gates, as their own process."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    with _running(_python_service("scripts.simulate_bridges", "--creds", str(creds_file),
-                                  "--port", str(gate_port), "--data-dir", str(data_dir)),
-                  stdout=subprocess.DEVNULL):
-        yield
 
 
 @contextlib.contextmanager
@@ -100,7 +99,7 @@ def start_redis(directory: Path | None, port: int | None = None) -> Iterator[Ser
         port = port or _free_port()
         persistence = (["--appendonly", "yes", "--save", ""] if directory
                        else ["--appendonly", "no", "--save", ""])
-        process = stack.enter_context(_running(
+        process = stack.enter_context(running(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
              "--protected-mode", "yes", *persistence],
             stdout=subprocess.DEVNULL))

@@ -1,10 +1,11 @@
-"""Start-up: `python -m server [--demo]`.
+"""The server's entry point: `python -m server` serves; `python -m server bootstrap` makes
+the first admin account.
 
-Without MONGODB_URI / REDIS_URL it starts embedded stores with their data
-under the data dir; with --demo it also starts the fake WeChat server (unless
-WECHAT_BASE_URL is set) and seeds the "Demo Garden" community. SIGTERM or
-Ctrl-C: stop accepting, let running requests finish, close the clients, stop
-what was started.
+Serving: the HTTP API and the gate hub on the stores named by MONGODB_URI and
+REDIS_URL (outside production, embedded stores under the data dir when they
+are not given). SIGTERM or Ctrl-C: stop accepting, let running requests
+finish, close the clients, stop what was started. The demo is composed around
+this from the outside (`python -m scripts.demo`, what `make run` runs).
 """
 
 import argparse
@@ -14,10 +15,9 @@ import logging
 import signal
 import sys
 
-from scripts.seed_demo import demo_bridge_credentials, seed_demo
+from server import bootstrap
 from server.app import XiaoquApp
-from server.embedded import (start_fake_wechat, start_mongo, start_redis,
-                             start_simulated_bridges)
+from server.embedded import start_missing_stores
 from server.gate_hub import start_gate_hub
 from server.settings import SettingsError, load_settings
 from server.stores import connect_mongo, connect_redis
@@ -26,41 +26,24 @@ log = logging.getLogger("xiaoqu")
 DRAIN_SECONDS = 10.0
 
 
-async def serve(demo: bool) -> None:
+async def serve() -> None:
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as started:
-        overrides = {}
-        if settings.mongodb_uri is None:
-            overrides["mongodb_uri"] = started.enter_context(
-                start_mongo(settings.data_dir / "mongo.sqlite3")).url
-        if settings.redis_url is None:
-            overrides["redis_url"] = started.enter_context(
-                start_redis(settings.data_dir / "redis")).url
-        if demo and "wechat_base_url" not in settings.model_fields_set:
-            overrides["wechat_base_url"] = started.enter_context(start_fake_wechat()).url
-        settings = settings.model_copy(update=overrides)
-
+        embedded = start_missing_stores(settings, started)
+        settings = settings.model_copy(update=embedded)
         app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri),
                         connect_redis(settings.redis_url))
         await app.startup()
-        if demo:
-            logins = await seed_demo(app)
         app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
         http = app.listen(settings.http_port, xheaders=settings.trust_proxy_headers)
         gate_hub = await start_gate_hub(app)
-        if demo:
-            creds = await demo_bridge_credentials(app, settings.data_dir / "bridges.json")
-            started.enter_context(start_simulated_bridges(
-                creds, settings.gate_port, settings.data_dir / "bridges"))
-        print(f"xiaoqu is up: http://127.0.0.1:{settings.http_port}/docs  (API docs)\n"
-              f"  readiness: http://127.0.0.1:{settings.http_port}/readyz", flush=True)
-        if overrides:
-            # so operator tools (e.g. scripts.import_residents) can reach the embedded stores
-            print("  stores: " + " ".join(f"{k.upper()}={v}" for k, v in overrides.items()
-                                          if k != "wechat_base_url"), flush=True)
-        if demo:
-            print(logins, flush=True)
+        base = f"http://127.0.0.1:{settings.http_port}"
+        print(f"xiaoqu is up: API docs {base}/docs, readiness {base}/readyz", flush=True)
+        if embedded:
+            # so operator tools (bootstrap, scripts.import_residents) can reach the embedded stores
+            print("  stores: " + " ".join(f"{k.upper()}={v}" for k, v in embedded.items()),
+                  flush=True)
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -76,12 +59,17 @@ async def serve(demo: bool) -> None:
         await app.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n")[0])
-    parser.add_argument("--demo", action="store_true", help="seed and serve the demo community")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", metavar="{bootstrap}")
+    bootstrap.add_arguments(commands.add_parser(
+        "bootstrap", help=bootstrap.__doc__.split("\n")[0], description=bootstrap.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter))
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        asyncio.run(serve(args.demo))
+        if args.command == "bootstrap":
+            sys.exit(bootstrap.run(args))
+        asyncio.run(serve())
     except SettingsError as exc:
         sys.exit(f"xiaoqu: {exc}")

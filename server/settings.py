@@ -1,17 +1,24 @@
 """Settings from environment variables (and an optional `.env`), validated at start-up."""
 
 import json
-import sys
 import secrets
+import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from zxcvbn import zxcvbn
 
 
 class SettingsError(Exception):
     """A setting is missing or has a bad value; the message names it."""
+
+
+# Production secrets: at least this long, and at least this hard to guess as estimated by
+# zxcvbn (log10 of guesses; 24 ≈ 80 bits — a random 32-hex WeChat AppSecret scores ≥ 27).
+SECRET_MIN_LENGTH = 32
+SECRET_MIN_GUESSES_LOG10 = 24
 
 
 class Settings(BaseSettings):
@@ -63,11 +70,14 @@ class Settings(BaseSettings):
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         # PyJWT warns below 32 bytes for HMAC keys: too easy to brute-force.
         if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes")
+            raise ValueError(f"must be at least {SECRET_MIN_LENGTH} bytes")
         return value
 
 
 SECRET_FIELDS = ("jwt_secret", "wechat_secret", "gate_secret_key")
+ZXCVBN_MAX_LENGTH = 72  # the library refuses longer input; the prefix is enough to judge
+DEMO_APPID = Settings.model_fields["wechat_appid"].default
+MAKE_SECRET = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 def load_settings(**overrides) -> Settings:
@@ -80,19 +90,42 @@ def load_settings(**overrides) -> Settings:
         )
         raise SettingsError(f"bad settings: {problems}") from None
     missing = [name for name in SECRET_FIELDS if getattr(settings, name) is None]
-    if missing and settings.mode == "production":
-        raise SettingsError(
-            "production mode needs secrets: " + ", ".join(n.upper() for n in missing)
-        )
     if bool(settings.gate_tls_cert) != bool(settings.gate_tls_key):
         raise SettingsError("GATE_TLS_CERT and GATE_TLS_KEY go together")
-    if settings.mode == "production" and not settings.gate_tls_cert and not settings.gate_allow_plain:
-        raise SettingsError("production mode needs GATE_TLS_CERT and GATE_TLS_KEY: bridges speak "
-                            "TLS (GATE_ALLOW_PLAIN=true only behind a TLS-terminating proxy)")
-    if missing:
+    if settings.mode == "production":
+        _check_production(settings, missing)
+    elif missing:
         stored = _demo_secrets(settings.data_dir, missing)
         settings = settings.model_copy(update={n: SecretStr(stored[n]) for n in missing})
     return settings
+
+
+def _check_production(settings: Settings, missing: list[str]) -> None:
+    """Production reaches no demo path: real stores by URL, real WeChat, strong secrets."""
+    problems = [f"{name.upper()}: required" for name in missing]
+    problems += [f"{name.upper()}: {problem}" for name in SECRET_FIELDS if name not in missing
+                 and (problem := weak_secret(getattr(settings, name).get_secret_value()))]
+    problems += [f"{name.upper()}: required (no embedded stores in production)"
+                 for name in ("mongodb_uri", "redis_url") if not getattr(settings, name)]
+    if not settings.wechat_base_url.startswith("https://"):
+        problems.append("WECHAT_BASE_URL: must be https:// (the fake WeChat server is for the demo)")
+    if settings.wechat_appid == DEMO_APPID:
+        problems.append("WECHAT_APPID: required (the mini-program's AppID)")
+    if not settings.gate_tls_cert and not settings.gate_allow_plain:
+        problems.append("GATE_TLS_CERT and GATE_TLS_KEY: required, bridges speak TLS "
+                        "(GATE_ALLOW_PLAIN=true only behind a TLS-terminating proxy)")
+    if problems:
+        raise SettingsError("production mode: " + "; ".join(problems)
+                            + f". Make a secret with: {MAKE_SECRET}")
+
+
+def weak_secret(value: str) -> str | None:
+    """Why a secret is too weak for production, or None."""
+    if len(value.encode()) < SECRET_MIN_LENGTH:
+        return f"must be at least {SECRET_MIN_LENGTH} bytes"
+    if zxcvbn(value[:ZXCVBN_MAX_LENGTH])["guesses_log10"] < SECRET_MIN_GUESSES_LOG10:
+        return "too easy to guess (a word, a repeat or a sequence): use a random value"
+    return None
 
 
 def _demo_secrets(data_dir: Path, names: list[str]) -> dict[str, str]:

@@ -20,7 +20,8 @@ import tornado.httpserver
 import tornado.netutil
 
 from server.app import XiaoquApp
-from server.embedded import start_fake_wechat, start_mongo, start_redis
+from scripts.fake_wechat import start_fake_wechat
+from server.embedded import start_mongo, start_redis
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis
 

@@ -71,7 +71,8 @@ async def test_new_and_returning_resident(app, api_client, settings):
                                "audience"}
     assert first.body["audience"] == "resident"
     me = await api_client.get("/api/me", token=first.body["access_token"])
-    assert me.body == {"kind": "resident", "id": me.body["id"], "roles": {}, "communities": []}
+    assert me.body == {"kind": "resident", "id": me.body["id"], "roles": {}, "communities": [],
+                       "platform_admin": False}
 
     again = await wechat_login(api_client, "ann")
     assert (await api_client.get("/api/me", token=again.body["access_token"])).body == me.body
@@ -144,7 +145,8 @@ async def test_staff_login(api_client, staff):
     me = await api_client.get("/api/me", token=reply.body["access_token"])
     assert me.body == {"kind": "staff", "id": staff, "username": "ming", "name": "Wang Ming",
                        "roles": {"6650c0ffee0000000000000a": ["manager"]},
-                       "communities": []}  # a community that no longer exists is not listed
+                       "communities": [],
+                       "platform_admin": False}  # a community that no longer exists is not listed
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(api_client, staff):

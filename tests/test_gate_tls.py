@@ -15,7 +15,10 @@ from server.settings import SettingsError, load_settings
 from tests.builders import make_community
 from tests.gate_fixtures import start_sim_bridge
 
-SECRETS = {"jwt_secret": "j" * 32, "wechat_secret": "w", "gate_secret_key": "g" * 32}
+# A production configuration complete but for the hub's TLS (tests/test_production.py has the rest).
+SECRETS = {"jwt_secret": "Zr8Qk3vX1pLm9TtY6wHc2NbF5sJd0GaE", "gate_secret_key": "uV7nC4xR2eW9kQ1mT6yB3hL8pZ5aD0sG",
+           "wechat_secret": "9f3b27c4e1d84a6f0b5c7e2d91a8f634", "wechat_appid": "wx0123456789abcdef",
+           "mongodb_uri": "mongodb://db1/?replicaSet=rs0", "redis_url": "redis://cache:6379/0"}
 
 
 def test_production_refuses_plain_tcp_to_bridges_unless_allowed(tmp_path):

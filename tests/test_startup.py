@@ -1,14 +1,18 @@
-"""Settings validation and the real start-up: `python -m server --demo` as `make run` runs it."""
+"""Settings validation and the real start-ups: `python -m server` on given stores, and the
+demo as `make run` composes it (`python -m scripts.demo`), each stopped by SIGTERM."""
 
 import json
 import os
 import queue
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
+import uuid
 
 import pytest
 
@@ -55,31 +59,79 @@ def _call(url: str, token: str | None = None, body: dict | None = None) -> tuple
         return error.code, json.loads(error.read())
 
 
-def test_demo_serves_seeds_and_stops_cleanly_on_sigterm(tmp_path):
-    http_port, gate_port = _free_port(), _free_port()
+def _clean_env(**settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("MONGODB_URI", "REDIS_URL", "WECHAT_BASE_URL")}
-    env.update(XIAOQU_DATA_DIR=str(tmp_path), HTTP_PORT=str(http_port), GATE_PORT=str(gate_port))
-    with subprocess.Popen([sys.executable, "-m", "server", "--demo"], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as server:
-        _check_demo(server, http_port)
-    assert server.returncode == 0
+           if k not in ("MONGODB_URI", "REDIS_URL", "WECHAT_BASE_URL", "XIAOQU_MODE")}
+    env.update(settings)
+    return env
+
+
+def _read_until(stream, marker: str) -> list[str]:
+    """Lines printed up to and including the first containing `marker` (all of them if never)."""
+    printed = []
+    for line in stream:
+        printed.append(line)
+        if marker in line:
+            break
+    return printed
+
+
+def _refuses_connections(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_server_serves_given_stores_in_production_and_stops_on_sigterm(tmp_path, mongo_url,
+                                                                         redis_url):
+    http_port, gate_port = _free_port(), _free_port()
+    env = _clean_env(XIAOQU_MODE="production", XIAOQU_DATA_DIR=str(tmp_path),
+                     HTTP_PORT=str(http_port), GATE_PORT=str(gate_port),
+                     MONGODB_URI=mongo_url, MONGODB_DB=f"test_{uuid.uuid4().hex[:12]}",
+                     REDIS_URL=redis_url, WECHAT_APPID="wx0123456789abcdef",
+                     WECHAT_BASE_URL="https://api.weixin.qq.com", GATE_ALLOW_PLAIN="true",
+                     **{name: secrets.token_urlsafe(32)
+                        for name in ("JWT_SECRET", "WECHAT_SECRET", "GATE_SECRET_KEY")})
+    with subprocess.Popen([sys.executable, "-m", "server"], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as server:
+        try:
+            printed = _read_until(server.stdout, "xiaoqu is up")
+            assert printed and "xiaoqu is up" in printed[-1], (printed, server.stderr.read())
+            assert _call(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(30)
+    assert server.returncode == 0, server.stderr.read()
+    assert not any(tmp_path.iterdir()), "production started something under the data dir"
+
+
+def test_demo_serves_seeds_and_stops_everything_on_sigterm(tmp_path):
+    http_port, gate_port = _free_port(), _free_port()
+    env = _clean_env(XIAOQU_DATA_DIR=str(tmp_path), HTTP_PORT=str(http_port),
+                     GATE_PORT=str(gate_port))
+    with subprocess.Popen([sys.executable, "-m", "scripts.demo"], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        store_ports = _check_demo(demo, http_port)
+    assert demo.returncode == 0
     assert (tmp_path / "mongo.sqlite3").exists()
+    # Everything the demo started is gone: the server, the gate hub, both stores.
+    for port in (http_port, gate_port, *store_ports):
+        assert _refuses_connections(port), port
 
 
-def _check_demo(server: subprocess.Popen, http_port: int) -> None:
+def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
     # The log is read on a thread so that waiting for a line can time out.
     log_lines = queue.Queue()
-    threading.Thread(target=lambda: [log_lines.put(line) for line in server.stderr],
+    threading.Thread(target=lambda: [log_lines.put(line) for line in demo.stderr],
                      daemon=True).start()
     try:
-        printed = []
-        # The service prints its URLs once it listens; read up to that line.
-        for line in server.stdout:
-            printed.append(line)
-            if "xiaoqu is up" in line:
-                break
-        assert any("xiaoqu is up" in line for line in printed), printed
+        printed = "".join(_read_until(demo.stdout, "resident "))
+        assert f"http://127.0.0.1:{http_port}/admin" in printed, printed
+        assert f"http://127.0.0.1:{http_port}/docs" in printed
+        for username in ("admin", "manager", "customer-service", "security", "maintenance"):
+            assert f"username {username}" in printed
+        [stores] = [line for line in printed.splitlines() if "stores:" in line]
+        store_ports = [urllib.parse.urlsplit(setting.split("=", 1)[1]).port
+                       for setting in stores.split()[1:]]
         assert _call(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
 
         token = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
@@ -88,6 +140,9 @@ def _check_demo(server: subprocess.Popen, http_port: int) -> None:
         assert community["code"] == "demo-garden"
         base = f"http://127.0.0.1:{http_port}/api/communities/{community['id']}"
         assert len(_call(f"{base}/places?kind=room", token)[1]) == 204
+        admin = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
+                      body={"username": "admin", "password": "demo-password"})[1]["access_token"]
+        assert _call(f"http://127.0.0.1:{http_port}/api/me", admin)[1]["platform_admin"] is True
 
         # The demo's simulated bridges dial in: the hub logs each one as it comes online.
         gates = _call(f"{base}/gates", token)[1]
@@ -100,6 +155,7 @@ def _check_demo(server: subprocess.Popen, http_port: int) -> None:
         status, opened = _call(f"{base}/gates/{gates[0]['id']}/open", token,
                                {"reason": "start-up test", "wait": 10})
         assert status == 200 and opened["level"] == "opened", opened
+        return store_ports
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(30)
+        demo.send_signal(signal.SIGTERM)
+        demo.wait(60)
