@@ -53,13 +53,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()
     try:
         username = args.username or _ask("Username: ")
-        name = args.name or _ask("Name: ", default=username)
-        password = _password(args.password_file)
+        name = args.name or (_ask("Name: ", default=username) if sys.stdin.isatty() else username)
         with contextlib.ExitStack() as stack:
             uri = settings.mongodb_uri or stack.enter_context(
                 start_mongo(settings.data_dir / "mongo.sqlite3")).url
-            asyncio.run(create_first_admin(uri, settings.mongodb_db, username, name, password,
-                                           args.add_another))
+            if not args.add_another:  # refuse before asking for a password
+                asyncio.run(_on_staff(uri, settings.mongodb_db, _refuse_if_bootstrapped))
+            password = _password(args.password_file)
+            asyncio.run(_on_staff(uri, settings.mongodb_db, lambda staff: create_platform_admin(
+                staff, username, name, password, args.add_another)))
     except Refused as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -67,24 +69,38 @@ def run(args: argparse.Namespace) -> int:
         detail = "; ".join(f"{k}: {v}" for k, v in (exc.fields or {}).items())
         print(f"bootstrap: {exc.message}" + (f" ({detail})" if detail else ""), file=sys.stderr)
         return EXIT_UNUSABLE
-    print(f"platform admin {username!r} created; sign in with POST /api/auth/staff "
-          f"or at /admin")
+    print(f"platform admin {username!r} created; sign in at /admin or with POST /api/auth/staff")
     return 0
 
 
 async def create_first_admin(mongodb_uri: str, db_name: str, username: str, name: str,
-                             password: str, add_another: bool) -> dict:
+                             password: str, add_another: bool = False) -> dict:
+    """What the command does, for callers with the values at hand (the demo's seeding)."""
+    return await _on_staff(mongodb_uri, db_name, lambda staff: create_platform_admin(
+        staff, username, name, password, add_another))
+
+
+async def create_platform_admin(staff: StaffManager, username: str, name: str, password: str,
+                                add_another: bool) -> dict:
+    if not add_another:
+        await _refuse_if_bootstrapped(staff)
+    return await staff.create(username, password, name, {}, platform_admin=True)
+
+
+async def _refuse_if_bootstrapped(staff: StaffManager) -> None:
+    if existing := await staff.platform_admins():
+        names = ", ".join(sorted(a["username"] for a in existing))
+        raise Refused(f"already bootstrapped: platform admin {names} exists. Sign in as them "
+                      "to create accounts, or pass --add-another to create one more.")
+
+
+async def _on_staff(mongodb_uri: str, db_name: str, action):
+    """Run `action(staff manager)` on the database, its indexes in place."""
     mongo = connect_mongo(mongodb_uri)
     try:
         db = mongo[db_name]
         await ensure_indexes(db, ("people",))
-        staff = StaffManager(db, Clock())
-        existing = await staff.platform_admins()
-        if existing and not add_another:
-            names = ", ".join(sorted(a["username"] for a in existing))
-            raise Refused(f"already bootstrapped: platform admin {names} exists. Sign in as "
-                          "them to create accounts, or pass --add-another to create one more.")
-        return await staff.create(username, password, name, {}, platform_admin=True)
+        return await action(StaffManager(db, Clock()))
     finally:
         await mongo.close()
 
