@@ -55,12 +55,11 @@ def run(args: argparse.Namespace) -> int:
         username = args.username or _ask("Username: ")
         name = args.name or (_ask("Name: ", default=username) if sys.stdin.isatty() else username)
         with contextlib.ExitStack() as stack:
-            uri = settings.mongodb_uri or stack.enter_context(
-                start_mongo(settings.data_dir / "mongo.sqlite3")).url
+            settings = settings.model_copy(update=start_missing_stores(settings, stack))
             if not args.add_another:  # refuse before asking for a password
-                asyncio.run(_on_staff(uri, settings.mongodb_db, _refuse_if_bootstrapped))
+                asyncio.run(_on_staff(settings, _refuse_if_bootstrapped))
             password = _password(args.password_file)
-            asyncio.run(_on_staff(uri, settings.mongodb_db, lambda staff: create_platform_admin(
+            asyncio.run(_on_staff(settings, lambda staff: create_platform_admin(
                 staff, username, name, password, args.add_another)))
     except Refused as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
@@ -73,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def create_first_admin(mongodb_uri: str, db_name: str, username: str, name: str,
-                             password: str, add_another: bool = False) -> dict:
+async def create_first_admin(settings, username: str, name: str, password: str,
+                             add_another: bool = False) -> dict:
     """What the command does, for callers with the values at hand (the demo's seeding)."""
-    return await _on_staff(mongodb_uri, db_name, lambda staff: create_platform_admin(
+    return await _on_staff(settings, lambda staff: create_platform_admin(
         staff, username, name, password, add_another))
 
 
@@ -94,14 +93,16 @@ async def _refuse_if_bootstrapped(staff: StaffManager) -> None:
                       "to create accounts, or pass --add-another to create one more.")
 
 
-async def _on_staff(mongodb_uri: str, db_name: str, action):
-    """Run `action(staff manager)` on the database, its indexes in place."""
-    mongo = connect_mongo(mongodb_uri)
+async def _on_staff(settings, action):
+    """Run `action(staff manager)` on the stores, the staff indexes in place."""
+    mongo = connect_mongo(settings.mongodb_uri)
+    redis = connect_redis(settings.redis_url)
     try:
-        db = mongo[db_name]
+        db = mongo[settings.mongodb_db]
         await ensure_indexes(db, ("people",))
-        return await action(StaffManager(db, Clock()))
+        return await action(StaffManager(db, redis, Clock()))
     finally:
+        await redis.aclose()
         await mongo.close()
 
 

@@ -23,8 +23,10 @@ def run_bootstrap(settings, tmp_path):
 
 
 def bootstrap_env(settings, tmp_path, **env) -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("XIAOQU_", "MONGODB_"))}
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("XIAOQU_", "MONGODB_", "REDIS_"))}
     return {**clean, "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
+            "REDIS_URL": settings.redis_url,
             "XIAOQU_DATA_DIR": str(tmp_path / "data"), **env}
 
 
