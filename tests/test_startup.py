@@ -53,7 +53,7 @@ def _call(url: str, token: str | None = None, body: dict | None = None) -> tuple
         url, data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {token}"} if token else {})
     try:
-        with urllib.request.urlopen(request, timeout=20) as response:
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
