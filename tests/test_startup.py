@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -151,7 +152,11 @@ def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
             line = log_lines.get(timeout=30)  # raises queue.Empty if the bridges never come
             if "online (gate" in line:
                 online.add(line.split("bridge ")[1].split()[0])
-        assert all(g["online"] for g in _call(f"{base}/gates", token)[1])
+        # The hub logs a bridge before its presence is stored: wait until the API says so.
+        deadline = time.monotonic() + 30
+        while not all(g["online"] for g in _call(f"{base}/gates", token)[1]):
+            assert time.monotonic() < deadline, "the gates never showed online"
+            time.sleep(0.1)
         status, opened = _call(f"{base}/gates/{gates[0]['id']}/open", token,
                                {"reason": "start-up test", "wait": 10})
         assert status == 200 and opened["level"] == "opened", opened
