@@ -73,13 +73,16 @@ class GateInfo:
     lockdown_staff: bool = True
 
 
+# The GateInfo fields a config push's `gate` section carries (the rest come from `rules`).
+_GATE_SECTION = frozenset(f.name for f in fields(GateInfo)) - {"mode", "hours", "lockdown_staff"}
+
+
 def gate_info(gate: Mapping, rules: Mapping | None = None, *modes: str | None) -> GateInfo:
     """GateInfo from a config push's `gate` and `rules` sections (what the server pushes is
     what both sides decide with); `modes`: further modes that apply (a local fire input)."""
-    names = {f.name for f in fields(GateInfo)} - {"mode", "hours", "lockdown_staff"}
     rules = {**DEFAULT_RULES, **(rules or {})}
     hours = rules["hours"]
-    return GateInfo(**{k: v for k, v in gate.items() if k in names},
+    return GateInfo(**{k: v for k, v in gate.items() if k in _GATE_SECTION},
                     mode=effective_mode(rules.get("mode"), *modes),
                     hours=tuple(tuple(w) for w in hours) if hours else None,
                     lockdown_staff=bool(rules["lockdown_staff"]))

@@ -96,6 +96,8 @@ class AccessLogQuery(BaseModel):
     subject: str | None = Field(None, max_length=64, description="resident/visitor/worker id")
     pass_id: str | None = Field(None, max_length=64)
     result: Literal["allow", "deny"] | None = None
+    flag: Literal["invalid_claim", "double_use"] | None = Field(
+        None, description="offline decisions the server did not confirm")
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     cursor: str | None = Field(None, max_length=200)
@@ -231,7 +233,7 @@ class OpenHandler(APIHandler):
 
 def _query_args(q: AccessLogQuery) -> dict:
     return {"gate_id": q.gate_id, "subject": q.subject, "pass_id": q.pass_id, "result": q.result,
-            "since": q.since, "until": q.until}
+            "flag": q.flag, "since": q.since, "until": q.until}
 
 
 class AccessLogHandler(APIHandler):

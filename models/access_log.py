@@ -112,7 +112,7 @@ class AccessLog:
 
     async def query(self, community_id: str, gate_id: str | None = None,
                     subject: str | None = None, pass_id: str | None = None,
-                    result: str | None = None, since: datetime | None = None,
+                    result: str | None = None, flag: str | None = None, since: datetime | None = None,
                     until: datetime | None = None, cursor: str | None = None,
                     limit: int = 50) -> dict:
         """Newest first; `next_cursor` continues after the last item (None at the end)."""
@@ -120,7 +120,8 @@ class AccessLog:
         query: dict = {"community_id": ObjectId(community_id)}
         if gate_id:
             query["gate_id"] = _oid(gate_id, "gate_id")
-        for name, value in (("subject", subject), ("pass_id", pass_id), ("result", result)):
+        for name, value in (("subject", subject), ("pass_id", pass_id), ("result", result),
+                            ("flag", flag)):
             if value:
                 query[name] = value
         at: dict = {}

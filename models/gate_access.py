@@ -52,6 +52,14 @@ class GateTimeout(DomainError):
     code = "gate_timeout"
 
 
+class GateRefused(DomainError):
+    """The gate's own rules refuse a remote open now (lockdown, outside its hours)."""
+    status = 409
+
+    def __init__(self, reason: str):
+        super().__init__(f"the gate refuses opening now: {reason}", code=reason)
+
+
 def describe(decision: Decision) -> dict:
     return {"kind": decision.kind, "pass_id": decision.pass_id, "subject": decision.subject}
 
@@ -59,8 +67,8 @@ def describe(decision: Decision) -> dict:
 def describe_token(token_text) -> dict:
     """Who a token names, read without trusting it (for refused offline claims)."""
     try:
-        return describe(Decision(False, "", split(token_text)[0]))
-    except (MalformedToken, TypeError):
+        return describe(Decision(False, "", split(normalize(token_text))[0]))
+    except (MalformedToken, AttributeError, TypeError):  # not a token, or not even text
         return {"kind": None, "pass_id": None, "subject": None}
 
 
@@ -250,7 +258,8 @@ class GateAccess:
         scope, hours, mode, revocation, uses). The line keeps what the bridge did (`bridge`)
         and says what the server concludes; a claimed allow the rules refuse is flagged
         `invalid_claim`, an entry whose use was already taken `double_use`, each with an alarm."""
-        data, at = doc["data"], doc["at"]
+        # A time claimed past the moment it arrived is judged at that moment.
+        data, at = doc["data"], min(doc["at"], doc["received_at"])
         text, direction = data.get("text"), data.get("direction", "in")
         direction = direction if direction in p.DIRECTIONS else "in"
         claimed_allow, claimed_reason = data.get("allow") is True, str(data.get("reason"))
@@ -283,11 +292,3 @@ class GateAccess:
     async def clock_drift(self, bridge: dict, drift: float) -> None:
         await self.alarms.raise_alarm(bridge, "clock_drift",
                                       f"drift:{bridge['_id']}:{self.clock.time()}", {"drift": drift})
-
-
-class GateRefused(DomainError):
-    """The gate's own rules refuse a remote open now (lockdown, outside its hours)."""
-    status = 409
-
-    def __init__(self, reason: str):
-        super().__init__(f"the gate refuses opening now: {reason}", code=reason)

@@ -245,6 +245,9 @@ async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, hub, peers,
         (True, "deny", "replayed", "double_use", rid),
         (True, "allow", "ok", None, rid),
         (False, "deny", "unknown_code", None, None)])
+    flagged = await api_client.get(f"/api/communities/{c.id}/access-log?flag=double_use",
+                                   token=c.tokens["security"])
+    assert [line["reason"] for line in flagged.body["items"]] == ["replayed"]
     kinds = sorted(a["kind"] for a in await app.gate_alarms.alarms(c.id))
     assert kinds == ["double_use", "invalid_offline_claim", "invalid_offline_claim",
                      "invalid_offline_claim"]

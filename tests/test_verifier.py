@@ -116,6 +116,33 @@ def test_every_deny_reason():
     assert [check(twice, nonces=nonces).reason for _ in range(3)] == ["ok", "ok", "used_up"]
 
 
+def test_gate_mode_and_hours_refuse_before_anything_is_used():
+    locked = replace(MAIN, mode="locked")
+    staff = token(resident(kind="staff", scope=()))
+    nonces = MemoryNonces()
+    assert check(token(resident()), replace(UNIT, mode="locked"), nonces=nonces).reason == "locked"
+    assert not nonces.used  # refused, so nothing taken
+    assert check(staff, locked).reason == "ok"
+    assert check(staff, replace(locked, lockdown_staff=False)).reason == "locked"
+    closed = replace(MAIN, hours=(("09:00", "17:00"),))  # NOW is 08:00 local
+    assert check(token(visitor()), closed).reason == "gate_closed"
+    assert check(token(visitor()), closed, now=NOW + 3600).reason == "ok"
+    assert check(staff, closed).reason == "ok"
+    assert check(token(visitor()), replace(closed, mode="open")).reason == "ok"  # fire release
+    night = replace(MAIN, hours=(("22:00", "07:00"),))
+    assert check(token(visitor()), night).reason == "gate_closed"
+    earlier = token(visitor(not_before=NOW - 86400))
+    assert check(earlier, night, now=NOW - 9 * 3600).reason == "ok"  # 23:00 the day before
+
+
+def test_a_reader_line_ending_is_stripped_but_base45_spaces_are_kept():
+    text = token(resident())
+    assert check(text + "\r\n").reason == "ok"
+    assert check("\t" + text + "\n").reason == "ok"
+    assert check(" 1234 5678 9012\r\n").reason == "unknown_code"  # a short code, offline
+    assert check(text + " ").reason == "malformed"  # a space is a Base45 letter: not stripped
+
+
 def test_night_window_wraps_midnight():
     night = token(visitor(kind="worker", hours=(88, 24)))  # 22:00-06:00 local
     assert check(night, now=NOW + 15 * 3600).reason == "ok"  # 23:00 local
