@@ -214,7 +214,9 @@ class BridgeHandler(APIHandler):
 
 class OpenHandler(APIHandler):
     @api("Open a gate remotely and wait for the bridge: staff give a reason; residents may open "
-         "gates covering their room. 504 gate_offline / no_ack when the bridge does not answer",
+         "gates covering their room. 409 locked / gate_closed when the gate's mode or hours "
+         "refuse the caller (as they would the caller's code); 504 gate_offline / no_ack when "
+         "the bridge does not answer",
          body=OpenIn, response=OpenResult, permission="gates.open")
     async def post(self, community_id, gate_id):
         hub = self.app.gate_hub
