@@ -15,8 +15,9 @@ from models.kpi import CHINA, MAX_SERIES, PERIODS
 from models.notifications import public_message
 from models.photos import MAX_BYTES
 from models.sla import DEFAULT_TARGETS, PRIORITIES
-from models.tickets import ACTIONS, AREAS, MAX_PHOTOS, COMPLAINT_CATEGORIES, KINDS, REPAIR_CATEGORIES, STATES, \
-    public_ticket
+from models.people import public_staff
+from models.photos import PhotoLinks
+from models.tickets import ACTIONS, AREAS, MAX_PHOTOS, COMPLAINT_CATEGORIES, KINDS, REPAIR_CATEGORIES, STATES
 
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
 
@@ -152,20 +153,20 @@ class TicketsHandler(APIHandler):
         if q["assignee_id"] == "me":
             q["assignee_id"] = self.principal.id
         docs = await self.app.tickets.search(self.principal, community_id, **q)
-        self.write_json([public_ticket(d, self.principal) for d in docs])
+        self.write_json([self.app.tickets.view(d, self.principal) for d in docs])
 
     @api("Report a repair or complaint (residents; customer service for a resident's call)",
          body=TicketIn, response=Ticket, status=201, permission="tickets.create")
     async def post(self, community_id):
         doc = await self.app.tickets.create(self.principal, community_id, **self.body.model_dump())
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class TicketHandler(APIHandler):
     @api("One ticket with its history and SLA clocks", response=Ticket, permission="tickets.read")
     async def get(self, community_id, ticket_id):
         doc = await self.app.tickets.get(self.principal, community_id, ticket_id)
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class TransitionHandler(APIHandler):
@@ -176,7 +177,7 @@ class TransitionHandler(APIHandler):
         b = self.body.model_dump()
         doc = await self.app.tickets.transition(self.principal, community_id, ticket_id,
                                                 b.pop("action"), **b)
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class UrgeHandler(APIHandler):
@@ -184,7 +185,7 @@ class UrgeHandler(APIHandler):
          permission="tickets.read", audience="resident")
     async def post(self, community_id, ticket_id):
         doc = await self.app.tickets.urge(self.principal, community_id, ticket_id)
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class PriorityHandler(APIHandler):
@@ -193,7 +194,7 @@ class PriorityHandler(APIHandler):
     async def put(self, community_id, ticket_id):
         doc = await self.app.tickets.set_priority(self.principal, community_id, ticket_id,
                                                   self.body.priority, self.body.reason)
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class PhotosHandler(APIHandler):
@@ -205,7 +206,7 @@ class PhotosHandler(APIHandler):
         if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):
             raise Invalid("send multipart/form-data with `photo` files", fields={"photo": "required"})
         doc = await self.app.tickets.add_photos(self.principal, community_id, ticket_id, uploads)
-        self.write_json(public_ticket(doc, self.principal))
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class PhotoHandler(APIHandler):
@@ -218,6 +219,40 @@ class PhotoHandler(APIHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "private, max-age=3600")
         self.finish(data)
+
+
+class SignedPhotoQuery(BaseModel):
+    expires: int = Field(ge=0)
+    sig: str = Field(min_length=1, max_length=64)
+
+
+class SignedPhotoHandler(APIHandler):
+    @api("A ticket photo by the signed link a ticket answer gave (`url`, `thumbnail_url`), so an "
+         "<img> can show it without a bearer header", query=SignedPhotoQuery, response=str,
+         public=True, content_type="image/*")
+    async def get(self, file_id):
+        data, content_type, left = await self.app.tickets.linked_photo(
+            file_id, self.query.expires, self.query.sig)
+        self.set_header("Content-Type", content_type)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", f"private, max-age={int(left)}")
+        self.finish(data)
+
+
+class Assignee(BaseModel):
+    id: str
+    name: str
+    roles: list[str]
+
+
+class AssigneesHandler(APIHandler):
+    @api("Staff a ticket may be assigned to (active members of the community: names and roles)",
+         response=list[Assignee], permission="staff.assignable")
+    async def get(self, community_id):
+        members = [public_staff(d, community_id) for d in
+                   await self.app.staff.in_community(community_id)]
+        self.write_json([{"id": m["id"], "name": m["name"] or m["username"], "roles": m["roles"]}
+                         for m in members if m["active"] and m["roles"]])
 
 
 class SlaTargetsHandler(APIHandler):
@@ -277,6 +312,8 @@ routes = [
     ("/api/communities/{community_id}/tickets/{ticket_id}/priority", PriorityHandler),
     ("/api/communities/{community_id}/tickets/{ticket_id}/photos", PhotosHandler),
     ("/api/communities/{community_id}/tickets/{ticket_id}/photos/{photo_id}", PhotoHandler),
+    (PhotoLinks.PATH + "{file_id}", SignedPhotoHandler),
+    ("/api/communities/{community_id}/assignees", AssigneesHandler),
     ("/api/communities/{community_id}/sla-targets", SlaTargetsHandler),
     ("/api/communities/{community_id}/kpi", KpiHandler),
     ("/api/communities/{community_id}/kpi/series", KpiSeriesHandler),

@@ -32,6 +32,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "gates.write": OFFICE,
     "residents.read": frozenset({"admin", "manager", "customer_service", "security", "security_lead"}),
     "staff.read": OFFICE,
+    # Dispatchers pick a worker from a list: names and roles only, no account details.
+    "staff.assignable": frozenset({"admin", "manager", "customer_service"}),
     "staff.write": frozenset({"admin"}),
     "bindings.read": frozenset({"admin", "manager", "customer_service"}),
     "bindings.decide": frozenset({"admin", "manager", "customer_service"}),

@@ -30,9 +30,15 @@ def public_alarm(doc: dict) -> dict:
 
 
 class AlarmManager:
-    def __init__(self, db, clock):
+    def __init__(self, db, clock, notifier=None):
         self.db = db
         self.clock = clock
+        self.notifier = notifier  # staff feed: alarm.raised / alarm.<action>
+
+    async def _announce(self, doc: dict, kind: str) -> None:
+        if self.notifier is not None:
+            await self.notifier.community_event(str(doc["community_id"]), kind,
+                                                alarm=public_alarm(doc))
 
     async def raise_alarm(self, where: dict, kind: str, alarm_id: str, data: dict | None = None,
                           at=None) -> bool:
@@ -42,7 +48,10 @@ class AlarmManager:
             "community_id": where["community_id"], "gate_id": where.get("gate_id"),
             "bridge": where.get("_id"), "kind": kind, "state": "open", "data": data or {},
             "raised_at": at or self.clock.now(), "history": []}}, upsert=True)
-        return result.upserted_id is not None
+        if result.upserted_id is None:
+            return False
+        await self._announce(await self.db.gate_alarms.find_one({"_id": alarm_id}), "alarm.raised")
+        return True
 
     async def alarms(self, community_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
         query: dict = {"community_id": ObjectId(community_id)}
@@ -65,4 +74,5 @@ class AlarmManager:
                 raise NotFound("alarm not found")
             raise Conflict(f"cannot {action} an alarm that is {current['state']}",
                            code="bad_transition")
+        await self._announce(result, f"alarm.{action}")
         return result

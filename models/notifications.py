@@ -63,6 +63,12 @@ def errcode(exc: BaseException) -> int | None:
     return None
 
 
+def _iso(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
 def public_message(doc: dict) -> dict:
     return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
             "ticket_id": str(doc["ticket_id"]), "kind": doc["kind"], "text": doc["text"],
@@ -84,16 +90,22 @@ class Notifier:
 
     async def staff_event(self, community_id: str, kind: str, ticket: dict,
                           to: list[str] | None = None, **details) -> str:
-        event = {"type": kind, "at": self.clock.now().isoformat(), "to": to,
-                 "ticket": {"id": str(ticket["_id"]), "kind": ticket["kind"],
-                            "category": ticket["category"], "state": ticket["state"],
-                            "priority": ticket["priority"], "assignee_id": ticket.get("assignee_id"),
-                            "place": ticket.get("place_path") or ticket.get("area")},
-                 **details}
+        return await self.community_event(community_id, kind, to, ticket={
+            "id": str(ticket["_id"]), "kind": ticket["kind"], "category": ticket["category"],
+            "state": ticket["state"], "priority": ticket["priority"],
+            "assignee_id": ticket.get("assignee_id"),
+            "place": ticket.get("place_path") or ticket.get("area")}, **details)
+
+    async def community_event(self, community_id: str, kind: str, to: list[str] | None = None,
+                              **details) -> str:
+        """Publish an event on the community's staff feed (kept in its stream for resuming)."""
+        event = {"type": kind, "at": self.clock.now().isoformat(), "to": to, **details}
         stream = feed_channel(community_id)
-        event_id = await self.redis.xadd(stream, {"event": json.dumps(event, ensure_ascii=False)},
+        event_id = await self.redis.xadd(stream, {"event": json.dumps(event, ensure_ascii=False,
+                                                                      default=_iso)},
                                          maxlen=FEED_KEEP, approximate=True)
-        await self.redis.publish(stream, json.dumps({"id": event_id, **event}, ensure_ascii=False))
+        await self.redis.publish(stream, json.dumps({"id": event_id, **event}, ensure_ascii=False,
+                                                    default=_iso))
         return event_id
 
     async def feed_since(self, community_id: str, last_id: str, count: int = 500) -> list[dict]:

@@ -11,7 +11,10 @@ event loop.
 """
 
 import asyncio
+import hashlib
+import hmac
 import io
+import math
 from dataclasses import dataclass
 
 from bson import ObjectId
@@ -21,7 +24,7 @@ from gridfs.errors import NoFile
 from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
-from models.errors import NotFound, Unprocessable
+from models.errors import Forbidden, NotFound, Unprocessable
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo; below Pillow's own bomb limit
@@ -33,6 +36,38 @@ FORMATS = {"image/jpeg": ("JPEG", "image/jpeg", "JPEG"), "image/png": ("PNG", "i
            "image/webp": ("WEBP", "image/webp", "WEBP"), "image/heic": ("HEIF", "image/jpeg", "JPEG")}
 
 register_heif_opener()
+LINK_SECONDS = 600  # a signed photo link works at least this long…
+LINK_STEP = 300  # …and expiries are rounded up to this, so a page re-rendering keeps its URLs
+
+
+class PhotoLinks:
+    """Short-lived signed photo URLs, for an <img> that cannot send a bearer header.
+
+    A link is issued only inside an answer to someone who may see the ticket, and names one
+    stored file; the signature (HMAC of file id and expiry) is checked here and nowhere else.
+    """
+
+    PATH = "/api/photos/"
+
+    def __init__(self, secret: str, clock):
+        self.key = hmac.new(secret.encode(), b"photo-links", hashlib.sha256).digest()
+        self.clock = clock
+
+    def _signature(self, file_id: str, expires: int) -> str:
+        return hmac.new(self.key, f"{file_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def url(self, file_id: str) -> str:
+        expires = math.ceil((self.clock.time() + LINK_SECONDS) / LINK_STEP) * LINK_STEP
+        return f"{self.PATH}{file_id}?expires={expires}&sig={self._signature(file_id, expires)}"
+
+    def check(self, file_id: str, expires: int, signature: str) -> float:
+        """Seconds the link has left; Forbidden when it is forged or expired."""
+        if not hmac.compare_digest(signature, self._signature(file_id, expires)):
+            raise Forbidden("this photo link is not valid", code="bad_photo_link")
+        left = expires - self.clock.time()
+        if left <= 0:
+            raise Forbidden("this photo link has expired; reload the ticket", code="photo_link_expired")
+        return left
 
 
 def sniff(data: bytes) -> str | None:

@@ -176,7 +176,7 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
 
 class TicketManager:
     def __init__(self, db, redis, clock, *, places, bindings, staff, notifier, targets, photos,
-                 passes=None):
+                 photo_links, passes=None):
         self.db = db
         self.redis = redis
         self.clock = clock
@@ -186,8 +186,23 @@ class TicketManager:
         self.notifier = notifier
         self.targets = targets
         self.photos = photos
+        self.photo_links = photo_links
         self.passes = passes
         self.quiet = False  # True while replaying history (seeding): nobody is told
+
+    def view(self, doc: dict, principal: Principal) -> dict:
+        """The ticket as the caller may see it, its photos with signed links for an <img>."""
+        ticket = public_ticket(doc, principal)
+        for photo in ticket["photos"]:
+            photo["url"] = self.photo_links.url(photo["id"])
+            photo["thumbnail_url"] = self.photo_links.url(photo["thumbnail_id"] or photo["id"])
+        return ticket
+
+    async def linked_photo(self, file_id: str, expires: int, signature: str) -> tuple[bytes, str, float]:
+        """A photo by its signed link: (bytes, content type, seconds the link has left)."""
+        left = self.photo_links.check(file_id, expires, signature)
+        data, content_type = await self.photos.get(file_id)
+        return data, content_type, left
 
     def replaying(self, clock) -> "TicketManager":
         """A copy that acts at the times of `clock` and notifies nobody (demo seeding)."""

@@ -33,7 +33,7 @@ from models.kpi import KpiManager
 from models.notifications import FeedHub, Notifier
 from models.passes import PassManager
 from models.people import ResidentManager, StaffManager
-from models.photos import GridFSPhotoStore
+from models.photos import GridFSPhotoStore, PhotoLinks
 from models.places import PlaceManager
 from models.sla import SlaTargets, SlaWatcher
 from models.tickets import TicketManager
@@ -92,10 +92,12 @@ class XiaoquApp(tornado.web.Application):
                                      bindings=self.bindings, staff=self.staff,
                                      notifier=self.notifier,
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
+                                     photo_links=PhotoLinks(settings.jwt_secret.get_secret_value(),
+                                                            self.clock),
                                      passes=self.passes)
         self.kpi = KpiManager(self.db)
         self.gate_presence = GatePresence(redis, self.clock)
-        self.gate_alarms = AlarmManager(self.db, self.clock)
+        self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)
         self.gate_events = GateEventManager(self.db, self.clock)
         self.gate_modes = ModeManager(self.db, redis, self.clock, self.places, self.gate_alarms)
         self.bridges = BridgeManager(self.db, self.redis, self.clock, self.places, self.passes,

@@ -10,7 +10,7 @@ import pytest_asyncio
 from PIL import ExifTags, Image, PngImagePlugin
 
 from models.photos import MAX_BYTES
-from tests.tickets_support import t, world  # noqa: F401 (fixtures)
+from tests.tickets_support import clock, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
 
@@ -157,3 +157,21 @@ async def test_worker_photos_are_their_own_stage_and_only_while_working(ticket):
     empty = await ticket.http.call("POST", ticket.photos, raw=body, headers=headers,
                                    token=ticket.w.tokens["ann"])
     assert empty.status == 400 and empty.error["fields"] == {"photo": "required"}
+
+
+async def test_signed_links_show_a_photo_without_a_bearer_header_until_they_expire(
+        app, ticket, clock):
+    photo = (await upload(ticket, "ann", phone_photo())).body["photos"][0]
+    seen = (await ticket.get("customer_service", ticket.id)).body["photos"][0]
+    fetch = ticket.http.http.fetch
+    for link in (seen["url"], seen["thumbnail_url"]):
+        assert link.startswith("/api/photos/")
+        shown = await fetch(ticket.http.base_url + link, raise_error=False)  # no Authorization
+        assert shown.code == 200 and shown.headers["Content-Type"] == "image/jpeg"
+        assert shown.headers["Cache-Control"].startswith("private, max-age=")
+    assert seen["url"].startswith(f"/api/photos/{photo['id']}?")
+    forged = seen["url"].replace(photo["id"], photo["thumbnail_id"])
+    assert (await fetch(ticket.http.base_url + forged, raise_error=False)).code == 403
+    clock.advance(3600)
+    expired = await fetch(ticket.http.base_url + seen["url"], raise_error=False)
+    assert expired.code == 403 and b"photo_link_expired" in expired.body

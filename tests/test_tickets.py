@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 
+from models.access import STAFF_ROLES
 from models.tickets import RULES
 from tests.tickets_support import clock, settings, t, world  # noqa: F401 (fixtures)
 
@@ -311,3 +312,16 @@ async def test_in_room_visit_gives_the_worker_a_door_pass_until_resolved(t, worl
     await t.through(tid, "accept", "check_in", "resolve")
     assert (await app.db.passes.find_one({}))["state"] == "cancelled"
     assert (await t.get("customer_service", tid)).body["worker_pass_id"] is None
+
+
+async def test_dispatchers_list_assignable_staff_and_others_may_not(t, world):
+    path = f"/api/communities/{world.c.id}/assignees"
+    reply = await t.http.get(path, token=world.tokens["customer_service"])
+    assert reply.status == 200, reply.body
+    by_role = {m["roles"][0]: m for m in reply.body}
+    assert set(by_role) == set(STAFF_ROLES)
+    assert set(by_role["maintenance"]) == {"id", "name", "roles"}  # no account details
+    assert by_role["maintenance"]["id"] == world.c.staff["maintenance"]
+    for role in ("maintenance", "security"):
+        assert (await t.http.get(path, token=world.tokens[role])).status == 403
+    assert (await t.http.get(path, token=world.tokens["ann"])).status == 403

@@ -1,6 +1,6 @@
 // The community's live feed (handlers/feed.py) shared by every screen: one socket per tab,
 // resumed from the last event id after any drop so no event is lost.
-import { reactive } from 'vue'
+import { onUnmounted, reactive } from 'vue'
 import { currentAccessToken, renew } from './api'
 
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000]
@@ -84,4 +84,10 @@ async function open() {
 function retry() {
   feedState.down = true
   retryTimer = setTimeout(open, BACKOFF_MS[Math.min(attempt++, BACKOFF_MS.length - 1)])
+}
+
+/** In a component: call `listener(event)` for live events until it unmounts. */
+export function useFeed(listener) {
+  const stop = onFeed(listener)
+  onUnmounted(stop)
 }

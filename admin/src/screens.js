@@ -4,11 +4,11 @@
 // To add a screen: write views/Name.vue, add one entry here (see docs/admin.md).
 export const screens = [
   { path: '/today', name: 'today', tab: 'tab.today', icon: 'todo-list-o',
-    permissions: ['tickets.read'], component: () => import('./views/Placeholder.vue') },
+    permissions: ['tickets.read'], component: () => import('./views/Today.vue') },
   { path: '/tickets', name: 'tickets', tab: 'tab.tickets', icon: 'orders-o',
-    permissions: ['tickets.read'], component: () => import('./views/Placeholder.vue') },
+    permissions: ['tickets.read'], component: () => import('./views/Tickets.vue') },
   { path: '/tickets/:id', name: 'ticket', title: 'tab.tickets', permissions: ['tickets.read'],
-    component: () => import('./views/Placeholder.vue') },
+    component: () => import('./views/TicketDetail.vue') },
   { path: '/gates', name: 'gates', tab: 'tab.gates', icon: 'shield-o',
     permissions: ['gates.read'], component: () => import('./views/Placeholder.vue') },
   { path: '/people', name: 'people', tab: 'tab.people', icon: 'friends-o',

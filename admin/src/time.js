@@ -1,4 +1,5 @@
 // Dates and times as the community's clock shows them (its time zone, else China's).
+import { onUnmounted, ref } from 'vue'
 import { community } from './session'
 import { i18n } from './i18n'
 
@@ -34,11 +35,11 @@ export const formatDateTime = (iso) => (iso ? formatter('datetime').format(new D
 export const formatTime = (iso) => (iso ? formatter('time').format(new Date(iso)) : '')
 export const formatDate = (iso) => (iso ? formatter('date').format(new Date(iso)) : '')
 
-/** "YYYY-MM-DD" of today in the community's zone. */
-export function localToday() {
+/** "YYYY-MM-DD" of a moment (default: now) on the community's calendar. */
+export function localDay(iso) {
   const parts = Object.fromEntries(
     new Intl.DateTimeFormat('en-CA', { timeZone: zoneOf(community.value), year: 'numeric', month: '2-digit', day: '2-digit' })
-      .formatToParts(new Date()).map((p) => [p.type, p.value]))
+      .formatToParts(iso ? new Date(iso) : new Date()).map((p) => [p.type, p.value]))
   return `${parts.year}-${parts.month}-${parts.day}`
 }
 
@@ -53,4 +54,12 @@ export function countdown(iso, now) {
   const mm = String(Math.floor(s / 60)).padStart(h ? 2 : 1, '0')
   const ss = String(s % 60).padStart(2, '0')
   return `${sign}${h ? `${h}:` : ''}${mm}:${ss}`
+}
+
+/** A ref holding the current time in ms, ticking every second while the component lives. */
+export function useNow() {
+  const now = ref(Date.now())
+  const timer = setInterval(() => { now.value = Date.now() }, 1000)
+  onUnmounted(() => clearInterval(timer))
+  return now
 }
