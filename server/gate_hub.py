@@ -1,16 +1,24 @@
 """The gate hub: the TCP server every gate bridge keeps one connection to.
 
-Per connection: framing (gate_bridge.wire), the challenge-response handshake,
-heartbeats, a per-bridge rate limit, dispatch by op. Sockets are bound with
+Transport only. Per connection it moves bytes through a ServerSession
+(gate_bridge/session.py: framing, the challenge-response handshake, heartbeats,
+rate and bad-frame limits, per-op checks) and hands the application frames the
+session yields to the gate service (models/gate_access.py), bridges
+(models/bridges.py: credentials, config) and presence. Sockets are bound with
 Tornado's `netutil.bind_sockets` and served by an asyncio Protocol per
 connection rather than Tornado's IOStream: an idle IOStream costs about three
 times the memory of a bare protocol, and the hub is meant to hold tens of
 thousands of idle bridges. Timers are not per connection either: one sweep
-every quarter heartbeat closes unauthenticated sockets past the auth deadline,
-slow partial frames past the read timeout and bridges silent for 3 heartbeats,
-sends heartbeats, and refreshes presence in Redis in one pipeline.
+every quarter heartbeat runs every session's timers (handshake deadline, read
+timeout, heartbeat loss, heartbeats due) and refreshes presence in Redis in one
+pipeline.
 
-Commands (remote opens, mode changes) are queued in Redis
+Cross-process (Redis pub/sub): `gate:used` (a code's use: a `used` frame to the
+community's bridges at once), `gate:config` (re-push changed configs),
+`gate:end_sessions` (re-keyed or disabled bridge: bye), `gate:kick` (the bridge
+connected to another process: bye "replaced").
+
+Commands (remote opens) are queued in Redis
 (`gate:pending:<bridge>`, expiring with their ttl) until the bridge
 acknowledges them, so whichever hub process holds the bridge, now or after a
 reconnect, delivers them. The process that issued a command publishes
