@@ -313,7 +313,8 @@ class Bridge:
     # -- commands: act at most once, never after the ttl --------------------------------------
 
     async def _ack(self, command_id: str, level: str, **extra) -> None:
-        self.store.set_command_level(command_id, level)
+        if level != p.RECEIVED:  # claim_command stored that one, durably
+            self.store.set_command_level(command_id, level)
         await self.send(p.message(p.ACK, id=command_id, level=level, **extra))
 
     async def _on_command(self, msg: dict) -> None:

@@ -2,7 +2,8 @@
 server, used single-use nonces, command ids already acted on, the cached config.
 
 WAL with synchronous=FULL: a commit is on disk when it returns, so a power cut
-loses no acknowledged-to-the-door event and no used nonce. The event buffer is
+loses no acknowledged-to-the-door event, no used nonce and no command claim (only a
+command's later levels are written unsynced: set_command_level). The event buffer is
 bounded; when it is full the oldest event is dropped (and counted), because a
 gate that stops working when its buffer fills would be worse.
 """
@@ -118,8 +119,15 @@ class Store:
         return cursor.rowcount == 1
 
     def set_command_level(self, command_id: str, level: str) -> None:
-        with self.db:
-            self.db.execute("UPDATE commands SET level = ? WHERE id = ?", (level, command_id))
+        """The level a command reached, for a duplicate's answer. Not synced on its own (the
+        next synced commit carries it): lost in a power cut, a repeat reports a lower level,
+        never acts twice — the claim, which prevents that, is synced."""
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self.db:
+                self.db.execute("UPDATE commands SET level = ? WHERE id = ?", (level, command_id))
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     # -- cached config ------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Gate benchmarks, each printed as a ratio or against its goal, measured in one run.
 
-    python -m scripts.bench_gates [--connections 10000] [--scans 2000]
+    python -m scripts.bench_gates [--connections 10000] [--scans 2000] [--delta-bridges 1000]
 
 1. Idle bridges held by one hub process (authenticated, heartbeating): hub RSS
    per connection vs a bare asyncio.Protocol server holding as many sockets
@@ -18,7 +18,11 @@
    same documents on the same server, in alternating slices: how close the
    hub gets to what the store itself can take.
 
-`--connections 0` skips benchmark 1.
+5. A code used at one gate reaching every connected bridge of its community as a
+   `used` frame: p50/p99 from the use to the frame held by each of 1,000 bridges
+   (in-process clients), over 20 uses (goal p99 <= 1 s).
+
+`--connections 0` skips benchmark 1, `--delta-bridges 0` benchmark 5.
 """
 
 import argparse
@@ -223,7 +227,7 @@ def idle_memory(count: int, redis_url: str) -> dict:
 
 # -- 2-4: in-process with the real app ------------------------------------------------------------------
 
-async def app_benchmarks(settings, scans: int) -> dict:
+async def app_benchmarks(settings, scans: int, delta_bridges: int) -> dict:
     from gate_bridge.decision import GateInfo, decide
     from gate_bridge.store import Store
     from models.access import Principal
@@ -314,11 +318,55 @@ async def app_benchmarks(settings, scans: int) -> dict:
         await bridge.wait(lambda: bridge.writer is not None, 10)
         results["remote_open"] = await _remote_open_ratio(app, cid, str(gate["_id"]), token)
         running.cancel()
+    if delta_bridges:
+        results["used_delta"] = await _used_delta(app, hub, delta_bridges)
         bridge.store.close()
     await hub.stop()
     await app.mongo.drop_database(settings.mongodb_db)
     await app.close()
     return results
+
+
+async def _used_delta(app, hub, bridges: int, rounds: int = 20) -> dict:
+    """A code used at one gate: how long until each of `bridges` connected bridges of the
+    community holds the `used` frame (the use publishes it; the hub fans it out)."""
+    from models.access import Principal
+    community = await app.places.create_community("Delta", "delta")
+    cid = str(community["_id"])
+    staff = await app.staff.create("delta-admin", "bench password 1", "delta", {cid: ["admin"]})
+    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin"})})
+    creds = []
+    for i in range(bridges):
+        gate = await app.places.create_gate(cid, f"d{i}", f"door {i}", "pedestrian", [""])
+        creds.append(await app.bridges.provision(cid, str(gate["_id"]), "bench"))
+    scanned_at = await app.places.gate(cid, creds[0]["gate_id"])
+    arrivals: list[float] = []
+    everyone = [asyncio.get_running_loop().create_future()]
+
+    def on_frame(msg: dict) -> None:
+        if msg["op"] == p.USED:
+            arrivals.append(time.perf_counter())
+            if len(arrivals) == bridges:
+                everyone[0].set_result(None)
+    clients = []
+    for start in range(0, bridges, 100):
+        clients += await asyncio.gather(*(
+            connect_client(hub.port, c["bridge_id"], p.derive_key(c["secret"]), on_frame)
+            for c in creds[start:start + 100]))
+    latencies = []
+    for _ in range(rounds):
+        code = (await app.passes.resident_code(principal, cid))["token"]
+        arrivals.clear()
+        everyone[0] = asyncio.get_running_loop().create_future()
+        used_at = time.perf_counter()
+        assert (await app.gate_access.check(code, scanned_at, "in", "gate")).allow
+        await asyncio.wait_for(everyone[0], 30)
+        latencies += [(t - used_at) * 1000 for t in arrivals]
+    for client in clients:
+        client.transport.close()
+    ids = {c["bridge_id"] for c in creds}
+    await hub.wait(lambda: not ids & set(hub.connections) and hub.idle, 120)  # offline noted
+    return {"bridges": bridges, "p50": pct(latencies, 0.5), "p99": pct(latencies, 0.99)}
 
 
 def ingest_frames(total: int, size: int) -> list[list[dict]]:
@@ -416,12 +464,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench_gates", description=__doc__)
     parser.add_argument("--connections", type=int, default=10000)
     parser.add_argument("--scans", type=int, default=2000)
+    parser.add_argument("--delta-bridges", type=int, default=1000,
+                        help="connected bridges a used code is pushed to (0 skips it)")
     parser.add_argument("--serve", choices=("hub", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--client", choices=("hub", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    raise_fd_limit(args.connections + 1000)
+    raise_fd_limit(args.connections + 2 * args.delta_bridges + 1000)
     if args.serve:
         asyncio.run(serve_hub(args.redis) if args.serve == "hub" else serve_bare())
         return
@@ -432,8 +482,8 @@ def main() -> None:
     from server.settings import load_settings
     with start_mongo(None) as mongo, start_redis(None) as redis, \
             tempfile.TemporaryDirectory() as tmp:
-        limit = raise_fd_limit(args.connections + 1000)
-        count = min(args.connections, limit - 1000)
+        limit = raise_fd_limit(args.connections + 2 * args.delta_bridges + 1000)
+        count = min(args.connections, limit - 2 * args.delta_bridges - 1000)
         if count > 0:  # --connections 0 runs only the in-process benchmarks
             memory = idle_memory(count, redis.url)
             print(f"idle bridges: {count} held; hub {memory['hub_bytes'] / 1024:.2f} KiB/conn vs "
@@ -441,7 +491,7 @@ def main() -> None:
                   f"{memory['ratio']:.2f}x (goal <= 2x)", flush=True)
         settings = load_settings(mongodb_uri=mongo.url, redis_url=redis.url, data_dir=Path(tmp),
                                  mongodb_db=f"bench_{os.getpid()}")
-        r = asyncio.run(app_benchmarks(settings, args.scans))
+        r = asyncio.run(app_benchmarks(settings, args.scans, args.delta_bridges))
     s, o, ro, i = r["scan_to_open_ms"], r["offline_decision_ms"], r["remote_open"], r["ingest"]
     print(f"scan -> open frame at {s['rate']:.0f} scans/s: p50 {s['p50']:.2f} ms, "
           f"p99 {s['p99']:.2f} ms (goal p99 <= 5 ms)")
@@ -453,6 +503,10 @@ def main() -> None:
           f"({i['stored']} stored of {i['events']} sent, 10% replays) vs raw insert_many of "
           f"the same documents {i['raw_per_second']:.0f}/s on the same server -> "
           f"{i['ratio']:.2f}x of the store's limit (goal >= 5000/s)")
+    if "used_delta" in r:
+        d = r["used_delta"]
+        print(f"used code to {d['bridges']} connected bridges (use -> used frame held): "
+              f"p50 {d['p50']:.1f} ms, p99 {d['p99']:.1f} ms (goal p99 <= 1000 ms)")
 
 
 if __name__ == "__main__":

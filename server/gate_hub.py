@@ -70,6 +70,7 @@ class HubOptions:
     burst: float = 200.0
     command_ttl: float = p.DEFAULT_TTL
     ssl_context: ssl.SSLContext | None = None
+    used_per_frame: int = 500  # used codes per config/used frame: ~25 KB, inside the limit
 
     def limits(self) -> Limits:
         return Limits(heartbeat=self.heartbeat, handshake_timeout=self.auth_timeout,
@@ -338,8 +339,8 @@ class GateHub:
         nonces = await self.bridges.used_codes(str(gate["community_id"]))
         if conn.config_version != config["version"]:
             self.push_config(conn, config, nonces)
-        elif nonces:
-            conn.send(p.message(p.USED, nonces=nonces))
+        else:
+            self.send_used(conn, nonces)
         await self._deliver_pending(conn)
         await self.app.redis.publish("gate:kick", json.dumps(
             {"bridge": conn.bridge, "instance": self.instance}))
@@ -417,8 +418,17 @@ class GateHub:
         return BridgeManager.bridge_config(gate, cached[1])
 
     def push_config(self, conn: Connection, config: dict, nonces: list) -> None:
+        """The config with the used codes; a long list goes on in `used` frames, so every
+        frame stays far below the frame limit."""
         conn.pushed_at = time.monotonic()
-        conn.send(p.message(p.CONFIG, **config, nonces=nonces))
+        size = self.options.used_per_frame
+        conn.send(p.message(p.CONFIG, **config, nonces=nonces[:size]))
+        self.send_used(conn, nonces[size:])
+
+    def send_used(self, conn: Connection, nonces: list) -> None:
+        size = self.options.used_per_frame
+        for start in range(0, len(nonces), size):
+            conn.send(p.message(p.USED, nonces=nonces[start:start + size]))
 
     def used(self, use: dict) -> None:
         """A code's slot was used somewhere: tell the community's bridges here, at once."""

@@ -524,3 +524,18 @@ async def test_a_bridge_connecting_after_a_use_gets_it_in_its_config(peers, app,
     assert expires > app.clock.time()
     second = await connected_peer(peers, other)
     assert (await second.expect(p.CONFIG))["nonces"] == [[nonce, expires]]
+
+
+async def test_a_long_list_of_used_codes_is_split_across_frames(peers, app, hub):
+    c, creds = await provisioned(app)
+    hub.options.used_per_frame = 3
+    principal = await app.auth.principal(c.tokens["admin"])
+    for _ in range(3 + 2):  # more uses than one frame carries
+        code = (await app.passes.resident_code(principal, c.id))["token"]
+        assert (await app.gate_access.check(code, await app.places.gate(c.id, c.gates["u1-1"]),
+                                            "in", "gate")).allow
+    peer = await connected_peer(peers, creds)
+    config = await peer.expect(p.CONFIG)
+    rest = await peer.expect(p.USED)
+    assert len(config["nonces"]) == 3 and len(rest["nonces"]) == 2
+    assert len({n for n, _ in config["nonces"] + rest["nonces"]}) == 5
