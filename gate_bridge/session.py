@@ -204,7 +204,7 @@ class Session:
         self.state = HELLO
         self.codec = codec
         self.buffer = b""
-        self.outgoing = []
+        self.outgoing = ()  # a list only while frames wait (an idle session holds none)
         self.opened = self.last_rx = self.last_tx = now
         self.partial_since = None
         self.bad_frames, self.bad_since = 0, now
@@ -228,12 +228,14 @@ class Session:
         if not self.outgoing:
             return b""
         data = b"".join(self.outgoing)
-        self.outgoing = []
+        self.outgoing = ()
         return data
 
     def send(self, msg: dict) -> None:
         """Queue a frame (dropped once the session is closed)."""
         if self.state != CLOSED:
+            if not self.outgoing:
+                self.outgoing = []
             self.outgoing.append(wire.encode(msg, self.codec))
             self.last_tx = self.limits.clock()
 
@@ -379,8 +381,9 @@ class ServerSession(Session):
             return self._hello(msg, codec)
         if state == AUTH and op == p.AUTH:
             return self._auth(msg)
-        return self.close("not_authenticated", "send hello, then auth" if state == HELLO
-                          else "send auth" if state == AUTH else "wait for the challenge")
+        return self.close("not_authenticated", {HELLO: "send hello, then auth", AUTH: "send auth",
+                                                KEY: "wait for the challenge"}.get(
+                                                    state, "wait for the welcome"))
 
     def _hello(self, msg: dict, codec: str):
         self.codec = codec  # answer in the codec the bridge chose
@@ -416,12 +419,16 @@ class ServerSession(Session):
         if key is None or not p.proof_ok(
                 p.bridge_proof(key, self.bridge, self.peer_nonce, self.nonce), given):
             return self.close("auth_failed", "authentication failed")
-        self.state, self.nonce, self.peer_nonce = READY, None, None
+        # Up once the welcome is sent: no heartbeat may go out before it.
+        self.state, self.nonce, self.peer_nonce = WELCOME, None, None
         return AUTHENTICATED
 
     def welcome(self, server_time: float, config_version: str | None, **extra) -> None:
+        if self.state != WELCOME:
+            return
         self.send(p.message(p.WELCOME, time=server_time, heartbeat=self.limits.heartbeat,
                             config_version=config_version, **extra))
+        self.state = READY
 
 
 class BridgeSession(Session):

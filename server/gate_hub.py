@@ -318,21 +318,25 @@ class GateHub:
         conn.session.challenge(conn.creds[0] if conn.creds else None)
 
     async def on_auth(self, conn: Connection, _: Authenticated) -> None:
+        _, bridge_doc, gate = conn.creds
+        # Presence first: once a bridge holds a welcome, every process sees it online.
+        await self.presence.set_present([conn.bridge], self.instance,
+                                      p.MISSED_HEARTBEATS * self.options.heartbeat)
+        config = await self.config_for(gate)
         if conn.key_generation != self.key_changes.get(conn.bridge, 0):
             conn.close("auth_failed", "authentication failed")  # proved a key since replaced
+        if conn.session.closed:  # that, or gone during the lookups
+            self.spawn(self.presence.clear_present(conn.bridge, self.instance))
             return
+        conn.session.welcome(self.app.clock.time(), config["version"])
+        # Only now may anything else be sent to it (commands, used codes): the bridge expects
+        # the welcome first. A command queued meanwhile is in Redis: _deliver_pending sends it.
         old = self.connections.get(conn.bridge)
         self.connections[conn.bridge] = conn
         if old is not None:  # replaced: its loss is not an offline transition
             self._forget(old)
             old.bye("replaced")
-        _, bridge_doc, gate = conn.creds
         self.gates[str(gate["_id"])] = conn
-        # Presence first: once a bridge holds a welcome, every process sees it online.
-        await self.presence.set_present([conn.bridge], self.instance,
-                                      p.MISSED_HEARTBEATS * self.options.heartbeat)
-        config = await self.config_for(gate)
-        conn.session.welcome(self.app.clock.time(), config["version"])
         # From here on every use in the community reaches this bridge as a `used` delta, and
         # the used codes read next cover every use before: nothing falls in between.
         self.communities.setdefault(str(gate["community_id"]), set()).add(conn)

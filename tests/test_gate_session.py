@@ -171,3 +171,21 @@ import gate_bridge.bridge, gate_bridge.drivers, gate_bridge.session, gate_bridge
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=Path(__file__).parent.parent)
     assert result.returncode == 0, result.stderr
+
+
+def test_nothing_but_the_welcome_opens_the_session_for_heartbeats():
+    clock = Clock()
+    limits = Limits(heartbeat=1, handshake_timeout=5, clock=clock)
+    key = p.derive_key(p.new_secret())
+    server, bridge = ServerSession(limits), BridgeSession(limits, "br-1", key)
+    bridge.hello()
+    pump(bridge, server)
+    server.challenge(key)
+    pump(server, bridge)
+    assert pump(bridge, server) == [Authenticated()]
+    clock.now += 2  # the hub is still looking things up: no heartbeat may precede the welcome
+    assert server.tick(clock.now) == [] and server.data_to_send() == b""
+    server.welcome(clock.now, None)
+    assert [type(e) for e in pump(server, bridge)] == [Welcomed]
+    clock.now += 1
+    assert server.tick(clock.now) == [HEARTBEAT_DUE]
