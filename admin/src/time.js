@@ -35,6 +35,9 @@ export const formatDateTime = (iso) => (iso ? formatter('datetime').format(new D
 export const formatTime = (iso) => (iso ? formatter('time').format(new Date(iso)) : '')
 export const formatDate = (iso) => (iso ? formatter('date').format(new Date(iso)) : '')
 
+/** "YYYY-MM-DD" of today on the community's calendar. */
+export const localToday = () => localDay()
+
 /** "YYYY-MM-DD" of a moment (default: now) on the community's calendar. */
 export function localDay(iso) {
   const parts = Object.fromEntries(
