@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, api
 from models.access import STAFF_ROLES
-from models.people import public_resident, public_staff
+from models.people import PASSWORD_MIN_LENGTH, public_resident, public_staff
 
 Role = str
 
@@ -27,9 +27,13 @@ class Occupant(BaseModel):
 
 
 class StaffIn(BaseModel):
-    username: str = Field(min_length=3, max_length=32)
-    password: str = Field(min_length=10, max_length=256)
-    name: str = Field(min_length=1, max_length=64)
+    username: str = Field(min_length=3, max_length=32, description="3-32 of a-z 0-9 _ . -")
+    password: str | None = Field(
+        None, min_length=PASSWORD_MIN_LENGTH, max_length=256,
+        description="a new account's first password; omit it to give an existing account "
+                    "(someone on the staff of another community) roles here")
+    name: str | None = Field(None, min_length=1, max_length=64,
+                             description="the person's name; required for a new account")
     roles: list[Role] = Field(min_length=1, description=f"any of {', '.join(STAFF_ROLES)}")
 
 
@@ -82,11 +86,17 @@ class StaffListHandler(APIHandler):
         self.write_json([public_staff(s, community_id)
                          for s in await self.app.staff.in_community(community_id)])
 
-    @api("Add a staff account with roles in this community", body=StaffIn, response=Staff,
+    @api("Add a staff member with roles in this community: a new account (with a password), or "
+         "an existing account by username alone (404 no such username, 409 already here)",
+         body=StaffIn, response=Staff,
          status=201, permission="staff.write")
     async def post(self, community_id):
         b = self.body
-        doc = await self.app.staff.create(b.username, b.password, b.name, {community_id: b.roles})
+        if b.password is None:
+            doc = await self.app.staff.add_to_community(community_id, b.username, b.roles)
+        else:
+            doc = await self.app.staff.create(b.username, b.password, b.name or "",
+                                              {community_id: b.roles})
         self.write_json(public_staff(doc, community_id))
 
 

@@ -238,6 +238,8 @@ class StaffManager:
         if len(password) < PASSWORD_MIN_LENGTH:
             raise Invalid("password too short",
                           fields={"password": f"at least {PASSWORD_MIN_LENGTH} characters"})
+        if not name:
+            raise Invalid("a new account needs the person's name", fields={"name": "required"})
         for community_roles in roles.values():
             check_roles(community_roles)
         doc = {"username": username, "password_hash": await hash_password(password), "name": name,

@@ -1,16 +1,22 @@
 """Communities and their places (building → unit → room) and gates.
 
 A place is known by its `path` inside its community: building "3", unit "3-2",
-room "3-2-1201". A gate `covers` place paths ("" = the whole community).
+room "3-2-1201" — segments of 1-8 letters or digits joined by "-". Room numbers
+keep the form they are given in ("0101" and "101" are different rooms), so a
+community writes them zero-padded to one width (floor + room on the floor,
+"0101" … "1702"): paths then sort in building order. A gate `covers` place
+paths ("" = the whole community).
+
 Uniqueness keys are single strings ("<community>:<path>") so one string index
 enforces them (compound unique indexes are slow on the embedded server and a
 single key works the same on MongoDB).
 """
 
 import re
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
 from models.common import insert_new, object_id
@@ -29,6 +35,13 @@ INDEXES = {
 }
 
 PLACE_KINDS = ("building", "unit", "room")
+PATH_FORMAT = ('"<building>-<unit>-<room>": building "3", unit "3-2", room "3-2-1201"; '
+               "1-8 letters or digits each, room numbers zero-padded to one width (0101, 1201)")
+COMMUNITY_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+DEFAULT_TIME_ZONE = "Asia/Shanghai"
+# Per-community overrides of deployment settings (models/passes.py reads them).
+COMMUNITY_SETTINGS = ("pass_code_seconds", "invitation_max_days")
+COMMUNITY_FIELDS = ("name", "address", "time_zone")
 SEGMENT = re.compile(r"^[0-9A-Za-z]{1,8}$")
 GATE_KINDS = ("pedestrian", "unit_door", "barrier")
 
@@ -45,9 +58,29 @@ def place_kind(path: str) -> str:
     return PLACE_KINDS[len(parts) - 1]
 
 
+def child_kind(path: str) -> str:
+    """The kind of the places directly below `path` ("" = the community: buildings)."""
+    depth = len(split_path(path))
+    if depth >= len(PLACE_KINDS):
+        raise Invalid("rooms have nothing below them", fields={"under": "a building or unit path"})
+    if path:
+        place_kind(path)  # refuses a malformed path
+    return PLACE_KINDS[depth]
+
+
+def check_time_zone(name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid("unknown time zone", fields={"time_zone": "an IANA name like Asia/Shanghai"}) \
+            from None
+
+
 def public_community(doc: dict) -> dict:
     return {"id": str(doc["_id"]), "name": doc["name"], "code": doc["code"],
-            "address": doc.get("address", ""), "settings": doc.get("settings", {})}
+            "address": doc.get("address", ""),
+            "time_zone": doc.get("time_zone", DEFAULT_TIME_ZONE),
+            "settings": doc.get("settings", {})}
 
 
 def public_place(doc: dict) -> dict:
@@ -67,14 +100,50 @@ class PlaceManager:
         self.clock = clock
 
     async def create_community(self, name: str, code: str, address: str = "",
-                               settings: dict | None = None) -> dict:
-        doc = {"name": name, "code": code, "address": address, "settings": settings or {},
-               "created_at": self.clock.now()}
+                               settings: dict | None = None,
+                               time_zone: str = DEFAULT_TIME_ZONE) -> dict:
+        """A new community; `code` is its permanent short name (operator tools use it)."""
+        if not COMMUNITY_CODE.match(code):
+            raise Invalid("bad community code",
+                          fields={"code": "1-32 of a-z 0-9 -, starting with a letter or digit"})
+        check_time_zone(time_zone)
+        settings = {k: v for k, v in (settings or {}).items() if v is not None}
+        self._check_settings(settings)
+        doc = {"name": name, "code": code, "address": address, "time_zone": time_zone,
+               "settings": settings, "created_at": self.clock.now()}
         try:
             await self.db.communities.insert_one(doc)
         except DuplicateKeyError:
             raise Conflict(f"community code {code!r} exists", fields={"code": "taken"}) from None
         return doc
+
+    async def update_community(self, community_id: str, changes: dict,
+                               settings: dict | None = None) -> dict:
+        """Change name, address or time zone, and settings (a None value drops an override,
+        so the deployment's default applies again). The code never changes."""
+        unknown = set(changes) - set(COMMUNITY_FIELDS)
+        if unknown:
+            raise Invalid("not editable", fields={k: "cannot be changed" for k in sorted(unknown)})
+        if "time_zone" in changes:
+            check_time_zone(changes["time_zone"])
+        settings = settings or {}
+        self._check_settings(settings)
+        update: dict = {"$set": {**changes, "updated_at": self.clock.now(),
+                                 **{f"settings.{k}": v for k, v in settings.items()
+                                    if v is not None}}}
+        if dropped := {f"settings.{k}": "" for k, v in settings.items() if v is None}:
+            update["$unset"] = dropped
+        doc = await self.db.communities.find_one_and_update(
+            {"_id": object_id(community_id, "community")}, update,
+            return_document=ReturnDocument.AFTER)
+        if doc is None:
+            raise NotFound("community not found")
+        return doc
+
+    @staticmethod
+    def _check_settings(settings: dict) -> None:
+        if unknown := sorted(set(settings) - set(COMMUNITY_SETTINGS)):
+            raise Invalid("unknown setting", fields={f"settings.{k}": "unknown" for k in unknown})
 
     async def community(self, community_id: str) -> dict:
         doc = await self.db.communities.find_one({"_id": object_id(community_id, "community")})
@@ -127,6 +196,18 @@ class PlaceManager:
     async def place(self, community_id: str, place_id: str) -> dict:
         doc = await self.db.places.find_one(
             {"_id": object_id(place_id, "place"), "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound("place not found")
+        return doc
+
+    async def update_place(self, community_id: str, place_id: str, changes: dict) -> dict:
+        """Rename a place or set its area; its path (what links and gates refer to) stays."""
+        if unknown := sorted(set(changes) - {"name", "area_m2"}):
+            raise Invalid("not editable", fields={k: "cannot be changed" for k in unknown})
+        doc = await self.db.places.find_one_and_update(
+            {"_id": object_id(place_id, "place"), "community_id": ObjectId(community_id)},
+            {"$set": {**changes, "updated_at": self.clock.now()}},
+            return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFound("place not found")
         return doc

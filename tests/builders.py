@@ -50,3 +50,9 @@ async def make_resident(app, community: Community, name: str, room: str = "1-1-1
     admin = Principal("staff", community.staff["admin"], {community.id: frozenset({"admin"})})
     await app.bindings.decide(admin, community.id, str(link["_id"]), "approve")
     return rid, (await app.auth.start_session(rid, "resident"))["access_token"]
+
+
+async def make_platform_admin(app, username: str = "boss") -> str:
+    """A platform admin (what `python -m server bootstrap` creates); returns an access token."""
+    doc = await app.staff.create(username, STAFF_PASSWORD, username, {}, platform_admin=True)
+    return (await app.auth.start_session(str(doc["_id"]), "staff"))["access_token"]
