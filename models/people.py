@@ -85,10 +85,11 @@ class ResidentManager:
         self.db = db
         self.clock = clock
 
-    async def from_wechat(self, openid: str, unionid: str | None, phone: str | None) -> dict:
-        """Find the resident behind a WeChat login, creating them on first login."""
+    async def from_wechat(self, openid: str, unionid: str | None, phone: str | None,
+                          name: str = "") -> dict:
+        """Find the resident behind a WeChat login, creating them (named `name`) on first login."""
         update: dict = {"$setOnInsert": {"openid": openid, "created_at": self.clock.now(),
-                                         "status": "active", "name": ""},
+                                         "status": "active", "name": name},
                         "$set": {"last_login_at": self.clock.now()}}
         if unionid:
             update["$set"]["unionid"] = unionid

@@ -71,8 +71,7 @@ async def _create(app) -> None:
     lease_end = Clock().now().replace(year=Clock().now().year + 1)
     for index, (name, room, relation) in enumerate(RESIDENTS):
         openid = openid_for(app.config.wechat_appid, name)
-        resident = await app.residents.from_wechat(openid, None, f"1380000{index:04d}")
-        await app.db.residents.update_one({"_id": resident["_id"]}, {"$set": {"name": name}})
+        resident = await app.residents.from_wechat(openid, None, f"1380000{index:04d}", name)
         link = await app.bindings.request(str(resident["_id"]), cid, room, relation,
                                           lease_end if relation == "tenant" else None)
         await app.bindings.decide(office, cid, str(link["_id"]), "approve")
