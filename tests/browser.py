@@ -14,8 +14,9 @@ test server (conftest's `http_server`) with real stores::
         await admin.check_screen(page, "gates")             # fits 375 px, axe-clean, screenshot
 
 - Wait on the page, never on the clock: Playwright's `expect(...)` and locators retry until
-  their condition holds (or fail after their timeout). `page.wait_for_function(js)` for
-  anything else.
+  their condition holds (or fail after their timeout). `page.wait_for_function("() => ...")`
+  for anything else — an arrow function: a bare expression string is eval'd, which the
+  admin view's CSP refuses.
 - `admin.check_screen(page, name)` asserts no horizontal scrolling, no serious/critical axe-core
   violations, and writes test-artifacts/screens/<name>.png (git-ignored). Call it once per
   screen state worth seeing.
