@@ -4,6 +4,7 @@ and the feed resumes from its last id; staff of several communities switch betwe
 import asyncio
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bson import ObjectId
@@ -44,6 +45,19 @@ async def test_today_orders_by_urgency_and_follows_alarms_live(app, api_client, 
         w.c.gates["main"]), "_id": None}, "forced", "tl-forced-1")
     await expect(alarms).to_have_text("1")
     await expect(page.get_by_text("强行开门")).to_be_visible()
+
+
+async def test_today_shows_the_visitors_expected_today(app, api_client, admin):
+    w = await make_world(app, "tv")
+    now = datetime.now(UTC)
+    invited = await api_client.post(f"/api/communities/{w.c.id}/invitations", {
+        "name": "王小明", "purpose": "dinner", "valid_from": now.isoformat(),
+        "valid_to": (now + timedelta(hours=2)).isoformat()}, token=w.tokens["ann"])
+    assert invited.status == 201, invited.body
+    page = await admin.open()
+    await admin.sign_in(page, "tv-security")
+    await expect(page.locator('[data-test="visitors-today"]')).to_have_text("1")
+    await expect(page.get_by_text("王小明")).to_be_visible()
 
 
 class TestLostConnection:

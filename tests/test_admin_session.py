@@ -3,8 +3,11 @@
 from http.cookies import SimpleCookie
 
 import pytest
+import tornado.httpserver
+import tornado.netutil
 
 from tests.builders import STAFF_PASSWORD, make_community
+from tests.conftest import ApiClient
 
 pytestmark = pytest.mark.asyncio
 
@@ -93,3 +96,21 @@ async def test_shell_and_assets_cache_and_security_headers(api_client):
     assert missing.status == 404
     redirect = await api_client.call("GET", "/admin", headers={})
     assert redirect.status == 200  # followed to /admin/
+
+
+async def test_cookies_are_secure_behind_a_tls_proxy(app, http_client):
+    await make_community(app, "tls")
+    [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    proxied = tornado.httpserver.HTTPServer(app, xheaders=True)  # as with TRUST_PROXY_HEADERS
+    proxied.add_sockets([sock])
+    try:
+        api = ApiClient(http_client, f"http://127.0.0.1:{sock.getsockname()[1]}")
+        reply = await api.post("/api/auth/session", {"username": "tls-manager",
+                                                     "password": STAFF_PASSWORD},
+                               headers={"X-Forwarded-Proto": "https"})
+        assert reply.status == 200, reply.body
+        jar = cookies_of(reply)
+        assert jar["xiaoqu_refresh"]["secure"] and jar["xiaoqu_csrf"]["secure"]
+    finally:
+        proxied.stop()
+        await proxied.close_all_connections()

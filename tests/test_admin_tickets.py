@@ -108,3 +108,22 @@ async def test_a_role_without_a_permission_sees_no_control_and_the_server_refuse
     residents = await api_client.get(f"/api/communities/{w.c.id}/residents",
                                      token=w.tokens["maintenance"])
     assert residents.status == 403
+
+
+async def test_the_ticket_list_filters_by_state(app, api_client, admin):
+    w = await make_world(app, "tf")
+    t = Api(api_client, w)
+    waiting = (await t.report()).body["id"]
+    dispatched = (await t.report(category="lock")).body["id"]
+    await t.through(dispatched, "assign")
+    page = await admin.open("/admin/tickets")
+    await admin.sign_in(page, "tf-customer-service")
+    await page.get_by_role("tab", name="工单").click()
+    rows = page.locator(".ticket-list [data-ticket]")
+    await expect(rows).to_have_count(2)
+    await page.get_by_text("全部状态").click()
+    await page.locator(".van-dropdown-item__option", has_text="已派单").click()
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_have_attribute("data-ticket", dispatched)
+    await admin.check_screen(page, "tickets-filtered")
+    assert waiting != dispatched
