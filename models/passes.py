@@ -25,9 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from gate_bridge.decision import (DEFAULT_UTC_OFFSET, ENTRY_COUNT_RETENTION, Decision, GateInfo,
-                                  UseClaim, decide, gate_covers, is_short_code, normalize,
-                                  use_claim)
+from gate_bridge.decision import (ENTRY_COUNT_RETENTION, Decision, GateInfo, UseClaim, decide,
+                                  gate_covers, is_short_code, normalize, use_claim)
 from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
                                 community_tag, fit_scope, publish_key, sign, split)
 from models.access import Principal, permitted
@@ -36,6 +35,7 @@ from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.bridges import USED_CHANNEL, announce_config
 from models.key_box import KeyBox
+from models.places import utc_offset_minutes
 
 INDEXES = {
     "passes": [
@@ -139,7 +139,7 @@ class PassManager:
             code_seconds=int(own.get("pass_code_seconds", self.settings.pass_code_seconds)),
             invitation_max_days=int(own.get("invitation_max_days",
                                             self.settings.invitation_max_days)),
-            utc_offset_minutes=int(own.get("utc_offset_minutes", DEFAULT_UTC_OFFSET)),
+            utc_offset_minutes=utc_offset_minutes(doc, self.clock.now()),
             name=doc["name"], address=doc.get("address", ""))
         self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
         return value

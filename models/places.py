@@ -13,6 +13,7 @@ single key works the same on MongoDB).
 """
 
 import re
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bson import ObjectId
@@ -74,6 +75,12 @@ def check_time_zone(name: str) -> None:
     except (ZoneInfoNotFoundError, ValueError):
         raise Invalid("unknown time zone", fields={"time_zone": "an IANA name like Asia/Shanghai"}) \
             from None
+
+
+def utc_offset_minutes(community: dict, at: datetime) -> int:
+    """The community's offset from UTC at `at`: gates and worker passes keep local hours."""
+    zone = ZoneInfo(community.get("time_zone", DEFAULT_TIME_ZONE))
+    return int(at.astimezone(zone).utcoffset().total_seconds() // 60)
 
 
 def public_community(doc: dict) -> dict:

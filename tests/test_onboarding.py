@@ -197,3 +197,14 @@ async def test_password_rules_for_new_accounts(app, api_client):
     assert reply.status == 400 and "password" in reply.error["fields"]
     reply = await api_client.post("/api/auth/staff", {"username": "li", "password": STAFF_PASSWORD})
     assert reply.status == 401
+
+
+async def test_gate_hours_follow_the_communitys_time_zone(app, api_client):
+    boss = await make_platform_admin(app)
+    offsets = {}
+    for code, zone in (("sh", None), ("ktm", "Asia/Kathmandu")):  # +08:00; +05:45, no DST
+        body = {"name": code, "code": code, **({"time_zone": zone} if zone else {})}
+        cid = (await api_client.post("/api/communities", body, token=boss)).body["id"]
+        config = await api_client.get(f"/api/communities/{cid}/pass-config", token=boss)
+        offsets[code] = config.body["utc_offset_minutes"]
+    assert offsets == {"sh": 480, "ktm": 345}

@@ -105,11 +105,12 @@ def test_server_serves_given_stores_in_production_and_stops_on_sigterm(tmp_path,
     assert not any(tmp_path.iterdir()), "production started something under the data dir"
 
 
-def test_demo_serves_seeds_and_stops_everything_on_sigterm(tmp_path):
+def test_demo_serves_seeds_and_stops_everything_on_ctrl_c(tmp_path):
     http_port, gate_port = _free_port(), _free_port()
     env = _clean_env(XIAOQU_DATA_DIR=str(tmp_path), HTTP_PORT=str(http_port),
                      GATE_PORT=str(gate_port))
-    with subprocess.Popen([sys.executable, "-m", "scripts.demo"], env=env,
+    # Its own process group, like a command in a terminal, whose Ctrl-C reaches the group.
+    with subprocess.Popen([sys.executable, "-m", "scripts.demo"], env=env, process_group=0,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
         store_ports = _check_demo(demo, http_port)
     assert demo.returncode == 0
@@ -162,5 +163,5 @@ def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
         assert status == 200 and opened["level"] == "opened", opened
         return store_ports
     finally:
-        demo.send_signal(signal.SIGTERM)
+        os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C does
         demo.wait(60)
