@@ -156,6 +156,20 @@ def must_confirm_community(principal: Principal, community_id: str) -> bool:
     return community_id not in principal.roles
 
 
+def holders(permission: str) -> str:
+    """Who holds a permission, in words (for the API document)."""
+    if permission in PLATFORM_PERMISSIONS:
+        return "platform admins"
+    who = []
+    if roles := PERMISSIONS[permission]:
+        who.append("staff there with the role " + " or ".join(sorted(roles)))
+    if permission in OPEN_TO_RESIDENTS:
+        who.append("any resident")
+    elif permission in RESIDENT_PERMISSIONS:
+        who.append("residents with a room there")
+    return "; ".join([*who, "platform admins"])
+
+
 def visible_communities(principal: Principal) -> set[str] | None:
     """The communities a caller may list; None: all of them (platform admins, and residents
     choosing where to ask for a room)."""

@@ -5,6 +5,7 @@ import re
 from pydantic import BaseModel, TypeAdapter
 
 from handlers.base import ApiSpec
+from models.access import holders
 
 METHODS = ("get", "post", "put", "patch", "delete")
 ERROR_SCHEMA = {
@@ -81,7 +82,7 @@ def _operation(template: str, handler: type, method: str, spec: ApiSpec, schemas
                                                                   "format": "binary"}}}}
             for media in spec.uploads}}
     if spec.permission:
-        op["description"] = f"Needs `{spec.permission}` in the community."
+        op["description"] = f"Needs `{spec.permission}`: {holders(spec.permission)}."
     op["security"] = [] if spec.public else [{"bearer": []}]
     return op
 

@@ -208,3 +208,12 @@ async def test_gate_hours_follow_the_communitys_time_zone(app, api_client):
         config = await api_client.get(f"/api/communities/{cid}/pass-config", token=boss)
         offsets[code] = config.body["utc_offset_minutes"]
     assert offsets == {"sh": 480, "ktm": 345}
+
+
+async def test_the_api_document_says_who_may_call_each_route(app, api_client):
+    paths = (await api_client.get("/api/openapi.json")).body["paths"]
+    assert "platform admins" in paths["/api/communities"]["post"]["description"]
+    browse = paths["/api/communities/{community_id}/directory"]["get"]["description"]
+    assert "any resident" in browse
+    edit = paths["/api/communities/{community_id}"]["patch"]["description"]
+    assert "admin" in edit and "resident" not in edit
