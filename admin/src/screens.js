@@ -19,7 +19,7 @@ export const screens = [
   { path: '/access-log', name: 'access-log', menu: 'more.access_log', icon: 'records-o',
     permissions: ['access_log.read'], component: () => import('./views/Placeholder.vue') },
   { path: '/kpi', name: 'kpi', menu: 'more.kpi', icon: 'chart-trending-o',
-    permissions: ['kpi.read'], component: () => import('./views/Placeholder.vue') },
+    permissions: ['kpi.read'], component: () => import('./views/Kpi.vue') },
   { path: '/settings', name: 'settings', menu: 'more.settings', icon: 'setting-o',
     permissions: ['sla.write', 'staff.write', 'gates.write'],
     component: () => import('./views/Placeholder.vue') },
