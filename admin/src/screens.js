@@ -22,5 +22,5 @@ export const screens = [
     permissions: ['kpi.read'], component: () => import('./views/Kpi.vue') },
   { path: '/settings', name: 'settings', menu: 'more.settings', icon: 'setting-o',
     permissions: ['sla.write', 'staff.write', 'gates.write'],
-    component: () => import('./views/Placeholder.vue') },
+    component: () => import('./views/Settings.vue') },
 ]

@@ -1,0 +1,125 @@
+"""The Settings screen in Chromium: SLA targets, staff and roles, gates and bridge provisioning."""
+
+import pytest
+from playwright.async_api import expect
+
+from gate_bridge.bridge import load_config
+from tests.builders import make_community
+from tests.gate_fixtures import hub, start_sim_bridge  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.asyncio
+
+
+async def open_settings(admin, username):
+    page = await admin.open()
+    await admin.sign_in(page, username)
+    await page.get_by_role("tab", name="更多").click()
+    await page.get_by_text("设置").click()
+    await expect(page.get_by_role("tablist").first).to_be_visible()
+    return page
+
+
+async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
+        app, admin, api_client, hub, tmp_path):
+    c = await make_community(app, "st")
+    page = await open_settings(admin, "st-admin")
+    tabs = page.get_by_role("tablist").first
+    await expect(page.get_by_text("Garden st").first).to_be_visible()
+    await admin.check_screen(page, "settings-community")
+
+    await tabs.get_by_role("tab", name="时限").click()
+    await page.get_by_label("加急维修到场").fill("20")
+    await page.get_by_role("button", name="保存").click()
+    await expect(page.get_by_role("status")).to_have_text("时限已保存")
+    targets = (await api_client.get(f"/api/communities/{c.id}/sla-targets",
+                                    token=c.tokens["manager"])).body
+    assert targets["urgent_minutes"] == 20 and targets["emergency_minutes"] == 5
+    await admin.check_screen(page, "settings-sla")
+
+    await tabs.get_by_role("tab", name="员工").click()
+    await page.get_by_role("button", name="添加员工").click()
+    sheet = page.get_by_role("dialog", name="添加员工")
+    await sheet.get_by_label("姓名").fill("孙保安")
+    await sheet.get_by_label("用户名").fill("st-sun")
+    await sheet.get_by_label("初始密码").fill("a long first password")
+    await sheet.get_by_text("保安", exact=True).click()
+    await sheet.get_by_role("button", name="添加员工").click()
+    await expect(page.get_by_role("status")).to_have_text("已添加 孙保安")
+    staff = (await api_client.get(f"/api/communities/{c.id}/staff", token=c.tokens["admin"])).body
+    assert {s["username"]: s["roles"] for s in staff}["st-sun"] == ["security"]
+    # The only admin cannot drop their own admin role: the server's rule, said in words.
+    me = page.locator('[data-staff="st-admin"]')
+    await me.get_by_role("button", name="修改角色").click()
+    dialog = page.locator(".van-dialog")
+    await dialog.get_by_text("管理员").click()
+    await dialog.get_by_text("经理").click()
+    await dialog.get_by_role("button", name="保存").click()
+    await expect(dialog.get_by_role("alert")).to_have_text(
+        "小区至少要有一位管理员，请先指定另一位管理员")
+    await dialog.get_by_role("button", name="取消").click()
+    await expect(dialog).to_be_hidden()
+    await admin.check_screen(page, "settings-staff")
+
+    await tabs.get_by_role("tab", name="门禁").click()
+    main = page.locator('[data-gate="main"]')
+    await expect(main).to_contain_text("未配置网关")
+    await admin.check_screen(page, "settings-gates")
+    await main.get_by_role("button", name="配置网关").click()
+    config = page.locator(".bridge-config")
+    await expect(config).to_contain_text("[bridge]")
+    await expect(page.get_by_role("button", name="复制配置")).to_be_in_viewport()  # slid in
+    await admin.check_screen(page, "settings-bridge-secret")
+    snippet = await config.inner_text()
+
+    # The snippet is a bridge.toml the bridge program reads, with the secret that works.
+    (tmp_path / "bridge.toml").write_text(snippet)
+    bridge_config, _ = load_config(str(tmp_path / "bridge.toml"))
+    gate = (await api_client.get(f"/api/communities/{c.id}/gates/{c.gates['main']}",
+                                 token=c.tokens["admin"])).body
+    assert bridge_config.bridge_id == gate["bridge_id"]
+    assert (bridge_config.host, bridge_config.port, bridge_config.tls) == \
+        ("127.0.0.1", app.config.gate_port, False)
+    sim = await start_sim_bridge(tmp_path, hub.port, bridge_config.bridge_id, bridge_config.secret)
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        # Once closed, the secret is gone from the page.
+        await page.get_by_role("button", name="关闭").click()
+        await expect(config).to_have_count(0)
+        assert bridge_config.secret not in await page.content()
+        await tabs.get_by_role("tab", name="员工").click()
+        await tabs.get_by_role("tab", name="门禁").click()
+        await expect(main).to_contain_text("在线")
+        await expect(main.get_by_role("button", name="重新生成密钥")).to_be_visible()
+    finally:
+        await sim.stop()
+
+
+async def test_who_sees_which_settings_and_the_server_refuses_the_rest(app, admin, api_client):
+    c = await make_community(app, "sr")
+    base = f"/api/communities/{c.id}"
+    # A guard: no Settings at all.
+    page = await admin.open()
+    await admin.sign_in(page, "sr-security")
+    await page.get_by_role("tab", name="更多").click()
+    await expect(page.get_by_role("button", name="退出登录")).to_be_visible()
+    await expect(page.get_by_text("设置")).to_have_count(0)
+    await page.goto(admin.base_url + "/admin/settings")
+    await expect(page).to_have_url(admin.base_url + "/admin/more")
+    guard = c.tokens["security"]
+    refused = [await api_client.put(f"{base}/sla-targets", {"urgent_minutes": 1}, token=guard),
+               await api_client.post(f"{base}/gates/{c.gates['main']}/bridge", token=guard),
+               await api_client.get(f"{base}/staff", token=guard)]
+    assert [r.status for r in refused] == [403, 403, 403]
+
+    # A manager: targets and gates, the staff list, but no staff changes.
+    page = await open_settings(admin, "sr-manager")
+    await page.get_by_role("tablist").first.get_by_role("tab", name="员工").click()
+    await expect(page.locator('[data-staff="sr-admin"]')).to_be_visible()
+    await expect(page.get_by_role("button", name="添加员工")).to_have_count(0)
+    await expect(page.get_by_role("button", name="修改角色")).to_have_count(0)
+    await admin.check_screen(page, "settings-staff-manager")
+    added = await api_client.post(f"{base}/staff", {"username": "sr-x", "password": "0123456789ab",
+                                                    "name": "x", "roles": ["security"]},
+                                  token=c.tokens["manager"])
+    assert added.status == 403
+    assert (await api_client.get(f"{base}/sla-targets", token=guard)).body["urgent_minutes"] == 15
