@@ -24,7 +24,13 @@ async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
     c = await make_community(app, "st")
     page = await open_settings(admin, "st-admin")
     tabs = page.get_by_role("tablist").first
-    await expect(page.get_by_text("Garden st").first).to_be_visible()
+    await expect(page.get_by_label("名称")).to_have_value("Garden st")
+    await page.get_by_label("地址").fill("幸福路 8 号")
+    await page.get_by_label("时区").fill("Asia/Urumqi")
+    await page.get_by_role("button", name="保存").click()
+    await expect(page.get_by_role("status")).to_have_text("已保存")
+    community = (await api_client.get(f"/api/communities/{c.id}", token=c.tokens["manager"])).body
+    assert (community["address"], community["time_zone"]) == ("幸福路 8 号", "Asia/Urumqi")
     await admin.check_screen(page, "settings-community")
 
     await tabs.get_by_role("tab", name="时限").click()
@@ -111,8 +117,11 @@ async def test_who_sees_which_settings_and_the_server_refuses_the_rest(app, admi
                await api_client.get(f"{base}/staff", token=guard)]
     assert [r.status for r in refused] == [403, 403, 403]
 
-    # A manager: targets and gates, the staff list, but no staff changes.
+    # A manager: targets and gates, the staff list, but no staff or community changes.
     page = await open_settings(admin, "sr-manager")
+    await expect(page.get_by_text("Garden sr")).to_have_count(2)  # header and details
+    await expect(page.get_by_role("button", name="保存")).to_have_count(0)
+    assert (await api_client.patch(base, {"address": "x"}, token=c.tokens["manager"])).status == 403
     await page.get_by_role("tablist").first.get_by_role("tab", name="员工").click()
     await expect(page.locator('[data-staff="sr-admin"]')).to_be_visible()
     await expect(page.get_by_role("button", name="添加员工")).to_have_count(0)
