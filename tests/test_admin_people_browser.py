@@ -1,6 +1,7 @@
 """The People screen in Chromium: binding requests, who lives where, worker passes, walk-ins."""
 
 from datetime import UTC, datetime, timedelta, timezone
+from datetime import time as dtime
 
 import pytest
 from playwright.async_api import expect
@@ -118,6 +119,11 @@ async def test_worker_pass_issued_used_and_cancelled(app, admin, api_client):
                                    token=c.tokens["manager"])).body
     assert (made["visitor"]["company"], made["approval_ref"], made["gates"]) == \
         ("好家装修", "ZX-2026-17", ["main"])
+    # From today's midnight to the day's end, on the community's clock.
+    since, until = (datetime.fromisoformat(made[key]).astimezone(CHINA)
+                    for key in ("valid_from", "valid_to"))
+    assert (since.date(), since.time(), until.date(), until.time()) == \
+        (now.date(), dtime(0), now.date(), dtime(23, 59, 59))
 
     gate = await app.places.gate(c.id, c.gates["main"])
     assert (await app.gate_access.check(made["token"], gate, "in", "scanner")).allow

@@ -66,3 +66,10 @@ export function useNow() {
   onUnmounted(() => clearInterval(timer))
   return now
 }
+
+/** A date ("2026-12-02") and time ("08:00:00") on the community's clock, as ISO with its offset. */
+export function localIso(date, time) {
+  const zoneName = new Intl.DateTimeFormat('en-US', { timeZone: zoneOf(community.value), timeZoneName: 'longOffset' })
+    .formatToParts(new Date(`${date}T${time}Z`)).find((p) => p.type === 'timeZoneName').value // "GMT+08:00"
+  return `${date}T${time}${zoneName === 'GMT' ? '+00:00' : zoneName.slice(3)}`
+}
