@@ -1,5 +1,6 @@
 """Bulk import of rooms and residents from a spreadsheet (see docs/import.md)."""
 
+from datetime import datetime
 from typing import Literal
 
 import tornado.httputil
@@ -42,16 +43,33 @@ class ImportReport(BaseModel):
     details: dict[Literal["places", "residents", "links"], Counts]
 
 
+class ImportJob(BaseModel):
+    id: str
+    state: Literal["running", "done", "failed", "interrupted"] = Field(
+        description="interrupted: the process writing it stopped; send the file again "
+                    "(an import is idempotent)")
+    rows: int = Field(description="data rows in the file")
+    written: int = Field(description="valid rows written so far")
+    by: str
+    started_at: datetime
+    finished_at: datetime | None
+    report: ImportReport | None = Field(description="when done")
+    error: str | None = Field(description="when failed")
+
+
 class ImportsHandler(APIHandler):
-    @api("Import rooms and residents: send the .xlsx or .csv file as the request body "
-         "(raw, or as the single file of a multipart form)",
-         query=ImportQuery, response=ImportReport, permission="import", uploads=UPLOADS,
-         max_body=MAX_FILE_BYTES)
+    @api("Start an import of rooms and residents: send the .xlsx or .csv file as the request "
+         "body (raw, or as the single file of a multipart form). The file is checked at once "
+         "(an unreadable file is 400, a running import into the community 409); the rows are "
+         "written in the background: follow the import at its URL until it is done.",
+         query=ImportQuery, response=ImportJob, status=202, permission="import",
+         uploads=UPLOADS, max_body=MAX_FILE_BYTES)
     async def post(self, community_id):
         data, hint = self._upload()
-        report = await self.app.imports.run(community_id, data, self.query.format or hint,
-                                            by=self.principal.id)
-        self.write_json(report)
+        job = await self.app.imports.start(community_id, data, self.query.format or hint,
+                                           by=self.principal.id)
+        self.set_header("Location", f"/api/communities/{community_id}/imports/{job['id']}")
+        self.write_json(job)
 
     def _upload(self) -> tuple[bytes, str | None]:
         content_type = self.request.headers.get("Content-Type", "")
@@ -67,6 +85,14 @@ class ImportsHandler(APIHandler):
         return uploads[0].body, extension if extension in FORMATS else None
 
 
+class ImportHandler(APIHandler):
+    @api("An import's progress, and its report once done", response=ImportJob,
+         permission="import")
+    async def get(self, community_id, import_id):
+        self.write_json(await self.app.imports.get(community_id, import_id))
+
+
 routes = [
     ("/api/communities/{community_id}/imports", ImportsHandler),
+    ("/api/communities/{community_id}/imports/{import_id}", ImportHandler),
 ]

@@ -29,11 +29,12 @@ import asyncio
 import csv
 import io
 import itertools
+import logging
 import re
 import warnings
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
@@ -43,13 +44,17 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from models.bindings import RELATIONS
-from models.errors import Conflict, Invalid
+from models.common import object_id
+from models.errors import Conflict, Invalid, NotFound
 from models.people import PHONE, registered_by
 from models.places import SEGMENT
+
+log = logging.getLogger("xiaoqu.import")
 
 INDEXES = {
     # residents this community's office imported: found again on the next import
     "residents": [IndexModel([("imported_into", ASCENDING)])],
+    "imports": [IndexModel([("community_id", ASCENDING), ("started_at", ASCENDING)])],
 }
 
 # canonical column -> accepted headers (compared after `_header_key`)
@@ -82,6 +87,10 @@ MAX_COLUMNS = 32  # the import has 8 columns; office sheets add a few notes
 HEADER_SEARCH_ROWS = 10  # a title row or two above the header is common in office sheets
 CHUNK_ROWS = 500
 LOCK_SECONDS = 600
+# A running import stamps its record after every chunk (well under a minute even on the
+# embedded store); a record not stamped for this long belongs to a process that died.
+STALE_SECONDS = 120
+Progress = Callable[[int, int], Awaitable[None]]
 CHINA = timezone(timedelta(hours=8))  # leases end at midnight local time; no DST in China
 CREATED, UPDATED, UNCHANGED = 2, 1, 0
 
@@ -488,33 +497,115 @@ class _Run:
 
 
 class Importer:
-    def __init__(self, redis, clock, places, residents, bindings):
+    """Runs imports, and owns the `imports` collection: one record per import started
+    through the API, so a caller can follow a large file's progress instead of holding
+    one HTTP request open for as long as the writes take."""
+
+    def __init__(self, db, redis, clock, places, residents, bindings):
+        self.jobs = db.imports
         self.redis = redis
         self.clock = clock
         self.places = places
         self.residents = residents
         self.bindings = bindings
+        self.running: dict[asyncio.Task, str] = {}  # import task -> its community
 
     async def run(self, community_id: str, data: bytes, fmt: str | None = None, *, by: str,
-                  progress: Callable[[int, int], None] | None = None) -> dict:
-        """Import a file into a community; returns the report (see docs/import.md).
-
-        `progress(done, total)` is called after each chunk of valid rows is written.
-        """
-        now = self.clock.now()
-        # Parsing 5,000 rows is CPU work: off the event loop.
-        parsed = await asyncio.to_thread(parse, data, fmt, now)
-        lock = f"import_lock:{community_id}"
-        # Two imports into one community at once could both create the same new link.
-        if not await self.redis.set(lock, by, nx=True, ex=LOCK_SECONDS):
-            raise Conflict("another import into this community is running; try again when it ends")
+                  progress: Progress | None = None) -> dict:
+        """Import a file into a community and wait for it; returns the report (see
+        docs/import.md). `progress(done, total)` is awaited after each chunk of valid rows."""
+        parsed = await self._parse(data, fmt)
+        await self._lock(community_id, by)
         try:
-            run = _Run(self.places, self.residents, self.bindings, ObjectId(community_id), by)
-            await run.load()
-            for start in range(0, len(parsed.rows), CHUNK_ROWS):
-                await run.write(parsed.rows[start:start + CHUNK_ROWS])
-                if progress:
-                    progress(min(start + CHUNK_ROWS, len(parsed.rows)), len(parsed.rows))
+            return await self._write(community_id, parsed, by, progress)
         finally:
-            await self.redis.delete(lock)
+            await self._unlock(community_id)
+
+    async def start(self, community_id: str, data: bytes, fmt: str | None = None, *,
+                    by: str) -> dict:
+        """Check the file and start writing it in the background; returns the import's
+        record at once. A file that cannot be read, or a second import into the same
+        community, is refused here, before anything is written."""
+        parsed = await self._parse(data, fmt)
+        await self._lock(community_id, by)
+        now = self.clock.now()
+        job = {"_id": ObjectId(), "community_id": ObjectId(community_id), "by": by,
+               "state": "running", "rows": parsed.total, "written": 0,
+               "started_at": now, "alive_at": now}
+        try:
+            await self.jobs.insert_one(job)
+        except BaseException:
+            await self._unlock(community_id)
+            raise
+        task = asyncio.create_task(self._run_job(job, parsed))
+        self.running[task] = community_id
+        task.add_done_callback(self.running.pop)
+        return public_import(job, now)
+
+    async def get(self, community_id: str, import_id: str) -> dict:
+        job = await self.jobs.find_one({"_id": object_id(import_id, "import"),
+                                        "community_id": ObjectId(community_id)})
+        if job is None:
+            raise NotFound("import not found")
+        return public_import(job, self.clock.now())
+
+    async def close(self) -> None:
+        """Stop imports still writing (a stopped one reads `interrupted`; running the same
+        file again finishes it, since an import is idempotent)."""
+        stopped = dict(self.running)
+        for task in stopped:
+            task.cancel()
+        await asyncio.gather(*stopped, return_exceptions=True)
+        for community_id in stopped.values():  # a task cancelled before it ran kept its lock
+            await self._unlock(community_id)
+
+    async def _run_job(self, job: dict, parsed: "Parsed") -> None:
+        async def stamp(done: int, total: int) -> None:
+            await self.jobs.update_one({"_id": job["_id"]}, {"$set": {
+                "written": done, "alive_at": self.clock.now()}})
+
+        community_id = str(job["community_id"])
+        try:
+            report = await self._write(community_id, parsed, job["by"], stamp)
+            outcome = {"state": "done", "written": len(parsed.rows), "report": report}
+        except Exception as exc:  # recorded on the import: nobody awaits this task
+            log.exception("import %s failed", job["_id"])
+            outcome = {"state": "failed", "error": str(exc) or type(exc).__name__}
+        finally:
+            await self._unlock(community_id)
+        now = self.clock.now()
+        await self.jobs.update_one({"_id": job["_id"]}, {"$set": {
+            **outcome, "alive_at": now, "finished_at": now}})
+
+    async def _parse(self, data: bytes, fmt: str | None) -> "Parsed":
+        # Parsing 5,000 rows is CPU work: off the event loop.
+        return await asyncio.to_thread(parse, data, fmt, self.clock.now())
+
+    async def _lock(self, community_id: str, by: str) -> None:
+        # Two imports into one community at once could both create the same new link.
+        if not await self.redis.set(f"import_lock:{community_id}", by, nx=True,
+                                    ex=LOCK_SECONDS):
+            raise Conflict("another import into this community is running; try again when it ends")
+
+    async def _unlock(self, community_id: str) -> None:
+        await self.redis.delete(f"import_lock:{community_id}")
+
+    async def _write(self, community_id: str, parsed: "Parsed", by: str,
+                     progress: Progress | None) -> dict:
+        run = _Run(self.places, self.residents, self.bindings, ObjectId(community_id), by)
+        await run.load()
+        for start in range(0, len(parsed.rows), CHUNK_ROWS):
+            await run.write(parsed.rows[start:start + CHUNK_ROWS])
+            if progress:
+                await progress(min(start + CHUNK_ROWS, len(parsed.rows)), len(parsed.rows))
         return run.report(parsed)
+
+
+def public_import(job: dict, now: datetime) -> dict:
+    state = job["state"]
+    if state == "running" and (now - job["alive_at"]).total_seconds() > STALE_SECONDS:
+        state = "interrupted"
+    return {"id": str(job["_id"]), "state": state, "rows": job["rows"],
+            "written": job["written"], "by": job["by"], "started_at": job["started_at"],
+            "finished_at": job.get("finished_at"), "report": job.get("report"),
+            "error": job.get("error")}

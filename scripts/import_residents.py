@@ -30,7 +30,7 @@ from server.stores import connect_mongo, connect_redis
 INDEXED_MODULES = ("places", "people", "bindings", "importer")
 
 
-def show_progress(done: int, total: int) -> None:
+async def show_progress(done: int, total: int) -> None:
     end = "\n" if done == total else ""
     print(f"\rimporting: {done}/{total} rows", end=end, file=sys.stderr, flush=True)
 
@@ -53,7 +53,7 @@ async def prepared_importer(db, redis) -> Importer:
             await db[collection].create_indexes(indexes)
     clock = Clock()
     places = PlaceManager(db, clock)
-    return Importer(redis, clock, places, ResidentManager(db, clock),
+    return Importer(db, redis, clock, places, ResidentManager(db, clock),
                     BindingManager(db, redis, clock, places))
 
 

@@ -77,7 +77,7 @@ class XiaoquApp(tornado.web.Application):
         self.residents = ResidentManager(self.db, self.clock)
         self.staff = StaffManager(self.db, redis, self.clock)
         self.bindings = BindingManager(self.db, redis, self.clock, self.places)
-        self.imports = Importer(redis, self.clock, self.places, self.residents, self.bindings)
+        self.imports = Importer(self.db, redis, self.clock, self.places, self.residents, self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
                                 self.bindings, self.wechat)
         self.notifier = Notifier(self.db, redis, self.clock, self.wechat, self.residents,
@@ -152,6 +152,7 @@ class XiaoquApp(tornado.web.Application):
         await self.passes.seal_raw_keys()
 
     async def close(self) -> None:
+        await self.imports.close()
         await self.access_log.flush()
         await self.sla_watcher.stop()
         await self.feed_hub.close()

@@ -1,6 +1,7 @@
 """Bulk import of rooms and residents (.xlsx / .csv) over HTTP, and the WeChat claim of
 pre-registered residents."""
 
+import asyncio
 import io
 from datetime import UTC, date, datetime
 
@@ -10,6 +11,7 @@ from bson import ObjectId
 
 from models.importer import XLSX_MIME, parse
 from tests.builders import make_community, make_resident
+from tests.conftest import Reply
 
 HEADER = ["building", "unit", "room", "area_m2", "resident_name", "phone", "relation", "lease_end"]
 LEASE = "2099-06-30"
@@ -34,11 +36,19 @@ def csv_file(rows: list[list], encoding: str = "utf-8-sig", delimiter: str = ","
     return (text + "\r\n").encode(encoding)
 
 
-async def upload(api_client, community, data: bytes, content_type: str = "text/csv",
+async def upload(app, api_client, community, data: bytes, content_type: str = "text/csv",
                  role: str = "admin", query: str = ""):
-    return await api_client.post(f"/api/communities/{community.id}/imports{query}", raw=data,
-                                 headers={"Content-Type": content_type},
-                                 token=community.tokens[role])
+    """Start an import and follow it to its end: the reply's body is the import's report."""
+    token = community.tokens[role]
+    started = await api_client.post(f"/api/communities/{community.id}/imports{query}",
+                                    raw=data, headers={"Content-Type": content_type},
+                                    token=token)
+    if started.status != 202:
+        return started
+    await asyncio.gather(*app.imports.running)  # the rows are written after the answer
+    done = await api_client.get(started.headers["Location"], token=token)
+    assert done.body["state"] == "done", done.body
+    return Reply(started.status, done.body["report"], done.headers)
 
 
 def no_changes(report: dict) -> bool:
@@ -64,8 +74,8 @@ async def test_xlsx_with_chinese_headers_imports_and_reimport_changes_nothing(ap
         [2, 1, 302, "120㎡", "李雷", "+8613800138003", "租户", date(2099, 6, 30)],
         [1, 1, 101, None, None, None, None, None],  # a room that exists: unchanged
     ], title="住户信息表")  # a title row above the header, as office sheets often have
-    reply = await upload(api_client, c, data, XLSX_MIME)
-    assert reply.status == 200, reply.body
+    reply = await upload(app, api_client, c, data, XLSX_MIME)
+    assert reply.status == 202, reply.body
     report = reply.body
     assert report["errors"] == []
     assert (report["rows"], report["created"], report["updated"], report["unchanged"],
@@ -86,7 +96,7 @@ async def test_xlsx_with_chinese_headers_imports_and_reimport_changes_nothing(ap
     assert [(d["room_path"], d["relation"]) for d in await links_of(app, "13800138002")] == \
         [("2-1-301", "family")]
 
-    again = (await upload(api_client, c, data, XLSX_MIME)).body
+    again = (await upload(app, api_client, c, data, XLSX_MIME)).body
     assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 4)
     assert no_changes(again)
     assert await app.db.room_links.count_documents({"community_id": ObjectId(c.id)}) == 3
@@ -108,8 +118,8 @@ async def test_csv_rows_with_errors_are_reported_and_write_nothing_of_themselves
         [1, 1, 105, "", "Fay", "13800000006", "tenant", "2020-01-31"],  # 9: lease over
         [1, 1, 106, "", "Amy", "13800000001", "", ""],                # 10: no relation
     ]
-    reply = await upload(api_client, c, csv_file(rows))
-    assert reply.status == 200, reply.body
+    reply = await upload(app, api_client, c, csv_file(rows))
+    assert reply.status == 202, reply.body
     report = reply.body
     assert [(e["row"], e["column"], e["problem"]) for e in report["errors"]] == [
         (3, "phone", "expected an 11-digit mainland mobile number, like 13800138000"),
@@ -131,7 +141,7 @@ async def test_csv_rows_with_errors_are_reported_and_write_nothing_of_themselves
     # The fixed rows import; what changed is updated, the rest stays as it is.
     fixed = [HEADER, [1, 1, 103, 81, "Amy Li", "13800000001", "owner", ""],
              [1, 1, 105, "", "Fay", "13800000006", "tenant", LEASE], [1, 2, 102, 55, "", "", "", ""]]
-    report = (await upload(api_client, c, csv_file(fixed))).body
+    report = (await upload(app, api_client, c, csv_file(fixed))).body
     assert (report["created"], report["updated"], report["unchanged"], report["errors"]) == \
         (1, 1, 1, [])
     assert report["details"]["places"] == {"created": 1, "updated": 1}
@@ -142,8 +152,8 @@ async def test_csv_rows_with_errors_are_reported_and_write_nothing_of_themselves
 @pytest.mark.asyncio
 async def test_changed_relation_updates_the_link_with_history(app, api_client):
     c = await make_community(app, "imp-u")
-    await upload(api_client, c, csv_file([HEADER, [1, 1, 101, "", "Gus", "13700000001", "owner", ""]]))
-    report = (await upload(api_client, c, csv_file(
+    await upload(app, api_client, c, csv_file([HEADER, [1, 1, 101, "", "Gus", "13700000001", "owner", ""]]))
+    report = (await upload(app, api_client, c, csv_file(
         [HEADER, [1, 1, 101, "", "Gus", "13700000001", "tenant", LEASE]]))).body
     assert (report["updated"], report["details"]["links"]) == (1, {"created": 0, "updated": 1})
     [link] = await links_of(app, "13700000001")
@@ -160,13 +170,13 @@ async def test_import_links_a_known_resident_and_refreshes_their_cached_links(ap
 
     rows = [HEADER, [1, 2, 101, "", "Amy", "13600000001", "family", ""],
             [1, 1, 101, "", "Amy", "13600000001", "owner", ""]]  # the link she has already
-    report = (await upload(api_client, c, csv_file(rows))).body
+    report = (await upload(app, api_client, c, csv_file(rows))).body
     assert (report["created"], report["unchanged"], report["errors"]) == (1, 1, [])
     assert report["details"]["residents"] == {"created": 0, "updated": 1}  # her name
     assert sorted(link["room_path"] for link in await app.bindings.active_links(rid)) == \
         ["1-1-101", "1-2-101"]
     assert await app.db.residents.count_documents({"phone": "13600000001"}) == 1
-    assert no_changes((await upload(api_client, c, csv_file(rows))).body)
+    assert no_changes((await upload(app, api_client, c, csv_file(rows))).body)
 
 
 @pytest.mark.asyncio
@@ -174,7 +184,7 @@ async def test_preregistered_resident_is_claimed_at_wechat_login(app, api_client
     c = await make_community(app, "imp-w")
     rows = [HEADER, [1, 1, 102, "", "Lily", "13900000001", "owner", ""],
             [1, 2, 101, "", "Max", "13900000002", "tenant", LEASE]]
-    await upload(api_client, c, csv_file(rows))
+    await upload(app, api_client, c, csv_file(rows))
     lily = await app.db.residents.find_one({"phone": "13900000001"})
 
     # First login ever, with the phone: the pre-registered record becomes hers.
@@ -196,7 +206,7 @@ async def test_preregistered_resident_is_claimed_at_wechat_login(app, api_client
     assert (str(max_doc["_id"]), max_doc["name"], max_doc["status"]) == (me["id"], "Max", "active")
 
     # Both are now known to the community: importing the file again changes nothing.
-    assert no_changes((await upload(api_client, c, csv_file(rows))).body)
+    assert no_changes((await upload(app, api_client, c, csv_file(rows))).body)
 
 
 @pytest.mark.asyncio
@@ -210,7 +220,7 @@ async def test_unusable_files_are_refused_naming_the_problem(app, api_client):
         (csv_file([["building", "unit", "phone"], [1, 1, "13800000001"]]), "text/csv", "", "file"),
     ]
     for data, content_type, query, field in cases:
-        reply = await upload(api_client, c, data, content_type, query=query)
+        reply = await upload(app, api_client, c, data, content_type, query=query)
         assert (reply.status, list(reply.error["fields"])) == (400, [field]), (data, reply.body)
     assert await app.db.places.count_documents({"community_id": ObjectId(c.id)}) == 6
 
@@ -222,8 +232,8 @@ async def test_multipart_upload(app, api_client):
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"rooms.csv\""
             f"\r\nContent-Type: application/octet-stream\r\n\r\n").encode() + \
         csv_file([HEADER, [5, 1, 101, 70, "", "", "", ""]]) + f"\r\n--{boundary}--\r\n".encode()
-    reply = await upload(api_client, c, body, f"multipart/form-data; boundary={boundary}")
-    assert (reply.status, reply.body["created"]) == (200, 1)
+    reply = await upload(app, api_client, c, body, f"multipart/form-data; boundary={boundary}")
+    assert (reply.status, reply.body["created"]) == (202, 1)
     assert "5-1-101" in await room_paths(app, c)
 
 
@@ -232,14 +242,14 @@ async def test_only_office_staff_of_the_community_import_and_one_at_a_time(app, 
     c = await make_community(app, "imp-p")
     other = await make_community(app, "imp-o")
     data = csv_file([HEADER, [7, 1, 101, "", "", "", "", ""]])
-    assert (await upload(api_client, c, data, role="customer_service")).status == 403
+    assert (await upload(app, api_client, c, data, role="customer_service")).status == 403
     reply = await api_client.post(f"/api/communities/{c.id}/imports", raw=data,
                                   token=other.tokens["admin"])
     assert reply.status == 404
     await app.redis.set(f"import_lock:{c.id}", "someone", ex=60)
-    assert (await upload(api_client, c, data, role="manager")).status == 409
+    assert (await upload(app, api_client, c, data, role="manager")).status == 409
     await app.redis.delete(f"import_lock:{c.id}")
-    assert (await upload(api_client, c, data, role="manager")).body["created"] == 1
+    assert (await upload(app, api_client, c, data, role="manager")).body["created"] == 1
     assert "7" not in await room_paths(app, other)
 
 
@@ -254,7 +264,7 @@ async def test_five_thousand_rows(app, api_client):
              LEASE if n % 3 == 2 else ""]
         rows.append([building, unit, room, 60 + n % 50, *person])
     data = csv_file(rows)
-    report = (await upload(api_client, c, data)).body
+    report = (await upload(app, api_client, c, data)).body
     assert (report["rows"], report["created"], report["failed"]) == (5000, 5000, 0)
     assert report["details"] == {"places": {"created": 5 + 20 + 5000, "updated": 0},
                                  "residents": {"created": 4500, "updated": 0},
@@ -267,7 +277,7 @@ async def test_five_thousand_rows(app, api_client):
             (path, ("owner", "family", "tenant")[n % 3], "approved")
     assert await app.places.place_by_path(c.id, "14-4-350") is not None  # row 5001, room only
 
-    again = (await upload(api_client, c, data)).body
+    again = (await upload(app, api_client, c, data)).body
     assert (again["unchanged"], again["created"], again["updated"]) == (5000, 0, 0)
 
 
@@ -315,7 +325,7 @@ async def test_a_far_column_per_row_is_refused_naming_the_limit(app, api_client)
     c = await make_community(app, "imp-xfd")
     data = far_column_file(1500)
     assert len(data) < 64 * 1024
-    reply = await upload(api_client, c, data, XLSX_MIME)
+    reply = await upload(app, api_client, c, data, XLSX_MIME)
     assert reply.status == 400
     assert "at most 32 columns" in reply.error["fields"]["file"]
     assert await room_paths(app, c) == set(c.places)
@@ -324,7 +334,7 @@ async def test_a_far_column_per_row_is_refused_naming_the_limit(app, api_client)
 @pytest.mark.asyncio
 async def test_a_file_that_unpacks_too_large_is_refused_naming_the_limit(app, api_client):
     c = await make_community(app, "imp-zip")
-    reply = await upload(api_client, c, unpacking_bomb(), XLSX_MIME)
+    reply = await upload(app, api_client, c, unpacking_bomb(), XLSX_MIME)
     assert reply.status == 400
     assert "unpacks to more than 64 MiB" in reply.error["fields"]["file"]
 
@@ -335,7 +345,7 @@ async def resident_elsewhere(app, api_client, phone: str, name: str):
     other = await make_community(app, f"else-{phone[-4:]}")
     rid, token = await make_resident(app, other, f"user-{phone}")
     await app.db.residents.update_one({"_id": ObjectId(rid)}, {"$set": {"phone": phone}})
-    await upload(api_client, other, csv_file(
+    await upload(app, api_client, other, csv_file(
         [HEADER, [1, 1, 102, "", name, "1" + phone[1:-1] + "9", "owner", ""]]))
     return other, rid, token
 
@@ -348,7 +358,7 @@ async def test_an_import_never_rewrites_or_links_a_person_known_elsewhere(app, a
     c = await make_community(app, "imp-a")
     rows = [HEADER, [1, 1, 101, "", "Mallory", "13500000001", "owner", ""],
             [1, 2, 101, "", "Eve", imported_elsewhere, "owner", ""]]
-    report = (await upload(api_client, c, csv_file(rows))).body
+    report = (await upload(app, api_client, c, csv_file(rows))).body
     assert report["errors"] == []
 
     # Neither person's record changed, nor does either get a room here without consent.
@@ -364,7 +374,7 @@ async def test_an_import_never_rewrites_or_links_a_person_known_elsewhere(app, a
                                    token=c.tokens["admin"])).body
     assert sorted(r["name"] for r in listed) == ["Eve", "Mallory"]  # this office's names
     assert {r["status"] for r in listed} == {"invited"}
-    assert no_changes((await upload(api_client, c, csv_file(rows))).body)
+    assert no_changes((await upload(app, api_client, c, csv_file(rows))).body)
 
     # The person sees the offer and accepts it: only then is the room theirs.
     [offer] = [b for b in (await api_client.get("/api/me/bindings", token=token)).body
@@ -388,9 +398,9 @@ async def test_import_counts_do_not_tell_whether_a_phone_is_known_elsewhere(app,
     reports = []
     for community, phone in ((known, "13500000002"), (unknown, "13500000003")):
         rows = [HEADER, [1, 1, 101, "", "Name", phone, "owner", ""]]
-        reports.append((await upload(api_client, community, csv_file(rows))).body)
+        reports.append((await upload(app, api_client, community, csv_file(rows))).body)
         rows[1][4] = "New name"
-        reports.append((await upload(api_client, community, csv_file(rows))).body)
+        reports.append((await upload(app, api_client, community, csv_file(rows))).body)
     assert reports[0] == reports[2] and reports[1] == reports[3]
     assert reports[0]["details"]["residents"] == {"created": 1, "updated": 0}
     assert reports[1]["details"]["residents"] == {"created": 0, "updated": 1}
