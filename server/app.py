@@ -77,7 +77,8 @@ class XiaoquApp(tornado.web.Application):
         self.residents = ResidentManager(self.db, self.clock)
         self.staff = StaffManager(self.db, redis, self.clock)
         self.bindings = BindingManager(self.db, redis, self.clock, self.places)
-        self.imports = Importer(self.db, redis, self.clock, self.places, self.residents, self.bindings)
+        self.imports = Importer(self.db, redis, self.clock, self.places, self.residents,
+                                self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
                                 self.bindings, self.wechat)
         self.notifier = Notifier(self.db, redis, self.clock, self.wechat, self.residents,
