@@ -20,9 +20,10 @@ INDEXES = {
 
 
 class GateEventManager:
-    def __init__(self, db, clock):
+    def __init__(self, db, clock, notifier=None):
         self.db = db
         self.clock = clock
+        self.notifier = notifier  # staff feed: gate.online / gate.offline
 
     def event_docs(self, bridge: dict, items: list[dict]) -> list[dict]:
         now = self.clock.now()
@@ -44,6 +45,10 @@ class GateEventManager:
             "_id": f"{bridge['_id']}:status:{uuid.uuid4().hex}", "bridge": bridge["_id"],
             "community_id": bridge["community_id"], "gate_id": bridge["gate_id"], "seq": None,
             "type": "online" if online else "offline", "at": now, "received_at": now, "data": {}})
+        if self.notifier is not None and bridge["gate_id"] is not None:
+            await self.notifier.community_event(
+                str(bridge["community_id"]), "gate.online" if online else "gate.offline",
+                gate={"id": str(bridge["gate_id"]), "online": online})
         return now
 
     async def events(self, community_id: str, gate_id: str, limit: int = 100) -> list[dict]:

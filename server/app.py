@@ -99,7 +99,7 @@ class XiaoquApp(tornado.web.Application):
         self.kpi = KpiManager(self.db)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)
-        self.gate_events = GateEventManager(self.db, self.clock)
+        self.gate_events = GateEventManager(self.db, self.clock, self.notifier)
         self.gate_modes = ModeManager(self.db, redis, self.clock, self.places, self.gate_alarms)
         self.bridges = BridgeManager(self.db, self.redis, self.clock, self.places, self.passes,
                                      self.gate_modes, key_box)

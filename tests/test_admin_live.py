@@ -12,6 +12,7 @@ from playwright.async_api import expect
 
 from server.embedded import start_redis
 from tests.builders import make_community
+from tests.gate_fixtures import hub, start_sim_bridge  # noqa: F401 (fixture)
 from tests.tickets_support import Api, make_world
 
 pytestmark = pytest.mark.asyncio
@@ -42,9 +43,25 @@ async def test_today_orders_by_urgency_and_follows_alarms_live(app, api_client, 
     await expect(rows.first).to_contain_text("特急")
 
     await app.gate_alarms.raise_alarm({"community_id": ObjectId(w.c.id), "gate_id": ObjectId(
-        w.c.gates["main"]), "_id": None}, "forced", "tl-forced-1")
+        w.c.gates["main"]), "_id": None}, "door_forced", "tl-forced-1")
     await expect(alarms).to_have_text("1")
     await expect(page.get_by_text("强行开门")).to_be_visible()
+
+
+async def test_today_shows_gates_going_online_and_offline_live(app, admin, hub, tmp_path):
+    c = await make_community(app, "tg")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    page = await admin.open()
+    await admin.sign_in(page, "tg-security")
+    offline = page.locator('[data-test="gates-offline"]')
+    await expect(offline).to_have_text("2")  # no bridge connected yet
+    bridge = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await expect(offline).to_have_text("1")
+    finally:
+        await bridge.stop()
+    await expect(offline).to_have_text("2")
+    await expect(page.get_by_text("门禁离线").first).to_be_visible()  # the offline alarm
 
 
 async def test_today_shows_the_visitors_expected_today(app, api_client, admin):
