@@ -17,11 +17,13 @@ the hub's transport (GateHub.send_command).
 """
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from datetime import datetime
 
 import pymongo.errors
+from bson import ObjectId
 
 from gate_bridge import protocol as p
 from gate_bridge.decision import (REASONS, Decision, GateInfo, gate_covers, gate_info,
@@ -236,9 +238,9 @@ class GateAccess:
     # -- bridge events -----------------------------------------------------------------------------
 
     async def bridge_events(self, bridge: dict, gate: dict, items: list[dict]) -> None:
-        """Store a batch (insert-or-ignore) and act on it: alarms (idempotent by id, so raised
-        for replays too: a crash between the insert and here must not lose one), fire
-        releases and offline decisions (only for events new to the store)."""
+        """Store a batch (insert-or-ignore) and act on it. Alarms and offline decisions are
+        idempotent by event id, so they are acted on for resent events too (a crash between
+        the insert and here must not lose one); fire releases only for events new to the store."""
         new = await self.events.store_events(bridge, items) if items else []
         for item in items:
             if item["type"] in p.ALARM_EVENTS:
@@ -246,10 +248,11 @@ class GateAccess:
                     bridge, item["type"], f"{bridge['_id']}:{item['seq']}",
                     {k: v for k, v in item.items() if k not in ("seq", "type", "at")},
                     at=from_timestamp(item["at"]))
+        decisions = [item for item in items if item["type"] == "offline_decision"]
+        for doc in self.events.event_docs(bridge, decisions):
+            await self.offline_decision(bridge, gate, doc)
         for doc in new:
-            if doc["type"] == "offline_decision":
-                await self.offline_decision(bridge, gate, doc)
-            elif doc["type"] == "fire_release":
+            if doc["type"] == "fire_release":
                 await self.modes.bridge_fire_release(bridge, bool(doc["data"].get("active")),
                                                      doc["at"])
 
@@ -257,21 +260,23 @@ class GateAccess:
         """Re-check what a bridge decided offline, at the time it claims (signature, key,
         scope, hours, mode, revocation, uses). The line keeps what the bridge did (`bridge`)
         and says what the server concludes; a claimed allow the rules refuse is flagged
-        `invalid_claim`, an entry whose use was already taken `double_use`, each with an alarm."""
+        `invalid_claim`, an entry whose use was already taken `double_use`, each with an alarm.
+        Idempotent by event id: its use is taken once, its line and alarm have ids from it."""
         # A time claimed past the moment it arrived is judged at that moment.
         data, at = doc["data"], min(doc["at"], doc["received_at"])
         text, direction = data.get("text"), data.get("direction", "in")
         direction = direction if direction in p.DIRECTIONS else "in"
         claimed_allow, claimed_reason = data.get("allow") is True, str(data.get("reason"))
         claim = {"allow": claimed_allow, "reason": claimed_reason}
+        line_id = ObjectId(hashlib.blake2b(doc["_id"].encode(), digest_size=12).digest())
         if not claimed_allow:  # nobody passed: the refusal stands as the bridge gave it
             reason = claimed_reason if claimed_reason in BRIDGE_REASONS else "invalid_claim"
             self._log(gate, direction, False, reason, "offline", at=at, bridge=claim,
-                      **describe_token(text))
+                      _id=line_id, **describe_token(text))
             return
         modes = await self.modes.modes_at(str(gate["community_id"]), str(gate["_id"]), at)
         info = await self.gate_info(gate, modes)
-        decision = await self.passes.recheck(text, info, direction, at.timestamp())
+        decision = await self.passes.recheck(text, info, direction, at.timestamp(), doc["_id"])
         flag = None
         if not decision.allow:
             flag = "double_use" if decision.reason in ("replayed", "used_up") else "invalid_claim"
@@ -279,7 +284,7 @@ class GateAccess:
                 bridge, ALARM_OF_FLAG[flag], f"{doc['_id']}:{flag}",
                 {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
         self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
-                  bridge=claim, flag=flag,
+                  bridge=claim, flag=flag, _id=line_id,
                   **(describe(decision) if decision.payload else describe_token(text)))
 
     async def bridge_status(self, bridge: dict, online: bool) -> None:

@@ -8,6 +8,7 @@ resident code single-use across every process.
 
 Redis keys:
   uses:<claim hex>         scans counted against a claim (INCR; one allow per slot)
+  once:<bridge>:<seq>      the count an offline decision's use got (resent events reuse it)
   used:<community>         zset of claims used, score = expiry; pushed to bridges
   revoked:<community>      set of revoked subject ids, plus "*" once loaded from MongoDB
   short:<community>:<12 digits>  the token a numeric short code stands for
@@ -55,12 +56,19 @@ NOT_LOADED, REVOKED_CODE = -1, -2
 # Relative expiry (ARGV[2]): Redis keeps its own time, ours may be a test's manual clock.
 # A use that took a slot is published in the same step (ARGV[5] is the message up to its
 # count), so gate hubs tell their bridges without another round trip (USED_CHANNEL).
+# KEYS[4], when given, makes the use happen once per key (an offline decision resent after a
+# crash): a second call returns the first one's count.
 USE_SCRIPT = """
 if redis.call('SISMEMBER', KEYS[1], '*') == 0 then return -1 end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return -2 end
 if ARGV[3] == '' then return 0 end
+if KEYS[4] ~= '' then
+  local first = redis.call('GET', KEYS[4])
+  if first then return tonumber(first) end
+end
 local count = redis.call('INCR', KEYS[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+if KEYS[4] ~= '' then redis.call('SET', KEYS[4], count, 'EX', ARGV[2]) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 if count <= tonumber(ARGV[6]) then redis.call('PUBLISH', ARGV[7], ARGV[5] .. count .. '}') end
 return count
@@ -304,19 +312,21 @@ class PassManager:
             await self.redis.delete(short_key)  # one-time: the handle is gone once used
         return decision
 
-    async def recheck(self, token_text, info: GateInfo, direction: str, at: float) -> Decision:
+    async def recheck(self, token_text, info: GateInfo, direction: str, at: float,
+                      event: str) -> Decision:
         """An entry a bridge allowed offline, decided again at the time it claims; allowed, it
         takes its use here too, so a single-use code or a pass's entry limit also holds at the
-        gates that were online (and a use already taken shows as replayed / used_up)."""
+        gates that were online (and a use already taken shows as replayed / used_up). Once
+        per `event` (the bridge's event id): a resent event gets the first verdict again."""
         if not isinstance(token_text, str):
             return Decision(False, "malformed")
         return await self._take(token_text, info, direction, at,
-                                await self.revoked_since(info.community_id))
+                                await self.revoked_since(info.community_id), f"once:{event}")
 
     async def _take(self, token_text: str, info: GateInfo, direction: str, at: float,
-                    revoked_at: dict | None) -> Decision:
+                    revoked_at: dict | None, once: str = "") -> Decision:
         """decide() then the use. `revoked_at` (subject -> unix time) judges revocations as of
-        `at`; None: as of now, atomically with the use (in Redis)."""
+        `at`; None: as of now, atomically with the use (in Redis). `once`: see USE_SCRIPT."""
         ring = await self._ring_for(token_text)
         keys = {k: v.public for k, v in ring.items()}
         revoked = () if revoked_at is None else {s for s, t in revoked_at.items() if t <= at}
@@ -326,7 +336,7 @@ class PassManager:
         claim = use_claim(decision.payload, direction, self.skew)
         # Judged as of `at` already: the use script then checks no (current) revocation.
         subject = decision.payload.subject_id if revoked_at is None else ""
-        outcome = await self._use(info.community_id, subject, claim)
+        outcome = await self._use(info.community_id, subject, claim, once)
         if outcome is REVOKED:  # the rules say what that means (and in which order)
             return decide(token_text, info, at, keys, {subject}, direction=direction,
                           skew=self.skew)
@@ -372,11 +382,12 @@ class PassManager:
             since[str(doc["_id"])] = min(since.get(str(doc["_id"]), at.timestamp()), at.timestamp())
         return since
 
-    async def _use(self, community_id: str, subject: str, claim: UseClaim | None):
+    async def _use(self, community_id: str, subject: str, claim: UseClaim | None,
+                   once: str = ""):
         """In one atomic step: REVOKED if the subject is revoked, else take a slot of the
         claim (True/False whether one was left; True when nothing is to be taken)."""
         keys = [f"revoked:{community_id}", f"uses:{claim.key.hex()}" if claim else "",
-                f"used:{community_id}"]
+                f"used:{community_id}", once]
         args = [subject, max(1, int(claim.expires - self.clock.time()) + 1) if claim else 0,
                 f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0,
                 _use_announcement(community_id, claim) if claim else "",

@@ -325,3 +325,29 @@ async def test_guessing_short_codes_is_limited_per_token_and_bridge_and_alarmed(
     await hub.wait(lambda: hub.idle)
     guessing = [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "code_guessing"]
     assert len(guessing) == 2
+
+
+async def test_an_offline_decision_stored_before_a_crash_is_reconciled_once_when_resent(
+        app, hub, peers, api_client):
+    c = await make_community(app, "crash")
+    rid, token = await make_resident(app, c, "crash-a")
+    peer, creds, _ = await connected(peers, app, c)
+    code = (await code_for(api_client, c, token))["token"]
+    item = {"seq": 1, "type": "offline_decision", "at": app.clock.time(), "scan": "s1",
+            "text": code, "direction": "in", "allow": True, "reason": "ok"}
+    # A hub stored the event, then died before acting on it or acknowledging it.
+    bridge = await app.db.bridges.find_one({"_id": creds["bridge_id"]})
+    assert await app.gate_events.store_events(bridge, [item])
+    for _ in range(2):  # the bridge resends it (twice: a second crash before the ack)
+        peer.send(p.message(p.EVENTS, items=[item]))
+        assert (await peer.expect(p.EVENTS_ACK))["upto"] == 1
+        await hub.wait(lambda: hub.idle)
+        peer.close()
+        peer = await peers()
+        _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
+        assert welcome["op"] == p.WELCOME
+    [line] = [line for line in await log_lines(app, c) if line["source"] == "offline"]
+    assert (line["result"], line["reason"], line["subject"], line.get("flag")) == (
+        "allow", "ok", rid, None)
+    assert not [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "double_use"]
+    assert (await check(api_client, c, code, gate="u1-1"))["reason"] == "replayed"  # use taken
