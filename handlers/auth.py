@@ -68,7 +68,7 @@ class StaffLoginHandler(APIHandler):
     @api("Staff login with username and password", body=StaffLogin, response=Tokens, public=True)
     async def post(self):
         self.write_json(await self.app.auth.login_staff(self.body.username, self.body.password,
-                                                        self.request.remote_ip))
+                                                        self.client_ip))
 
 
 class RefreshHandler(APIHandler):

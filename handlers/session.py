@@ -22,8 +22,8 @@ class AccessToken(BaseModel):
 
 class SessionHandler(APIHandler):
     def write_session(self, session: BrowserSession, status: int = 200) -> None:
-        # Secure when the page came over TLS (behind a TLS proxy: with TRUST_PROXY_HEADERS).
-        secure = self.request.protocol == "https"
+        # Secure when the page came over TLS (behind a TLS proxy: X-Forwarded-Proto counts).
+        secure = self.scheme == "https"
         for cookie in session.cookies:
             options = dict(path=cookie.path, httponly=cookie.http_only, secure=secure,
                            samesite="Strict")
@@ -46,7 +46,7 @@ class SignInHandler(SessionHandler):
          body=StaffLogin, response=AccessToken, public=True)
     async def post(self):
         self.write_session(await self.app.auth.open_browser_session(
-            self.body.username, self.body.password, self.request.remote_ip))
+            self.body.username, self.body.password, self.client_ip))
 
 
 class RenewHandler(SessionHandler):

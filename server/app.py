@@ -172,6 +172,7 @@ class XiaoquApp(tornado.web.Application):
         access_log.info(json.dumps({
             "ts": round(time.time(), 3), "request_id": getattr(handler, "request_id", None),
             "method": handler.request.method, "path": handler.request.path, "status": status,
-            "ms": round(seconds * 1000, 2), "handler": name, "ip": handler.request.remote_ip,
+            "ms": round(seconds * 1000, 2), "handler": name,
+            "ip": getattr(handler, "client_ip", handler.request.remote_ip),
             "user": principal and f"{principal.kind}:{principal.id}",
         }))

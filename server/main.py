@@ -36,7 +36,7 @@ async def serve() -> None:
                         connect_redis(settings.redis_url))
         await app.startup()
         app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
-        http = app.listen(settings.http_port, xheaders=settings.trust_proxy_headers)
+        http = app.listen(settings.http_port)  # proxy headers: handlers/base.py, TRUSTED_PROXY_HOPS
         gate_hub = await start_gate_hub(app)
         base = f"http://127.0.0.1:{settings.http_port}"
         print(f"xiaoqu is up: API docs {base}/docs, readiness {base}/readyz", flush=True)

@@ -43,9 +43,20 @@ class Settings(BaseSettings):
     # Seals bridge HMAC keys at rest (models/key_box.py); keep it out of the database.
     gate_secret_key: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"
-    # Behind a reverse proxy: take the client address from X-Real-Ip / X-Forwarded-For
-    # (login limits are per address). Only when the proxy sets them; clients could forge them.
-    trust_proxy_headers: bool = False
+    # Behind reverse proxies: how many of them are in front (0: clients connect directly).
+    # The client address (login limits are per address) is then the X-Forwarded-For entry
+    # the outermost proxy added, counted from the right; whatever is left of it is the
+    # client's own say and ignored, and so is X-Real-Ip.
+    trusted_proxy_hops: int = Field(0, ge=0, le=8)
+    # Retired: it trusted X-Real-Ip, which a client can send itself.
+    trust_proxy_headers: bool | None = None
+
+    @field_validator("trust_proxy_headers")
+    @classmethod
+    def _retired(cls, value: bool | None) -> None:
+        if value is not None:
+            raise ValueError("replaced by TRUSTED_PROXY_HOPS: the number of proxies in front")
+        return value
 
     jwt_secret: SecretStr | None = None
     access_token_seconds: int = Field(900, ge=30, le=86400)
