@@ -7,8 +7,10 @@ the only place tenancy and roles are decided.
 """
 
 import functools
+import ipaddress
 import json
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +33,7 @@ STORE_ERRORS = {
     "redis": (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError),
 }
 MAX_JSON_BODY = 64 * 1024
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                 405: "method_not_allowed", 409: "conflict", 413: "too_large", 422: "unprocessable",
                 429: "rate_limited", 503: "unavailable"}
@@ -107,6 +110,22 @@ class APIHandler(tornado.web.RequestHandler):
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def page_headers(self, csp: str) -> str:
+        """Headers of an HTML page: no framing, no sniffing, scripts and styles only from
+        here or with this answer's nonce (returned, for the page's inline script)."""
+        nonce = secrets.token_urlsafe(16)
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.set_header("Content-Security-Policy", csp.format(nonce=nonce))
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        return nonce
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        return [m for m in cls.SUPPORTED_METHODS
+                if getattr(cls, m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())]
 
     def compute_etag(self) -> str | None:
         # No client keeps a no-store answer to revalidate, so hashing its body is waste
@@ -118,12 +137,17 @@ class APIHandler(tornado.web.RequestHandler):
     def begin_request(self) -> None:
         """Count the request in flight (for a graceful shutdown) and give it its id."""
         self.app.requests_started()
-        self.request_id = self.request.headers.get("X-Request-Id") or secrets.token_hex(16)
+        self.client_ip, self.scheme = behind_proxies(self.request, self.app.config.trusted_proxy_hops)
+        sent = self.request.headers.get("X-Request-Id", "")
+        # Logged and echoed: only a short plain token from the caller, else our own.
+        self.request_id = sent if REQUEST_ID.match(sent) else secrets.token_hex(16)
         self.set_header("X-Request-Id", self.request_id)
 
     async def prepare(self) -> None:
         self.begin_request()
         self._chunks = []
+        if self.request.method not in self.allowed_methods():
+            raise tornado.web.HTTPError(405, f"{self.request.method} is not allowed here")
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None) or ApiSpec("")
         self.limit_body(spec.max_body)
@@ -232,11 +256,39 @@ class APIHandler(tornado.web.RequestHandler):
             error["message"] = exc.log_message
         elif status_code >= 500:
             error["message"] = "internal error; quote the request id when reporting it"
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         error["request_id"] = getattr(self, "request_id", None)
         if error["request_id"]:
             self.set_header("X-Request-Id", error["request_id"])  # send_error cleared it
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(to_json({"error": error}))
+
+
+def behind_proxies(request, hops: int) -> tuple[str, str]:
+    """The client's address and the scheme it used: the connection's own, or, behind `hops`
+    trusted proxies, what they recorded. Each proxy appends the address it saw to
+    X-Forwarded-For, so the entry `hops` from the right is the one the outermost proxy saw;
+    entries left of it are the client's own say. A request with fewer entries did not come
+    through the proxies and counts as its peer."""
+    address, scheme = request.remote_ip, request.protocol
+    if hops:
+        chain = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",")]
+        if len(chain) >= hops and _is_address(chain[-hops]):
+            address = chain[-hops]
+        # The nearest proxy sets it (nginx: proxy_set_header X-Forwarded-Proto $scheme).
+        forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+        if forwarded in ("http", "https"):
+            scheme = forwarded
+    return address, scheme
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _store_down(exc: BaseException | None) -> str | None:

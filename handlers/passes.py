@@ -19,6 +19,13 @@ from handlers.base import APIHandler, api, to_json
 from models.passes import hhmm, quarters
 
 PAGE = Template((Path(__file__).parent / "pass_page.html").read_text())
+ENDED_PAGE = Template((Path(__file__).parent / "pass_ended.html").read_text())
+PAGE_CSP = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
+            "base-uri 'none'; form-action 'none'")
+# A pass that can no longer be used shows only that: not who was invited, to which room, where.
+ENDED = {"cancelled": ("已取消", "Cancelled"), "expired": ("已过期", "Expired"),
+         "used_up": ("次数已用完", "No entries left")}
 HHMM = r"^([01][0-9]|2[0-3]):(00|15|30|45)$|^24:00$"
 
 
@@ -357,6 +364,13 @@ class SharePageHandler(APIHandler):
          public=True, content_type="text/html")
     async def get(self, share_id):
         doc = await self.app.passes.by_share_id(share_id)
+        nonce = self.page_headers(PAGE_CSP)
+        self.set_header("Cache-Control", "no-store")
+        state = await self.app.passes.state(doc)
+        if state in ENDED:
+            chinese, english = ENDED[state]
+            self.finish(ENDED_PAGE.substitute(nonce=nonce, chinese=chinese, english=english))
+            return
         conf = await self.app.passes.community_settings(str(doc["community_id"]))
         offset = conf.utc_offset_minutes * 60
 
@@ -369,9 +383,7 @@ class SharePageHandler(APIHandler):
                   "valid_from": local(doc["valid_from"]), "valid_to": local(doc["valid_to"]),
                   "entries": str(doc["max_entries"] or "∞"), "hours": hours or "00:00–24:00",
                   "gates": ", ".join(doc["gates"])}
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("Referrer-Policy", "no-referrer")  # the link is the credential
-        self.finish(PAGE.substitute({k: html.escape(v) for k, v in fields.items()},
+        self.finish(PAGE.substitute({k: html.escape(v) for k, v in fields.items()}, nonce=nonce,
                                     code_url=json.dumps(f"/p/{share_id}/code")))
 
 

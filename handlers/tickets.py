@@ -256,7 +256,8 @@ class AssigneesHandler(APIHandler):
 
 
 class SlaTargetsHandler(APIHandler):
-    @api("The community's SLA targets (minutes)", response=SlaTargetsBody, permission="tickets.read")
+    @api("The community's SLA targets (minutes; staff only)", response=SlaTargetsBody,
+         permission="sla.read")
     async def get(self, community_id):
         self.write_json(await self.app.sla_targets.get(community_id))
 

@@ -45,6 +45,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tickets.work": ALL_STAFF,
     "tickets.dispatch": frozenset({"admin", "manager", "customer_service"}),
     "tickets.followup": frozenset({"admin", "manager", "customer_service"}),
+    "sla.read": ALL_STAFF,
     "sla.write": OFFICE,
     "kpi.read": frozenset({"admin", "manager", "customer_service"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
