@@ -23,6 +23,9 @@ class CommunitySettings(BaseModel):
     invitation_max_days: int | None = Field(
         None, ge=1, le=90, description="how far ahead residents may invite visitors "
                                        "(default: INVITATION_MAX_DAYS)")
+    worker_pass_max_days: int | None = Field(
+        None, ge=1, le=366, description="how far ahead a worker pass may run "
+                                        "(default: WORKER_PASS_MAX_DAYS)")
 
 
 class Community(BaseModel):

@@ -1,8 +1,11 @@
 """Liveness, readiness, metrics, the OpenAPI document and its offline docs page."""
 
 import asyncio
+import hmac
+import json
 from pathlib import Path
 from string import Template
+from urllib.parse import urlencode
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -10,6 +13,7 @@ from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
 from handlers.base import APIHandler, api
+from models.errors import Unauthorized
 from server.openapi import build_spec
 
 READY_TIMEOUT = 2.0
@@ -55,14 +59,29 @@ class ReadyHandler(APIHandler):
             return f"down: {type(exc).__name__}"
 
 
-class MetricsHandler(APIHandler):
+class OperatorsHandler(APIHandler):
+    """Metrics and the API document: public, unless OPS_TOKEN is set (production may keep
+    them to its operators); the token comes as a bearer token or as `?token=`."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        required = self.app.config.ops_token
+        if required is None:
+            return
+        scheme, _, given = self.request.headers.get("Authorization", "").partition(" ")
+        given = given.strip() if scheme.lower() == "bearer" else self.get_query_argument("token", "")
+        if not hmac.compare_digest(given.encode(), required.get_secret_value().encode()):
+            raise Unauthorized("this needs the operators' token (OPS_TOKEN)", code="ops_token")
+
+
+class MetricsHandler(OperatorsHandler):
     @api("Prometheus metrics", response=str, public=True, content_type=CONTENT_TYPE_LATEST)
     async def get(self):
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.finish(generate_latest(self.app.metrics))
 
 
-class OpenAPIHandler(APIHandler):
+class OpenAPIHandler(OperatorsHandler):
     @api("This API's OpenAPI 3.1 document", response=dict, public=True)
     async def get(self):
         if not hasattr(self.app, "openapi"):
@@ -70,11 +89,14 @@ class OpenAPIHandler(APIHandler):
         self.write_json(self.app.openapi)
 
 
-class DocsHandler(APIHandler):
+class DocsHandler(OperatorsHandler):
     @api("Readable API docs (Swagger UI, served locally)", response=str, public=True,
          content_type="text/html")
     async def get(self):
-        self.finish(DOCS_PAGE.substitute(nonce=self.page_headers(DOCS_CSP)))
+        token = self.get_query_argument("token", "")
+        document = "/api/openapi.json" + (f"?{urlencode({'token': token})}" if token else "")
+        self.finish(DOCS_PAGE.substitute(nonce=self.page_headers(DOCS_CSP),
+                                         document=json.dumps(document)))
 
 
 class DocsAssetHandler(tornado.web.StaticFileHandler):

@@ -80,6 +80,7 @@ TRAIL_ORDER = {"created": 0, "used": 1, "cancelled": 2, "expired": 3}  # for equ
 class PassSettings:
     code_seconds: int
     invitation_max_days: int
+    worker_pass_max_days: int
     utc_offset_minutes: int
     name: str
     address: str
@@ -147,6 +148,8 @@ class PassManager:
             code_seconds=int(own.get("pass_code_seconds", self.settings.pass_code_seconds)),
             invitation_max_days=int(own.get("invitation_max_days",
                                             self.settings.invitation_max_days)),
+            worker_pass_max_days=int(own.get("worker_pass_max_days",
+                                             self.settings.worker_pass_max_days)),
             utc_offset_minutes=utc_offset_minutes(doc, self.clock.now()),
             name=doc["name"], address=doc.get("address", ""))
         self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
@@ -548,7 +551,8 @@ class PassManager:
                           valid_to: datetime, hours: tuple[int, int], max_entries: int,
                           approval_ref: str) -> dict:
         """Decoration workers, cleaners, contractors: daily hours within a date range."""
-        self._check_window(valid_from, valid_to, None)
+        conf = await self.community_settings(community_id)
+        self._check_window(valid_from, valid_to, conf.worker_pass_max_days)
         if room_path is not None and await self.places.place_by_path(community_id, room_path) is None:
             raise Invalid("no such place", fields={"room_path": f"no place {room_path!r}"})
         chosen = await self._gates_for(community_id, room_path, gates)

@@ -38,8 +38,9 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
     """Run `command` for the `with` block. In its own session: a Ctrl-C at the terminal
-    reaches only the starter, which stops its processes in order."""
-    process = subprocess.Popen(command, start_new_session=True, **popen)
+    reaches only the starter, which stops its processes in order. What the stores write
+    (residents' phones, tokens' state) is for this user alone: files are private."""
+    process = subprocess.Popen(command, start_new_session=True, umask=0o077, **popen)
     try:
         yield process
     finally:
@@ -83,6 +84,8 @@ def start_missing_stores(settings, stack: contextlib.ExitStack | contextlib.Asyn
 def start_mongo(path: Path | None) -> Iterator[Service]:
     """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`."""
     db = "memory" if path is None else str(path)
+    if path is not None and path.exists():
+        path.chmod(0o600)  # written before files were kept private
     with running(python_module("server.mongo_wire", "--port", "0", "--db", db),
                   stdout=subprocess.PIPE, text=True) as process:
         port = ready_port(process, "the embedded MongoDB server")
@@ -95,7 +98,7 @@ def start_redis(directory: Path | None, port: int | None = None) -> Iterator[Ser
     binary = _redis_server_binary()
     with contextlib.ExitStack() as stack:
         workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        workdir.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
         port = port or _free_port()
         persistence = (["--appendonly", "yes", "--save", ""] if directory
                        else ["--appendonly", "no", "--save", ""])

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
             raise ValueError("replaced by TRUSTED_PROXY_HOPS: the number of proxies in front")
         return value
 
+    # When set, /metrics, /api/openapi.json and /docs need it (bearer token or ?token=).
+    ops_token: SecretStr | None = None
+
     jwt_secret: SecretStr | None = None
     access_token_seconds: int = Field(900, ge=30, le=86400)
     refresh_token_days: int = Field(30, ge=1, le=365)
@@ -74,6 +77,7 @@ class Settings(BaseSettings):
     # Passes (docs/passes.md); a community's settings may override the first two.
     pass_code_seconds: int = Field(60, ge=10, le=3600)
     invitation_max_days: int = Field(7, ge=1, le=90)
+    worker_pass_max_days: int = Field(90, ge=1, le=366)
     pass_skew_seconds: int = Field(5, ge=0, le=120)
 
     @field_validator("jwt_secret")
