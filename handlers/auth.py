@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.access import permissions_in, roles_in
 from models.places import public_community
 
@@ -13,19 +13,19 @@ from models.places import public_community
 WECHAT_CODE = r"^[\x21-\x7e]+$"
 
 
-class WeChatLogin(BaseModel):
+class WeChatLogin(Strict):
     code: str = Field(min_length=1, max_length=128, pattern=WECHAT_CODE,
                       description="the code from wx.login")
     phone_code: str | None = Field(None, min_length=1, max_length=128, pattern=WECHAT_CODE,
                                    description="the code from getPhoneNumber, to bind a phone")
 
 
-class StaffLogin(BaseModel):
+class StaffLogin(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=256)
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(Strict):
     refresh_token: str = Field(min_length=1, max_length=256)
 
 
@@ -65,7 +65,8 @@ class WeChatLoginHandler(APIHandler):
 
 
 class StaffLoginHandler(APIHandler):
-    @api("Staff login with username and password", body=StaffLogin, response=Tokens, public=True)
+    @api("Staff login with username and password", body=StaffLogin, response=Tokens, public=True,
+         rate_limited=True)
     async def post(self):
         self.write_json(await self.app.auth.login_staff(self.body.username, self.body.password,
                                                         self.client_ip))

@@ -21,7 +21,7 @@ import redis.exceptions
 import tornado.httputil
 import tornado.web
 from bson import ObjectId
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from models.access import Principal, authorize, must_confirm_community
 from models.errors import DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized
@@ -50,10 +50,21 @@ class ApiSpec:
     audience: str | None = None  # "staff" or "resident" when only one kind may call
     public: bool = False
     content_type: str = "application/json"
-    # media types accepted as a raw file body (the handler reads it itself)
+    # media types accepted as a raw file body (the handler reads it itself); in a
+    # multipart form, the file is the field `upload_field` (several when `upload_many`)
     uploads: tuple[str, ...] = ()
+    upload_field: str = "file"
+    upload_many: bool = False
+    rate_limited: bool = False  # may answer 429 (documented)
     # the largest request body accepted, in bytes (refused from its Content-Length, unread)
     max_body: int = MAX_JSON_BODY
+
+
+class Strict(BaseModel):
+    """A request body or query: a field it does not know is refused by name, not ignored
+    (a misspelt optional field would otherwise silently do nothing)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 def api(summary: str, **options):
@@ -193,7 +204,7 @@ class APIHandler(tornado.web.RequestHandler):
             try:
                 values[name] = raw[-1].decode()
             except UnicodeDecodeError:
-                raise Invalid("query parameter is not valid UTF-8", code="invalid_field",
+                raise Invalid("query parameter is not valid UTF-8",
                               fields={name: "not valid UTF-8"}) from None
         return values
 
@@ -202,8 +213,8 @@ class APIHandler(tornado.web.RequestHandler):
             self.app.requests_finished()
 
     def json_body(self) -> Any:
-        if not self.request.body:
-            raise Invalid("request body must be JSON", code="bad_json")
+        if not self.request.body.strip():
+            return {}  # no body: an empty object, so the schema names what is missing
         try:
             return json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -216,9 +227,10 @@ class APIHandler(tornado.web.RequestHandler):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            fields = {".".join(str(p) for p in err["loc"]) or "body": err["msg"]
+            fields = {".".join(str(p) for p in err["loc"]) or "body":
+                      "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
                       for err in exc.errors()}
-            raise Invalid("invalid " + ", ".join(fields), code="invalid_field", fields=fields) from None
+            raise Invalid("invalid " + ", ".join(fields), fields=fields) from None
 
     def write_json(self, value: Any) -> None:
         self.finish(to_json(value))

@@ -5,14 +5,14 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.bindings import RELATIONS, public_link
 
 Action = Literal["approve", "reject", "revoke"]
 State = Literal["pending", "approved", "rejected", "cancelled", "revoked", "offered", "declined"]
 
 
-class BindingRequest(BaseModel):
+class BindingRequest(Strict):
     community_id: str = Field(min_length=24, max_length=24)
     room_path: str = Field(min_length=1, max_length=32, description='e.g. "3-2-1201"')
     relation: Literal[RELATIONS]
@@ -20,12 +20,12 @@ class BindingRequest(BaseModel):
     note: str = Field("", max_length=200)
 
 
-class Decision(BaseModel):
+class Decision(Strict):
     action: Action
     reason: str = Field("", max_length=200, description="required to reject or revoke")
 
 
-class Answer(BaseModel):
+class Answer(Strict):
     accept: bool = Field(description="true takes the offered room, false declines it")
 
 
@@ -49,7 +49,7 @@ class Binding(BaseModel):
     history: list[HistoryEntry]
 
 
-class BindingQuery(BaseModel):
+class BindingQuery(Strict):
     state: State | None = None
 
 

@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.access import visible_communities
 from models.places import (COMMUNITY_CODE, DEFAULT_TIME_ZONE, PATH_FORMAT, PLACE_KINDS,
                            child_kind, public_community, public_place)
@@ -37,7 +37,7 @@ class Community(BaseModel):
     settings: dict = Field(description="this community's overrides (see CommunitySettings)")
 
 
-class CommunityIn(BaseModel):
+class CommunityIn(Strict):
     name: str = Field(min_length=1, max_length=64)
     code: str = Field(min_length=1, max_length=32, pattern=COMMUNITY_CODE.pattern,
                       description="permanent short name, a-z 0-9 - (operator tools use it, "
@@ -58,7 +58,7 @@ class CommunityChanges(BaseModel):
         None, description="only the settings given change; null restores the default")
 
 
-class PlaceIn(BaseModel):
+class PlaceIn(Strict):
     path: str = Field(min_length=1, max_length=32, description=PATH_FIELD)
     name: str | None = Field(None, max_length=64, description='shown to people, e.g. "3栋2单元"; '
                                                               "default: the path")
@@ -81,12 +81,12 @@ class Place(BaseModel):
     area_m2: float | None
 
 
-class PlaceQuery(BaseModel):
+class PlaceQuery(Strict):
     kind: Literal[PLACE_KINDS] | None = None
     under: str | None = Field(None, max_length=32, description="only places below this path")
 
 
-class DirectoryQuery(BaseModel):
+class DirectoryQuery(Strict):
     under: str = Field("", max_length=32, description='a building ("3") or unit ("3-2") path; '
                                                       "empty: the buildings")
 

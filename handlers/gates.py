@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.bridges import announce_config
 from models.errors import Unavailable
 from models.gate_alarms import ALARM_KINDS, ALARM_STATES, public_alarm
@@ -22,7 +22,7 @@ EXPORT_MAX_ROWS = 100_000
 TimeOfDay = Annotated[str, Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
 
 
-class Rules(BaseModel):
+class Rules(Strict):
     hours: list[tuple[TimeOfDay, TimeOfDay]] | None = Field(
         DEFAULT_RULES["hours"], max_length=8,
         description='local open hours, e.g. [["06:00", "23:00"]]; null = always. Staff codes '
@@ -35,7 +35,7 @@ class Rules(BaseModel):
                                  description="whether staff codes still open the gate in lockdown")
 
 
-class GateIn(BaseModel):
+class GateIn(Strict):
     code: str = Field(pattern=r"^[a-z0-9-]{1,16}$")
     name: str = Field(min_length=1, max_length=64)
     kind: GateKind
@@ -44,7 +44,7 @@ class GateIn(BaseModel):
     rules: Rules | None = None
 
 
-class GatePatch(BaseModel):
+class GatePatch(Strict):
     name: str | None = Field(None, min_length=1, max_length=64)
     covers: list[str] | None = Field(None, min_length=1, max_length=50)
     rules: Rules | None = None
@@ -79,7 +79,7 @@ class Provisioned(BaseModel):
     hub_tls: bool = Field(description="whether the hub speaks TLS (GATE_TLS_CERT is set)")
 
 
-class OpenIn(BaseModel):
+class OpenIn(Strict):
     reason: str = Field("", max_length=200, description="required for staff; audited")
     wait: float = Field(8.0, gt=0, le=30, description="seconds to wait for the door")
 
@@ -91,7 +91,7 @@ class OpenResult(BaseModel):
     reason: str | None
 
 
-class AccessLogQuery(BaseModel):
+class AccessLogQuery(Strict):
     gate_id: str | None = None
     subject: str | None = Field(None, max_length=64, description="resident/visitor/worker id")
     pass_id: str | None = Field(None, max_length=64)
@@ -113,11 +113,11 @@ class AccessLogPage(BaseModel):
     next_cursor: str | None
 
 
-class AlarmQuery(BaseModel):
+class AlarmQuery(Strict):
     state: Literal[ALARM_STATES] | None = None
 
 
-class AlarmNote(BaseModel):
+class AlarmNote(Strict):
     note: str = Field(min_length=1, max_length=500)
 
 
@@ -133,7 +133,7 @@ class Alarm(BaseModel):
     history: list[dict]
 
 
-class ModeIn(BaseModel):
+class ModeIn(Strict):
     mode: Mode = Field(description="normal ends an emergency; locked = lockdown; open = fire release")
     reason: str = Field(min_length=1, max_length=200, description="audited")
 
@@ -217,7 +217,7 @@ class OpenHandler(APIHandler):
          "gates covering their room. 409 locked / gate_closed when the gate's mode or hours "
          "refuse the caller (as they would the caller's code); 504 gate_offline / no_ack when "
          "the bridge does not answer",
-         body=OpenIn, response=OpenResult, permission="gates.open")
+         body=OpenIn, response=OpenResult, permission="gates.open", rate_limited=True)
     async def post(self, community_id, gate_id):
         hub = self.app.gate_hub
         # A gate whose bridge is connected to this process is already in memory.

@@ -6,7 +6,7 @@ from typing import Literal
 import tornado.httputil
 from pydantic import BaseModel, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.errors import Invalid
 from models.importer import FORMATS, MAX_FILE_BYTES, XLSX_MIME
 
@@ -16,7 +16,7 @@ TYPE_HINTS = {XLSX_MIME: "xlsx", "text/csv": "csv", "application/csv": "csv"}
 UPLOADS = (XLSX_MIME, "text/csv", "multipart/form-data")
 
 
-class ImportQuery(BaseModel):
+class ImportQuery(Strict):
     format: Format | None = Field(
         None, description="xlsx or csv; default: from the Content-Type, else from the content")
 

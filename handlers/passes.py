@@ -15,7 +15,7 @@ import qrcode
 import qrcode.image.svg
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
-from handlers.base import APIHandler, api, to_json
+from handlers.base import APIHandler, Strict, api, to_json
 from models.passes import hhmm, quarters
 
 PAGE = Template((Path(__file__).parent / "pass_page.html").read_text())
@@ -43,18 +43,27 @@ def qr_image(token: str, fmt: str) -> bytes:
     return out.getvalue()
 
 
+IMAGE_TYPES = {"svg": "image/svg+xml", "png": "image/png"}
+# ?format= values: the image itself, or the JSON answer with the image as a data URL.
+DataUrlFormat = Literal["json", "svg_data_url", "png_data_url"]
+CodeFormat = Literal["json", "svg", "png", "svg_data_url", "png_data_url"]
+
+
 async def image_url(token: str, fmt: str) -> str:
-    """A data URL of the QR image; rendering takes ~10 ms, so not on the event loop."""
-    data = await asyncio.to_thread(qr_image, token, fmt)
-    mime = "image/svg+xml" if fmt == "svg" else "image/png"
-    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    """A data URL of the QR image ("png_data_url" -> a PNG's); rendering takes ~10 ms, so
+    not on the event loop."""
+    image = fmt.removesuffix("_data_url")
+    data = await asyncio.to_thread(qr_image, token, image)
+    return f"data:{IMAGE_TYPES[image]};base64,{base64.b64encode(data).decode()}"
 
 
 # -- schemas -----------------------------------------------------------------------------------
 
 
-class CodeQuery(BaseModel):
-    format: Literal["json", "svg", "png"] = Field("json", description="svg/png add `image` (data URL)")
+class CodeQuery(Strict):
+    format: CodeFormat = Field("json", description="svg / png: the QR image itself (its expiry in "
+                                                   "`X-Expires-At`); svg_data_url / png_data_url: "
+                                                   "the JSON answer with `image` as a data URL")
     profile: Literal["qr", "short"] = Field("qr", description="short adds a 12-digit one-time code")
 
 
@@ -69,7 +78,7 @@ class Code(BaseModel):
     image: str | None = None
 
 
-class Hours(BaseModel):
+class Hours(Strict):
     start: str = Field(pattern=HHMM, description='"08:00"; quarter hours, community local time')
     end: str = Field(pattern=HHMM, description='"18:00"; before start = across midnight')
 
@@ -77,7 +86,7 @@ class Hours(BaseModel):
         return quarters(self.start), quarters(self.end)
 
 
-class InvitationIn(BaseModel):
+class InvitationIn(Strict):
     name: str = Field(min_length=1, max_length=40)
     phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
     purpose: str = Field("", max_length=100)
@@ -89,7 +98,7 @@ class InvitationIn(BaseModel):
     room_path: str | None = Field(None, max_length=32, description="which of your rooms")
 
 
-class WorkerIn(BaseModel):
+class WorkerIn(Strict):
     name: str = Field(min_length=1, max_length=40)
     phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
     company: str | None = Field(None, max_length=60)
@@ -110,7 +119,7 @@ class WorkerIn(BaseModel):
         return value
 
 
-class WalkInIn(BaseModel):
+class WalkInIn(Strict):
     name: str = Field(min_length=1, max_length=40)
     phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
     purpose: str = Field(min_length=1, max_length=100)
@@ -134,7 +143,7 @@ class Pass(BaseModel):
     owner: dict
     visitor: Visitor
     purpose: str
-    host_room: str | None
+    room_path: str | None = Field(description="the room visited (visitors) or worked in")
     gates: list[str]
     valid_from: datetime
     valid_to: datetime
@@ -162,19 +171,20 @@ class PassDetail(Pass):
     trail: list[TrailEntry]
 
 
-class PassQuery(BaseModel):
+class PassQuery(Strict):
     kind: Literal["visitor", "worker"] | None = None
 
 
-class ImageQuery(BaseModel):
-    format: Literal["json", "svg", "png"] = "json"
+class ImageQuery(Strict):
+    format: DataUrlFormat = Field("json", description="svg_data_url / png_data_url add `image`, "
+                                                      "the QR code as a data URL")
 
 
-class CancelQuery(BaseModel):
+class CancelQuery(Strict):
     reason: str = Field("", max_length=200)
 
 
-class CheckIn(BaseModel):
+class CheckIn(Strict):
     token: str = Field(min_length=1, max_length=1024, description="the scanned text")
     direction: Literal["in", "out"] = "in"
 
@@ -187,7 +197,7 @@ class CheckResult(BaseModel):
     subject: str | None
 
 
-class SuspensionIn(BaseModel):
+class SuspensionIn(Strict):
     subject_id: str = Field(pattern=r"^[0-9a-f]{24}$", description="resident or staff id")
     reason: str = Field(min_length=1, max_length=200)
     days: int = Field(365, ge=1, le=3650)
@@ -222,7 +232,7 @@ class PassHandler(APIHandler):
         out = {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
                "kind": doc["kind"], "origin": doc["origin"], "state": await passes.state(doc),
                "owner": doc["owner"], "visitor": doc["visitor"], "purpose": doc["purpose"],
-               "host_room": doc["host_room"], "gates": doc["gates"],
+               "room_path": doc["host_room"], "gates": doc["gates"],
                "valid_from": doc["valid_from"], "valid_to": doc["valid_to"],
                "max_entries": doc["max_entries"], "entries_used": await passes.entries_used(doc),
                "hours": hours, "approval_ref": doc["approval_ref"],
@@ -241,8 +251,14 @@ class CodeHandler(APIHandler):
     async def get(self, community_id):
         code = await self.app.passes.resident_code(self.principal, community_id,
                                                    short=self.query.profile == "short")
-        if self.query.format != "json":
-            code["image"] = await image_url(code["token"], self.query.format)
+        fmt = self.query.format
+        if fmt in IMAGE_TYPES:
+            self.set_header("Content-Type", IMAGE_TYPES[fmt])
+            self.set_header("X-Expires-At", code["expires_at"].isoformat())
+            self.finish(await asyncio.to_thread(qr_image, code["token"], fmt))
+            return
+        if fmt != "json":
+            code["image"] = await image_url(code["token"], fmt)
         self.write_json(code)
 
 

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.access import STAFF_ROLES
 from models.people import PASSWORD_MIN_LENGTH, public_resident, public_staff
 
@@ -26,7 +26,7 @@ class Occupant(BaseModel):
     resident: Resident
 
 
-class StaffIn(BaseModel):
+class StaffIn(Strict):
     username: str = Field(min_length=3, max_length=32, description="3-32 of a-z 0-9 _ . -")
     password: str | None = Field(
         None, min_length=PASSWORD_MIN_LENGTH, max_length=256,
@@ -37,11 +37,11 @@ class StaffIn(BaseModel):
     roles: list[Role] = Field(min_length=1, description=f"any of {', '.join(STAFF_ROLES)}")
 
 
-class RolesIn(BaseModel):
+class RolesIn(Strict):
     roles: list[Role] = Field(description="empty removes the member from this community")
 
 
-class ActiveIn(BaseModel):
+class ActiveIn(Strict):
     active: bool = Field(description="false disables the account everywhere")
 
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from handlers.base import APIHandler, api
+from handlers.base import APIHandler, Strict, api
 from models.errors import Invalid
 from models.kpi import CHINA, MAX_SERIES, PERIODS
 from models.notifications import public_message
@@ -22,7 +22,7 @@ from models.tickets import ACTIONS, AREAS, MAX_PHOTOS, COMPLAINT_CATEGORIES, KIN
 MULTIPART_OVERHEAD = 64 * 1024  # part headers and boundaries around the photos
 
 
-class TicketIn(BaseModel):
+class TicketIn(Strict):
     kind: Literal[KINDS]
     category: str = Field(description=f"repair: {', '.join(REPAIR_CATEGORIES)}; "
                                       f"complaint: {', '.join(COMPLAINT_CATEGORIES)}")
@@ -37,13 +37,13 @@ class TicketIn(BaseModel):
     priority: Literal[PRIORITIES] | None = Field(None, description="staff only; else suggested")
 
 
-class Material(BaseModel):
+class Material(Strict):
     name: str = Field(min_length=1, max_length=64)
     quantity: float = Field(gt=0, le=10000)
     unit: str = Field("", max_length=16)
 
 
-class TransitionIn(BaseModel):
+class TransitionIn(Strict):
     action: Literal[ACTIONS]
     reason: str = Field("", max_length=500, description="required to reassign, return, ask, "
                                                          "answer and reopen")
@@ -57,12 +57,12 @@ class TransitionIn(BaseModel):
     comment: str = Field("", max_length=200)
 
 
-class PriorityIn(BaseModel):
+class PriorityIn(Strict):
     priority: Literal[PRIORITIES]
     reason: str = Field(min_length=1, max_length=200)
 
 
-class TicketQuery(BaseModel):
+class TicketQuery(Strict):
     state: Literal[STATES] | None = None
     kind: Literal[KINDS] | None = None
     priority: Literal[PRIORITIES] | None = None
@@ -72,7 +72,7 @@ class TicketQuery(BaseModel):
     offset: int = Field(0, ge=0, le=100_000)
 
 
-class PhotoQuery(BaseModel):
+class PhotoQuery(Strict):
     thumbnail: bool = False
 
 
@@ -105,7 +105,7 @@ class Ticket(BaseModel):
     escalations: list[dict] | None = Field(None, description="staff only")
 
 
-class SlaTargetsBody(BaseModel):
+class SlaTargetsBody(Strict):
     emergency_minutes: int = Field(DEFAULT_TARGETS["emergency_minutes"], ge=1, le=1440)
     urgent_minutes: int = Field(DEFAULT_TARGETS["urgent_minutes"], ge=1, le=1440)
     quick_minutes: int = Field(DEFAULT_TARGETS["quick_minutes"], ge=1, le=2880)
@@ -115,7 +115,7 @@ class SlaTargetsBody(BaseModel):
     followup_minutes: int = Field(DEFAULT_TARGETS["followup_minutes"], ge=1, le=20160)
 
 
-class KpiQuery(BaseModel):
+class KpiQuery(Strict):
     period: Literal[PERIODS] = "month"
     day: date | None = Field(None, description="any day in the period; default today (UTC+8)")
 
@@ -127,7 +127,7 @@ class KpiSeriesQuery(KpiQuery):
     count: int = Field(12, ge=1, le=MAX_SERIES, description="periods, ending with `day`'s")
 
 
-class SubscriptionsIn(BaseModel):
+class SubscriptionsIn(Strict):
     ticket_id: str | None = Field(None, min_length=24, max_length=24,
                                   description="the ticket the user subscribed for; none = any")
     results: dict[str, Literal["accept", "reject", "ban", "filter"]] = Field(
@@ -182,7 +182,7 @@ class TransitionHandler(APIHandler):
 
 class UrgeHandler(APIHandler):
     @api("Urge (催单) my open ticket: at most once per 5 minutes", response=Ticket,
-         permission="tickets.read", audience="resident")
+         permission="tickets.read", audience="resident", rate_limited=True)
     async def post(self, community_id, ticket_id):
         doc = await self.app.tickets.urge(self.principal, community_id, ticket_id)
         self.write_json(self.app.tickets.view(doc, self.principal))
@@ -200,7 +200,8 @@ class PriorityHandler(APIHandler):
 class PhotosHandler(APIHandler):
     @api(f"Add photos (multipart, field `photo`, JPEG/PNG/WebP/HEIC, ≤ {MAX_BYTES >> 20} MB each, "
          f"≤ {MAX_PHOTOS} per stage)", response=Ticket, status=201, permission="tickets.read",
-         max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD)
+         max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD, uploads=("multipart/form-data",),
+         upload_field="photo", upload_many=True)
     async def post(self, community_id, ticket_id):
         uploads = [f["body"] for f in self.request.files.get("photo", [])]
         if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):

@@ -38,6 +38,8 @@ TRANSITIONS = {
     ("offered", "decline"): "declined",
     ("offered", "revoke"): "revoked",
 }
+DONE_WORDS = {"approve": "approved", "reject": "rejected", "cancel": "cancelled",
+              "revoke": "revoked", "accept": "accepted", "decline": "declined"}
 ANSWERS = {"accept", "decline"}  # the resident's own, never staff's
 OPEN_STATES = ("pending", "approved", "offered")
 NEEDS_REASON = {"reject", "revoke"}
@@ -185,7 +187,7 @@ class BindingManager:
         target = TRANSITIONS.get((link["state"], action))
         if target is None:
             allowed = sorted(a for (s, a) in TRANSITIONS if s == link["state"])
-            raise Conflict(f"cannot {action} a {link['state']} binding",
+            raise Conflict(f"a binding that is {link['state']} cannot be {DONE_WORDS[action]}",
                            extra={"allowed": allowed})
         if action in NEEDS_REASON and not reason.strip():
             raise Invalid("a reason is required", fields={"reason": "required"})

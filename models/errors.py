@@ -16,7 +16,7 @@ class DomainError(Exception):
 
 class Invalid(DomainError):
     status = 400
-    code = "invalid"
+    code = "invalid_field"  # the same code as a field the request schema refused
 
 
 class Unauthorized(DomainError):

@@ -102,6 +102,14 @@ RULES = (
 )
 ACTIONS = tuple(dict.fromkeys(r.action for r in RULES))
 NEEDS_REASON = frozenset({"reassign", "return", "ask", "answer", "reopen"})
+# For messages: "a repair that is on site cannot be followed up".
+DONE_WORDS = {"assign": "assigned", "reassign": "reassigned", "accept": "accepted",
+              "return": "returned", "check_in": "checked in", "resolve": "resolved",
+              "ask": "asked about", "answer": "answered", "confirm": "confirmed",
+              "reopen": "reopened", "cancel": "cancelled", "follow_up": "followed up",
+              "close": "closed"}
+STATE_WORDS = {"on_site": "on site", "followed_up": "followed up",
+               "waiting_resident": "waiting for the resident"}
 STAMPS = {"assign": "assigned_at", "accept": "accepted_at", "check_in": "on_site_at",
           "resolve": "resolved_at", "confirm": "confirmed_at", "follow_up": "followed_up_at",
           "close": "closed_at", "cancel": "cancelled_at", "reopen": "reopened_at"}
@@ -420,7 +428,8 @@ class TicketManager:
         possible = rules_from(ticket)
         rule = next((r for r in possible if r.action == action), None)
         if rule is None:
-            raise Conflict(f"cannot {action} a {ticket['state']} {ticket['kind']}",
+            raise Conflict(f"a {ticket['kind']} that is {STATE_WORDS.get(ticket['state'], ticket['state'])}"
+                           f" cannot be {DONE_WORDS[action]}",
                            code="illegal_transition",
                            extra={"state": ticket["state"],
                                   "allowed": allowed_actions(principal, ticket)})

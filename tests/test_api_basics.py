@@ -37,7 +37,7 @@ async def test_bad_json_and_bad_fields_name_the_problem(api_client):
     assert reply.error["code"] == "bad_json"
     reply = await api_client.post("/api/auth/staff", {"username": "", "extra": 1})
     assert reply.status == 400
-    assert set(reply.error["fields"]) == {"username", "password"}
+    assert set(reply.error["fields"]) == {"username", "password", "extra"}
 
 
 async def test_request_id_is_echoed(api_client):

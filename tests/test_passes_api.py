@@ -62,7 +62,7 @@ async def test_code_images_decode_back_to_the_token(app, api_client):
     c = await make_community(app, "img")
     _, token = await make_resident(app, c, "img-a")
     for fmt in ("png", "svg"):
-        body = (await api_client.get(f"/api/communities/{c.id}/code?format={fmt}",
+        body = (await api_client.get(f"/api/communities/{c.id}/code?format={fmt}_data_url",
                                      token=token)).body
         header, _, data = body["image"].partition(",")
         assert header == f"data:image/{'svg+xml' if fmt == 'svg' else 'png'};base64"
@@ -135,7 +135,7 @@ async def test_invitation_share_page_uses_cancel_and_trail(app, api_client):
     assert created.status == 201, created.body
     invite = created.body
     assert invite["gates"] == ["main", "u1-1"] and invite["state"] == "active"
-    assert invite["token"] is None and invite["host_room"] == "1-1-102"
+    assert invite["token"] is None and invite["room_path"] == "1-1-102"
     share = invite["share_url"].rsplit("/p/", 1)[1]
     assert len(share) >= 24
 
@@ -224,7 +224,7 @@ async def test_worker_pass_hours_gates_and_permissions(app, api_client):
 
 async def test_walk_in_is_printable_single_entry(app, api_client):
     c = await make_community(app, "walk")
-    path = f"/api/communities/{c.id}/passes/walkins?format=png"
+    path = f"/api/communities/{c.id}/passes/walkins?format=png_data_url"
     body = {"name": "Courier", "purpose": "delivery", "room_path": "1-2-101"}
     assert (await api_client.post(path, body, token=c.tokens["customer_service"])).status == 403
     bad = await api_client.post(path, {**body, "room_path": "9-9-999"}, token=c.tokens["security"])

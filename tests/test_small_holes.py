@@ -3,11 +3,11 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from models.common import ManualClock
 from tests.builders import make_community, make_resident
 
-pytestmark = pytest.mark.asyncio
 START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
 
@@ -16,6 +16,7 @@ def clock():
     return ManualClock(START)
 
 
+@pytest.mark.asyncio
 async def test_request_ids_are_bounded_and_plain(api_client):
     assert (await api_client.get("/healthz", headers={"X-Request-Id": "abc-123_x.y"})).headers[
         "X-Request-Id"] == "abc-123_x.y"
@@ -25,6 +26,7 @@ async def test_request_ids_are_bounded_and_plain(api_client):
         assert answered != sent and len(answered) == 32 and answered.isalnum()
 
 
+@pytest.mark.asyncio
 async def test_a_method_not_allowed_says_which_are(app, api_client):
     c = await make_community(app, "405")
     reply = await api_client.delete(f"/api/communities/{c.id}/places", token=c.tokens["admin"])
@@ -34,6 +36,7 @@ async def test_a_method_not_allowed_says_which_are(app, api_client):
     assert reply.status == 405 and reply.headers["Allow"] == "POST"
 
 
+@pytest.mark.asyncio
 async def test_residents_cannot_read_sla_targets(app, api_client):
     c = await make_community(app, "sla")
     _, resident = await make_resident(app, c, "sue")
@@ -42,6 +45,7 @@ async def test_residents_cannot_read_sla_targets(app, api_client):
     assert (await api_client.get(path, token=c.tokens["maintenance"])).status == 200
 
 
+@pytest.mark.asyncio
 async def test_pages_forbid_framing_sniffing_and_foreign_scripts(app, api_client):
     c = await make_community(app, "csp")
     _, token = await make_resident(app, c, "cat")
@@ -60,6 +64,7 @@ async def test_pages_forbid_framing_sniffing_and_foreign_scripts(app, api_client
     assert (await api_client.get("/healthz")).headers["X-Content-Type-Options"] == "nosniff"
 
 
+@pytest.mark.asyncio
 async def test_share_page_shows_only_its_state_once_cancelled_or_expired(app, api_client):
     c = await make_community(app, "end")
     _, token = await make_resident(app, c, "hal", room="1-1-102")
@@ -82,3 +87,59 @@ async def test_share_page_shows_only_its_state_once_cancelled_or_expired(app, ap
     assert "已过期" in expired.body and "Expired" in expired.body
     for page in (cancelled.body, expired.body):
         assert "Visitor Wang" not in page and "1-1-102" not in page and "end Road 1" not in page
+
+
+@pytest.mark.asyncio
+async def test_worker_passes_are_capped_by_the_community_setting(app, api_client):
+    c = await make_community(app, "cap")
+    path = f"/api/communities/{c.id}/passes/workers"
+    body = {"name": "Li", "company": "Fix Co", "purpose": "pipes", "approval_ref": "A-1",
+            "gates": ["main"], "valid_from": START.isoformat(),
+            "hours": {"start": "08:00", "end": "18:00"}}
+    ten_years = {**body, "valid_to": (START + timedelta(days=3650)).isoformat()}
+    reply = await api_client.post(path, ten_years, token=c.tokens["manager"])
+    assert reply.status == 400 and "90 days" in reply.error["fields"]["valid_to"]
+    within = {**body, "valid_to": (START + timedelta(days=90)).isoformat()}
+    assert (await api_client.post(path, within, token=c.tokens["manager"])).status == 201
+
+    await app.db.communities.update_one({"code": "cap"},
+                                        {"$set": {"settings.worker_pass_max_days": 30}})
+    app.passes._communities.clear()  # the settings cache, as after its short lifetime
+    reply = await api_client.post(path, within, token=c.tokens["manager"])
+    assert reply.status == 400 and "30 days" in reply.error["fields"]["valid_to"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("path", ["/metrics", "/api/openapi.json", "/docs"])
+async def test_metrics_and_the_api_document_can_require_a_token(app, api_client, path):
+    assert (await api_client.get(path)).status == 200  # public unless OPS_TOKEN is set
+    app.config = app.config.model_copy(update={"ops_token": SecretStr("s3cret-ops-token")})
+    refused = await api_client.get(path)
+    assert refused.status == 401 and refused.error["code"] == "ops_token"
+    assert (await api_client.get(path, token="wrong")).status == 401
+    assert (await api_client.get(path, token="s3cret-ops-token")).status == 200
+    assert (await api_client.get(f"{path}?token=s3cret-ops-token")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_the_docs_page_passes_its_token_on_to_the_document(app, api_client):
+    app.config = app.config.model_copy(update={"ops_token": SecretStr("s3cret-ops-token")})
+    page = (await api_client.get("/docs?token=s3cret-ops-token")).body
+    assert "/api/openapi.json?token=s3cret-ops-token" in page
+
+
+def test_the_embedded_stores_files_are_private(tmp_path):
+    import os
+    import stat
+
+    import pymongo
+
+    from server.embedded import start_mongo
+    with start_mongo(tmp_path / "mongo.sqlite3") as mongo:
+        client = pymongo.MongoClient(mongo.url)
+        client.xiaoqu.residents.insert_one({"phone": "13800000000"})
+        client.close()
+    files = [tmp_path / name for name in os.listdir(tmp_path)]
+    assert files
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path
