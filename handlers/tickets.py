@@ -222,7 +222,7 @@ class PhotoHandler(APIHandler):
         self.finish(data)
 
 
-class SignedPhotoQuery(BaseModel):
+class SignedPhotoQuery(Strict):
     expires: int = Field(ge=0)
     sig: str = Field(min_length=1, max_length=64)
 

@@ -76,7 +76,7 @@ async def test_walk_in_pass_shows_a_qr_that_decodes_to_its_token(app, admin, api
     await page.wait_for_function("document.querySelector('.pass-qr').complete")
     [issued] = (await api_client.get(f"/api/communities/{c.id}/passes?kind=visitor",
                                      token=c.tokens["security"])).body
-    assert (issued["origin"], issued["visitor"]["name"], issued["host_room"]) == \
+    assert (issued["origin"], issued["visitor"]["name"], issued["room_path"]) == \
         ("walkin", "赵六", "1-1-101")
     assert decode_qr(await qr.screenshot()) == issued["token"]
     await admin.check_screen(page, "people-walkin-pass")

@@ -305,7 +305,7 @@ async def test_in_room_visit_gives_the_worker_a_door_pass_until_resolved(t, worl
     pass_id = (await t.get("customer_service", tid)).body["worker_pass_id"]
     door_pass = await app.db.passes.find_one({})
     assert str(door_pass["_id"]) == pass_id
-    assert (door_pass["kind"], door_pass["room_path"], door_pass["state"]) == \
+    assert (door_pass["kind"], door_pass["host_room"], door_pass["state"]) == \
         ("worker", "1-1-101", "active")
     assert sorted(door_pass["gates"]) == ["main", "u1-1"]
     assert door_pass["valid_from"].isoformat() == start
