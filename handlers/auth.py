@@ -41,6 +41,7 @@ class MyCommunity(BaseModel):
     id: str
     name: str
     code: str
+    time_zone: str = Field(description="IANA name: show the community's times in it")
     settings: dict
     roles: list[str]
     permissions: list[str] = Field(description="what the caller may do here (models/access.py)")
@@ -95,7 +96,8 @@ class MeHandler(APIHandler):
         ids = None if p.platform_admin else p.communities()
         me = {"kind": p.kind, "id": p.id, "roles": p.roles, "platform_admin": p.platform_admin,
               "communities": [
-                  {"id": c["id"], "name": c["name"], "code": c["code"], "settings": c["settings"],
+                  {"id": c["id"], "name": c["name"], "code": c["code"], "time_zone": c["time_zone"],
+                   "settings": c["settings"],
                    "roles": sorted(roles_in(p, c["id"])), "permissions": permissions_in(p, c["id"])}
                   for c in map(public_community, await self.app.places.communities(ids))]}
         if p.is_staff and (member := await self.app.staff.active_by_id(p.id)):

@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
 from models.access import visible_communities
@@ -12,10 +12,8 @@ from models.places import (COMMUNITY_CODE, DEFAULT_TIME_ZONE, PATH_FORMAT, PLACE
 PATH_FIELD = f"the place's path: {PATH_FORMAT}"
 
 
-class CommunitySettings(BaseModel):
+class CommunitySettings(Strict):
     """Overrides of the deployment's defaults; null (in a change) restores the default."""
-
-    model_config = ConfigDict(extra="forbid")
 
     pass_code_seconds: int | None = Field(
         None, ge=10, le=3600, description="how long a resident's gate code lasts "
@@ -48,9 +46,7 @@ class CommunityIn(Strict):
     settings: CommunitySettings = Field(default_factory=CommunitySettings)
 
 
-class CommunityChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # the code, for one, never changes
-
+class CommunityChanges(Strict):  # the code, for one, never changes
     name: str | None = Field(None, min_length=1, max_length=64)
     address: str | None = Field(None, max_length=200)
     time_zone: str | None = Field(None, max_length=64, description="IANA name, e.g. Asia/Shanghai")
@@ -65,9 +61,7 @@ class PlaceIn(Strict):
     area_m2: float | None = Field(None, gt=0, lt=100000, description="rooms: floor area")
 
 
-class PlaceChanges(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # the path stays: links and gates refer to it
-
+class PlaceChanges(Strict):  # the path stays: links and gates refer to it
     name: str | None = Field(None, min_length=1, max_length=64)
     area_m2: float | None = Field(None, gt=0, lt=100000)
 

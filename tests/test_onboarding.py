@@ -53,6 +53,7 @@ async def test_who_sees_which_communities(app, api_client):
     assert me.body["platform_admin"] is True
     assert {c["code"]: c["roles"] for c in me.body["communities"]} == {
         "a": ["admin"], "b": ["admin"], "cuiyuan-1": ["admin"]}
+    assert {c["time_zone"] for c in me.body["communities"]} == {"Asia/Shanghai"}
 
     # A platform admin acts as an admin in a community with no roles of their own there...
     reply = await api_client.post(f"/api/communities/{created['id']}/staff",
