@@ -65,6 +65,23 @@ async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
     await dialog.get_by_role("button", name="取消").click()
     await expect(dialog).to_be_hidden()
     await admin.check_screen(page, "settings-staff")
+    # Disabling ends the member's access; enabling gives it back.
+    sun = page.locator('[data-staff="st-sun"]')
+    await sun.get_by_role("button", name="停用账号").click()
+    await expect(sun).to_contain_text("已停用")
+    assert (await app.staff.by_username("st-sun")) is None  # no sign-in while disabled
+    await sun.get_by_role("button", name="启用账号").click()
+    await expect(sun.get_by_role("button", name="停用账号")).to_be_visible()
+    assert (await app.staff.by_username("st-sun"))["active"] is True
+    # Someone already on another community's staff gets roles here by username alone.
+    other = await make_community(app, "st2")
+    await page.get_by_role("button", name="添加员工").click()
+    await sheet.get_by_label("用户名").fill("st2-maintenance")
+    await sheet.get_by_text("维修", exact=True).click()
+    await sheet.get_by_role("button", name="添加员工").click()
+    await expect(page.locator('[data-staff="st2-maintenance"]')).to_contain_text("维修")
+    member = await app.db.staff.find_one({"username": "st2-maintenance"})
+    assert member["roles"] == {other.id: ["maintenance"], c.id: ["maintenance"]}
 
     await tabs.get_by_role("tab", name="门禁").click()
     main = page.locator('[data-gate="main"]')
