@@ -114,3 +114,10 @@ async def test_cookies_are_secure_behind_a_tls_proxy(app, http_client):
     finally:
         proxied.stop()
         await proxied.close_all_connections()
+
+
+async def test_api_answers_are_compressed_for_clients_that_accept_it(http_client, base_url):
+    for accept, encoding in (("gzip", "gzip"), ("identity", None)):
+        reply = await http_client.fetch(f"{base_url}/api/openapi.json", decompress_response=False,
+                                        headers={"Accept-Encoding": accept})
+        assert reply.headers.get("Content-Encoding") == encoding
