@@ -26,6 +26,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from models.access import Principal
 from models.bindings import links_key, roles_of
 from models.errors import Forbidden, Unauthorized
+from models.key_cache import set_announced
 from models.people import sessions_key, verify_password
 from models.rate_limits import RateLimits, Window
 
@@ -71,9 +72,10 @@ def _digest(token: str) -> str:
 
 
 class AuthManager:
-    def __init__(self, db, redis, clock, settings, residents, staff, bindings, wechat):
+    def __init__(self, db, redis, clock, settings, residents, staff, bindings, wechat, keys):
         self.db = db
         self.redis = redis
+        self.keys = keys
         self.clock = clock
         self.settings = settings
         self.key = settings.jwt_secret.get_secret_value()
@@ -182,7 +184,8 @@ class AuthManager:
     async def revoke_family(self, family: str) -> None:
         await self.db.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
         # Access tokens of this family live at most this long; deny them until then.
-        await self.redis.set(f"revoked_family:{family}", 1, ex=self.settings.access_token_seconds)
+        await set_announced(self.redis, f"revoked_family:{family}", 1,
+                            ex=self.settings.access_token_seconds)
 
     async def principal(self, access_token: str) -> Principal:
         """Verify an access token and build the caller it proves."""
@@ -194,7 +197,7 @@ class AuthManager:
             raise Unauthorized("access token expired", code="token_expired")
         revoked_key = f"revoked_family:{claims['fam']}"
         if claims["aud"] == "staff":
-            revoked, generation = await self.redis.mget(revoked_key, sessions_key(claims["sub"]))
+            revoked, generation = await self.keys.mget(revoked_key, sessions_key(claims["sub"]))
             if revoked:
                 raise Unauthorized("this login was signed out", code="token_revoked")
             if generation is not None and int(generation) > claims.get("gen", 0):
@@ -202,9 +205,9 @@ class AuthManager:
             roles = {cid: frozenset(r) for cid, r in claims.get("roles", {}).items()}
             return Principal(kind="staff", id=claims["sub"], roles=roles, expires=claims["exp"],
                              platform_admin=claims.get("plat", False))
-        # One round trip for both the revocation flag and the cached room links: this is on
-        # every resident request's path, and each Redis command costs more than the rest.
-        revoked, cached = await self.redis.mget(revoked_key, links_key(claims["sub"]))
+        # The revocation flag and the cached room links: on every resident request's path,
+        # answered from this process's copies while they are current (models/key_cache.py).
+        revoked, cached = await self.keys.mget(revoked_key, links_key(claims["sub"]))
         if revoked:
             raise Unauthorized("this login was signed out", code="token_revoked")
         links = await self.bindings.active_links(claims["sub"], cached=cached)

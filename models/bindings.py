@@ -18,6 +18,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument, UpdateOne
 
 from models.access import Principal, permitted
 from models.common import insert_new, object_id
+from models.key_cache import delete_announced
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
@@ -90,9 +91,10 @@ def owned_rooms(principal: Principal, community_id: str) -> list[str]:
 
 
 class BindingManager:
-    def __init__(self, db, redis, clock, places):
+    def __init__(self, db, redis, clock, places, keys):
         self.db = db
         self.redis = redis
+        self.keys = keys
         self.clock = clock
         self.places = places
 
@@ -213,15 +215,18 @@ class BindingManager:
         `cached` is the cache entry when the caller has already read it (None: a miss)."""
         key = links_key(resident_id)
         if cached is UNREAD:
-            cached = await self.redis.get(key)
+            [cached] = await self.keys.mget(key)
         if cached is None:
+            seen = self.keys.changes  # a change announced after this may not be in what we read
             docs = await self.db.room_links.find(
                 {"resident_id": object_id(resident_id, "resident"), "state": "approved"}).to_list(None)
             links = [{"community_id": str(d["community_id"]), "room_path": d["room_path"],
                       "relation": d["relation"],
                       "lease_end": d["lease_end"].timestamp() if d.get("lease_end") else None}
                      for d in docs]
-            await self.redis.set(key, json.dumps(links), ex=LINKS_CACHE_SECONDS)
+            cached = json.dumps(links)
+            await self.redis.set(key, cached, ex=LINKS_CACHE_SECONDS)
+            self.keys.remember({key: cached}, seen)
         else:
             links = json.loads(cached)
         now = self.clock.time()
@@ -276,4 +281,4 @@ class BindingManager:
         return outcomes
 
     async def forget(self, resident_id: str) -> None:
-        await self.redis.delete(links_key(resident_id))
+        await delete_announced(self.redis, links_key(resident_id))

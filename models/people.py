@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from models.access import STAFF_ROLES, Principal, may_manage_account
 from models.common import insert_new, object_id
+from models.key_cache import CHANNEL as CHANGED_CHANNEL
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 INDEXES = {
@@ -216,6 +217,7 @@ def sessions_key(staff_id: str) -> str:
 _RAISE_GENERATION = """
 if tonumber(redis.call('GET', KEYS[1]) or '-1') < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], KEYS[1])
 end
 """
 
@@ -341,5 +343,5 @@ class StaffManager:
             return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFound("staff member not found")
-        await self._raise_generation(keys=[sessions_key(str(staff_id))], args=[doc["generation"]])
+        await self._raise_generation(keys=[sessions_key(str(staff_id))], args=[doc["generation"], CHANGED_CHANNEL])
         return doc

@@ -21,6 +21,7 @@ from models.bindings import BindingManager
 from models.common import Clock
 from models.errors import DomainError
 from models.importer import Importer
+from models.key_cache import KeyCache
 from models.people import ResidentManager
 from models.places import PlaceManager
 from server.settings import settings_for_tools
@@ -54,7 +55,7 @@ async def prepared_importer(db, redis) -> Importer:
     clock = Clock()
     places = PlaceManager(db, clock)
     return Importer(db, redis, clock, places, ResidentManager(db, clock),
-                    BindingManager(db, redis, clock, places))
+                    BindingManager(db, redis, clock, places, KeyCache(redis)))
 
 
 async def run_import(settings, community_code: str, data: bytes, fmt: str | None) -> dict:

@@ -28,6 +28,7 @@ from models.gate_events import GateEventManager
 from models.gate_modes import ModeManager
 from models.gate_presence import GatePresence
 from models.importer import Importer
+from models.key_cache import KeyCache
 from models.key_box import KeyBox
 from models.kpi import KpiManager
 from models.notifications import FeedHub, Notifier
@@ -76,11 +77,12 @@ class XiaoquApp(tornado.web.Application):
         self.places = PlaceManager(self.db, self.clock)
         self.residents = ResidentManager(self.db, self.clock)
         self.staff = StaffManager(self.db, redis, self.clock)
-        self.bindings = BindingManager(self.db, redis, self.clock, self.places)
+        self.keys = KeyCache(redis)  # this process's copies of revocations and room links
+        self.bindings = BindingManager(self.db, redis, self.clock, self.places, self.keys)
         self.imports = Importer(self.db, redis, self.clock, self.places, self.residents,
                                 self.bindings)
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
-                                self.bindings, self.wechat)
+                                self.bindings, self.wechat, self.keys)
         self.notifier = Notifier(self.db, redis, self.clock, self.wechat, self.residents,
                                  settings.wechat_ticket_template)
         self.feed_hub = FeedHub(settings.redis_url)
@@ -154,6 +156,7 @@ class XiaoquApp(tornado.web.Application):
         pass keys an older version stored raw."""
         await ensure_indexes(self.db)
         await self.passes.seal_raw_keys()
+        await self.keys.start()
 
     async def close(self) -> None:
         await self.imports.close()
@@ -161,6 +164,7 @@ class XiaoquApp(tornado.web.Application):
         await self.sla_watcher.stop()
         await self.feed_hub.close()
         await self.wechat.close()
+        await self.keys.close()
         await self.redis.aclose()
         await self.mongo.close()
 

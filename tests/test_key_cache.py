@@ -1,0 +1,97 @@
+"""Revocation stays immediate in every process although requests no longer ask Redis."""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from models.key_cache import KeyCache, set_announced
+from tests.builders import STAFF_PASSWORD, make_community, make_resident
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url: str, token: str | None = None, body: dict | None = None) -> int:
+    request = urllib.request.Request(url, data=json.dumps(body).encode() if body else None,
+                                     headers={"Authorization": f"Bearer {token}"} if token else {},
+                                     method="POST" if body else "GET")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+@pytest.fixture
+def other_process(app, settings):
+    """A second server process on the same stores, secrets and database."""
+    port = free_port()
+    env = {**os.environ, "XIAOQU_DATA_DIR": str(settings.data_dir),
+           "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
+           "REDIS_URL": settings.redis_url, "WECHAT_BASE_URL": settings.wechat_base_url,
+           "WECHAT_APPID": settings.wechat_appid, "HTTP_PORT": str(port),
+           "GATE_PORT": "0"}  # any free port: this test uses no bridge
+    log = settings.data_dir / "other-process.log"
+    with open(log, "w") as errors, subprocess.Popen(
+            [sys.executable, "-m", "server"], env=env, stdout=subprocess.PIPE, stderr=errors,
+            text=True) as server:
+        # It prints this line once it listens (or ends its output by exiting).
+        assert any("xiaoqu is up" in line for line in server.stdout), log.read_text()
+        yield f"http://127.0.0.1:{port}"
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.asyncio
+async def test_a_logout_ends_access_at_the_next_request_in_another_process(app, api_client,
+                                                                           other_process):
+    c = await make_community(app, "kc")
+    _, resident = await make_resident(app, c, "kim")
+    me = f"{other_process}/api/me"
+    for _ in range(5):
+        login = (await api_client.post("/api/auth/staff",
+                                       {"username": "kc-security", "password": STAFF_PASSWORD})).body
+        # The other process has verified (and cached) this login a few times over.
+        for _ in range(3):
+            assert await asyncio.to_thread(call, me, login["access_token"]) == 200
+        reply = await api_client.post("/api/auth/logout", {"refresh_token": login["refresh_token"]},
+                                      token=login["access_token"])
+        assert reply.status == 204
+        assert await asyncio.to_thread(call, me, login["access_token"]) == 401
+    # A resident's room links follow a revoked binding just as fast.
+    code = f"{other_process}/api/communities/{c.id}/code"
+    assert await asyncio.to_thread(call, code, resident) == 200
+    [link] = await app.bindings.of_resident((await app.auth.principal(resident)).id)
+    await api_client.post(f"/api/communities/{c.id}/bindings/{link['_id']}/decision",
+                          {"action": "revoke", "reason": "moved out"}, token=c.tokens["admin"])
+    assert await asyncio.to_thread(call, code, resident) == 404  # no longer their community
+
+
+@pytest.mark.asyncio
+async def test_copies_are_used_only_while_the_subscription_is_live(app):
+    cache = KeyCache(app.redis)
+    await cache.start()
+    try:
+        await cache.mget("k")
+        await cache.mget("k")
+        assert (cache.hits, cache.misses) == (1, 1)
+        await set_announced(app.redis, "k", "v", ex=60)
+        assert await cache.mget("k") == ["v"]
+
+        # The subscription breaks (as when Redis restarts): copies are dropped, reads go to
+        # Redis until the client has subscribed again.
+        await cache.pubsub.connection.disconnect()
+        await app.redis.set("k", "unannounced")
+        assert await cache.mget("k") == ["unannounced"]
+    finally:
+        await cache.close()
