@@ -7,6 +7,7 @@ const DEFAULT_ZONE = 'Asia/Shanghai'
 const formats = new Map()
 
 function zoneOf(c) {
+  if (c?.time_zone) return c.time_zone // IANA name, from /api/me
   const settings = c?.settings ?? {}
   if (settings.timezone) return settings.timezone
   if (Number.isInteger(settings.utc_offset_minutes)) {
