@@ -112,7 +112,8 @@ class AuthManager:
     async def login_resident(self, code: str, phone_code: str | None) -> dict:
         session = await self.wechat.code_to_session(code)
         phone = await self.wechat.phone_number(phone_code) if phone_code else None
-        if phone and (claimed := await self.residents.claim_preregistered(session.openid, phone)):
+        if phone and (claimed := await self.residents.claim_preregistered(
+                session.openid, phone, self.bindings.move_links)):
             await self.bindings.forget(claimed)
         resident = await self.residents.from_wechat(session.openid, session.unionid, phone)
         return await self.start_session(str(resident["_id"]), "resident")

@@ -232,6 +232,11 @@ class BindingManager:
         now = self.clock.time()
         return [link for link in links if link["lease_end"] is None or link["lease_end"] > now]
 
+    async def move_links(self, from_id: ObjectId, to_id: ObjectId) -> None:
+        """A pre-registered placeholder's links become those of the person who claimed it."""
+        await self.db.room_links.update_many({"resident_id": from_id},
+                                             {"$set": {"resident_id": to_id}})
+
     # -- bulk import (models/importer.py) --------------------------------------------------
 
     async def open_links(self, community_id: ObjectId) -> dict[tuple, dict]:

@@ -103,12 +103,13 @@ class ResidentManager:
             raise Conflict("phone number belongs to another account",
                            fields={"phone_code": "phone already bound"}) from None
 
-    async def claim_preregistered(self, openid: str, phone: str) -> str | None:
+    async def claim_preregistered(self, openid: str, phone: str, move_links) -> str | None:
         """Give a WeChat user the pre-registered resident (bulk import) holding their phone.
 
         Returns the id whose room links changed (to drop their cache), or None.
         A first-time user takes the record over; a user who logged in before
-        without a phone gets its links, and the placeholder record goes.
+        without a phone gets its links (`move_links(from, to)`, the binding manager's
+        — it owns them), and the placeholder record goes.
         """
         pre = await self.db.residents.find_one({"phone": phone, "status": "pre-registered"})
         if pre is None:
@@ -119,12 +120,14 @@ class ResidentManager:
                 {"_id": pre["_id"], "status": "pre-registered"},
                 {"$set": {"openid": openid, "status": "active", "claimed_at": self.clock.now()}})
             return str(pre["_id"])
-        await self.db.room_links.update_many({"resident_id": pre["_id"]},
-                                             {"$set": {"resident_id": user["_id"]}})
+        await move_links(pre["_id"], user["_id"])
         await self.db.residents.delete_one({"_id": pre["_id"]})
+        # The offices' names for the person come along, except where the user has one.
+        names = {f"office_names.{cid}": name for cid, name in pre.get("office_names", {}).items()
+                 if cid not in user.get("office_names", {})}
         await self.db.residents.update_one(
             {"_id": user["_id"]},
-            {"$set": {"name": user.get("name") or pre.get("name", "")},
+            {"$set": {"name": user.get("name") or pre.get("name", ""), **names},
              "$addToSet": {"imported_into": {"$each": pre.get("imported_into", [])}}})
         return str(user["_id"])
 
