@@ -1,8 +1,5 @@
 """Gates: live status, rules, bridge provisioning, remote open, access log, alarms."""
 
-import asyncio
-import csv
-import io
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -10,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
 from handlers.base import APIHandler, Strict, api
+from models.access_log import LANGS
 from models.bridges import announce_config
 from models.errors import Unavailable
 from models.gate_alarms import ALARM_KINDS, ALARM_STATES, public_alarm
@@ -18,7 +16,10 @@ from models.places import GATE_KINDS, public_gate
 
 GateKind = Literal[GATE_KINDS]
 Mode = Literal[MODES]
+Lang = Literal[LANGS]
 EXPORT_MAX_ROWS = 100_000
+EXPORT_TYPES = {"csv": "text/csv; charset=UTF-8",
+                "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
 TimeOfDay = Annotated[str, Field(pattern=r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")]
 
 
@@ -94,14 +95,19 @@ class OpenResult(BaseModel):
 class AccessLogQuery(Strict):
     gate_id: str | None = None
     subject: str | None = Field(None, max_length=64, description="resident/visitor/worker id")
+    person: str | None = Field(None, min_length=1, max_length=64,
+                               description="part of a name, username or phone")
     pass_id: str | None = Field(None, max_length=64)
     result: Literal["allow", "deny"] | None = None
     flag: Literal["invalid_claim", "double_use"] | None = Field(
         None, description="offline decisions the server did not confirm")
+    reason: str | None = Field(None, pattern=r"^[a-z_]{1,32}$", description="a reason code")
     since: AwareDatetime | None = None
     until: AwareDatetime | None = None
     cursor: str | None = Field(None, max_length=200)
     limit: int = Field(50, ge=1, le=500)
+    lang: Lang | None = Field(None, description="words and headers; default from Accept-Language, "
+                                                "else Chinese")
 
 
 class ExportQuery(AccessLogQuery):
@@ -234,82 +240,45 @@ class OpenHandler(APIHandler):
 
 
 def _query_args(q: AccessLogQuery) -> dict:
-    return {"gate_id": q.gate_id, "subject": q.subject, "pass_id": q.pass_id, "result": q.result,
-            "flag": q.flag, "since": q.since, "until": q.until}
+    return {"gate_id": q.gate_id, "subject": q.subject, "person": q.person, "pass_id": q.pass_id,
+            "result": q.result, "reason": q.reason, "flag": q.flag, "since": q.since,
+            "until": q.until}
+
+
+def _lang(handler: APIHandler, chosen: str | None) -> str:
+    """The `lang` asked for, else the browser's first language we speak, else Chinese."""
+    if chosen:
+        return chosen
+    for part in handler.request.headers.get("Accept-Language", "").split(","):
+        primary = part.split(";")[0].strip().lower()[:2]
+        if primary in LANGS:
+            return primary
+    return LANGS[0]
 
 
 class AccessLogHandler(APIHandler):
-    @api("Access log: who passed (or was refused) at which gate; newest first, cursor paginated",
+    @api("Access log: who passed (or was refused) at which gate; newest first, cursor paginated. "
+         "Lines come with gate_name, person, room (1栋2单元1201室), by_name, at_local (the "
+         "community's time) and words for their codes",
          query=AccessLogQuery, response=AccessLogPage, permission="access_log.read")
     async def get(self, community_id):
         q = self.query
-        page = await self.app.access_log.query(community_id, **_query_args(q), cursor=q.cursor,
-                                               limit=q.limit)
-        self.write_json(page)
+        self.write_json(await self.app.access_log_reader.page(
+            community_id, _lang(self, q.lang), **_query_args(q), cursor=q.cursor, limit=q.limit))
 
 
 class AccessLogExportHandler(APIHandler):
-    @api("Access log export as CSV or XLSX (same filters; at most 100,000 rows)",
-         query=ExportQuery, permission="access_log.read", content_type="text/csv")
+    @api("Access log export as CSV or XLSX (same filters; at most 100,000 rows): names, room "
+         "labels, gate names and local times, headers in Chinese (lang=en or Accept-Language "
+         "for English)", query=ExportQuery, permission="access_log.read", content_type="text/csv")
     async def get(self, community_id):
         q = self.query
-        rows, cursor = [], None
-        while len(rows) < EXPORT_MAX_ROWS:
-            page = await self.app.access_log.query(community_id, **_query_args(q), cursor=cursor,
-                                                   limit=500)
-            rows += page["items"]
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
-        columns = sorted({k for row in rows for k in row}, key=_column_order)
+        body = await self.app.access_log_reader.export(
+            community_id, q.format, _lang(self, q.lang), max_rows=EXPORT_MAX_ROWS, **_query_args(q))
         stamp = self.app.clock.now().strftime("%Y%m%d-%H%M%S")
-        if q.format == "csv":
-            body = _csv(columns, rows)
-            self.set_header("Content-Type", "text/csv; charset=UTF-8")
-        else:
-            body = await asyncio.get_running_loop().run_in_executor(None, _xlsx, columns, rows)
-            self.set_header("Content-Type",
-                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+        self.set_header("Content-Type", EXPORT_TYPES[q.format])
         self.set_header("Content-Disposition", f'attachment; filename="access-log-{stamp}.{q.format}"')
         self.finish(body)
-
-
-PREFERRED_COLUMNS = ("at", "gate_id", "gate_code", "direction", "allow", "result", "reason",
-                     "kind", "subject", "subject_name", "pass_id", "source")
-
-
-def _column_order(name: str) -> tuple[int, str]:
-    return (PREFERRED_COLUMNS.index(name) if name in PREFERRED_COLUMNS else len(PREFERRED_COLUMNS),
-            name)
-
-
-def _cell(value):
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (dict, list)):
-        return str(value)
-    return value
-
-
-def _csv(columns: list[str], rows: list[dict]) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    return ("\ufeff" + out.getvalue()).encode()  # BOM: Excel then reads the UTF-8 names right
-
-
-def _xlsx(columns: list[str], rows: list[dict]) -> bytes:
-    from openpyxl import Workbook
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("access log")
-    sheet.append(columns)
-    for row in rows:
-        sheet.append([_cell(row.get(c)) for c in columns])
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 class AlarmsHandler(APIHandler):

@@ -6,11 +6,18 @@ background task inserts the lines queued within 50 ms with one `insert_many`, so
 never waits for the database (the verifier's latency budget is about 1 ms, an
 insert on the embedded server takes several). `flush` waits for the queue;
 `query` flushes first, so a process always reads its own decisions.
+
+`AccessLogReader` presents lines to people (screens and exports): names instead of ids,
+room labels (models.places.place_label), gate names, the community's local time, and
+words for the codes, in Chinese or English.
 """
 
 import asyncio
 import base64
+import csv
+import io
 import logging
+import re
 from datetime import UTC, datetime
 
 from bson import ObjectId
@@ -20,6 +27,7 @@ from pymongo.errors import BulkWriteError, PyMongoError
 
 from models.common import insert_new
 from models.errors import Invalid
+from models.places import community_zone, place_label
 
 log = logging.getLogger("xiaoqu.access_log")
 
@@ -32,9 +40,10 @@ INDEXES = {
     ],
 }
 SOURCES = ("gate", "scanner", "remote", "offline")
-# Present on some lines: remote opens (command_id, level, by), offline decisions (bridge: what
-# the bridge did, flag: "invalid_claim" or "double_use" when the server disagrees).
-OPTIONAL_FIELDS = ("command_id", "level", "by", "bridge", "flag")
+# Present on some lines: remote opens (command_id, level, by, open_reason: the reason the
+# opener gave), offline decisions (bridge: what the bridge did, flag: "invalid_claim" or
+# "double_use" when the server disagrees).
+OPTIONAL_FIELDS = ("command_id", "level", "by", "open_reason", "bridge", "flag")
 MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
 BATCH_SECONDS = 0.05
 
@@ -112,18 +121,23 @@ class AccessLog:
 
     async def query(self, community_id: str, gate_id: str | None = None,
                     subject: str | None = None, pass_id: str | None = None,
-                    result: str | None = None, flag: str | None = None, since: datetime | None = None,
+                    result: str | None = None, reason: str | None = None,
+                    flag: str | None = None, subjects: list[str] | None = None,
+                    since: datetime | None = None,
                     until: datetime | None = None, cursor: str | None = None,
                     limit: int = 50) -> dict:
-        """Newest first; `next_cursor` continues after the last item (None at the end)."""
+        """Newest first; `next_cursor` continues after the last item (None at the end).
+        `subjects`: any of these subjects (a person filter resolved to ids)."""
         await self.flush()
         query: dict = {"community_id": ObjectId(community_id)}
         if gate_id:
             query["gate_id"] = _oid(gate_id, "gate_id")
         for name, value in (("subject", subject), ("pass_id", pass_id), ("result", result),
-                            ("flag", flag)):
+                            ("reason", reason), ("flag", flag)):
             if value:
                 query[name] = value
+        if subjects is not None:
+            query.setdefault("$and", []).append({"subject": {"$in": subjects}})
         at: dict = {}
         if since:
             at["$gte"] = since
@@ -141,3 +155,193 @@ class AccessLog:
         return {"items": [public_entry(d) for d in docs],
                 "next_cursor": _cursor(docs[-1]) if more else None}
 
+
+
+# -- presentation --------------------------------------------------------------------------
+
+LANGS = ("zh", "en")
+# Words for the codes a line carries; a code without words here is shown as it is.
+WORDS = {
+    "zh": {
+        "result": {"allow": "通过", "deny": "拒绝"},
+        "direction": {"in": "进", "out": "出"},
+        "source": {"gate": "门禁扫码", "scanner": "保安扫码", "remote": "远程开门",
+                   "offline": "离线判定"},
+        "kind": {"resident": "住户", "visitor": "访客", "worker": "工人", "staff": "员工"},
+        "flag": {"invalid_claim": "离线放行无效", "double_use": "重复使用"},
+        "reason": {
+            "ok": "正常", "malformed": "无法识别的码", "unknown_code": "未知的码",
+            "unknown_key": "码的密钥已失效", "wrong_community": "不是本小区的码",
+            "bad_signature": "码被篡改", "not_yet_valid": "尚未生效", "expired": "已过期",
+            "gate_not_allowed": "此门不在通行范围", "outside_hours": "不在通行时段",
+            "revoked": "已作废或停用", "locked": "封闭管控中", "gate_closed": "不在开放时间",
+            "used_up": "次数已用完", "replayed": "码已用过", "rate_limited": "尝试过于频繁",
+            "gate_offline": "门禁离线", "no_ack": "门禁无回应", "not_opened": "门未打开",
+            "refused": "门禁拒绝执行", "received": "门禁已收到，未动作", "invalid_claim": "无效",
+            "no_config": "门禁未获配置"},
+    },
+    "en": {
+        "result": {"allow": "allowed", "deny": "refused"},
+        "direction": {"in": "in", "out": "out"},
+        "source": {"gate": "gate scan", "scanner": "guard scan", "remote": "remote open",
+                   "offline": "decided offline"},
+        "kind": {"resident": "resident", "visitor": "visitor", "worker": "worker",
+                 "staff": "staff"},
+        "flag": {"invalid_claim": "invalid offline entry", "double_use": "used twice"},
+        "reason": {
+            "ok": "ok", "malformed": "unreadable code", "unknown_code": "unknown code",
+            "unknown_key": "code key retired", "wrong_community": "another community's code",
+            "bad_signature": "tampered code", "not_yet_valid": "not valid yet",
+            "expired": "expired", "gate_not_allowed": "gate not on the pass",
+            "outside_hours": "outside the pass's hours", "revoked": "cancelled or suspended",
+            "locked": "lockdown", "gate_closed": "gate closed at this hour",
+            "used_up": "no entries left", "replayed": "code already used",
+            "rate_limited": "too many tries", "gate_offline": "gate offline",
+            "no_ack": "gate did not answer", "not_opened": "door did not open",
+            "refused": "gate refused", "received": "received, not actuated",
+            "invalid_claim": "invalid", "no_config": "bridge had no config"},
+    },
+}
+CODED = tuple(WORDS["zh"])
+# Export columns: (field of a presented line, Chinese header, English header).
+EXPORT_COLUMNS = (
+    ("at_local", "时间", "Time"), ("gate_name", "门禁", "Gate"), ("direction", "方向", "Direction"),
+    ("result", "结果", "Result"), ("reason", "原因", "Reason"), ("kind", "类型", "Kind"),
+    ("person", "姓名", "Name"), ("room", "房间", "Room"), ("source", "方式", "Source"), ("by_name", "开门人", "Opened by"),
+    ("open_reason", "开门理由", "Reason given"), ("flag", "核对", "Check"),
+)
+SHEET_TITLE = {"zh": "通行记录", "en": "access log"}
+LOCAL_TIME = "%Y-%m-%d %H:%M:%S"
+EXPORT_PAGE = 500
+
+
+def _oids(values) -> list[ObjectId]:
+    return [ObjectId(v) for v in values if v and ObjectId.is_valid(v)]
+
+
+class AccessLogReader:
+    """Access-log lines as people read them. Reads (never writes) the communities, gates,
+    residents, staff, room links and passes it names."""
+
+    def __init__(self, db, places, access_log: AccessLog):
+        self.db = db
+        self.places = places
+        self.access_log = access_log
+
+    async def subjects_named(self, community_id: str, text: str) -> list[str]:
+        """Ids of the people in the community whose name (or username, phone) contains `text`:
+        residents linked there, staff working there, visitors and workers of its passes."""
+        cid = ObjectId(community_id)
+        like = {"$regex": re.escape(text.strip()), "$options": "i"}
+        linked = await self.db.room_links.distinct("resident_id", {"community_id": cid})
+        residents = await self.db.residents.find(
+            {"_id": {"$in": linked}, "$or": [{"name": like}, {"phone": like}]},
+            {"_id": 1}).to_list(None)
+        staff = await self.db.staff.find(
+            {f"roles.{community_id}": {"$exists": True},
+             "$or": [{"name": like}, {"username": like}]}, {"_id": 1}).to_list(None)
+        passes = await self.db.passes.find(
+            {"community_id": cid, "$or": [{"visitor.name": like}, {"visitor.phone": like}]},
+            {"_id": 1}).to_list(None)
+        return [str(d["_id"]) for d in residents + staff + passes]
+
+    async def page(self, community_id: str, lang: str = "zh", person: str | None = None,
+                   **filters) -> dict:
+        """A page of `AccessLog.query` with every line presented; `person` filters by name."""
+        if person:
+            filters["subjects"] = await self.subjects_named(community_id, person)
+        page = await self.access_log.query(community_id, **filters)
+        return {**page, "items": await self.present(community_id, page["items"], lang)}
+
+    async def present(self, community_id: str, items: list[dict], lang: str = "zh") -> list[dict]:
+        """Each line with gate_name, person, room, by_name, at_local and `words` for its codes."""
+        cid = ObjectId(community_id)
+        zone = community_zone(await self.places.community(community_id))
+        gates = {str(g["_id"]): g["name"] for g in await self.places.gates(community_id)}
+        people = {item["subject"] for item in items} | {
+            item["by"].partition(":")[2] for item in items if item.get("by")}
+        names: dict[str, str] = {}
+        for collection in ("residents", "staff"):
+            for doc in await self.db[collection].find(
+                    {"_id": {"$in": _oids(people)}}, {"name": 1, "username": 1}).to_list(None):
+                names[str(doc["_id"])] = doc.get("name") or doc.get("username") or ""
+        rooms: dict[str, list[str]] = {}
+        for link in await self.db.room_links.find(
+                {"community_id": cid, "resident_id": {"$in": _oids(people)}, "state": "approved"},
+                {"resident_id": 1, "room_path": 1}).to_list(None):
+            rooms.setdefault(str(link["resident_id"]), []).append(link["room_path"])
+        for doc in await self.db.passes.find(
+                {"community_id": cid, "_id": {"$in": _oids(people)}},
+                {"visitor": 1, "host_room": 1}).to_list(None):
+            names[str(doc["_id"])] = (doc.get("visitor") or {}).get("name") or ""
+            if doc.get("host_room"):
+                rooms[str(doc["_id"])] = [doc["host_room"]]
+        words = WORDS[lang]
+        presented = []
+        for item in items:
+            subject = item.get("subject")
+            opener = item.get("by", "").partition(":")[2] if item.get("by") else None
+            presented.append({
+                **item, "gate_name": gates.get(item["gate_id"], ""),
+                "person": names.get(subject, "") if subject else "",
+                "room": "、".join(place_label(p, lang) for p in sorted(rooms.get(subject, []))),
+                "by_name": names.get(opener, "") if item.get("source") == "remote" else "",
+                "at_local": item["at"].replace(tzinfo=item["at"].tzinfo or UTC).astimezone(zone),
+                "words": {field: words[field].get(item.get(field), item.get(field))
+                          for field in CODED if item.get(field)}})
+        return presented
+
+    async def export(self, community_id: str, fmt: str, lang: str = "zh",
+                     person: str | None = None, max_rows: int = 100_000, **filters) -> bytes:
+        """The filtered lines as CSV or XLSX, with headers and words in `lang`."""
+        rows, cursor = [], None
+        while len(rows) < max_rows:
+            page = await self.page(community_id, lang, person, **filters, cursor=cursor,
+                                   limit=EXPORT_PAGE)
+            rows += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        headers = [column[1 if lang == "zh" else 2] for column in EXPORT_COLUMNS]
+        table = [[_cell(row, field) for field, _, _ in EXPORT_COLUMNS] for row in rows[:max_rows]]
+        if fmt == "csv":
+            return _csv(headers, table)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _xlsx, SHEET_TITLE[lang], headers, table)
+
+
+def _cell(row: dict, field: str):
+    if field in CODED:
+        return row["words"].get(field, "")
+    value = row.get(field)
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)  # local wall-clock time: what the header says
+    return "" if value is None else value
+
+
+def _csv(headers: list[str], table: list[list]) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(headers)
+    for row in table:
+        writer.writerow([v.strftime(LOCAL_TIME) if isinstance(v, datetime) else v for v in row])
+    return ("\ufeff" + out.getvalue()).encode()  # BOM: Excel then reads the UTF-8 names right
+
+
+def _xlsx(title: str, headers: list[str], table: list[list]) -> bytes:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet(title)
+    sheet.append(headers)
+    for row in table:
+        cells = []
+        for value in row:
+            cell = WriteOnlyCell(sheet, value)
+            if isinstance(value, datetime):
+                cell.number_format = "yyyy-mm-dd hh:mm:ss"
+            cells.append(cell)
+        sheet.append(cells)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()

@@ -179,7 +179,8 @@ class GateAccess:
         refusal = gate_refusal(principal.kind, await self.gate_info(gate), self.clock.time())
         if refusal:
             self._log(gate, "in", False, refusal, "remote", kind=principal.kind,
-                      subject=principal.id, by=f"{principal.kind}:{principal.id}")
+                      subject=principal.id, by=f"{principal.kind}:{principal.id}",
+                      open_reason=reason)
             raise GateRefused(refusal)
         if principal.is_staff:
             return reason
@@ -218,7 +219,7 @@ class GateAccess:
         and access-log line; raises GateTimeout when there was none."""
         kind, _, subject = record["by"].partition(":")
         line = {"kind": kind, "subject": subject, "by": record["by"],
-                "command_id": record["_id"]}
+                "command_id": record["_id"], "open_reason": record["reason"]}
         if levels is None:
             self._log(gate, "in", False, "gate_offline", "remote", **line)
             raise GateTimeout("the gate's bridge is offline", code="gate_offline")

@@ -45,6 +45,10 @@ COMMUNITY_SETTINGS = ("pass_code_seconds", "invitation_max_days", "worker_pass_m
 COMMUNITY_FIELDS = ("name", "address", "time_zone")
 SEGMENT = re.compile(r"^[0-9A-Za-z]{1,8}$")
 GATE_KINDS = ("pedestrian", "unit_door", "barrier")
+# How a place path reads to people: "1-2-1201" -> 1栋2单元1201室 / Bldg 1, Unit 2, Room 1201.
+PLACE_LABELS = {"zh": ("{}栋", "{}单元", "{}室"), "en": ("Bldg {}", "Unit {}", "Room {}")}
+PLACE_LABEL_JOIN = {"zh": "", "en": ", "}
+WHOLE_COMMUNITY = {"zh": "全小区", "en": "whole community"}
 
 
 def split_path(path: str) -> list[str]:
@@ -79,8 +83,24 @@ def check_time_zone(name: str) -> None:
 
 def utc_offset_minutes(community: dict, at: datetime) -> int:
     """The community's offset from UTC at `at`: gates and worker passes keep local hours."""
-    zone = ZoneInfo(community.get("time_zone", DEFAULT_TIME_ZONE))
-    return int(at.astimezone(zone).utcoffset().total_seconds() // 60)
+    return int(at.astimezone(community_zone(community)).utcoffset().total_seconds() // 60)
+
+
+def community_zone(community: dict) -> ZoneInfo:
+    """The community's clock: its time zone (China's when none was set)."""
+    return ZoneInfo(community.get("time_zone") or DEFAULT_TIME_ZONE)
+
+
+def place_label(path: str, lang: str = "zh") -> str:
+    """The words for a place path (the one place this is done): "1-2-1201" -> 1栋2单元1201室.
+    A path that is not building-unit-room shaped is shown as it is."""
+    parts = split_path(path)
+    if not parts:
+        return WHOLE_COMMUNITY[lang]
+    if len(parts) > 3 or not all(SEGMENT.match(p) for p in parts):
+        return path
+    return PLACE_LABEL_JOIN[lang].join(
+        label.format(part) for label, part in zip(PLACE_LABELS[lang], parts))
 
 
 def public_community(doc: dict) -> dict:

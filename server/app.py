@@ -16,7 +16,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from handlers.base import NotFoundHandler
-from models.access_log import AccessLog
+from models.access_log import AccessLog, AccessLogReader
 from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
@@ -88,6 +88,7 @@ class XiaoquApp(tornado.web.Application):
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
         self.access_log = AccessLog(self.db)
+        self.access_log_reader = AccessLogReader(self.db, self.places, self.access_log)
         key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
                                   self.staff, self.access_log, key_box)

@@ -373,40 +373,6 @@ async def test_scan_allow_opens_the_door_and_deny_does_not(app, hub, tmp_path):
         ("deny", "malformed"), ("deny", "replayed"), ("allow", "ok")]
 
 
-async def test_access_log_pages_with_a_cursor_and_exports_csv_and_xlsx(app, api_client, http_client,
-                                                                        base_url):
-    import csv
-    import io
-
-    from openpyxl import load_workbook
-    c = await make_community(app, "al")
-    for i in range(3):
-        app.access_log.append({
-            "community_id": ObjectId(c.id), "gate_id": ObjectId(c.gates["main"]), "direction": "in",
-            "result": "allow" if i != 1 else "deny", "source": "gate",
-            "reason": "ok" if i != 1 else "expired", "kind": "resident", "pass_id": None,
-            "subject": f"r{i}", "at": app.clock.now() - timedelta(minutes=3 - i)})
-    base = f"/api/communities/{c.id}/access-log"
-    first = await api_client.get(base + "?limit=2", token=c.tokens["security"])
-    assert [e["subject"] for e in first.body["items"]] == ["r2", "r1"]
-    rest = await api_client.get(f"{base}?limit=2&cursor={first.body['next_cursor']}",
-                                token=c.tokens["security"])
-    assert [e["subject"] for e in rest.body["items"]] == ["r0"] and rest.body["next_cursor"] is None
-    denied = await api_client.get(base + "?result=deny", token=c.tokens["manager"])
-    assert [e["reason"] for e in denied.body["items"]] == ["expired"]
-    exported = await api_client.get(base + "/export?format=csv", token=c.tokens["admin"])
-    rows = list(csv.DictReader(io.StringIO(exported.body.lstrip("\ufeff"))))
-    assert [r["subject"] for r in rows] == ["r2", "r1", "r0"] and rows[1]["result"] == "deny"
-    xlsx = await http_client.fetch(base_url + base + "/export?format=xlsx",
-                                   headers={"Authorization": f"Bearer {c.tokens['admin']}"})
-    sheet = load_workbook(io.BytesIO(xlsx.body)).active
-    header, *values = list(sheet.values)
-    assert len(values) == 3 and values[0][header.index("subject")] == "r2"
-    assert (await api_client.get(base, token=c.tokens["maintenance"])).status == 403
-    bad = await api_client.get(base + "?since=yesterday", token=c.tokens["admin"])
-    assert bad.status == 400 and "since" in bad.error["fields"]
-
-
 # -- sessions bound to their bridge -----------------------------------------------------------------
 
 async def test_an_ack_counts_only_from_the_session_the_command_went_to(peers, app, hub, api_client):
