@@ -1,4 +1,5 @@
-"""The staff live feed over a WebSocket: new tickets, assignments, urges, SLA escalations.
+"""The staff live feed over a WebSocket: new tickets, assignments, urges, SLA escalations;
+gates going online/offline, remote opens' levels, alarms.
 
 Connect to /api/communities/{id}/feed with `?token=<access token>` (or an
 Authorization: Bearer header, or send `{"token": "..."}` as the first message
@@ -7,7 +8,8 @@ event seen>`: the events missed since are
 sent first, then `{"type": "feed.ready", "last_id": ...}`, then live events as
 they happen in any server process. A second connection from the same device
 replaces the first (close code 4000). Auth failures close with 4401/4403/4404.
-The socket is closed with 4401 when the access token expires.
+The socket is closed with 4401 when the access token expires. An event naming a
+`permission` (e.g. alarms.read) reaches only those holding it there.
 If the server loses its Redis subscription it closes with 1012: reconnect with
 `last_id` and nothing is missed.
 """
@@ -20,7 +22,7 @@ import tornado.ioloop
 import tornado.websocket
 
 from handlers.base import api, to_json
-from models.access import authorize
+from models.access import authorize, permitted
 from models.errors import DomainError, Forbidden, Invalid
 from models.notifications import device_channel, feed_channel, stream_id_key
 
@@ -143,7 +145,9 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
         if self.last_sent and stream_id_key(event["id"]) <= stream_id_key(self.last_sent):
             return  # already sent from the backlog
         self.last_sent = event["id"]
-        if event.get("to") is None or self.principal.id in event["to"]:
+        if ((event.get("to") is None or self.principal.id in event["to"])
+                and (event.get("permission") is None
+                     or permitted(self.principal, self.community_id, event["permission"]))):
             self._write(event)
 
     def _write(self, message: dict) -> None:

@@ -127,6 +127,16 @@ class AlarmNote(Strict):
     note: str = Field(min_length=1, max_length=500)
 
 
+class AlarmDispatch(AlarmNote):
+    assignee_id: str = Field(pattern=r"^[0-9a-f]{24}$", description="a staff member's id")
+
+
+class Assignee(BaseModel):
+    id: str
+    name: str
+    roles: list[str]
+
+
 class Alarm(BaseModel):
     id: str
     community_id: str
@@ -137,6 +147,7 @@ class Alarm(BaseModel):
     raised_at: datetime
     data: dict
     history: list[dict]
+    assignee: dict | None = Field(None, description="{id, name} of whom it was dispatched to")
 
 
 class ModeIn(Strict):
@@ -290,10 +301,29 @@ class AlarmsHandler(APIHandler):
 
 
 class _AlarmAction(APIHandler):
-    async def act(self, community_id: str, alarm_id: str, action: str) -> None:
+    async def act(self, community_id: str, alarm_id: str, action: str,
+                  assignee: dict | None = None) -> None:
         doc = await self.app.gate_alarms.alarm_action(community_id, alarm_id, action,
-                                                      self.principal.id, self.body.note)
+                                                      self.principal.id, self.body.note, assignee)
         self.write_json(public_alarm(doc))
+
+
+class DispatchAlarmHandler(_AlarmAction):
+    @api("Dispatch an alarm to a person (one who handles alarms here) with a note; "
+         "acknowledges it", body=AlarmDispatch, response=Alarm, permission="alarms.dispatch")
+    async def post(self, community_id, alarm_id):
+        assignee = await self.app.staff.get(community_id, self.body.assignee_id)
+        await self.act(community_id, alarm_id, "dispatch", assignee)
+
+
+class AlarmAssigneesHandler(APIHandler):
+    @api("Who an alarm may be dispatched to: staff here who handle alarms (names and roles)",
+         response=list[Assignee], permission="alarms.dispatch")
+    async def get(self, community_id):
+        staff = await self.app.staff.in_community(community_id)
+        self.write_json([{"id": str(s["_id"]), "name": s.get("name") or s["username"],
+                          "roles": sorted(s["roles"][community_id])}
+                         for s in staff if self.app.gate_alarms.may_handle(s, community_id)])
 
 
 class AcknowledgeAlarmHandler(_AlarmAction):
@@ -346,6 +376,8 @@ routes = [
     ("/api/communities/{community_id}/access-log", AccessLogHandler),
     ("/api/communities/{community_id}/access-log/export", AccessLogExportHandler),
     ("/api/communities/{community_id}/alarms", AlarmsHandler),
+    ("/api/communities/{community_id}/alarms/assignees", AlarmAssigneesHandler),
     ("/api/communities/{community_id}/alarms/{alarm_id}/acknowledge", AcknowledgeAlarmHandler),
+    ("/api/communities/{community_id}/alarms/{alarm_id}/dispatch", DispatchAlarmHandler),
     ("/api/communities/{community_id}/alarms/{alarm_id}/close", CloseAlarmHandler),
 ]

@@ -57,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "gates.emergency": frozenset({"admin", "manager", "security_lead"}),
     "alarms.read": frozenset({"admin", "manager", "security", "security_lead"}),
     "alarms.manage": frozenset({"admin", "manager", "security", "security_lead"}),
+    # Sending someone to an alarm (the gatehouse guard sends a patrolling one).
+    "alarms.dispatch": frozenset({"admin", "manager", "security", "security_lead"}),
     "access_log.read": frozenset({"admin", "manager", "security", "security_lead"}),
     # Passes (models/passes.py): every staff member may show a staff code; residents
     # get their room code and manage their own invitations.

@@ -12,8 +12,12 @@ The gate hub (server/gate_hub.py) is transport only and calls:
   bridge_status(bridge, online)     an online/offline transition
   clock_drift(bridge, drift, alarmed) -> whether the drift is alarming
 HTTP handlers call check() (staff scanners), may_open() and remote_open(); a
-remote open reaches the bridge through `send(bridge_id, command, wait) -> acks | None`,
+remote open reaches the bridge through `send(bridge_id, command, wait, on_ack) -> acks | None`,
 the hub's transport (GateHub.send_command).
+
+On the staff feed (`feed`, models.notifications.Notifier) it announces bridges going online
+or offline (`gate.status`) and each remote open's levels as they arrive (`gate.command`:
+sent, received, actuated, then opened / not_opened / refused, or offline / no_ack).
 """
 
 import asyncio
@@ -23,6 +27,7 @@ import uuid
 from datetime import datetime
 
 import pymongo.errors
+import redis.exceptions
 from bson import ObjectId
 
 from gate_bridge import protocol as p
@@ -74,8 +79,48 @@ def describe_token(token_text) -> dict:
         return {"kind": None, "pass_id": None, "subject": None}
 
 
+class CommandProgress:
+    """A remote open's levels on the staff feed, published in the order they arrive, off the
+    path of the command itself. `arrived` is called by the transport as each one comes."""
+
+    def __init__(self, feed, record: dict):
+        self.feed = feed
+        self.record = record
+        self.queue: list[dict] = []
+        self.task: asyncio.Task | None = None
+
+    def arrived(self, ack: dict) -> None:
+        if self.feed is None:
+            return
+        self.queue.append(ack)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._publish())
+
+    async def _publish(self) -> None:
+        record = self.record
+        while self.queue:
+            ack = self.queue.pop(0)
+            try:
+                await self.feed.community_event(
+                    str(record["community_id"]), "gate.command", permission="gates.read",
+                    command={"id": record["_id"], "gate_id": str(record["gate_id"]),
+                             "by": record["by"], "level": ack["level"],
+                             "reason": ack.get("reason")})
+            except redis.exceptions.RedisError:
+                log.warning("gate access: progress of %s not published", record["_id"],
+                            exc_info=True)
+
+    async def finished(self, level: str | None = None) -> None:
+        """Publish a last level the bridge could not send (offline, no_ack); wait for all."""
+        if level:
+            self.arrived({"level": level})
+        if self.task is not None:
+            await self.task
+
+
 class GateAccess:
-    def __init__(self, redis, clock, passes, access_log, events, alarms, modes, commands):
+    def __init__(self, redis, clock, passes, access_log, events, alarms, modes, commands,
+                 feed=None):
         self.redis = redis
         self.clock = clock
         self.passes = passes
@@ -84,6 +129,7 @@ class GateAccess:
         self.alarms = alarms
         self.modes = modes
         self.commands = commands
+        self.feed = feed
         self.limits = RateLimits(redis)
 
     # -- access-log lines: built here only ---------------------------------------------------
@@ -202,17 +248,25 @@ class GateAccess:
                             pulse_ms=gate_rules(gate)["pulse_ms"], issued_at=self.clock.time(),
                             ttl=ttl)
         record = self.commands.record(gate, command, by, reason)
+        progress = CommandProgress(self.feed, record)
+        progress.arrived({"level": "sent"})
         # Written while the command is queued, delivered and answered rather than in front
         # of them: one store round trip fewer on the way to the door.
         issued = asyncio.ensure_future(self.commands.issued(record))
         try:
-            levels = await send(gate["bridge_id"], command, wait)
+            levels = await send(gate["bridge_id"], command, wait, progress.arrived)
         finally:
             try:
                 await issued
             except pymongo.errors.PyMongoError:
                 log.warning("gate access: audit of %s failed", command["id"], exc_info=True)
-        return self.command_outcome(gate, record, levels)
+        try:
+            return self.command_outcome(gate, record, levels)
+        except GateTimeout as exc:
+            await progress.finished(exc.code)
+            raise
+        finally:
+            await progress.finished()
 
     def command_outcome(self, gate: dict, record: dict, levels: list[dict] | None) -> dict:
         """The acknowledgements a command got (None: the bridge was offline) -> its result
@@ -291,6 +345,10 @@ class GateAccess:
     async def bridge_status(self, bridge: dict, online: bool) -> None:
         """Online/offline transitions are events too; going offline raises an alarm."""
         at = await self.events.store_status(bridge, online)
+        if self.feed is not None:
+            await self.feed.community_event(
+                str(bridge["community_id"]), "gate.status", permission="gates.read",
+                gate={"id": str(bridge["gate_id"]), "bridge_id": bridge["_id"], "online": online})
         if not online:
             await self.alarms.raise_alarm(bridge, "bridge_offline",
                                           f"offline:{bridge['_id']}:{at.timestamp()}")

@@ -176,13 +176,16 @@ class Connection(asyncio.Protocol):
 class Waiter:
     """The issuer's view of one command: the acknowledgement levels seen so far."""
 
-    def __init__(self):
+    def __init__(self, on_ack=None):
         self.levels: list[dict] = []
         self.updated = asyncio.Event()
+        self.on_ack = on_ack
 
     def add(self, ack: dict) -> None:
         self.levels.append(ack)
         self.updated.set()
+        if self.on_ack is not None:
+            self.on_ack(ack)
 
     @property
     def final(self) -> bool:
@@ -493,14 +496,16 @@ class GateHub:
 
     # -- commands ---------------------------------------------------------------------------------------------
 
-    async def send_command(self, bridge: str, cmd: dict, wait: float) -> list[dict] | None:
+    async def send_command(self, bridge: str, cmd: dict, wait: float,
+                           on_ack=None) -> list[dict] | None:
         """Queue the command, have the bridge's holder send it and collect acknowledgements
-        until a final one or `wait`; None when the bridge is offline. (The gate service's
-        transport for remote opens: GateAccess.remote_open.)"""
+        until a final one or `wait`; None when the bridge is offline. `on_ack(ack)` is called
+        as each one arrives. (The gate service's transport for remote opens:
+        GateAccess.remote_open.)"""
         # A bridge connected to this process is online: Redis is asked only about others.
         if bridge not in self.connections and await self.presence.owner(bridge) is None:
             return None
-        waiter = self.waiters[cmd["id"]] = Waiter()
+        waiter = self.waiters[cmd["id"]] = Waiter(on_ack)
         try:
             key = PENDING + bridge
             async with self.app.redis.pipeline(transaction=True) as pipe:
