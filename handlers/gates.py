@@ -7,7 +7,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
 from handlers.base import APIHandler, Strict, api
-from models.access_log import LANGS
+from models.access_log import LANGS, WORDS
 from models.bridges import announce_config
 from models.errors import Unavailable
 from models.gate_alarms import ALARM_KINDS, ALARM_STATES, public_alarm
@@ -292,6 +292,18 @@ class AccessLogExportHandler(APIHandler):
         self.finish(body)
 
 
+class LangQuery(Strict):
+    lang: Lang | None = None
+
+
+class AccessLogWordsHandler(APIHandler):
+    @api("Words for the access log's codes (result, direction, source, kind, flag, reason), "
+         "for filter choices", query=LangQuery, response=dict[str, dict[str, str]],
+         permission="access_log.read")
+    async def get(self, community_id):
+        self.write_json(WORDS[_lang(self, self.query.lang)])
+
+
 class AlarmsHandler(APIHandler):
     @api("Alarms of a community (forced/held doors, tamper, offline bridges, ...), newest first",
          query=AlarmQuery, response=list[Alarm], permission="alarms.read")
@@ -375,6 +387,7 @@ routes = [
     ("/api/communities/{community_id}/mode", CommunityModeHandler),
     ("/api/communities/{community_id}/access-log", AccessLogHandler),
     ("/api/communities/{community_id}/access-log/export", AccessLogExportHandler),
+    ("/api/communities/{community_id}/access-log/words", AccessLogWordsHandler),
     ("/api/communities/{community_id}/alarms", AlarmsHandler),
     ("/api/communities/{community_id}/alarms/assignees", AlarmAssigneesHandler),
     ("/api/communities/{community_id}/alarms/{alarm_id}/acknowledge", AcknowledgeAlarmHandler),

@@ -183,3 +183,16 @@ async def test_remote_opens_show_who_opened_and_why(app, api_client, hub, tmp_pa
     [row] = csv.DictReader(io.StringIO(exported.body.lstrip("\ufeff")))
     assert (row["开门人"], row["开门理由"], row["方式"]) == ("王保安", "快递员没带码", "远程开门")
     assert datetime.fromisoformat(line["at"]).astimezone(UTC) <= app.clock.now()
+
+
+@pytest.mark.asyncio
+async def test_the_words_for_filter_choices_come_from_the_server(app, api_client):
+    c = await make_community(app, "alw")
+    words = (await api_client.get(f"/api/communities/{c.id}/access-log/words",
+                                  token=c.tokens["security"])).body
+    assert words["reason"]["replayed"] == "码已用过" and words["result"]["deny"] == "拒绝"
+    english = (await api_client.get(f"/api/communities/{c.id}/access-log/words?lang=en",
+                                    token=c.tokens["security"])).body
+    assert english["reason"]["replayed"] == "code already used"
+    assert (await api_client.get(f"/api/communities/{c.id}/access-log/words",
+                                 token=c.tokens["maintenance"])).status == 403
