@@ -74,3 +74,10 @@ export function localIso(date, time) {
     .formatToParts(new Date(`${date}T${time}Z`)).find((p) => p.type === 'timeZoneName').value // "GMT+08:00"
   return `${date}T${time}${zoneName === 'GMT' ? '+00:00' : zoneName.slice(3)}`
 }
+
+/** "YYYY-MM-DD" `days` after the given one. */
+export function addDays(day, days) {
+  const d = new Date(`${day}T00:00:00Z`)
+  d.setUTCDate(d.getUTCDate() + days)
+  return d.toISOString().slice(0, 10)
+}
