@@ -346,9 +346,12 @@ class GateAccess:
         """Online/offline transitions are events too; going offline raises an alarm."""
         at = await self.events.store_status(bridge, online)
         if self.feed is not None:
-            await self.feed.community_event(
-                str(bridge["community_id"]), "gate.status", permission="gates.read",
-                gate={"id": str(bridge["gate_id"]), "bridge_id": bridge["_id"], "online": online})
+            try:  # the board's news; a feed that fails must not fail the bridge's session
+                await self.feed.community_event(
+                    str(bridge["community_id"]), "gate.status", permission="gates.read",
+                    gate={"id": str(bridge["gate_id"]), "bridge_id": bridge["_id"], "online": online})
+            except Exception:
+                log.exception("gate access: status of %s not published", bridge["_id"])
         if not online:
             await self.alarms.raise_alarm(bridge, "bridge_offline",
                                           f"offline:{bridge['_id']}:{at.timestamp()}")
