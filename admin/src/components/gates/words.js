@@ -1,5 +1,6 @@
 // Words shared by the Gates screen's parts (board, remote open, alarms).
 import { addMessages } from '../../i18n'
+import '../../alarm-words'
 
 addMessages({
   zh: {
@@ -20,11 +21,6 @@ addMessages({
     'alarms.dispatch_title': '派给 {name}', 'alarms.choose_person': '派给谁', 'alarms.assignee': '处理人：{name}',
     'alarms.to_me': '派给我', 'alarms.whole_community': '全小区',
     'state.open': '未处理', 'state.acknowledged': '处理中', 'state.closed': '已关闭',
-    'alarm.bridge_offline': '门禁离线', 'alarm.door_forced': '门被强行打开', 'alarm.door_held': '门长时间未关',
-    'alarm.tamper': '防拆报警', 'alarm.power_lost': '断电', 'alarm.buffer_high': '门禁缓存将满',
-    'alarm.clock_drift': '时钟偏差', 'alarm.fire_release': '消防联动开门',
-    'alarm.invalid_offline_claim': '离线放行无效', 'alarm.double_use': '通行码重复使用',
-    'alarm.code_guessing': '疑似猜码', 'alarm.mode_changed': '模式变更',
     'error.gate_timeout': '门禁没有回应', 'error.locked': '封闭管控中，不能开门', 'error.gate_closed': '不在开放时间',
     'error.bad_transition': '告警状态已变化，请刷新', 'error.no_gate_hub': '门禁服务未运行',
   },
@@ -46,11 +42,6 @@ addMessages({
     'alarms.dispatch_title': 'Send {name}', 'alarms.choose_person': 'Send whom', 'alarms.assignee': 'Handled by {name}',
     'alarms.to_me': 'for me', 'alarms.whole_community': 'Whole community',
     'state.open': 'open', 'state.acknowledged': 'in hand', 'state.closed': 'closed',
-    'alarm.bridge_offline': 'Gate offline', 'alarm.door_forced': 'Door forced', 'alarm.door_held': 'Door held open',
-    'alarm.tamper': 'Tamper', 'alarm.power_lost': 'Power lost', 'alarm.buffer_high': 'Bridge buffer filling',
-    'alarm.clock_drift': 'Clock drift', 'alarm.fire_release': 'Fire release',
-    'alarm.invalid_offline_claim': 'Invalid offline entry', 'alarm.double_use': 'Code used twice',
-    'alarm.code_guessing': 'Code guessing', 'alarm.mode_changed': 'Mode changed',
     'error.gate_timeout': 'The gate did not answer', 'error.locked': 'Lockdown: cannot open',
     'error.gate_closed': 'The gate is closed at this hour', 'error.bad_transition': 'The alarm changed; reload',
     'error.no_gate_hub': 'The gate service is not running',
