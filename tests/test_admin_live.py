@@ -45,7 +45,7 @@ async def test_today_orders_by_urgency_and_follows_alarms_live(app, api_client, 
     await app.gate_alarms.raise_alarm({"community_id": ObjectId(w.c.id), "gate_id": ObjectId(
         w.c.gates["main"]), "_id": None}, "door_forced", "tl-forced-1")
     await expect(alarms).to_have_text("1")
-    await expect(page.get_by_text("强行开门")).to_be_visible()
+    await expect(page.get_by_text("门被强行打开")).to_be_visible()
 
 
 async def test_today_shows_gates_going_online_and_offline_live(app, admin, hub, tmp_path):
