@@ -60,6 +60,13 @@ def _call(url: str, token: str | None = None, body: dict | None = None) -> tuple
         return error.code, json.loads(error.read())
 
 
+def _sign_in(http_port: int, username: str) -> str:
+    status, body = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
+                         body={"username": username, "password": "demo-password"})
+    assert status == 200, (username, status, body)  # the answer says why, when it fails
+    return body["access_token"]
+
+
 def _clean_env(**settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("MONGODB_URI", "REDIS_URL", "WECHAT_BASE_URL", "XIAOQU_MODE")}
@@ -136,14 +143,12 @@ def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
                        for setting in stores.split()[1:]]
         assert _call(f"http://127.0.0.1:{http_port}/readyz")[0] == 200
 
-        token = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
-                      body={"username": "security", "password": "demo-password"})[1]["access_token"]
+        token = _sign_in(http_port, "security")
         [community] = _call(f"http://127.0.0.1:{http_port}/api/communities", token)[1]
         assert community["code"] == "demo-garden"
         base = f"http://127.0.0.1:{http_port}/api/communities/{community['id']}"
         assert len(_call(f"{base}/places?kind=room", token)[1]) == 204
-        admin = _call(f"http://127.0.0.1:{http_port}/api/auth/staff",
-                      body={"username": "admin", "password": "demo-password"})[1]["access_token"]
+        admin = _sign_in(http_port, "admin")
         assert _call(f"http://127.0.0.1:{http_port}/api/me", admin)[1]["platform_admin"] is True
 
         # The demo's simulated bridges dial in: the hub logs each one as it comes online.
