@@ -149,3 +149,71 @@ async def test_who_sees_which_settings_and_the_server_refuses_the_rest(app, admi
                                   token=c.tokens["manager"])
     assert added.status == 403
     assert (await api_client.get(f"{base}/sla-targets", token=guard)).body["urgent_minutes"] == 15
+
+
+async def test_manager_adds_places_by_hand_and_imports_a_spreadsheet_with_a_row_error(
+        app, admin, api_client, tmp_path):
+    c = await make_community(app, "rm")
+    places = f"/api/communities/{c.id}/places"
+    page = await open_settings(admin, "rm-manager")
+    await page.get_by_role("tablist").first.get_by_role("tab", name="房屋").click()
+    await expect(page.get_by_text("房号补零到同一位数")).to_be_visible()
+    await expect(page.locator('[data-place="1"]')).to_be_visible()
+    add = page.get_by_role("button", name="添加楼栋、单元或房屋")
+    await page.get_by_label("编号").fill("9")
+    await add.click()
+    await expect(page.get_by_role("status")).to_have_text("已添加 9")
+    await page.locator('[data-place="9"]').click()
+    await expect(page.get_by_label("编号")).to_have_value("9-")
+    await page.get_by_label("编号").fill("9-1")
+    await add.click()
+    await page.locator('[data-place="9-1"]').click()
+    await page.get_by_label("编号").fill("9-1-0101")
+    await page.get_by_label("面积（㎡）").fill("88.5")
+    await add.click()
+    await expect(page.locator('[data-place="9-1-0101"]')).to_contain_text("88.5 ㎡")
+    rooms = (await api_client.get(f"{places}?kind=room&under=9-1", token=c.tokens["admin"])).body
+    assert [(r["path"], r["area_m2"]) for r in rooms] == [("9-1-0101", 88.5)]
+    # A room whose unit does not exist is refused, in words beside the path.
+    await page.get_by_label("编号").fill("9-7-0101")
+    await add.click()
+    await expect(page.locator("#place-path").locator("xpath=ancestor::div[contains(@class,'van-cell')]")
+                 .locator(".van-field__error-message")).not_to_be_empty()
+    assert (await api_client.get(f"{places}?under=9-7", token=c.tokens["admin"])).body == []
+    await admin.check_screen(page, "settings-rooms")
+
+    sheet = tmp_path / "rooms.csv"
+    sheet.write_text("楼栋,单元,房号,面积,姓名,手机,关系\n"
+                     "8,1,0101,90,,,\n"
+                     "8,1,0102,,王芳,13800138001,业主\n"
+                     "8,1,0103,,李雷,12345,业主\n", encoding="utf-8")
+    await page.get_by_label("选择文件").set_input_files(str(sheet))
+    await expect(page.get_by_text("导入完成")).to_be_visible()
+    report = page.locator(".import-report")
+    for title, count in (("新建", "2"), ("更新", "0"), ("未变", "0"), ("失败", "1")):
+        await expect(report.locator(".van-cell", has_text=title)).to_contain_text(count)
+    error = report.locator(".import-error")
+    await expect(error).to_have_count(1)
+    await expect(error).to_contain_text("第 4 行 · 手机")
+    await admin.check_screen(page, "settings-rooms-import")
+    rooms = (await api_client.get(f"{places}?kind=room&under=8-1", token=c.tokens["admin"])).body
+    assert sorted(r["path"] for r in rooms) == ["8-1-0101", "8-1-0102"]
+
+
+async def test_staff_without_places_write_see_no_rooms_and_the_server_refuses(
+        app, admin, api_client):
+    c = await make_community(app, "rn")
+    base = f"/api/communities/{c.id}"
+    for username, role in (("rn-customer-service", "customer_service"), ("rn-security", "security")):
+        page = await admin.open()
+        await admin.sign_in(page, username)
+        await page.goto(admin.base_url + "/admin/settings")
+        await expect(page).to_have_url(admin.base_url + "/admin/more")
+        await expect(page.get_by_text("房屋")).to_have_count(0)
+        token = c.tokens[role]
+        added = await api_client.post(f"{base}/places", {"path": "7"}, token=token)
+        imported = await api_client.post(f"{base}/imports", raw="楼栋,单元,房号\n7,1,0101\n".encode(),
+                                         headers={"Content-Type": "text/csv"}, token=token)
+        assert (added.status, imported.status) == (403, 403)
+        await page.close()
+    assert (await api_client.get(f"{base}/places?under=7", token=c.tokens["admin"])).body == []

@@ -133,18 +133,20 @@ export function currentAccessToken() {
 
 /**
  * Call the API: `api('GET', '/api/me')`, `api('POST', url, {json})`, or with `{ body:
- * FormData }` for uploads. Answers parsed JSON (or a Blob); throws ApiError.
+ * FormData }` for uploads, or `{ body: file, type }` to send a file raw as `type`.
+ * Answers parsed JSON (or a Blob); throws ApiError.
  */
-export async function api(method, url, json, { body, retried = false } = {}) {
+export async function api(method, url, json, { body, type, retried = false } = {}) {
   if (!accessToken) await renew()
   const headers = { Authorization: `Bearer ${accessToken}` }
   if (json !== undefined) headers['Content-Type'] = 'application/json'
+  else if (type) headers['Content-Type'] = type
   try {
     return await send(url, { method, headers, body: json !== undefined ? JSON.stringify(json) : body })
   } catch (error) {
     if (error.status === 401 && !retried && ['token_expired', 'token_revoked', 'bad_token'].includes(error.code)) {
       await renew()
-      return api(method, url, json, { body, retried: true })
+      return api(method, url, json, { body, type, retried: true })
     }
     throw error
   }
