@@ -1,4 +1,5 @@
-"""The Settings screen in Chromium: SLA targets, staff and roles, gates and bridge provisioning."""
+"""The Settings screen in Chromium: SLA targets, rooms and their import, staff and roles,
+gates and bridge provisioning."""
 
 import pytest
 from playwright.async_api import expect
