@@ -42,6 +42,7 @@ class KeyCache:
         self.clock = clock
         self.copies: OrderedDict[str, str | None] = OrderedDict()
         self.pubsub = None
+        self.closed = False  # after close() no subscription is made again
         self.changes = 0  # announcements taken: a read that overlapped one is not kept
         self.last_heard = self.last_ping = self.last_try = float("-inf")
         self.hits = self.misses = 0
@@ -59,6 +60,9 @@ class KeyCache:
         except Exception:
             await pubsub.aclose()
             raise
+        if self.closed:  # closed while subscribing: a late subscription would outlive the pool
+            await pubsub.aclose()
+            return
         # The client reconnects (and re-subscribes) by itself after a Redis restart; what was
         # announced while it was away is unknown, so every reconnection drops the copies.
         pubsub.connection.register_connect_callback(self._reconnected)
@@ -71,6 +75,7 @@ class KeyCache:
         self.changes += 1
 
     async def close(self) -> None:
+        self.closed = True
         if self.pubsub is not None:
             await self.pubsub.aclose()
             self.pubsub = None
@@ -106,7 +111,7 @@ class KeyCache:
         """Take the announcements already received; False while the copies cannot be trusted."""
         now = self.clock()
         if self.pubsub is None:
-            if now - self.last_try >= RETRY_SECONDS:
+            if not self.closed and now - self.last_try >= RETRY_SECONDS:
                 try:
                     await self.start()
                 except Exception:

@@ -95,3 +95,16 @@ async def test_copies_are_used_only_while_the_subscription_is_live(app):
         assert await cache.mget("k") == ["unannounced"]
     finally:
         await cache.close()
+
+
+@pytest.mark.asyncio
+async def test_a_closed_cache_never_subscribes_again(app):
+    """A read after close (a request finishing during shutdown) must not open a subscription
+    that outlives the Redis pool: it would leak a connection."""
+    now = [0.0]
+    cache = KeyCache(app.redis, clock=lambda: now[0])
+    await cache.start()
+    await cache.close()
+    now[0] += 60  # well past the retry interval
+    assert await cache.mget("revoked:nobody") == [None]  # read from Redis itself
+    assert cache.pubsub is None
