@@ -46,6 +46,19 @@ def redis_url():
         yield redis.url
 
 
+@pytest.fixture
+def redis_dir(tmp_path):
+    return tmp_path / "redis"
+
+
+@pytest.fixture
+def own_redis(redis_dir):
+    """A redis-server of the test's own, for tests that stop and restart it (they override
+    `redis_url` with its url)."""
+    with start_redis(redis_dir) as redis:
+        yield redis
+
+
 @pytest.fixture(scope="session")
 def wechat_url():
     with start_fake_wechat() as wechat:

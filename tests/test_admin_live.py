@@ -79,15 +79,6 @@ async def test_today_shows_the_visitors_expected_today(app, api_client, admin):
 
 class TestLostConnection:
     @pytest.fixture
-    def redis_dir(self, tmp_path):
-        return tmp_path / "redis"
-
-    @pytest.fixture
-    def own_redis(self, redis_dir):
-        with start_redis(redis_dir) as redis:
-            yield redis
-
-    @pytest.fixture
     def redis_url(self, own_redis):
         return own_redis.url
 

@@ -160,15 +160,6 @@ class TestRedisRestart:
     """Redis goes away under a live feed: clients are told, resume by last_id, miss nothing."""
 
     @pytest.fixture
-    def redis_dir(self, tmp_path):
-        return tmp_path / "redis"
-
-    @pytest.fixture
-    def own_redis(self, redis_dir):
-        with start_redis(redis_dir) as redis:
-            yield redis
-
-    @pytest.fixture
     def redis_url(self, own_redis):
         return own_redis.url
 
