@@ -88,14 +88,6 @@ class Notifier:
 
     # -- staff feed -------------------------------------------------------------
 
-    async def staff_event(self, community_id: str, kind: str, ticket: dict,
-                          to: list[str] | None = None, **details) -> str:
-        return await self.community_event(community_id, kind, to, ticket={
-            "id": str(ticket["_id"]), "kind": ticket["kind"], "category": ticket["category"],
-            "state": ticket["state"], "priority": ticket["priority"],
-            "assignee_id": ticket.get("assignee_id"),
-            "place": ticket.get("place_path") or ticket.get("area")}, **details)
-
     async def community_event(self, community_id: str, kind: str, to: list[str] | None = None,
                               **details) -> str:
         """Publish an event on the community's staff feed (kept in its stream for resuming)."""

@@ -7,8 +7,9 @@ plus: the worker returns a job with a reason (→ returned, to be dispatched aga
 dispatch staff reassign, the resident cancels before work starts, reopens after
 resolution (rework), and staff may ask the resident something (→ waiting_resident,
 the only state where the resident must act, so SLA clocks pause there). Complaints
-skip the on-site step. RULES is the whole table: who (by role on the ticket) may
-take which action from which state. Every change records who, when and why and
+skip the on-site step. WORKFLOW (models/workflow.py) is the whole table: one
+declaration per action says who (by role on the ticket) may take it from which
+state, what it requires and writes, its SLA clock effects and what follows. Every change records who, when and why and
 is written conditionally on the version read, so of two racing changes one wins
 and the other gets 409.
 
@@ -19,7 +20,6 @@ tickets.dispatch / tickets.followup (models/access.py) in the ticket's community
 
 import copy
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bson import ObjectId
@@ -32,6 +32,7 @@ from models.common import object_id
 from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
     Unprocessable
 from models.photos import process_upload
+from models.workflow import PREVIOUS, Effect, Effects, Required, Step, Workflow, action
 
 log = logging.getLogger("xiaoqu.tickets")
 
@@ -67,66 +68,10 @@ MAX_PHOTOS = 9  # per stage: the resident's report, the worker's result
 PHOTO_STAGES = {"report": frozenset({"submitted", "assigned", "accepted", "returned", "on_site",
                                      "waiting_resident"}),
                 "work": frozenset({"accepted", "on_site"})}
-PREVIOUS = "<previous>"  # "answer" goes back to the state the question was asked in
-
-
-@dataclass(frozen=True)
-class Rule:
-    action: str
-    sources: frozenset[str]
-    target: str
-    actors: frozenset[str]
-    kinds: frozenset[str] = frozenset(KINDS)
-
-
-def _rule(action, sources, target, actors, kinds=KINDS) -> Rule:
-    return Rule(action, frozenset(sources), target, frozenset(actors), frozenset(kinds))
-
-
-RULES = (
-    _rule("assign", {"submitted", "returned"}, "assigned", {"dispatcher"}),
-    _rule("reassign", {"assigned", "accepted", "on_site"}, "assigned", {"dispatcher"}),
-    _rule("accept", {"assigned"}, "accepted", {"assignee"}),
-    _rule("return", {"assigned", "accepted"}, "returned", {"assignee"}),
-    _rule("check_in", {"accepted"}, "on_site", {"assignee"}, {"repair"}),
-    _rule("resolve", {"on_site"}, "resolved", {"assignee"}, {"repair"}),
-    _rule("resolve", {"accepted"}, "resolved", {"assignee"}, {"complaint"}),
-    _rule("ask", {"submitted", "accepted", "on_site"}, "waiting_resident", {"assignee", "dispatcher"}),
-    _rule("answer", {"waiting_resident"}, PREVIOUS, {"resident"}),
-    _rule("confirm", {"resolved"}, "confirmed", {"resident"}),
-    _rule("reopen", {"resolved", "confirmed"}, "assigned", {"resident"}),
-    _rule("cancel", {"submitted", "assigned", "accepted", "returned"}, "cancelled",
-          {"resident", "dispatcher"}),
-    _rule("follow_up", {"resolved", "confirmed"}, "followed_up", {"followup"}),
-    _rule("close", {"followed_up"}, "closed", {"followup"}),
-)
-ACTIONS = tuple(dict.fromkeys(r.action for r in RULES))
-NEEDS_REASON = frozenset({"reassign", "return", "ask", "answer", "reopen"})
-# For messages: "a repair that is on site cannot be followed up".
-DONE_WORDS = {"assign": "assigned", "reassign": "reassigned", "accept": "accepted",
-              "return": "returned", "check_in": "checked in", "resolve": "resolved",
-              "ask": "asked about", "answer": "answered", "confirm": "confirmed",
-              "reopen": "reopened", "cancel": "cancelled", "follow_up": "followed up",
-              "close": "closed"}
-STATE_WORDS = {"on_site": "on site", "followed_up": "followed up",
-               "waiting_resident": "waiting for the resident"}
-STAMPS = {"assign": "assigned_at", "accept": "accepted_at", "check_in": "on_site_at",
-          "resolve": "resolved_at", "confirm": "confirmed_at", "follow_up": "followed_up_at",
-          "close": "closed_at", "cancel": "cancelled_at", "reopen": "reopened_at"}
-# What the resident is told (in-app, and by WeChat when they subscribed): (status word, text).
-RESIDENT_NOTICES = {
-    "assign": ("已派单", "已安排专人处理您的工单"),
-    "reassign": ("已改派", "已改派专人处理您的工单"),
-    "check_in": ("已到场", "维修人员已到达现场"),
-    "resolve": ("待确认", "工单已处理完成，请确认并评价"),
-    "ask": ("待补充", "工作人员需要您补充信息"),
-    "cancel": ("已取消", "您的工单已取消"),
-    "close": ("已办结", "工单已办结，感谢您的反馈"),
-}
 
 
 def actor_roles(principal: Principal, ticket: dict) -> set[str]:
-    """The caller's roles on this ticket, as RULES name them."""
+    """The caller's roles on this ticket, as the actions name them."""
     if not principal.is_staff:
         return {"resident"} if str(ticket["resident_id"]) == principal.id else set()
     cid = str(ticket["community_id"])
@@ -140,15 +85,194 @@ def actor_roles(principal: Principal, ticket: dict) -> set[str]:
     return roles
 
 
-def rules_from(ticket: dict) -> list[Rule]:
-    return [r for r in RULES if ticket["state"] in r.sources and ticket["kind"] in r.kinds]
+# -- what each action writes besides its state and stamp (Step.context is the TicketManager) --
+
+async def _dispatch(step: Step) -> None:
+    manager, ticket, f = step.context, step.doc, step.fields
+    cid = str(ticket["community_id"])
+    assignee = await manager.check_assignee(cid, ticket, f.get("assignee_id"))
+    step.history["assignee_id"] = assignee
+    step.sets.update(assignee_id=assignee, team=f.get("team"))
+    window = manager.check_window(f.get("appointment_start"), f.get("appointment_end"), step.now,
+                                  "appointment", ticket["area"] == "room")
+    if window:
+        step.sets["appointment"] = window
+
+
+def _resolve(step: Step) -> None:
+    step.sets["resolution"] = {"notes": step.fields["notes"],
+                               "materials": step.fields.get("materials") or [], "at": step.now,
+                               "by": step.principal.id}
+
+
+def _confirm(step: Step) -> None:
+    step.sets.update(rating=step.fields["rating"], comment=step.fields.get("comment", ""))
+    step.history["rating"] = step.fields["rating"]
+
+
+def _follow_up(step: Step) -> None:
+    f = step.fields
+    step.sets["followup"] = {"notes": f["notes"], "at": step.now, "by": step.principal.id}
+    if f.get("rating") is not None and step.doc.get("rating") is None:
+        # Rated on the phone: recorded as the resident's rating, marked as such.
+        step.sets.update(rating=f["rating"], comment=f.get("comment", ""), rated_by_phone=True)
+        step.history["rating"] = f["rating"]
+
+
+def _reopen(step: Step) -> None:
+    step.sets.update(rating=None, comment=None)
+
+
+def _ask(step: Step) -> None:
+    step.sets["waiting_from"] = step.doc["state"]
+
+
+# -- what follows a saved change (payloads are plain data: they can wait in a queue) --
+
+def tell(word: str, text: str, *, with_reason: bool = False) -> Effect:
+    """The resident is told (in-app, and by WeChat when they subscribed) — of staff's doing."""
+    def build(step: Step, ticket: dict) -> dict | None:
+        if not step.principal.is_staff:
+            return None
+        said = f"{text}：{ticket['history'][-1]['reason']}" if with_reason else text
+        return {"ticket": {k: ticket[k] for k in ("_id", "resident_id", "community_id")},
+                "kind": word, "text": said}
+    return Effect("ticket.tell_resident", build)
+
+
+def worker_pass(*, revoke: bool = False, issue: bool = False) -> Effect:
+    """In-room work: a door pass for the assigned worker's visit window, while it lasts."""
+    def build(step: Step, ticket: dict) -> dict | None:
+        old = step.doc.get("worker_pass_id") if revoke else None
+        window = ticket.get("appointment")
+        wanted = issue and window and ticket["area"] == "room"
+        if not old and not wanted:
+            return None
+        return {"ticket_id": ticket["_id"], "community_id": str(ticket["community_id"]),
+                "revoke": old, "issue": wanted and {
+                    "staff_id": ticket["assignee_id"], "place_path": ticket["place_path"],
+                    "start": window["start"], "end": window["end"]}}
+    return Effect("ticket.worker_pass", build)
+
+
+def _feed(step: Step, ticket: dict) -> dict:
+    return {"community_id": str(ticket["community_id"]), "kind": f"ticket.{step.action.name}",
+            "ticket": ticket_summary(ticket), "details": {"by": step.principal.id}}
+
+
+FEED = Effect("ticket.feed", _feed)
+
+
+def _reason(action_name: str) -> Required:
+    return Required("reason", "a reason is required", f"required to {action_name}")
+
+
+def history_entry(principal: Principal, now: datetime, action_name: str, source, target, reason,
+                  **extra) -> dict:
+    return {"at": now, "by": principal.id, "by_kind": principal.kind, "action": action_name,
+            "from": source, "to": target, "reason": reason, **extra}
+
+
+def _entry(step: Step) -> dict:
+    reason = step.fields.get("reason") or step.fields.get("notes") or ""
+    return history_entry(step.principal, step.now, step.action.name, step.doc["state"],
+                         step.target, reason)
+
+
+async def _clocks(step: Step) -> None:
+    """The SLA clocks of every action (pause while the resident must act, the first staff
+    action answers a complaint, an agreed visit re-targets a normal repair) and the
+    action's own `clocks`: "stop:<clock>", "start:<clock>", "clear:<clock>",
+    "restart:<clock>" (only a clock the ticket has), "drop:*" (stop all, uncounted)."""
+    ticket, principal, now = step.doc, step.principal, step.now
+    if principal.is_staff and ticket.get("first_response_at") is None:
+        step.sets["first_response_at"] = now
+    clocks = copy.deepcopy(ticket["clocks"])
+    running = [c for c in clocks.values() if c]
+    if ticket["state"] in sla.RESIDENT_STATES:
+        for clock in running:
+            sla.resume(clock, now)
+    if principal.is_staff and clocks.get("response"):
+        sla.stop(clocks["response"], now)
+    for effect in step.action.clocks:
+        verb, _, name = effect.partition(":")
+        if verb == "stop":
+            sla.stop(clocks[name], now)
+        elif verb == "clear":
+            clocks[name] = None
+        elif verb == "drop":
+            for clock in running:
+                sla.stop(clock, now, counted=False)
+        elif verb == "start" or verb == "restart" and clocks.get(name):
+            targets = await step.context.targets.get(str(ticket["community_id"]))
+            budget = sla.on_site_budget(ticket["priority"], targets, now, None) \
+                if name == "on_site" else timedelta(minutes=targets[f"{name}_minutes"])
+            clocks[name] = sla.new_clock(now, budget)
+    appointment = step.sets.get("appointment")
+    if appointment and ticket["priority"] == "normal" and clocks.get("on_site"):
+        # "Normal" repairs are due at the agreed visit time.
+        on_site = clocks["on_site"]
+        sla.retarget(on_site, appointment["end"] - on_site["start"], now)
+    if step.target in sla.RESIDENT_STATES:
+        for clock in clocks.values():
+            if clock:
+                sla.pause(clock, now)
+    step.sets.update(clocks=clocks, sla_next_at=sla.sla_next_at(clocks))
+
+
+ALL_OPEN = {"submitted", "assigned", "accepted", "returned"}
+WORKFLOW = Workflow("ticket", (
+    action("assign", {"submitted", "returned"}, "assigned", {"dispatcher"}, "assigned",
+           stamp="assigned_at", apply=_dispatch,
+           effects=(worker_pass(issue=True), tell("已派单", "已安排专人处理您的工单"))),
+    action("reassign", {"assigned", "accepted", "on_site"}, "assigned", {"dispatcher"},
+           "reassigned", requires=(_reason("reassign"),), apply=_dispatch,
+           effects=(worker_pass(revoke=True, issue=True), tell("已改派", "已改派专人处理您的工单"))),
+    action("accept", {"assigned"}, "accepted", {"assignee"}, "accepted", stamp="accepted_at"),
+    action("return", {"assigned", "accepted"}, "returned", {"assignee"}, "returned",
+           requires=(_reason("return"),), effects=(worker_pass(revoke=True),)),
+    action("check_in", {"repair": {"accepted"}}, "on_site", {"assignee"}, "checked in",
+           stamp="on_site_at", clocks=("stop:on_site",),
+           effects=(tell("已到场", "维修人员已到达现场"),)),
+    action("resolve", {"repair": {"on_site"}, "complaint": {"accepted"}}, "resolved", {"assignee"},
+           "resolved", stamp="resolved_at", apply=_resolve, clocks=("start:followup",),
+           requires=(Required("notes", "say what was done", "required to resolve"),),
+           effects=(worker_pass(revoke=True), tell("待确认", "工单已处理完成，请确认并评价"))),
+    action("ask", {"submitted", "accepted", "on_site"}, "waiting_resident",
+           {"assignee", "dispatcher"}, "asked about", requires=(_reason("ask"),), apply=_ask,
+           effects=(tell("待补充", "工作人员需要您补充信息", with_reason=True),)),
+    action("answer", {"waiting_resident"}, PREVIOUS, {"resident"}, "answered",
+           requires=(_reason("answer"),)),
+    action("confirm", {"resolved"}, "confirmed", {"resident"}, "confirmed", stamp="confirmed_at",
+           apply=_confirm, requires=(Required("rating", "a rating is required", "1 to 5"),)),
+    action("reopen", {"resolved", "confirmed"}, "assigned", {"resident"}, "reopened",
+           stamp="reopened_at", requires=(_reason("reopen"),), apply=_reopen,
+           clocks=("clear:followup", "restart:on_site"), inc={"rework_count": 1}),
+    action("cancel", ALL_OPEN, "cancelled", {"resident", "dispatcher"}, "cancelled",
+           stamp="cancelled_at", clocks=("drop:*",),
+           effects=(worker_pass(revoke=True), tell("已取消", "您的工单已取消"))),
+    action("follow_up", {"resolved", "confirmed"}, "followed_up", {"followup"}, "followed up",
+           stamp="followed_up_at", apply=_follow_up, clocks=("stop:followup",),
+           requires=(Required("notes", "record the call", "required for a follow-up"),)),
+    action("close", {"followed_up"}, "closed", {"followup"}, "closed", stamp="closed_at",
+           effects=(tell("已办结", "工单已办结，感谢您的反馈"),)),
+), actor_roles, kind_field="kind", previous_field="waiting_from",
+    state_words={"on_site": "on site", "followed_up": "followed up",
+                 "waiting_resident": "waiting for the resident"},
+    prepare=_clocks, entry=_entry, every=(FEED,))
+ACTIONS = WORKFLOW.names
 
 
 def allowed_actions(principal: Principal, ticket: dict) -> list[str]:
-    roles = actor_roles(principal, ticket)
-    return sorted({r.action for r in rules_from(ticket) if r.actors & roles})
+    return WORKFLOW.allowed(principal, ticket)
 
 
+def ticket_summary(ticket: dict) -> dict:
+    """A ticket as the staff feed carries it."""
+    return {"id": str(ticket["_id"]), "kind": ticket["kind"], "category": ticket["category"],
+            "state": ticket["state"], "priority": ticket["priority"],
+            "assignee_id": ticket.get("assignee_id"),
+            "place": ticket.get("place_path") or ticket.get("area")}
 def _clock_view(clock: dict | None) -> dict | None:
     if not clock:
         return None
@@ -184,7 +308,7 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
 
 class TicketManager:
     def __init__(self, db, redis, clock, *, places, bindings, staff, notifier, targets, photos,
-                 photo_links, passes=None):
+                 photo_links, effects: Effects, passes=None):
         self.db = db
         self.redis = redis
         self.clock = clock
@@ -196,6 +320,10 @@ class TicketManager:
         self.photos = photos
         self.photo_links = photo_links
         self.passes = passes
+        self.effects = effects
+        for kind, handler in (("ticket.feed", self._feed), ("ticket.tell_resident", self._tell_resident),
+                              ("ticket.worker_pass", self._worker_pass)):
+            effects.register(kind, handler)
         self.quiet = False  # True while replaying history (seeding): nobody is told
 
     def view(self, doc: dict, principal: Principal) -> dict:
@@ -276,7 +404,7 @@ class TicketManager:
             self._check_priority(kind, priority)
         place = await self._check_place(community_id, resident_id, kind, category, area, place_path,
                                         gate_id)
-        preferred = self._check_window(preferred_start, preferred_end, now, "preferred",
+        preferred = self.check_window(preferred_start, preferred_end, now, "preferred",
                                        area == "room")
         targets = await self.targets.get(community_id)
         priority = priority or suggested
@@ -301,11 +429,11 @@ class TicketManager:
             "sla_next_at": sla.sla_next_at(clocks),
             "first_response_at": now if on_behalf else None, "created_at": now,
             "updated_at": now, "version": 1,
-            "history": [self._entry(principal, now, "submit", None, "submitted",
+            "history": [history_entry(principal, now, "submit", None, "submitted",
                                     "phone call" if on_behalf else "")],
         }
         await self.db.tickets.insert_one(doc)
-        await self._staff_event(doc, "ticket.created")
+        await self._staff_event(doc, "ticket.created", "created")
         return doc
 
     @staticmethod
@@ -349,7 +477,7 @@ class TicketManager:
         return {"area": area, "place_path": place_path, "gate_id": gate_id}
 
     @staticmethod
-    def _check_window(start, end, now, name, allowed=True) -> dict | None:
+    def check_window(start, end, now, name, allowed=True) -> dict | None:
         if start is None and end is None:
             return None
         if not allowed:
@@ -360,84 +488,17 @@ class TicketManager:
             raise Invalid("time window is over", fields={f"{name}_end": "must be in the future"})
         return {"start": start, "end": end}
 
-    # -- the state machine ------------------------------------------------------
+    # -- the state machine (WORKFLOW) -------------------------------------------
 
     async def transition(self, principal: Principal, community_id: str, ticket_id: str,
-                         action: str, *, reason: str = "", assignee_id: str | None = None,
-                         team: str | None = None, appointment_start: datetime | None = None,
-                         appointment_end: datetime | None = None, notes: str = "",
-                         materials: list[dict] | None = None, rating: int | None = None,
-                         comment: str = "") -> dict:
+                         action: str, **fields) -> dict:
         ticket = await self.get(principal, community_id, ticket_id)
-        rule = self._rule_for(principal, ticket, action)
-        now = self.clock.now()
-        target = ticket.get("waiting_from") if rule.target == PREVIOUS else rule.target
-        if action in NEEDS_REASON and not reason.strip():
-            raise Invalid("a reason is required", fields={"reason": f"required to {action}"})
-        sets: dict = {"state": target, "updated_at": now}
-        extra: dict = {}
-        if action in ("assign", "reassign"):
-            extra["assignee_id"] = await self._check_assignee(community_id, ticket, assignee_id)
-            sets.update(assignee_id=extra["assignee_id"], team=team)
-            window = self._check_window(appointment_start, appointment_end, now, "appointment",
-                                        ticket["area"] == "room")
-            if window:
-                sets["appointment"] = window
-        elif action == "resolve":
-            if not notes.strip():
-                raise Invalid("say what was done", fields={"notes": "required to resolve"})
-            sets["resolution"] = {"notes": notes, "materials": materials or [], "at": now,
-                                  "by": principal.id}
-        elif action == "confirm":
-            if rating is None:
-                raise Invalid("a rating is required", fields={"rating": "1 to 5"})
-            sets.update(rating=rating, comment=comment)
-            extra["rating"] = rating
-        elif action == "follow_up":
-            if not notes.strip():
-                raise Invalid("record the call", fields={"notes": "required for a follow-up"})
-            sets["followup"] = {"notes": notes, "at": now, "by": principal.id}
-            if rating is not None and ticket.get("rating") is None:
-                # Rated on the phone: recorded as the resident's rating, marked as such.
-                sets.update(rating=rating, comment=comment, rated_by_phone=True)
-                extra["rating"] = rating
-        elif action == "reopen":
-            sets.update(rating=None, comment=None)
-        elif action == "ask":
-            sets["waiting_from"] = ticket["state"]
-        if action in STAMPS:
-            sets[STAMPS[action]] = now
-        if principal.is_staff and ticket.get("first_response_at") is None:
-            sets["first_response_at"] = now
-        clocks = await self._advance_clocks(ticket, principal, action, target, now,
-                                            sets.get("appointment"))
-        sets.update(clocks=clocks, sla_next_at=sla.sla_next_at(clocks))
-        entry = self._entry(principal, now, action, ticket["state"], target, reason or notes, **extra)
-        update: dict = {"$set": sets, "$push": {"history": entry}, "$inc": {"version": 1}}
-        if action == "reopen":
-            update["$inc"]["rework_count"] = 1
-        updated = await self.db.tickets.find_one_and_update(
-            {"_id": ticket["_id"], "version": ticket["version"]}, update,
-            return_document=ReturnDocument.AFTER)
-        if updated is None:
-            raise Conflict("the ticket changed meanwhile; reload it", code="stale")
-        await self._after(principal, action, ticket, updated)
+        updated, effects = await WORKFLOW.run(self.db.tickets, principal, ticket, action, fields,
+                                              self.clock.now(), context=self)
+        await self._emit(effects)
         return updated
 
-    def _rule_for(self, principal: Principal, ticket: dict, action: str) -> Rule:
-        possible = rules_from(ticket)
-        rule = next((r for r in possible if r.action == action), None)
-        if rule is None:
-            raise Conflict(f"a {ticket['kind']} that is {STATE_WORDS.get(ticket['state'], ticket['state'])}"
-                           f" cannot be {DONE_WORDS[action]}",
-                           code="illegal_transition",
-                           extra={"state": ticket["state"],
-                                  "allowed": allowed_actions(principal, ticket)})
-        if not rule.actors & actor_roles(principal, ticket):
-            raise Forbidden(f"{action} is for the {' or '.join(sorted(rule.actors))}")
-        return rule
-
-    async def _check_assignee(self, community_id: str, ticket: dict, assignee_id: str | None) -> str:
+    async def check_assignee(self, community_id: str, ticket: dict, assignee_id: str | None) -> str:
         if not assignee_id:
             raise Invalid("who should do it?", fields={"assignee_id": "required"})
         member = await self.staff.active_member(community_id, assignee_id)
@@ -449,86 +510,46 @@ class TicketManager:
             raise Invalid("already assigned to them", fields={"assignee_id": "choose someone else"})
         return assignee_id
 
-    async def _advance_clocks(self, ticket, principal, action, target, now, appointment) -> dict:
-        clocks = copy.deepcopy(ticket["clocks"])
-        running = [c for c in clocks.values() if c]
-        if ticket["state"] in sla.RESIDENT_STATES:
-            for clock in running:
-                sla.resume(clock, now)
-        if principal.is_staff and clocks.get("response"):
-            sla.stop(clocks["response"], now)
-        if action == "check_in":
-            sla.stop(clocks["on_site"], now)
-        elif action == "resolve":
-            targets = await self.targets.get(str(ticket["community_id"]))
-            clocks["followup"] = sla.new_clock(now, timedelta(minutes=targets["followup_minutes"]))
-        elif action == "follow_up":
-            sla.stop(clocks["followup"], now)
-        elif action == "reopen":
-            clocks["followup"] = None
-            if ticket["kind"] == "repair":  # rework: the worker must come again, on the clock
-                targets = await self.targets.get(str(ticket["community_id"]))
-                clocks["on_site"] = sla.new_clock(
-                    now, sla.on_site_budget(ticket["priority"], targets, now, None))
-        elif action == "cancel":
-            for clock in running:
-                sla.stop(clock, now, counted=False)
-        if appointment and ticket["priority"] == "normal" and clocks.get("on_site"):
-            # "Normal" repairs are due at the agreed visit time.
-            on_site = clocks["on_site"]
-            sla.retarget(on_site, appointment["end"] - on_site["start"], now)
-        if target in sla.RESIDENT_STATES:
-            for clock in clocks.values():
-                if clock:
-                    sla.pause(clock, now)
-        return clocks
+    async def _emit(self, effects: list) -> None:
+        if not self.quiet:  # replaying history: nobody is told, no pass is made
+            await self.effects.emit(effects)
 
-    @staticmethod
-    def _entry(principal: Principal, now: datetime, action: str, source, target, reason,
-               **extra) -> dict:
-        return {"at": now, "by": principal.id, "by_kind": principal.kind, "action": action,
-                "from": source, "to": target, "reason": reason, **extra}
+    async def _tell_resident(self, key: str, payload: dict) -> None:
+        await self.notifier.tell_resident(payload["ticket"], payload["kind"], payload["text"])
 
-    async def _after(self, principal: Principal, action: str, before: dict, ticket: dict) -> None:
-        """What follows a change: the feed, the resident, the worker's door pass."""
-        await self._worker_pass(action, before, ticket)
-        await self._staff_event(ticket, f"ticket.{action}", by=principal.id)
-        if action in RESIDENT_NOTICES and principal.is_staff and not self.quiet:
-            word, text = RESIDENT_NOTICES[action]
-            if action == "ask":
-                text = f"{text}：{ticket['history'][-1]['reason']}"
-            await self.notifier.tell_resident(ticket, word, text)
+    async def _feed(self, key: str, payload: dict) -> None:
+        await self.notifier.community_event(payload["community_id"], payload["kind"],
+                                            payload.get("to"), ticket=payload["ticket"],
+                                            **payload["details"])
 
-    async def _worker_pass(self, action: str, before: dict, ticket: dict) -> None:
-        """In-room work: a door pass for the assigned worker's visit window, while it lasts.
-
-        The ticket's change is already made: a pass that cannot be issued or revoked
-        is logged, not turned into a failed request.
-        """
-        if self.passes is None or self.quiet:
+    async def _worker_pass(self, key: str, payload: dict) -> None:
+        """Revoke the old pass, issue the new one. A pass that cannot be issued or revoked
+        is logged: the ticket's change stands."""
+        if self.passes is None:
             return
-        cid = str(ticket["community_id"])
-        old = before.get("worker_pass_id")
-        window = ticket.get("appointment")
+        cid, ticket_id = payload["community_id"], payload["ticket_id"]
         try:
-            if old and action in ("reassign", "return", "resolve", "cancel"):
-                await self.passes.revoke_worker_pass(cid, old)
-                await self._set_pass(ticket, None)
-            if action in ("assign", "reassign") and window and ticket["area"] == "room":
-                await self._set_pass(ticket, await self.passes.issue_worker_pass(
-                    cid, ticket["assignee_id"], ticket["place_path"], window["start"],
-                    window["end"], f"ticket {ticket['_id']}"))
+            if payload["revoke"]:
+                await self.passes.revoke_worker_pass(cid, payload["revoke"])
+                await self.db.tickets.update_one({"_id": ticket_id, "worker_pass_id": payload["revoke"]},
+                                                 {"$set": {"worker_pass_id": None}})
+            if issue := payload["issue"]:
+                ticket = await self.db.tickets.find_one({"_id": ticket_id})
+                if ticket.get("worker_pass_key") == key:
+                    return  # issued by an earlier try
+                pass_id = await self.passes.issue_worker_pass(
+                    cid, issue["staff_id"], issue["place_path"], issue["start"], issue["end"],
+                    f"ticket {ticket_id}")
+                await self.db.tickets.update_one(
+                    {"_id": ticket_id}, {"$set": {"worker_pass_id": pass_id, "worker_pass_key": key}})
         except DomainError as exc:
-            log.warning("worker pass for ticket %s: %s", ticket["_id"], exc.message)
+            log.warning("worker pass for ticket %s: %s", ticket_id, exc.message)
 
-    async def _set_pass(self, ticket: dict, pass_id: str | None) -> None:
-        await self.db.tickets.update_one({"_id": ticket["_id"]}, {"$set": {"worker_pass_id": pass_id}})
-        ticket["worker_pass_id"] = pass_id
-
-    async def _staff_event(self, ticket: dict, kind: str, to: list[str] | None = None,
+    async def _staff_event(self, ticket: dict, kind: str, key: str, to: list[str] | None = None,
                            **details) -> None:
-        if not self.quiet:
-            await self.notifier.staff_event(str(ticket["community_id"]), kind, ticket, to, **details)
+        await self._emit([(f"ticket:{ticket['_id']}:{key}", "ticket.feed", {
+            "community_id": str(ticket["community_id"]), "kind": kind, "to": to,
+            "ticket": ticket_summary(ticket), "details": details})])
 
     # -- priority, urges --------------------------------------------------------
 
@@ -548,7 +569,7 @@ class TicketManager:
             targets = await self.targets.get(community_id)
             agreed = (ticket.get("appointment") or ticket.get("preferred_time") or {}).get("end")
             sla.retarget(on_site, sla.on_site_budget(priority, targets, on_site["start"], agreed), now)
-        entry = self._entry(principal, now, "priority", ticket["state"], ticket["state"], reason,
+        entry = history_entry(principal, now, "priority", ticket["state"], ticket["state"], reason,
                             priority_from=ticket["priority"], priority_to=priority)
         updated = await self.db.tickets.find_one_and_update(
             {"_id": ticket["_id"], "version": ticket["version"]},
@@ -558,7 +579,7 @@ class TicketManager:
             return_document=ReturnDocument.AFTER)
         if updated is None:
             raise Conflict("the ticket changed meanwhile; reload it", code="stale")
-        await self._staff_event(updated, "ticket.priority", by=principal.id)
+        await self._staff_event(updated, "ticket.priority", updated["version"], by=principal.id)
         return updated
 
     async def urge(self, principal: Principal, community_id: str, ticket_id: str) -> dict:
@@ -579,7 +600,8 @@ class TicketManager:
             wait = fresh["last_urge_at"] + URGE_EVERY - now
             raise RateLimited("you urged this ticket a moment ago",
                               retry_after=max(int(wait.total_seconds()) + 1, 1))
-        await self._staff_event(updated, "ticket.urged", urge_count=updated["urge_count"])
+        await self._staff_event(updated, "ticket.urged", f"urge:{updated['urge_count']}",
+                                urge_count=updated["urge_count"])
         return updated
 
     # -- SLA escalation (called by the SlaWatcher) -------------------------------
@@ -604,7 +626,8 @@ class TicketManager:
         if updated is None:  # changed meanwhile: the next pass sees the new state
             return 0
         for name, level in events:
-            await self._staff_event(updated, f"sla.{level}", to=notify, clock=name,
+            await self._staff_event(updated, f"sla.{level}", f"{updated['version']}:{name}:{level}",
+                                    to=notify, clock=name,
                                     due=clocks[name]["due"].isoformat())
         return len(events)
 

@@ -38,6 +38,7 @@ from models.photos import GridFSPhotoStore, PhotoLinks
 from models.places import PlaceManager
 from models.sla import SlaTargets, SlaWatcher
 from models.tickets import TicketManager
+from models.workflow import Effects
 from server.settings import Settings
 from server.wechat import WeChatClient
 
@@ -92,13 +93,14 @@ class XiaoquApp(tornado.web.Application):
         key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
                                   self.staff, self.access_log, key_box)
+        self.effects = Effects()  # what follows saved changes, delivered by kind
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
                                      bindings=self.bindings, staff=self.staff,
                                      notifier=self.notifier,
                                      targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
                                      photo_links=PhotoLinks(settings.jwt_secret.get_secret_value(),
                                                             self.clock),
-                                     passes=self.passes)
+                                     effects=self.effects, passes=self.passes)
         self.kpi = KpiManager(self.db)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

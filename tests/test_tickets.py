@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from models.access import STAFF_ROLES
-from models.tickets import RULES
+from models.tickets import KINDS, WORKFLOW
 from tests.tickets_support import clock, settings, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
@@ -73,8 +73,9 @@ async def test_a_legal_action_by_the_wrong_person_is_403(t, world):
 
 async def test_every_rule_names_known_states_and_roles():
     from models.tickets import STATES, PREVIOUS
-    for rule in RULES:
-        assert rule.sources <= set(STATES)
+    for rule in WORKFLOW.actions:
+        assert all(rule.sources_for(kind) <= set(STATES) for kind in KINDS)
+        assert any(rule.sources_for(kind) for kind in KINDS)
         assert rule.target in set(STATES) | {PREVIOUS}
         assert rule.actors <= {"resident", "assignee", "dispatcher", "followup"}
 
