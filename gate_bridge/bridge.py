@@ -105,6 +105,10 @@ class Bridge:
         self.held_timer: asyncio.TimerHandle | None = None
         self.buffer_warned = False
         self.events_waiting = asyncio.Event()
+        # The hub did not store a batch: send again from the last ack after a backoff
+        # (`event_retries` in a row so far; `events_refused` counts them all).
+        self.events_retry = False
+        self.event_retries = self.events_refused = 0
         self.changes = wire.Changes()  # told after every frame and state change
         self.tasks: set[asyncio.Task] = set()
         door.on_change(self._door_changed)
@@ -266,12 +270,22 @@ class Bridge:
     async def _event_loop(self) -> None:
         sent = self.store.acked_seq  # every unacknowledged event is sent again per session
         while True:
+            if self.events_retry:
+                # Backoff with equal jitter: never at once (errors for batches already in
+                # flight arrive meanwhile and are folded into this retry), never in step.
+                cap = min(self.config.backoff_max,
+                          self.config.backoff_base * 2 ** self.event_retries)
+                self.event_retries += 1
+                await asyncio.sleep(random.uniform(cap / 2, cap))
+                self.events_retry = False
+                sent = self.store.acked_seq
             items = self.store.unacked(sent, p.MAX_EVENTS_PER_FRAME)
             if not items:
                 self.events_waiting.clear()
                 await self.events_waiting.wait()
                 continue
-            await self.send(p.message(p.EVENTS, items=items))
+            # `after`: the batch follows that seq, so the hub can tell a gap.
+            await self.send(p.message(p.EVENTS, after=sent, items=items))
             sent = items[-1]["seq"]
 
     # -- incoming ------------------------------------------------------------------------------
@@ -281,11 +295,17 @@ class Bridge:
             self.offset = msg["t"] - self.clock()
 
     async def _on_error(self, msg: dict) -> None:
+        if msg.get("ref_op") == p.EVENTS and msg.get("code") in (p.EVENTS_NOT_STORED,
+                                                                "server_error"):
+            self.events_refused += 1
+            self.events_retry = True
+            self.events_waiting.set()
         log.warning("%s: server error %s: %s", self.config.bridge_id, msg.get("code"),
                     msg.get("message"))
 
     async def _on_events_ack(self, msg: dict) -> None:
         self.store.ack_upto(msg["upto"])  # a lower upto than before is no news (max)
+        self.event_retries = 0
 
     async def _on_scan_result(self, msg: dict) -> None:
         future = self.pending_scans.get(msg.get("id"))

@@ -24,7 +24,7 @@ HELLO = "hello"          # {v: [versions], bridge, firmware, caps, last_seq, con
 AUTH = "auth"            # {proof}
 SCAN = "scan"            # {id, text, direction, at}
 ACK = "ack"              # {id, level, reason?, duplicate?}
-EVENTS = "events"        # {items: [{seq, type, at, ...}]}
+EVENTS = "events"        # {after, items: [{seq, type, at, ...}]}
 CONFIG_ACK = "config_ack"  # {version}
 # Hub -> bridge
 CHALLENGE = "challenge"  # {v, nonce, proof}
@@ -33,10 +33,13 @@ SCAN_RESULT = "scan_result"  # {id, allow, reason}
 OPEN = "open"            # {id, door, pulse_ms, issued_at, ttl, scan?}
 CONFIG = "config"        # {version, format, keys, revoked, nonces, gate, rules, ...}
 USED = "used"            # {nonces: [[nonce, expires]]}: codes used since the last config
-EVENTS_ACK = "events_ack"  # {upto}
+EVENTS_ACK = "events_ack"  # {upto}: every event up to it is stored, no gap
 # Both ways
 HEARTBEAT = "hb"         # {t, drift?, config_version?}
 ERROR = "error"          # {code, message, ref_op?}
+# The error answering an events frame the hub did not store (nor will ack past): the
+# bridge sends again, after a backoff, everything after `upto` (its last ack).
+EVENTS_NOT_STORED = "events_not_stored"
 BYE = "bye"              # {reason}
 
 # Command acknowledgement levels, in order; a command's final level is one of FINAL_LEVELS.
@@ -161,17 +164,21 @@ def command_fields(msg: dict) -> tuple[str, float, float]:
 
 
 def event_items(msg: dict) -> list[dict]:
-    """The events of an `events` frame, checked: seq ascending positive ints, known types."""
+    """The events of an `events` frame, checked: seq ascending positive ints above `after`
+    (optional: the seq the batch follows), known types."""
     items = msg.get("items")
     if not isinstance(items, list) or not 0 < len(items) <= MAX_EVENTS_PER_FRAME:
         raise ProtocolError("bad_field", f"items must be a list of 1..{MAX_EVENTS_PER_FRAME}")
-    last = 0
+    after = msg.get("after", 0)
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ProtocolError("bad_field", "after must be a non-negative integer")
+    last = after
     for item in items:
         if not isinstance(item, dict):
             raise ProtocolError("bad_field", "each event must be a map")
         seq = item.get("seq")
         if not isinstance(seq, int) or isinstance(seq, bool) or seq <= last:
-            raise ProtocolError("bad_field", "seq must be ascending positive integers")
+            raise ProtocolError("bad_field", "seq must be ascending positive integers above after")
         if item.get("type") not in EVENT_TYPES:
             raise ProtocolError("bad_field", f"unknown event type {item.get('type')!r}")
         if not isinstance(item.get("at"), (int, float)):

@@ -81,12 +81,13 @@ def start_missing_stores(settings, stack: contextlib.ExitStack | contextlib.Asyn
 
 
 @contextlib.contextmanager
-def start_mongo(path: Path | None) -> Iterator[Service]:
-    """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`."""
+def start_mongo(path: Path | None, port: int = 0) -> Iterator[Service]:
+    """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`; on a
+    free port unless given (a restart on the same port and file comes back with the data)."""
     db = "memory" if path is None else str(path)
     if path is not None and path.exists():
         path.chmod(0o600)  # written before files were kept private
-    with running(python_module("server.mongo_wire", "--port", "0", "--db", db),
+    with running(python_module("server.mongo_wire", "--port", str(port), "--db", db),
                   stdout=subprocess.PIPE, text=True) as process:
         port = ready_port(process, "the embedded MongoDB server")
         yield Service(f"mongodb://127.0.0.1:{port}/?directConnection=true", process)
@@ -134,3 +135,29 @@ def wait_for_redis(port: int, process: subprocess.Popen) -> None:
                 return
         time.sleep(0.02)
     raise EmbeddedError("redis-server did not answer within %.0f s" % START_TIMEOUT)
+
+
+class RestartableMongo:
+    """The embedded MongoDB server on a SQLite file, to kill and start again on the same port
+    and data (fault drills and the tests that stop the store under traffic)."""
+
+    def __init__(self, path: Path):
+        self.path, self.port = path, 0
+        self.service: Service | None = None
+        self._stack = contextlib.ExitStack()
+
+    @property
+    def url(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self) -> None:
+        self.service = self._stack.enter_context(start_mongo(self.path, self.port))
+        self.port = int(self.service.url.split(":")[2].split("/")[0])
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no flush."""
+        self.service.process.kill()
+        self.service.process.wait(10)
+
+    def close(self) -> None:
+        self._stack.close()

@@ -82,7 +82,7 @@ class Connection(asyncio.Protocol):
     """Moves bytes between one socket and its ServerSession; what the hub knows of the bridge."""
 
     __slots__ = ("hub", "transport", "session", "creds", "key_generation", "inbox", "worker",
-                 "config_version", "pushed_at", "drift_alarm", "events_upto")
+                 "config_version", "pushed_at", "drift_alarm", "events_upto", "events_sent")
 
     def __init__(self, hub: "GateHub"):
         self.hub = hub
@@ -94,7 +94,9 @@ class Connection(asyncio.Protocol):
         self.config_version = None
         self.pushed_at = 0.0
         self.drift_alarm = False
-        self.events_upto = 0  # highest seq acknowledged on this connection
+        # Events: the highest seq acknowledged on this connection (every event up to it
+        # stored; None until the first batch says where it starts) and the last seq received.
+        self.events_upto = self.events_sent = None
 
     @property
     def bridge(self) -> str | None:
@@ -483,16 +485,36 @@ class GateHub:
     # -- events ------------------------------------------------------------------------------------------
 
     async def on_events(self, conn: Connection, msg: dict) -> None:
+        """Store a batch and acknowledge it only if it continues what this connection has
+        acknowledged (`after`): an ack means every event up to it is stored, with no gap. A
+        batch that fails to store, and every later one until the bridge sends again from the
+        last ack, gets `error{events_not_stored, upto}` and moves nothing forward."""
         items = msg["items"]
+        previous, conn.events_sent = conn.events_sent, items[-1]["seq"]
+        # Without `after` a batch follows the previous one (the first: it says nothing).
+        after = msg.get("after", previous if previous is not None else items[0]["seq"] - 1)
+        if conn.events_upto is None:
+            conn.events_upto = after  # the bridge's own last ack, from an earlier session
+        if after > conn.events_upto:
+            # Something between the last ack and this batch was not stored.
+            self._events_not_stored(conn, "events before this batch were not stored")
+            return
+        # Events at or below an upto this connection was sent are stored and their alarms
+        # raised: a bridge re-sending them costs only this filter, not a rejected insert each.
+        fresh = [item for item in items if item["seq"] > conn.events_upto]
+        try:
+            await self.access.bridge_events(conn.creds[1], conn.creds[2], fresh)
+        except Exception as exc:  # not stored (the store is down, say): the bridge retries
+            log.warning("gate hub: events of %s not stored: %s", conn.bridge, exc)
+            self._events_not_stored(conn, "events not stored; send them again")
+            return
         # Never lower than what this connection was told already: upto only grows.
-        upto = max(conn.events_upto, items[-1]["seq"])
-        # By the meaning of events_ack, events at or below an upto this connection was sent
-        # are stored and their alarms raised: a bridge re-sending them while acks are in
-        # flight costs only this filter, not a rejected insert per event.
-        items = [item for item in items if item["seq"] > conn.events_upto]
-        await self.access.bridge_events(conn.creds[1], conn.creds[2], items)
-        conn.events_upto = max(conn.events_upto, upto)
-        conn.send(p.message(p.EVENTS_ACK, upto=upto))
+        conn.events_upto = max(conn.events_upto, items[-1]["seq"])
+        conn.send(p.message(p.EVENTS_ACK, upto=conn.events_upto))
+
+    @staticmethod
+    def _events_not_stored(conn: Connection, text: str) -> None:
+        conn.send({**p.error(p.EVENTS_NOT_STORED, text, p.EVENTS), "upto": conn.events_upto})
 
     # -- commands ---------------------------------------------------------------------------------------------
 
