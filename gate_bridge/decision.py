@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from gate_bridge.protocol import DEFAULT_PULSE_MS, MODES
-from gate_bridge.passes import (PLACE_SCOPED, MalformedToken, Payload, community_tag, find_key,
-                                signature_valid, split)
+from gate_bridge.passes import (CODE_KINDS, PLACE_SCOPED, MalformedToken, Payload, community_tag,
+                                find_key, signature_valid, split)
 
 # The fixed list of reasons, in the order the checks run.
 REASONS = ("ok", "malformed", "unknown_code", "unknown_key", "wrong_community", "bad_signature",
@@ -33,8 +33,13 @@ SHORT_CODE_DIGITS = 12
 # A gate's rules and their defaults (the one place): pushed to its bridge as `rules`.
 # hours: local open hours [["06:00", "23:00"], ...] (None = always open); staff codes pass
 # outside them. lockdown_staff: whether staff codes still open the gate in lockdown.
+# staff_roles: the staff roles whose codes open the gate; None = the community's
+# `settings.staff_gate_roles`, else STAFF_GATE_ROLES (the server pushes the list it resolved).
 DEFAULT_RULES = {"hours": None, "budget_ms": 300, "pulse_ms": DEFAULT_PULSE_MS,
-                 "lockdown_staff": True}
+                 "lockdown_staff": True, "staff_roles": None}
+# Guards and managers; maintenance, customer service and admins only where a community or
+# a gate names them (a staff code is a key to the gate, not a perk of being on staff).
+STAFF_GATE_ROLES = ("manager", "security", "security_lead")
 # Emergency modes, lowest rank first. A gate's effective mode is the highest-ranked of its
 # own mode, its community's mode and a local fire-panel input (which can only say "open"):
 #   community open   > gate open   (fire release: free passage wins, life safety first)
@@ -71,10 +76,12 @@ class GateInfo:
     mode: str = "normal"  # the effective emergency mode (effective_mode)
     hours: tuple[tuple[str, str], ...] | None = None  # the gate's open hours, local time
     lockdown_staff: bool = True
+    staff_roles: frozenset[str] = frozenset(STAFF_GATE_ROLES)  # whose staff codes open it
 
 
 # The GateInfo fields a config push's `gate` section carries (the rest come from `rules`).
-_GATE_SECTION = frozenset(f.name for f in fields(GateInfo)) - {"mode", "hours", "lockdown_staff"}
+_GATE_SECTION = frozenset(f.name for f in fields(GateInfo)) - {"mode", "hours", "lockdown_staff",
+                                                               "staff_roles"}
 
 
 def gate_info(gate: Mapping, rules: Mapping | None = None, *modes: str | None) -> GateInfo:
@@ -85,7 +92,9 @@ def gate_info(gate: Mapping, rules: Mapping | None = None, *modes: str | None) -
     return GateInfo(**{k: v for k, v in gate.items() if k in _GATE_SECTION},
                     mode=effective_mode(rules.get("mode"), *modes),
                     hours=tuple(tuple(w) for w in hours) if hours else None,
-                    lockdown_staff=bool(rules["lockdown_staff"]))
+                    lockdown_staff=bool(rules["lockdown_staff"]),
+                    staff_roles=frozenset(STAFF_GATE_ROLES if rules["staff_roles"] is None
+                                          else rules["staff_roles"]))
 
 
 @dataclass(frozen=True)
@@ -105,7 +114,7 @@ class Decision:
     @property
     def pass_id(self) -> str | None:
         """Visitor and worker passes are their subject; resident/staff codes have no pass."""
-        if self.payload is None or self.payload.kind in PLACE_SCOPED:
+        if self.payload is None or self.payload.kind in CODE_KINDS:
             return None
         return self.payload.subject_id
 
@@ -153,8 +162,9 @@ def gate_covers(gate_paths: list[str], place_path: str) -> bool:
 
 def gate_allowed(payload: Payload, gate: GateInfo) -> bool:
     if payload.kind in PLACE_SCOPED:
-        # No scope entries = every gate of the community (staff codes).
-        return not payload.scope or any(gate_covers(gate.covers, p) for p in payload.scope)
+        return any(gate_covers(gate.covers, p) for p in payload.scope)
+    if payload.kind == "staff":  # the holder's roles: one must be among the gate's
+        return not gate.staff_roles.isdisjoint(payload.scope)
     return gate.code in payload.scope
 
 
@@ -222,7 +232,7 @@ def verify(token_text: str, gate: GateInfo, now: float, keys: Mapping,
 
 def use_claim(payload: Payload, direction: str, skew: int = DEFAULT_SKEW) -> UseClaim | None:
     """Resident and staff codes are single-use; passes count entries ("in" only)."""
-    if payload.kind in PLACE_SCOPED:
+    if payload.kind in CODE_KINDS:
         return UseClaim(payload.subject + payload.nonce, 1, payload.expires + skew, "replayed")
     if direction == "in" and payload.max_entries:
         return UseClaim(payload.subject, payload.max_entries,

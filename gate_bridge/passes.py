@@ -38,8 +38,11 @@ MAX_SCOPE_ENTRY = 32
 
 KINDS = {1: "resident", 2: "visitor", 3: "worker", 4: "staff"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
-# Kinds whose scope lists place paths (gate must cover one); the others list gate codes.
-PLACE_SCOPED = frozenset({"resident", "staff"})
+# Kinds minted per person for a minute (single-use, no pass behind them).
+CODE_KINDS = frozenset({"resident", "staff"})
+# Scope entries: place paths for residents (a gate must cover one), staff roles for staff
+# (a gate must let one of them through), gate codes for visitor and worker passes.
+PLACE_SCOPED = frozenset({"resident"})
 
 
 class MalformedToken(ValueError):

@@ -4,8 +4,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from gate_bridge.decision import STAFF_GATE_ROLES
 from handlers.base import APIHandler, Strict, api
-from models.access import visible_communities
+from models.access import STAFF_ROLES, visible_communities
+from models.bridges import announce_config
 from models.places import (COMMUNITY_CODE, DEFAULT_TIME_ZONE, PATH_FORMAT, PLACE_KINDS,
                            child_kind, public_community, public_place)
 
@@ -24,6 +26,10 @@ class CommunitySettings(Strict):
     worker_pass_max_days: int | None = Field(
         None, ge=1, le=366, description="how far ahead a worker pass may run "
                                         "(default: WORKER_PASS_MAX_DAYS)")
+    staff_gate_roles: list[Literal[STAFF_ROLES]] | None = Field(
+        None, max_length=len(STAFF_ROLES),
+        description="the staff roles whose staff codes open the gates (a gate's own "
+                    f"rules.staff_roles overrides it); default: {', '.join(STAFF_GATE_ROLES)}")
 
 
 class Community(BaseModel):
@@ -119,6 +125,9 @@ class CommunityHandler(APIHandler):
         changes = self.body.model_dump(exclude_unset=True, exclude={"settings"})
         settings = self.body.settings.model_dump(exclude_unset=True) if self.body.settings else {}
         doc = await self.app.places.update_community(community_id, changes, settings)
+        if settings or "time_zone" in changes:  # what bridges decide with changed: push it
+            self.app.passes.forget_community(community_id)
+            await announce_config(self.app.redis, community_id)
         self.write_json(public_community(doc))
 
 

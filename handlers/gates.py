@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
+from models.access import STAFF_ROLES
 from handlers.base import APIHandler, Strict, api
 from models.access_log import LANGS, WORDS
 from models.bridges import announce_config
@@ -34,6 +35,10 @@ class Rules(Strict):
                           description="lock release time per open")
     lockdown_staff: bool = Field(DEFAULT_RULES["lockdown_staff"],
                                  description="whether staff codes still open the gate in lockdown")
+    staff_roles: list[Literal[STAFF_ROLES]] | None = Field(
+        DEFAULT_RULES["staff_roles"], max_length=len(STAFF_ROLES),
+        description="the staff roles whose staff codes open this gate; null = the community's "
+                    "settings.staff_gate_roles. Refused: reason gate_not_allowed")
 
 
 class GateIn(Strict):

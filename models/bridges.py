@@ -20,7 +20,7 @@ import secrets
 from pymongo import ASCENDING, IndexModel
 
 from gate_bridge import protocol as p
-from gate_bridge.decision import DEFAULT_RULES, effective_mode
+from gate_bridge.decision import DEFAULT_RULES, STAFF_GATE_ROLES, effective_mode
 from models.errors import Conflict
 from models.key_box import KeyBox
 
@@ -45,8 +45,13 @@ USED_CHANNEL = "gate:used"
 SESSIONS_CHANNEL = "gate:end_sessions"
 
 
-def gate_rules(gate: dict) -> dict:
-    return {**DEFAULT_RULES, **gate.get("rules", {})}
+def gate_rules(gate: dict, staff_gate_roles=STAFF_GATE_ROLES) -> dict:
+    """The gate's rules with defaults; `staff_roles` resolved (its own list, else the
+    community's `staff_gate_roles`), as the bridge and the server both decide with."""
+    rules = {**DEFAULT_RULES, **gate.get("rules", {})}
+    if rules["staff_roles"] is None:
+        rules["staff_roles"] = list(staff_gate_roles)
+    return rules
 
 
 class BridgeManager:
@@ -130,7 +135,9 @@ class BridgeManager:
         (used_codes) and between pushes as `used` deltas."""
         config = await self.passes.bridge_config(community_id)
         del config["nonces"]
-        return {**config, "modes": await self.modes.modes(community_id, fresh=True)}
+        conf = await self.passes.community_settings(community_id)
+        return {**config, "modes": await self.modes.modes(community_id, fresh=True),
+                "staff_gate_roles": list(conf.staff_gate_roles)}
 
     async def used_codes(self, community_id: str) -> list[list]:
         """[slot key hex, expires] of the community's codes used and not expired."""
@@ -147,7 +154,9 @@ class BridgeManager:
         modes = base.get("modes") or {}
         own = {"community": modes.get("community", "normal"),
                "gate": modes.get("gates", {}).get(info["gate_id"], "normal")}
-        content = {**{k: v for k, v in base.items() if k != "modes"}, "gate": info,
-                   "modes": own, "rules": {**gate_rules(gate), "mode": effective_mode(*own.values())}}
+        rules = gate_rules(gate, base.get("staff_gate_roles", STAFF_GATE_ROLES))
+        content = {**{k: v for k, v in base.items() if k not in ("modes", "staff_gate_roles")},
+                   "gate": info, "modes": own,
+                   "rules": {**rules, "mode": effective_mode(*own.values())}}
         canonical = json.dumps(content, sort_keys=True, default=repr).encode()
         return {**content, "version": hashlib.sha256(canonical).hexdigest()[:16]}

@@ -154,7 +154,7 @@ class GateAccess:
         section = {"community_id": community_id, "gate_id": str(gate["_id"]),
                    "code": gate["code"], "covers": list(gate["covers"]),
                    "utc_offset_minutes": conf.utc_offset_minutes}
-        return gate_info(section, {**gate_rules(gate), "mode": None}, *modes)
+        return gate_info(section, {**gate_rules(gate, conf.staff_gate_roles), "mode": None}, *modes)
 
     async def check(self, token_text: str, gate: dict, direction: str, source: str,
                     scanner: str | None = None) -> Decision:

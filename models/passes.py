@@ -26,15 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from gate_bridge.decision import (ENTRY_COUNT_RETENTION, Decision, GateInfo, UseClaim, decide,
-                                  gate_covers, is_short_code, normalize, use_claim)
+from gate_bridge.decision import (ENTRY_COUNT_RETENTION, STAFF_GATE_ROLES, Decision, GateInfo,
+                                  UseClaim, decide, gate_covers, is_short_code, normalize,
+                                  use_claim)
 from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
                                 community_tag, fit_scope, publish_key, sign, split)
-from models.access import Principal, permitted
+from models.access import Principal, permitted, roles_in
 from models.bindings import links_in, rooms_in
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
-from models.bridges import USED_CHANNEL, announce_config
+from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import utc_offset_minutes
 
@@ -84,6 +85,7 @@ class PassSettings:
     utc_offset_minutes: int
     name: str
     address: str
+    staff_gate_roles: tuple[str, ...]  # whose staff codes open gates without their own list
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,14 @@ class PassManager:
             worker_pass_max_days=int(own.get("worker_pass_max_days",
                                              self.settings.worker_pass_max_days)),
             utc_offset_minutes=utc_offset_minutes(doc, self.clock.now()),
-            name=doc["name"], address=doc.get("address", ""))
+            name=doc["name"], address=doc.get("address", ""),
+            staff_gate_roles=tuple(own.get("staff_gate_roles", STAFF_GATE_ROLES)))
         self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
         return value
+
+    def forget_community(self, community_id: str) -> None:
+        """Drop this process's copy of a community's settings (they changed)."""
+        self._communities.pop(community_id, None)
 
     async def key_ring(self, reload: bool = False) -> dict[int, SigningKey]:
         """Active keys by id (cached); creates the first key of a fresh deployment."""
@@ -267,12 +274,21 @@ class PassManager:
 
     async def resident_code(self, principal: Principal, community_id: str,
                             short: bool = False) -> dict:
-        """A fresh single-use code: residents for their rooms, staff for every gate."""
+        """A fresh single-use code: residents for their rooms; staff carry their roles that
+        open gates here (the community's `staff_gate_roles` or a gate's own `staff_roles`),
+        and each gate lets through only the roles it names (gate_bridge.decision)."""
         conf = await self.community_settings(community_id)
         now = int(self.clock.time())
         expires = now + conf.code_seconds
         if principal.is_staff:
-            kind, scope = "staff", ()
+            openers = set(conf.staff_gate_roles)
+            for gate in await self.places.gates(community_id):
+                openers.update(gate_rules(gate, conf.staff_gate_roles)["staff_roles"])
+            kind = "staff"
+            scope = tuple(sorted((roles_in(principal, community_id) or frozenset()) & openers))
+            if not scope:
+                raise Forbidden("none of your roles opens a gate in this community",
+                                code="no_gate_role")
         else:
             links = links_in(principal.links, community_id)
             if not links:

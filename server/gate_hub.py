@@ -458,6 +458,7 @@ class GateHub:
     async def config_changed(self, community_id: str) -> None:
         """Re-read the gates of a community and push changed configs to their bridges."""
         self.configs.pop(community_id, None)
+        self.app.passes.forget_community(community_id)
         nonces = None
         for conn in list(self.communities.get(community_id, ())):
             gate = conn.creds[2]

@@ -351,3 +351,52 @@ async def test_an_offline_decision_stored_before_a_crash_is_reconciled_once_when
         "allow", "ok", rid, None)
     assert not [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "double_use"]
     assert (await check(api_client, c, code, gate="u1-1"))["reason"] == "replayed"  # use taken
+
+
+# -- staff codes are scoped by role (issue 11.8) ---------------------------------------------------
+
+async def patch_gate(api, c, gate, rules):
+    reply = await api.patch(f"/api/communities/{c.id}/gates/{c.gates[gate]}", {"rules": rules},
+                            token=c.tokens["manager"])
+    assert reply.status == 200, reply.body
+
+
+async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offline(
+        app, hub, api_client, tmp_path):
+    c = await make_community(app, "roles")
+    denied = await api_client.get(f"/api/communities/{c.id}/code", token=c.tokens["maintenance"])
+    assert denied.status == 403 and denied.error["code"] == "no_gate_role"  # not by default
+    await patch_gate(api_client, c, "u1-1", {"staff_roles": ["maintenance"]})
+    fixer = await code_for(api_client, c, c.tokens["maintenance"])
+    assert fixer["kind"] == "staff" and fixer["scope"] == ["maintenance"]
+    assert (await check(api_client, c, fixer["token"]))["reason"] == "gate_not_allowed"
+    guard = (await code_for(api_client, c, c.tokens["security"]))["token"]
+    assert (await check(api_client, c, guard, gate="u1-1"))["reason"] == "gate_not_allowed"
+    assert (await check(api_client, c, fixer["token"], gate="u1-1"))["reason"] == "ok"
+    # The community names maintenance for its gates; a gate's own list still wins.
+    reply = await api_client.patch(f"/api/communities/{c.id}",
+                                   {"settings": {"staff_gate_roles": ["maintenance", "security"]}},
+                                   token=c.tokens["admin"])
+    assert reply.status == 200 and reply.body["settings"]["staff_gate_roles"] == [
+        "maintenance", "security"]
+    fixer = (await code_for(api_client, c, c.tokens["maintenance"]))["token"]
+    assert (await check(api_client, c, fixer))["reason"] == "ok"
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
+    try:
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
+        assert sim.bridge._rules()["staff_roles"] == ["maintenance", "security"]
+        await patch_gate(api_client, c, "main", {"staff_roles": ["security"]})
+        await sim.bridge.wait(lambda: sim.bridge._rules()["staff_roles"] == ["security"])
+        fixer = (await code_for(api_client, c, c.tokens["maintenance"]))["token"]
+        guard = (await code_for(api_client, c, c.tokens["security"]))["token"]
+        await hub.stop()  # the bridge decides alone, from what it was pushed
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        outcome = await sim.bridge.handle_scan(fixer)
+        assert (outcome["source"], outcome["allow"], outcome["reason"]) == (
+            "bridge", False, "gate_not_allowed")
+        assert sim.relay.pulses == 0
+        outcome = await sim.bridge.handle_scan(guard)
+        assert (outcome["source"], outcome["allow"]) == ("bridge", True)
+    finally:
+        await sim.stop()

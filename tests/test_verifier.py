@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings as hsettings, strategies as st
 
 from gate_bridge.decision import (ENTRY_COUNT_RETENTION, GateInfo, decide, gate_covers,
-                                  use_claim, verify)
+                                  gate_info, use_claim, verify)
 from gate_bridge.passes import HEADER, SIGNATURE_BYTES, Payload, community_tag, sign
 from models.access_log import AccessLog
 from models.gate_access import GateAccess
@@ -118,7 +118,7 @@ def test_every_deny_reason():
 
 def test_gate_mode_and_hours_refuse_before_anything_is_used():
     locked = replace(MAIN, mode="locked")
-    staff = token(resident(kind="staff", scope=()))
+    staff = token(resident(kind="staff", scope=("security",)))
     nonces = MemoryNonces()
     assert check(token(resident()), replace(UNIT, mode="locked"), nonces=nonces).reason == "locked"
     assert not nonces.used  # refused, so nothing taken
@@ -226,8 +226,28 @@ def test_gate_coverage_is_by_segments():
     assert gate_covers(["3"], "3-2-1201") and gate_covers(["3-2"], "3-2")
     assert not gate_covers(["3"], "31-2-1201")
     assert not gate_covers(["3-2-1201"], "3-2")
-    staff = token(resident(kind="staff", scope=()))
-    assert check(staff, OTHER_UNIT).allow  # no scope = every gate
+    assert check(token(resident(scope=())), MAIN).reason == "gate_not_allowed"  # no rooms, no gate
+
+
+def test_staff_codes_open_only_gates_that_let_their_roles_through():
+    guard = token(resident(kind="staff", scope=("security",)))
+    fixer = token(resident(kind="staff", scope=("maintenance",)))
+    assert check(guard, OTHER_UNIT).allow  # staff scope is roles, not places
+    assert check(fixer, OTHER_UNIT).reason == "gate_not_allowed"  # not a default gate role
+    plant_room = replace(OTHER_UNIT, staff_roles=frozenset({"maintenance"}))
+    assert check(fixer, plant_room).allow
+    assert check(guard, plant_room).reason == "gate_not_allowed"
+    assert check(token(resident(kind="staff", scope=())), MAIN).reason == "gate_not_allowed"
+    # What a bridge is pushed decides the same: the gate's list, or the default when unset.
+    pushed = gate_info({"community_id": CID, "gate_id": "g", "code": "pr", "covers": [""]},
+                       {"staff_roles": ["maintenance", "security"]})
+    assert check(fixer, pushed).allow and check(guard, pushed).allow
+    unset = gate_info({"community_id": CID, "gate_id": "g", "code": "pr", "covers": [""]}, {})
+    assert check(guard, unset).allow and check(fixer, unset).reason == "gate_not_allowed"
+    # A refused staff code used nothing: it still opens a gate that lets its role through.
+    nonces = MemoryNonces()
+    assert check(fixer, MAIN, nonces=nonces).reason == "gate_not_allowed" and not nonces.used
+    assert check(fixer, plant_room, nonces=nonces).allow
 
 
 @hsettings(max_examples=300, deadline=None)
