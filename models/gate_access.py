@@ -79,6 +79,12 @@ def describe_token(token_text) -> dict:
         return {"kind": None, "pass_id": None, "subject": None}
 
 
+def line_id(key: str) -> ObjectId:
+    """The access-log line's id for what happened once (an event, a command): written again,
+    it is the same line."""
+    return ObjectId(hashlib.blake2b(key.encode(), digest_size=12).digest())
+
+
 class CommandProgress:
     """A remote open's levels on the staff feed, published in the order they arrive, off the
     path of the command itself. `arrived` is called by the transport as each one comes."""
@@ -272,7 +278,8 @@ class GateAccess:
         """The acknowledgements a command got (None: the bridge was offline) -> its result
         and access-log line; raises GateTimeout when there was none."""
         kind, _, subject = record["by"].partition(":")
-        line = {"kind": kind, "subject": subject, "by": record["by"],
+        # One line per command, however often its outcome is told.
+        line = {"kind": kind, "subject": subject, "by": record["by"], "_id": line_id(record["_id"]),
                 "command_id": record["_id"], "open_reason": record["reason"]}
         if levels is None:
             self._log(gate, "in", False, "gate_offline", "remote", **line)
@@ -284,7 +291,11 @@ class GateAccess:
             self._log(gate, "in", False, "no_ack", "remote", **line)
             raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
                               extra={"command_id": record["_id"]})
-        released = "actuated" in result["levels"]  # the lock let go, whoever walked through
+        # The lock let go, whoever walked through. A repeat's answer (`duplicate`: the command
+        # was re-delivered after its acks were lost) names only the last level reached, and
+        # opened / not_opened come after actuated.
+        released = any(a["level"] == p.ACTUATED or (a.get("duplicate") and a["level"] in (
+            p.OPENED, p.NOT_OPENED)) for a in levels)
         self._log(gate, "in", released,
                   "ok" if released else str(best.get("reason") or best["level"]), "remote",
                   level=best["level"], **line)
@@ -323,11 +334,11 @@ class GateAccess:
         direction = direction if direction in p.DIRECTIONS else "in"
         claimed_allow, claimed_reason = data.get("allow") is True, str(data.get("reason"))
         claim = {"allow": claimed_allow, "reason": claimed_reason}
-        line_id = ObjectId(hashlib.blake2b(doc["_id"].encode(), digest_size=12).digest())
+        line = line_id(doc["_id"])
         if not claimed_allow:  # nobody passed: the refusal stands as the bridge gave it
             reason = claimed_reason if claimed_reason in BRIDGE_REASONS else "invalid_claim"
             self._log(gate, direction, False, reason, "offline", at=at, bridge=claim,
-                      _id=line_id, **describe_token(text))
+                      _id=line, **describe_token(text))
             return
         modes = await self.modes.modes_at(str(gate["community_id"]), str(gate["_id"]), at)
         info = await self.gate_info(gate, modes)
@@ -339,7 +350,7 @@ class GateAccess:
                 bridge, ALARM_OF_FLAG[flag], f"{doc['_id']}:{flag}",
                 {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
         self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
-                  bridge=claim, flag=flag, _id=line_id,
+                  bridge=claim, flag=flag, _id=line,
                   **(describe(decision) if decision.payload else describe_token(text)))
 
     async def bridge_status(self, bridge: dict, online: bool) -> None:

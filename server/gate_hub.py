@@ -572,7 +572,8 @@ class GateHub:
             # command this session was never given: only its own bridge's session may
             # acknowledge a command.
             return
-        ack = {"id": command_id, "level": level, **({"reason": msg["reason"]} if "reason" in msg else {})}
+        ack = {"id": command_id, "level": level,
+               **{k: msg[k] for k in ("reason", "duplicate") if msg.get(k)}}
         if level == p.RECEIVED or level in p.FINAL_LEVELS:
             self.spawn(self.app.redis.hdel(PENDING + conn.bridge, command_id))
         if level in p.FINAL_LEVELS:

@@ -505,3 +505,31 @@ async def test_a_long_list_of_used_codes_is_split_across_frames(peers, app, hub)
     rest = await peer.expect(p.USED)
     assert len(config["nonces"]) == 3 and len(rest["nonces"]) == 2
     assert len({n for n, _ in config["nonces"] + rest["nonces"]}) == 5
+
+
+async def test_a_redelivered_open_answered_as_a_repeat_is_logged_as_the_opening_it_was(
+        peers, app, hub, api_client):
+    c, creds = await provisioned(app)
+    first = await connected_peer(peers, creds)
+    opening = asyncio.create_task(api_client.post(
+        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
+        token=c.tokens["admin"]))
+    command = await first.expect(p.OPEN)
+    first.close()  # the bridge opened the door, but its acks were lost with the link
+    await hub.wait(lambda: creds["bridge_id"] not in hub.connections)
+    second = await connected_peer(peers, creds)
+    again = await second.expect(p.OPEN)
+    # Seen before: the bridge does not act again and names the last level it reached.
+    second.send(p.message(p.ACK, id=again["id"], level=p.OPENED, duplicate=True))
+    reply = await opening
+    assert (reply.status, reply.body["level"]) == (200, "opened"), reply.body
+    await app.access_log.flush()
+    [line] = (await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]
+    assert (line["command_id"], line["result"], line["reason"], line["level"]) == (
+        command["id"], "allow", "ok", "opened")
+    # The outcome told again (a second answer, a retried audit) is still one line.
+    record = await app.db.gate_commands.find_one({"_id": command["id"]})
+    app.gate_access.command_outcome(await app.db.gates.find_one({"_id": ObjectId(c.gates["main"])}),
+                                    record, [{"level": p.OPENED, "duplicate": True}])
+    await app.access_log.flush()
+    assert len((await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]) == 1
