@@ -11,21 +11,14 @@ ticket waits for the resident (RESIDENT_STATES) its clocks are paused; on resume
 both times move later by the pause. `sla_next_at` on the ticket is the earliest
 moment any running clock needs attention; `SlaWatcher` polls that indexed field,
 so nothing depends on in-memory timers and a restarted process picks up where
-the last one stopped. One watcher works at a time, elected by a Redis lock with
-an expiry (a crashed leader's lock lapses and another process takes over).
+the last one stopped. One watcher works at a time, under a lease
+(models/leases.py: a crashed holder's lease lapses and another process takes over).
 """
 
-import asyncio
-import contextlib
-import logging
 from datetime import datetime, timedelta
 
-from redis.exceptions import ConnectionError as RedisDown
-from redis.exceptions import LockError
-
 from models.errors import Invalid
-
-log = logging.getLogger("xiaoqu.sla")
+from models.leases import DEFAULT_TTL, PREFIX, LeasedJob
 
 PRIORITIES = ("emergency", "urgent", "quick", "normal", "complaint")
 REPAIR_PRIORITIES = ("emergency", "urgent", "quick", "normal")
@@ -142,34 +135,27 @@ class SlaTargets:
 # -- the watcher ----------------------------------------------------------------
 
 class SlaWatcher:
-    """Escalates due clocks. `run_once(now)` is one pass; `start()` runs passes forever."""
+    """Escalates due clocks. `run_once(now)` is one pass; `start()` runs passes under the
+    `sla-watcher` lease (models/leases.py), so one instance works at a time."""
 
-    LOCK_KEY = "lock:sla-watcher"
-    LOCK_SECONDS = 30.0
+    LEASE = "sla-watcher"
+    LOCK_KEY = PREFIX + LEASE
+    LOCK_SECONDS = DEFAULT_TTL
     INTERVAL_SECONDS = 10.0
     BATCH = 200
 
-    def __init__(self, db, redis, clock, tickets, interval: float | None = None):
+    def __init__(self, db, redis, clock, tickets, interval: float | None = None,
+                 lease_seconds: float | None = None, instance: str | None = None):
         self.db = db
-        self.redis = redis
         self.clock = clock
         self.tickets = tickets
-        self.interval = interval or self.INTERVAL_SECONDS
-        # thread_local=False: the token must be visible to every task of this process.
-        self.lock = redis.lock(self.LOCK_KEY, timeout=self.LOCK_SECONDS, blocking=False,
-                               thread_local=False)
-        self._stop = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self.job = LeasedJob(redis, self.LEASE, self._pass,
+                             interval=interval or self.INTERVAL_SECONDS,
+                             ttl=lease_seconds or self.LOCK_SECONDS, instance=instance)
 
     async def lead(self) -> bool:
-        """Take or keep the leadership; True when this process should do the work."""
-        try:
-            if await self.lock.owned():
-                await self.lock.reacquire()
-                return True
-            return await self.lock.acquire(blocking=False)
-        except LockError:  # lapsed between the check and the renewal: try next round
-            return False
+        """Take or keep the lease; True when this process should do the work."""
+        return await self.job.lease.keep()
 
     async def run_once(self, now: datetime) -> int:
         """Escalate every clock that is due by `now`; returns how many escalations happened."""
@@ -180,25 +166,11 @@ class SlaWatcher:
             escalations += await self.tickets.escalate(ticket, now)
         return escalations
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
+    async def _pass(self) -> None:
+        await self.run_once(self.clock.now())
 
-    async def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                if await self.lead():
-                    await self.run_once(self.clock.now())
-            except Exception:  # a failed pass must not end the watcher; the next one retries
-                log.exception("SLA pass failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval)
+    def start(self) -> None:
+        self.job.start()
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
-        # With Redis gone the lock simply expires; stopping must not fail on it.
-        with contextlib.suppress(LockError, RedisDown):
-            if await self.lock.owned():
-                await self.lock.release()
+        await self.job.stop()

@@ -9,9 +9,10 @@ import json
 import logging
 import re
 import time
+import uuid
 
 import tornado.web
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
@@ -31,7 +32,9 @@ from models.importer import Importer
 from models.key_cache import KeyCache
 from models.key_box import KeyBox
 from models.kpi import KpiManager
+from models.leases import LeasedJob
 from models.notifications import FeedHub, Notifier
+from models.outbox import Outbox
 from models.passes import PassManager
 from models.people import ResidentManager, StaffManager
 from models.photos import GridFSPhotoStore, PhotoLinks
@@ -47,9 +50,10 @@ HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people"
                    "imports", "tickets", "feed", "gates", "passes")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
-                 "access_log")
+                 "access_log", "outbox")
 
 access_log = logging.getLogger("xiaoqu.access")
+OUTBOX_INTERVAL = 1.0  # seconds between the outbox worker's passes (effects run at once anyway)
 
 
 async def ensure_indexes(db, modules=MODEL_MODULES) -> None:
@@ -73,6 +77,8 @@ class XiaoquApp(tornado.web.Application):
         self.db = mongo[settings.mongodb_db]
         self.redis = redis
         self.clock = clock or Clock()
+        self.instance = uuid.uuid4().hex[:12]  # this process, in leases and outbox claims
+        self.outbox = Outbox(self.db, self.clock, self.instance)
         self.wechat = WeChatClient(settings.wechat_base_url, settings.wechat_appid,
                                    settings.wechat_secret.get_secret_value(), redis)
         self.places = PlaceManager(self.db, self.clock)
@@ -112,12 +118,24 @@ class XiaoquApp(tornado.web.Application):
                                       self.gate_events, self.gate_alarms, self.gate_modes,
                                       CommandAudit(self.db), feed=self.notifier)
         self.gate_hub = None  # server.gate_hub.GateHub, attached when the hub starts
-        self.sla_watcher = SlaWatcher(self.db, redis, self.clock, self.tickets)
+        self.sla_watcher = SlaWatcher(self.db, redis, self.clock, self.tickets,
+                                      lease_seconds=settings.lease_seconds, instance=self.instance)
+        self.outbox_worker = LeasedJob(redis, "outbox", self.outbox.drain, interval=OUTBOX_INTERVAL,
+                                       ttl=settings.lease_seconds, instance=self.instance)
+        # Jobs that run in one instance at a time (each under its lease), started by start_jobs.
+        self.jobs = [self.sla_watcher.job, self.outbox_worker]
 
         self.metrics = CollectorRegistry()
         self.request_seconds = Histogram(
             "xiaoqu_request_duration_seconds", "HTTP request duration by handler",
             ["handler", "method", "status"], registry=self.metrics)
+        held = Gauge("xiaoqu_lease_held", "1 while this process holds the job's lease",
+                     ["job"], registry=self.metrics)
+        passes = Gauge("xiaoqu_job_passes", "passes of the job run by this process", ["job"],
+                       registry=self.metrics)
+        for job in self.jobs:
+            held.labels(job.name).set_function(lambda job=job: job.held)
+            passes.labels(job.name).set_function(lambda job=job: job.passes)
 
         # (template, handler[, handler kwargs]) from every handler module
         self.routes: list[tuple] = []
@@ -161,10 +179,17 @@ class XiaoquApp(tornado.web.Application):
         await self.passes.seal_raw_keys()
         await self.keys.start()
 
+    def start_jobs(self) -> None:
+        """Start the background jobs; every process runs them, their leases let one work."""
+        for job in self.jobs:
+            job.start()
+
     async def close(self) -> None:
         await self.imports.close()
         await self.access_log.flush()
-        await self.sla_watcher.stop()
+        for job in self.jobs:
+            await job.stop()
+        await self.outbox.close()
         await self.feed_hub.close()
         await self.wechat.close()
         await self.keys.close()

@@ -35,7 +35,7 @@ async def serve() -> None:
         app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri),
                         connect_redis(settings.redis_url))
         await app.startup()
-        app.sla_watcher.start()  # every process runs one; a Redis lock lets one work at a time
+        app.start_jobs()  # every process runs them; their leases let one work at a time
         http = app.listen(settings.http_port)  # proxy headers: handlers/base.py, TRUSTED_PROXY_HOPS
         gate_hub = await start_gate_hub(app)
         base = f"http://127.0.0.1:{settings.http_port}"

@@ -1,0 +1,78 @@
+"""The outbox (models/outbox.py): effects stored once per key, run until they happen, retried
+with backoff, kept through a store outage and run once it is back — never lost, never doubled."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.common import ManualClock
+from models.outbox import FIRST_BACKOFF, backoff
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def clock():
+    # Near the real time: the store's TTL index reads done_at against its own clock.
+    return ManualClock(datetime.now(UTC).replace(microsecond=0))
+
+
+class Recorder:
+    """A handler that records each run and fails while told to."""
+
+    def __init__(self, failures: int = 0):
+        self.runs: list[tuple[str, dict]] = []
+        self.failures = failures
+
+    async def __call__(self, payload: dict, key: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("the effect's service is down")
+        self.runs.append((key, payload))
+
+
+async def test_an_effect_runs_once_per_key(app):
+    done = Recorder()
+    app.outbox.handle("test.effect", done)
+    assert await app.outbox.add("k1", "test.effect", {"n": 1})
+    await app.outbox.settled()
+    assert await app.outbox.add("k1", "test.effect", {"n": 1})  # a repeated request
+    await app.outbox.settled()
+    assert await app.outbox.drain() == 0  # nothing left for the worker
+    assert done.runs == [("k1", {"n": 1})]
+    assert (await app.db.outbox.find_one({"_id": "k1"}))["state"] == "done"
+    assert await app.outbox.pending() == 0
+
+
+async def test_a_failing_effect_is_retried_with_backoff_until_it_happens(app, clock):
+    done = Recorder(failures=2)
+    app.outbox.handle("test.effect", done)
+    await app.outbox.add("k1", "test.effect", {})
+    await app.outbox.settled()
+    doc = await app.db.outbox.find_one({"_id": "k1"})
+    assert (doc["state"], doc["attempts"]) == ("pending", 1)
+    assert doc["last_error"] == "RuntimeError: the effect's service is down"
+    assert await app.outbox.drain() == 0  # not due yet: it waits out its backoff
+    clock.advance(backoff(1))
+    assert await app.outbox.drain() == 0  # failed again: the wait doubles
+    assert (await app.db.outbox.find_one({"_id": "k1"}))["due"] == clock.now() + timedelta(
+        seconds=backoff(2))
+    clock.advance(backoff(2))
+    assert await app.outbox.drain() == 1
+    assert done.runs == [("k1", {})] and backoff(2) == 2 * FIRST_BACKOFF
+
+
+async def test_the_worker_runs_what_was_left(app):
+    done = Recorder()
+    app.outbox.handle("test.effect", done)
+    await app.outbox.add("k1", "test.effect", {}, run=False)
+    assert done.runs == []
+    app.outbox_worker.start()
+    try:
+        async with asyncio.timeout(10):
+            while not done.runs:
+                await asyncio.sleep(0.05)
+    finally:
+        await app.outbox_worker.stop()
+    assert done.runs == [("k1", {})]
