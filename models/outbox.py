@@ -19,8 +19,8 @@ is never dropped; `last_error` and `attempts` say why it waits. Handlers must be
 idempotent: a runner that dies after the effect happened but before marking it
 done runs it again once its claim lapses.
 
-A handler is `async def handler(payload: dict, key: str) -> None`, registered
-with `outbox.handle(kind, handler)` before the worker starts.
+A handler is `async def handler(key: str, payload: dict) -> None` (the key first, as
+models.workflow.Effects calls its handlers), registered with `outbox.handle(kind, handler)`.
 """
 
 import asyncio
@@ -170,7 +170,7 @@ class Outbox:
         if doc is None:
             return False
         try:
-            await self.handlers[doc["kind"]](doc["payload"], key)
+            await self.handlers[doc["kind"]](key, doc["payload"])
         except Exception as exc:  # any failure: try again later; the effect is never dropped
             attempts = doc["attempts"] + 1
             log.warning("outbox: %s failed (attempt %d): %s", key, attempts, exc,

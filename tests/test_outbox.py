@@ -25,7 +25,7 @@ class Recorder:
         self.runs: list[tuple[str, dict]] = []
         self.failures = failures
 
-    async def __call__(self, payload: dict, key: str) -> None:
+    async def __call__(self, key: str, payload: dict) -> None:
         if self.failures:
             self.failures -= 1
             raise RuntimeError("the effect's service is down")
