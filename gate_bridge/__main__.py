@@ -6,7 +6,7 @@ import contextlib
 import logging
 import signal
 
-from gate_bridge import drivers
+from gate_bridge import drivers, logs
 from gate_bridge.bridge import Bridge, load_config
 from gate_bridge.store import Store
 
@@ -29,9 +29,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m gate_bridge", description=__doc__)
     parser.add_argument("--config", required=True, help="path to bridge.toml")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="auto",
+                        help="auto: text on a terminal, JSON otherwise (when python-json-logger "
+                             "is installed)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        logs.configure(args.log_format, logging.DEBUG if args.verbose else logging.INFO)
+    except ValueError as exc:
+        parser.error(str(exc))
     asyncio.run(run(args.config))
 
 

@@ -19,8 +19,8 @@ import time
 import tomllib
 import uuid
 
+from gate_bridge import logs, wire
 from gate_bridge import protocol as p
-from gate_bridge import wire
 from gate_bridge.decision import DEFAULT_SKEW, decide, effective_mode, gate_info
 from gate_bridge.session import HEARTBEAT_DUE, BridgeSession, Limits, Received, Welcomed
 
@@ -338,7 +338,16 @@ class Bridge:
         await self.send(p.message(p.ACK, id=command_id, level=level, **extra))
 
     async def _on_command(self, msg: dict) -> None:
+        # The command's trace on every line about it, the door's task included (it inherits).
+        bound = logs.bind(trace_id=p.trace_id(msg.get("trace")), command_id=msg.get("id"))
+        try:
+            await self._command(msg)
+        finally:
+            logs.unbind(bound)
+
+    async def _command(self, msg: dict) -> None:
         command_id, issued_at, ttl = p.command_fields(msg)  # checked by the session
+        log.info("%s: %s %s arrived", self.config.bridge_id, msg["op"], command_id)
         if not self.store.claim_command(command_id, p.RECEIVED, self.clock()):
             # Seen before (a resend after reconnect, or a duplicate): report, do not act.
             await self.send(p.message(p.ACK, id=command_id, duplicate=True,
@@ -376,6 +385,7 @@ class Bridge:
             if opened in self.door_waiters:
                 self.door_waiters.remove(opened)
         await self._ack_quietly(command_id, level)
+        log.info("%s: open %s %s", self.config.bridge_id, command_id, level)
 
     async def _ack_quietly(self, command_id: str, level: str) -> None:
         """Record the level; send it if connected (a lost ack is resent as a duplicate reply)."""

@@ -14,6 +14,7 @@ another session and a proof from one side cannot be reflected as the other's.
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 VERSIONS = (1,)  # protocol versions this code speaks, oldest first
@@ -30,7 +31,7 @@ CONFIG_ACK = "config_ack"  # {version}
 CHALLENGE = "challenge"  # {v, nonce, proof}
 WELCOME = "welcome"      # {time, heartbeat, config_version, gate}
 SCAN_RESULT = "scan_result"  # {id, allow, reason}
-OPEN = "open"            # {id, door, pulse_ms, issued_at, ttl, scan?}
+OPEN = "open"            # {id, door, pulse_ms, issued_at, ttl, scan?, trace?}
 CONFIG = "config"        # {version, format, keys, revoked, nonces, gate, rules, ...}
 USED = "used"            # {nonces: [[nonce, expires]]}: codes used since the last config
 EVENTS_ACK = "events_ack"  # {upto}: every event up to it is stored, no gap
@@ -69,6 +70,7 @@ MISSED_HEARTBEATS = 3  # a peer silent this many intervals is gone
 MAX_DRIFT = 2.0  # seconds; QR windows depend on the bridge's clock
 MAX_EVENTS_PER_FRAME = 200
 MAX_SCAN_TEXT = 1024  # characters of a scanned code
+TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
 
 class ProtocolError(Exception):
@@ -161,6 +163,13 @@ def command_fields(msg: dict) -> tuple[str, float, float]:
     if not isinstance(issued, (int, float)) or not isinstance(ttl, (int, float)) or ttl <= 0:
         raise ProtocolError("bad_field", "issued_at and ttl must be positive numbers")
     return cid, float(issued), float(ttl)
+
+
+def trace_id(traceparent: object) -> str | None:
+    """The trace id in a W3C traceparent (a command's `trace`, for the logs); None when absent
+    or malformed: tracing never stops a command."""
+    match = TRACEPARENT.match(traceparent) if isinstance(traceparent, str) else None
+    return match and match[1]
 
 
 def event_items(msg: dict) -> list[dict]:

@@ -23,8 +23,10 @@ import tornado.web
 from bson import ObjectId
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gate_bridge import logs
 from models.access import Principal, authorize, must_confirm_community
 from models.errors import DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized
+from server import tracing
 
 log = logging.getLogger("xiaoqu.api")
 
@@ -146,13 +148,17 @@ class APIHandler(tornado.web.RequestHandler):
         return super().compute_etag()
 
     def begin_request(self) -> None:
-        """Count the request in flight (for a graceful shutdown) and give it its id."""
+        """Count the request in flight (for a graceful shutdown), start its trace and give it
+        its id: the trace id, unless the caller sent an id of its own."""
         self.app.requests_started()
         self.client_ip, self.scheme = behind_proxies(self.request, self.app.config.trusted_proxy_hops)
         sent = self.request.headers.get("X-Request-Id", "")
-        # Logged and echoed: only a short plain token from the caller, else our own.
-        self.request_id = sent if REQUEST_ID.match(sent) else secrets.token_hex(16)
+        self.span = tracing.begin(self.request.headers, type(self).__name__, sent)
+        self.trace_id = tracing.trace_id(self.span)
+        # Logged and echoed: only a short plain token from the caller, else the trace id.
+        self.request_id = sent if REQUEST_ID.match(sent) else self.trace_id
         self.set_header("X-Request-Id", self.request_id)
+        logs.bind(request_id=self.request_id, trace_id=self.trace_id)  # this request's task
 
     async def prepare(self) -> None:
         self.begin_request()
@@ -210,6 +216,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     def on_finish(self) -> None:
         if hasattr(self, "request_id"):  # unset when Tornado refused the verb before prepare()
+            self.span.end()
             self.app.requests_finished()
 
     def json_body(self) -> Any:

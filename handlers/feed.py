@@ -25,6 +25,7 @@ from handlers.base import api, to_json
 from models.access import authorize, permitted
 from models.errors import DomainError, Forbidden, Invalid
 from models.notifications import device_channel, feed_channel, stream_id_key
+from server import metrics
 
 AUTH_SECONDS = 10.0
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -37,6 +38,7 @@ INTERRUPTED = 1012  # "service restart": reconnect (with last_id) and carry on
 class FeedHandler(tornado.websocket.WebSocketHandler):
     principal = None
     live = False
+    counted = False  # in the feed-clients gauge
 
     def check_origin(self, origin: str) -> bool:
         # Bearer tokens, not cookies, authenticate here: a foreign page has no token to use.
@@ -112,6 +114,8 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
         self.expiry_timer = tornado.ioloop.IOLoop.current().call_later(
             max(0.0, self.principal.expires - self.application.clock.time()),
             self.close, UNAUTHENTICATED, "access token expired; reconnect with a fresh one")
+        metrics.FEED_CLIENTS.inc()
+        self.counted = True
         hub = self.application.feed_hub
         # Subscribe first, then read the backlog: nothing falls between the two.
         await hub.join(feed_channel(self.community_id), self._on_event)
@@ -157,6 +161,9 @@ class FeedHandler(tornado.websocket.WebSocketHandler):
             pass  # on_close cleans up
 
     def on_close(self) -> None:
+        if self.counted:
+            metrics.FEED_CLIENTS.dec()
+            self.counted = False
         if hasattr(self, "expiry_timer"):
             tornado.ioloop.IOLoop.current().remove_timeout(self.expiry_timer)
         if self.principal is not None:

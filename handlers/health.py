@@ -7,13 +7,15 @@ from pathlib import Path
 from string import Template
 from urllib.parse import urlencode
 
+import pymongo.errors
 import tornado.web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from swagger_ui_bundle import swagger_ui_path
 
 from handlers.base import APIHandler, api
 from models.errors import Unauthorized
+from server import metrics
 from server.openapi import build_spec
 
 READY_TIMEOUT = 2.0
@@ -77,8 +79,13 @@ class OperatorsHandler(APIHandler):
 class MetricsHandler(OperatorsHandler):
     @api("Prometheus metrics", response=str, public=True, content_type=CONTENT_TYPE_LATEST)
     async def get(self):
+        try:  # a store reading, taken at the scrape; the rest is served without it
+            await asyncio.wait_for(self.app.gate_alarms.count_open(), READY_TIMEOUT)
+        except (TimeoutError, pymongo.errors.PyMongoError):
+            pass  # counted in xiaoqu_store_errors; the gauge keeps its last value
+        metrics.jobs_read(self.app.jobs)
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(generate_latest(self.app.metrics))
+        self.finish(metrics.exposition())
 
 
 class OpenAPIHandler(OperatorsHandler):

@@ -42,8 +42,9 @@ INDEXES = {
 SOURCES = ("gate", "scanner", "remote", "offline")
 # Present on some lines: remote opens (command_id, level, by, open_reason: the reason the
 # opener gave), offline decisions (bridge: what the bridge did, flag: "invalid_claim" or
-# "double_use" when the server disagrees).
-OPTIONAL_FIELDS = ("command_id", "level", "by", "open_reason", "bridge", "flag")
+# "double_use" when the server disagrees); trace_id: the trace of the request behind a remote
+# open (docs/operations.md, "Tracing").
+OPTIONAL_FIELDS = ("command_id", "level", "by", "open_reason", "bridge", "flag", "trace_id")
 MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
 BATCH_SECONDS = 0.05
 

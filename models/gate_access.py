@@ -23,6 +23,7 @@ sent, received, actuated, then opened / not_opened / refused, or offline / no_ac
 import asyncio
 import hashlib
 import logging
+import time
 import uuid
 from datetime import datetime
 
@@ -40,6 +41,7 @@ from models.bridges import gate_rules
 from models.common import from_timestamp
 from models.errors import DomainError, Invalid, NotFound, RateLimited
 from models.rate_limits import RateLimits, Window
+from server import metrics, tracing
 
 log = logging.getLogger("xiaoqu.gate_access")
 
@@ -51,6 +53,10 @@ SHORT_CODE_WINDOW = 60
 ALARM_OF_FLAG = {"invalid_claim": "invalid_offline_claim", "double_use": "double_use"}
 # Reasons a bridge may give for refusing offline besides the decision's own.
 BRIDGE_REASONS = frozenset(REASONS) | {"no_config"}
+# Every reason an access-log line can carry; anything else (a bridge's free text) is counted
+# as "other", so the metric's labels stay bounded.
+LINE_REASONS = BRIDGE_REASONS | {"rate_limited", "gate_offline", "no_ack", "invalid_claim",
+                                 "decided_offline", *p.LEVEL_RANK}
 
 
 class GateTimeout(DomainError):
@@ -142,6 +148,8 @@ class GateAccess:
 
     def _log(self, gate: dict, direction: str, allow: bool, reason: str, source: str, *,
              at: datetime | None = None, **extra) -> None:
+        metrics.DECISIONS.labels(source, "allow" if allow else "deny",
+                                 reason if reason in LINE_REASONS else "other").inc()
         self.access_log.append({
             "community_id": gate["community_id"], "gate_id": gate["_id"], "direction": direction,
             "at": at or self.clock.now(), "result": "allow" if allow else "deny",
@@ -169,6 +177,7 @@ class GateAccess:
         gate); its failed short-code lookups are limited (RateLimited, after an alarm and a
         log line)."""
         scanner = scanner or f"gate:{gate['_id']}"
+        started = time.perf_counter()
         short = is_short_code(normalize(token_text))
         window = Window("short_code_failures", (scanner,), SHORT_CODE_FAILURES, SHORT_CODE_WINDOW)
         if short:
@@ -176,6 +185,7 @@ class GateAccess:
         decision = await self.passes.decide(token_text, await self.gate_info(gate), direction)
         if short and decision.reason != "unknown_code":
             await self.limits.give_back(window)  # only failed lookups count
+        metrics.DECISION_SECONDS.labels(source).observe(time.perf_counter() - started)
         self._log(gate, direction, decision.allow, decision.reason, source, **describe(decision))
         return decision
 
@@ -253,6 +263,9 @@ class GateAccess:
         command = p.message(p.OPEN, id=uuid.uuid4().hex, door=0,
                             pulse_ms=gate_rules(gate)["pulse_ms"], issued_at=self.clock.time(),
                             ttl=ttl)
+        if parent := tracing.traceparent():  # the request's trace, followed to the door
+            command["trace"] = parent
+        started = time.perf_counter()
         record = self.commands.record(gate, command, by, reason)
         progress = CommandProgress(self.feed, record)
         progress.arrived({"level": "sent"})
@@ -266,13 +279,24 @@ class GateAccess:
                 await issued
             except pymongo.errors.PyMongoError:
                 log.warning("gate access: audit of %s failed", command["id"], exc_info=True)
+        elapsed = time.perf_counter() - started
         try:
-            return self.command_outcome(gate, record, levels)
+            result = self.command_outcome(gate, record, levels)
         except GateTimeout as exc:
+            self._command_done(command["id"], exc.code, elapsed)
             await progress.finished(exc.code)
             raise
         finally:
             await progress.finished()
+        self._command_done(command["id"], result["level"], elapsed)
+        return result
+
+    @staticmethod
+    def _command_done(command_id: str, level: str, seconds: float) -> None:
+        metrics.COMMANDS.labels(level).inc()
+        metrics.COMMAND_SECONDS.labels(level).observe(seconds)
+        log.info("gate access: open %s ended %s", command_id, level,
+                 extra={"command_id": command_id, "level": level, "ms": round(seconds * 1000)})
 
     def command_outcome(self, gate: dict, record: dict, levels: list[dict] | None) -> dict:
         """The acknowledgements a command got (None: the bridge was offline) -> its result
@@ -280,7 +304,8 @@ class GateAccess:
         kind, _, subject = record["by"].partition(":")
         # One line per command, however often its outcome is told.
         line = {"kind": kind, "subject": subject, "by": record["by"], "_id": line_id(record["_id"]),
-                "command_id": record["_id"], "open_reason": record["reason"]}
+                "command_id": record["_id"], "open_reason": record["reason"],
+                "trace_id": record.get("trace_id")}
         if levels is None:
             self._log(gate, "in", False, "gate_offline", "remote", **line)
             raise GateTimeout("the gate's bridge is offline", code="gate_offline")
@@ -308,6 +333,9 @@ class GateAccess:
         idempotent by event id, so they are acted on for resent events too (a crash between
         the insert and here must not lose one); fire releases only for events new to the store."""
         new = await self.events.store_events(bridge, items) if items else []
+        for doc in new:
+            metrics.EVENTS.labels(doc["type"]).inc()
+        metrics.EVENTS_DUPLICATE.inc(len(items) - len(new))
         for item in items:
             if item["type"] in p.ALARM_EVENTS:
                 await self.alarms.raise_alarm(
@@ -337,6 +365,7 @@ class GateAccess:
         line = line_id(doc["_id"])
         if not claimed_allow:  # nobody passed: the refusal stands as the bridge gave it
             reason = claimed_reason if claimed_reason in BRIDGE_REASONS else "invalid_claim"
+            metrics.OFFLINE_DECISIONS.labels("deny", "refused").inc()
             self._log(gate, direction, False, reason, "offline", at=at, bridge=claim,
                       _id=line, **describe_token(text))
             return
@@ -349,6 +378,7 @@ class GateAccess:
             await self.alarms.raise_alarm(
                 bridge, ALARM_OF_FLAG[flag], f"{doc['_id']}:{flag}",
                 {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
+        metrics.OFFLINE_DECISIONS.labels("allow", flag or "ok").inc()
         self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
                   bridge=claim, flag=flag, _id=line,
                   **(describe(decision) if decision.payload else describe_token(text)))

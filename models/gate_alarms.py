@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from gate_bridge import protocol as p
 from models.access import Principal, permitted
 from models.errors import Conflict, Invalid, NotFound
+from server import metrics
 
 INDEXES = {
     "gate_alarms": [IndexModel([("community_id", ASCENDING), ("state", ASCENDING),
@@ -57,8 +58,16 @@ class AlarmManager:
             "raised_at": at or self.clock.now(), "history": []}}, upsert=True)
         if result.upserted_id is None:
             return False
+        metrics.ALARMS_RAISED.labels(kind).inc()
         await self._announce(await self.db.gate_alarms.find_one({"_id": alarm_id}), "alarm.raised")
         return True
+
+    async def count_open(self) -> None:
+        """Set the open-alarms gauge from the store (every kind: one that closed reads 0)."""
+        counts = {row["_id"]: row["n"] async for row in await self.db.gate_alarms.aggregate(
+            [{"$match": {"state": "open"}}, {"$group": {"_id": "$kind", "n": {"$sum": 1}}}])}
+        for kind in ALARM_KINDS:
+            metrics.ALARMS_OPEN.labels(kind).set(counts.get(kind, 0))
 
     async def alarms(self, community_id: str, state: str | None = None, limit: int = 100) -> list[dict]:
         query: dict = {"community_id": ObjectId(community_id)}

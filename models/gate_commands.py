@@ -8,6 +8,7 @@ process died while waiting).
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
 
+from gate_bridge import protocol as p
 from models.common import from_timestamp
 
 INDEXES = {
@@ -24,7 +25,8 @@ class CommandAudit:
     def record(gate: dict, command: dict, by: str, reason: str) -> dict:
         return {"_id": command["id"], "community_id": gate["community_id"], "gate_id": gate["_id"],
                 "bridge": gate.get("bridge_id"), "op": command["op"], "by": by, "reason": reason,
-                "issued_at": from_timestamp(command["issued_at"])}
+                "issued_at": from_timestamp(command["issued_at"]),
+                "trace_id": p.trace_id(command.get("trace"))}
 
     async def issued(self, record: dict) -> None:
         await self.db.gate_commands.insert_one(record)

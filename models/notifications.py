@@ -26,6 +26,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from models.common import object_id
 from models.errors import DomainError, NotFound
+from server import metrics
 from server.stores import connect_redis_pubsub
 
 log = logging.getLogger("xiaoqu.notifications")
@@ -98,6 +99,7 @@ class Notifier:
                                          maxlen=FEED_KEEP, approximate=True)
         await self.redis.publish(stream, json.dumps({"id": event_id, **event}, ensure_ascii=False,
                                                     default=_iso))
+        metrics.NOTIFICATIONS.labels("staff_feed", "sent").inc()
         return event_id
 
     async def feed_since(self, community_id: str, last_id: str, count: int = 500) -> list[dict]:
@@ -114,7 +116,9 @@ class Notifier:
         doc = {"resident_id": ticket["resident_id"], "community_id": ticket["community_id"],
                "ticket_id": ticket["_id"], "kind": kind, "text": text, "at": now, "read": False}
         doc["wechat"] = await self._send_wechat(ticket, kind, text, now)
+        metrics.NOTIFICATIONS.labels("wechat", doc["wechat"]).inc()
         await self.db.messages.insert_one(doc)
+        metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
 
     async def _send_wechat(self, ticket: dict, kind: str, text: str, now: datetime) -> str:
         """Spend a credit and send; the outcome ("sent", "no_credit", "failed") is recorded."""

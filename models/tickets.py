@@ -33,6 +33,7 @@ from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, R
     Unprocessable
 from models.photos import process_upload
 from models.workflow import PREVIOUS, Effect, Effects, Required, Step, Workflow, action
+from server import metrics
 
 log = logging.getLogger("xiaoqu.tickets")
 
@@ -626,6 +627,7 @@ class TicketManager:
         if updated is None:  # changed meanwhile: the next pass sees the new state
             return 0
         for name, level in events:
+            metrics.SLA_ESCALATIONS.labels(level, name).inc()
             await self._staff_event(updated, f"sla.{level}", f"{updated['version']}:{name}:{level}",
                                     to=notify, clock=name,
                                     due=clocks[name]["due"].isoformat())

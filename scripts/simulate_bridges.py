@@ -13,13 +13,13 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from gate_bridge import logs
 from gate_bridge.bridge import INPUTS, Bridge, BridgeConfig
 from gate_bridge.drivers import SimulatedContact, SimulatedDoor, SimulatedRelay, SimulatedScanner
 from gate_bridge.store import Store
@@ -98,7 +98,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=7000)
     parser.add_argument("--data-dir", help="where the bridges keep their SQLite files")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main_async(args))
 

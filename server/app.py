@@ -5,14 +5,11 @@ Handlers reach everything through `self.application`; nothing lives in globals.
 
 import asyncio
 import importlib
-import json
 import logging
 import re
-import time
 import uuid
 
 import tornado.web
-from prometheus_client import CollectorRegistry, Gauge, Histogram
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
@@ -42,6 +39,7 @@ from models.places import PlaceManager
 from models.sla import SlaTargets, SlaWatcher
 from models.tickets import TicketManager
 from models.workflow import Effects
+from server import metrics
 from server.settings import Settings
 from server.wechat import WeChatClient
 
@@ -125,18 +123,6 @@ class XiaoquApp(tornado.web.Application):
         # Jobs that run in one instance at a time (each under its lease), started by start_jobs.
         self.jobs = [self.sla_watcher.job, self.outbox_worker]
 
-        self.metrics = CollectorRegistry()
-        self.request_seconds = Histogram(
-            "xiaoqu_request_duration_seconds", "HTTP request duration by handler",
-            ["handler", "method", "status"], registry=self.metrics)
-        held = Gauge("xiaoqu_lease_held", "1 while this process holds the job's lease",
-                     ["job"], registry=self.metrics)
-        passes = Gauge("xiaoqu_job_passes", "passes of the job run by this process", ["job"],
-                       registry=self.metrics)
-        for job in self.jobs:
-            held.labels(job.name).set_function(lambda job=job: job.held)
-            passes.labels(job.name).set_function(lambda job=job: job.passes)
-
         # (template, handler[, handler kwargs]) from every handler module
         self.routes: list[tuple] = []
         for name in HANDLER_MODULES:
@@ -200,14 +186,16 @@ class XiaoquApp(tornado.web.Application):
         seconds = handler.request.request_time()
         status = handler.get_status()
         name = type(handler).__name__
-        self.request_seconds.labels(name, handler.request.method, str(status)).observe(seconds)
+        metrics.REQUEST_SECONDS.labels(name, handler.request.method, str(status)).observe(seconds)
         if not access_log.isEnabledFor(logging.INFO):
             return  # like Tornado's own access log: no line built that nobody writes
         principal = getattr(handler, "principal", None)
-        access_log.info(json.dumps({
-            "ts": round(time.time(), 3), "request_id": getattr(handler, "request_id", None),
+        # The path only: a query may carry a token (?token= for /docs, the live feed).
+        access_log.info("%s %s %d", handler.request.method, handler.request.path, status, extra={
+            "request_id": getattr(handler, "request_id", None),
+            "trace_id": getattr(handler, "trace_id", None),
             "method": handler.request.method, "path": handler.request.path, "status": status,
             "ms": round(seconds * 1000, 2), "handler": name,
             "ip": getattr(handler, "client_ip", handler.request.remote_ip),
             "user": principal and f"{principal.kind}:{principal.id}",
-        }))
+        })

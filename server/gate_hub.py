@@ -43,12 +43,13 @@ import uuid
 import redis.exceptions
 import tornado.netutil
 
+from gate_bridge import logs, wire
 from gate_bridge import protocol as p
-from gate_bridge import wire
 from gate_bridge.decision import UseClaim
 from gate_bridge.session import (HEARTBEAT_DUE, Authenticated, Hello, Limits, Received,
                                  ServerSession)
 from models.bridges import CONFIG_CHANNEL, SESSIONS_CHANNEL, USED_CHANNEL, BridgeManager
+from server import metrics
 from server.app import XiaoquApp
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis, connect_redis_pubsub
@@ -345,6 +346,7 @@ class GateHub:
         # From here on every use in the community reaches this bridge as a `used` delta, and
         # the used codes read next cover every use before: nothing falls in between.
         self.communities.setdefault(str(gate["community_id"]), set()).add(conn)
+        metrics.BRIDGES_CONNECTED.labels(str(gate["community_id"])).inc()
         nonces = await self.bridges.used_codes(str(gate["community_id"]))
         if conn.config_version != config["version"]:
             self.push_config(conn, config, nonces)
@@ -369,8 +371,9 @@ class GateHub:
         if self.gates.get(gate_id) is conn:
             del self.gates[gate_id]
         community = self.communities.get(str(conn.creds[2]["community_id"]))
-        if community is not None:
+        if community is not None and conn in community:
             community.discard(conn)
+            metrics.BRIDGES_CONNECTED.labels(str(conn.creds[2]["community_id"])).dec()
         # Commands delivered on it can only be acknowledged by the bridge's next session.
         for command_id in [c for c, (_, on) in self.delivered.items() if on is conn]:
             del self.delivered[command_id]
@@ -553,6 +556,8 @@ class GateHub:
     def _deliver(self, conn: Connection, cmd: dict, origin: str) -> None:
         self.delivered[cmd["id"]] = (origin, conn)
         conn.send(cmd)
+        log.info("gate hub: %s %s sent to bridge %s", cmd["op"], cmd["id"], conn.bridge,
+                 extra={"trace_id": p.trace_id(cmd.get("trace")), "command_id": cmd["id"]})
 
     async def _deliver_pending(self, conn: Connection) -> None:
         key = PENDING + conn.bridge
@@ -648,6 +653,7 @@ async def start_gate_hub(app, port: int | None = None, address: str = "") -> Gat
 async def _serve(port: int, address: str) -> None:
     """A hub alone, on the web app's settings (for tests and for running hubs separately)."""
     settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
     app = XiaoquApp(settings, connect_mongo(settings.mongodb_uri), connect_redis(settings.redis_url))
     await app.startup()
     hub = await start_gate_hub(app, port, address)
@@ -664,6 +670,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m server.gate_hub")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--address", default="", help="bind address (default: all)")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.configure()
     args = parser.parse_args()
     asyncio.run(_serve(args.port, args.address))

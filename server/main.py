@@ -15,7 +15,8 @@ import logging
 import signal
 import sys
 
-from server import bootstrap
+from gate_bridge import logs
+from server import bootstrap, metrics
 from server.app import XiaoquApp
 from server.embedded import start_missing_stores
 from server.gate_hub import start_gate_hub
@@ -28,6 +29,7 @@ DRAIN_SECONDS = 10.0
 
 async def serve() -> None:
     settings = load_settings()
+    logs.configure(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as started:
         embedded = start_missing_stores(settings, started)
@@ -57,6 +59,7 @@ async def serve() -> None:
         await app.drained(DRAIN_SECONDS)
         await http.close_all_connections()
         await app.close()
+    metrics.process_exited()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         "bootstrap", help=bootstrap.__doc__.split("\n")[0], description=bootstrap.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logs.configure()  # until the settings say otherwise (serve)
     try:
         if args.command == "bootstrap":
             sys.exit(bootstrap.run(args))

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
 
     # When set, /metrics, /api/openapi.json and /docs need it (bearer token or ?token=).
     ops_token: SecretStr | None = None
+    # Every log line's rendering (gate_bridge/logs.py): auto is text on a terminal, JSON
+    # otherwise.
+    log_format: Literal["auto", "json", "text"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     jwt_secret: SecretStr | None = None
     access_token_seconds: int = Field(900, ge=30, le=86400)

@@ -1,0 +1,47 @@
+"""One trace id per request, carried with its effects: a remote open's command frame takes
+it through Redis to whichever hub process holds the bridge, and to the bridge
+(docs/operations.md, "Tracing").
+
+Built on the OpenTelemetry API. Without an SDK (the default) spans record nothing and
+cost next to nothing, but their ids propagate; install opentelemetry-sdk with an exporter
+and set it up (e.g. `opentelemetry-instrument`) to send the spans somewhere. The id is
+the caller's W3C `traceparent`, else a plain 32-hex `X-Request-Id`, else a fresh one.
+"""
+
+import re
+import secrets
+
+from opentelemetry import context, propagate, trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+
+tracer = trace.get_tracer("xiaoqu")
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def begin(headers, name: str, hint: str = "") -> trace.Span:
+    """Start the request's span (the current one for the rest of its task)."""
+    ctx = propagate.extract(headers)
+    if not trace.get_current_span(ctx).get_span_context().is_valid:
+        trace_id = int(hint, 16) if TRACE_ID.match(hint) and hint.strip("0") else None
+        parent = SpanContext(trace_id or int(secrets.token_hex(16), 16),
+                             int(secrets.token_hex(8), 16) or 1, is_remote=True,
+                             trace_flags=TraceFlags(TraceFlags.DEFAULT))
+        ctx = trace.set_span_in_context(NonRecordingSpan(parent), ctx)
+    span = tracer.start_span(name, context=ctx, kind=SpanKind.SERVER)
+    # Each request runs in its own asyncio task, whose context ends with it: nothing to detach.
+    context.attach(trace.set_span_in_context(span, ctx))
+    return span
+
+
+def trace_id(span: trace.Span | None = None) -> str | None:
+    """The trace id (32 hex digits) of `span` or of the current span; None outside a trace."""
+    span_context = (span or trace.get_current_span()).get_span_context()
+    return trace.format_trace_id(span_context.trace_id) if span_context.is_valid else None
+
+
+def traceparent() -> str | None:
+    """The current span as a W3C traceparent, for a frame leaving this process."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
