@@ -7,16 +7,23 @@ thing; leaving the `with` block stops it. `running`, `ready_port` and
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pymongo import MongoClient
+from pymongo.errors import PyMongoError
+
 START_TIMEOUT = 30.0
+HEALTH_EVERY = 5.0  # seconds between the embedded MongoDB server's health queries
+WEDGED_AFTER = 30.0  # no query answered for this long while its process runs: wedged
 
 
 class EmbeddedError(RuntimeError):
@@ -44,14 +51,21 @@ def running(command: list[str], **popen) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 10.0,
+                 signum: int = signal.SIGTERM) -> None:
+    """`signum`, then SIGKILL if it has not exited within `grace` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signum)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def ready_port(process: subprocess.Popen, what: str) -> int:
@@ -81,16 +95,94 @@ def start_missing_stores(settings, stack: contextlib.ExitStack | contextlib.Asyn
 
 
 @contextlib.contextmanager
-def start_mongo(path: Path | None, port: int = 0) -> Iterator[Service]:
+def start_mongo(path: Path | None, port: int = 0, health_every: float = HEALTH_EVERY,
+                wedged_after: float = WEDGED_AFTER) -> Iterator[Service]:
     """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`; on a
-    free port unless given (a restart on the same port and file comes back with the data)."""
+    free port unless given (a restart on the same port and file comes back with the data).
+
+    Ready once a real query answers (not merely the port). A watchdog thread then runs
+    one every `health_every` seconds: when none has answered for `wedged_after` seconds
+    while the process runs, it says so on stderr, has the server print its threads'
+    stacks, and — when the data is on disk — kills and restarts it on the same port
+    (docs/embedded-mongo.md)."""
     db = "memory" if path is None else str(path)
     if path is not None and path.exists():
         path.chmod(0o600)  # written before files were kept private
-    with running(python_module("server.mongo_wire", "--port", str(port), "--db", db),
-                  stdout=subprocess.PIPE, text=True) as process:
-        port = ready_port(process, "the embedded MongoDB server")
-        yield Service(f"mongodb://127.0.0.1:{port}/?directConnection=true", process)
+    port = port or free_port()  # fixed, so that a restart keeps the URL every client holds
+    command = python_module("server.mongo_wire", "--port", str(port), "--db", db)
+    service = Service(f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                      _start_mongo_process(command, port))
+    lock, stopping = threading.Lock(), threading.Event()
+    threading.Thread(target=_watch_mongo, daemon=True, name="mongo-watchdog",
+                     args=(service, command, port, path is not None, lock, stopping,
+                           health_every, wedged_after)).start()
+    try:
+        yield service
+    finally:
+        with lock:  # not while the watchdog restarts it
+            stopping.set()
+        stop_process(service.process)
+
+
+def _start_mongo_process(command: list[str], port: int) -> subprocess.Popen:
+    process = subprocess.Popen(command, start_new_session=True, umask=0o077,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        ready_port(process, "the embedded MongoDB server")
+        if not answers_query(f"mongodb://127.0.0.1:{port}/?directConnection=true",
+                             START_TIMEOUT):
+            raise EmbeddedError(f"the embedded MongoDB server answered no query within "
+                                f"{START_TIMEOUT:.0f} s")
+    except BaseException:
+        stop_process(process, grace=1)
+        raise
+    return process
+
+
+def answers_query(url: str, timeout: float) -> bool:
+    """A real query (through the engine, unlike `ping`) answered within `timeout` seconds."""
+    ms = int(timeout * 1000)
+    client = MongoClient(url, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms,
+                         socketTimeoutMS=ms, timeoutMS=ms)
+    try:
+        client.xiaoqu_health.probe.find_one({"_id": "probe"})
+        return True
+    except PyMongoError:
+        return False
+    finally:
+        client.close()
+
+
+def _watch_mongo(service: Service, command: list[str], port: int, persistent: bool,
+                 lock: threading.Lock, stopping: threading.Event, every: float,
+                 wedged_after: float) -> None:
+    answered = time.monotonic()
+    while not stopping.wait(every):
+        process = service.process
+        if process.poll() is not None:
+            return  # stopped (by its owner, or by a test taking the store down)
+        if answers_query(service.url, min(every, wedged_after)):
+            answered = time.monotonic()
+            continue
+        if time.monotonic() - answered < wedged_after:
+            continue
+        with lock:
+            if stopping.is_set() or process.poll() is not None:
+                return
+            print(f"xiaoqu: the embedded MongoDB-protocol server (pid {process.pid}, port "
+                  f"{port}) has answered no query for {time.monotonic() - answered:.0f} s: "
+                  f"wedged (docs/embedded-mongo.md); its threads' stacks follow on stderr"
+                  + ("; restarting it on the same port and data" if persistent else ""),
+                  file=sys.stderr, flush=True)
+            # Either signal prints every thread's stack (faulthandler, server/mongo_wire.py);
+            # SIGABRT also ends it. A memory store restarted would come back empty: kept.
+            if not persistent:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGUSR1)
+                return
+            stop_process(process, grace=5, signum=signal.SIGABRT)
+            service.process = _start_mongo_process(command, port)
+            answered = time.monotonic()
 
 
 @contextlib.contextmanager

@@ -18,6 +18,8 @@ methods, which is why setup.cfg pins mongoeco exactly.
 
 import argparse
 import asyncio
+import dataclasses
+import faulthandler
 import functools
 import signal
 import sqlite3
@@ -63,9 +65,20 @@ SQLiteEngine._field_is_top_level_array_in_collection = _indexed_array_probe(
     SQLiteEngine._field_is_top_level_array_in_collection)
 
 
+class WireSQLiteEngine(SQLiteEngine):
+    """SQLiteEngine without its change-stream outbox delivery, which nothing reaches over
+    the wire. Delivered, every write ran five commits and a thread start on a second SQLite
+    connection, synchronously on the event loop; under a busy writer that connection and
+    the main one wait on each other's write lock (busy handler, 5 s per try) while
+    holding the engine lock or the loop: `ping` answers, queries time out, and SIGTERM waits
+    behind them. docs/embedded-mongo.md has the details."""
+
+    capabilities = dataclasses.replace(SQLiteEngine.capabilities, change_delivery="none")
+
+
 async def serve(port: int, db: str) -> None:
     engine = (MemoryEngine(aggregation_materialization_limit=None) if db == "memory"
-              else SQLiteEngine(db, aggregation_materialization_limit=None))
+              else WireSQLiteEngine(db, aggregation_materialization_limit=None))
     async with AsyncMongoEcoProxyServer(engine=engine, host="127.0.0.1", port=port) as server:
         print(f"READY {server.address.port}", flush=True)
         stop = asyncio.Event()
@@ -76,6 +89,9 @@ async def serve(port: int, db: str) -> None:
 
 
 def main() -> None:
+    # Every thread's stack on stderr: on SIGUSR1 (it goes on), on SIGABRT and crashes (it ends).
+    faulthandler.enable(all_threads=True)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--db", default="memory", help='"memory" or a SQLite file path')
