@@ -9,12 +9,18 @@ single-use code, one of a pass's entries) is described by `use_claim`; the
 bridge consumes it offline in its local store (`decide(..., nonces=store)`),
 the server atomically in Redis (models/passes.py), both from the same claim.
 
+Local time (gate hours, a pass's daily window) is the wall clock of the community's IANA
+time zone, read with zoneinfo on both sides (`local_minute`), so a daylight-saving change
+needs no new config: the bridge is pushed the zone's name, not an offset.
+
 Imports only the standard library and gate_bridge.passes (no server deps).
 """
 
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_bridge.protocol import DEFAULT_PULSE_MS, MODES
 from gate_bridge.passes import (CODE_KINDS, PLACE_SCOPED, MalformedToken, Payload, community_tag,
@@ -25,7 +31,7 @@ REASONS = ("ok", "malformed", "unknown_code", "unknown_key", "wrong_community", 
            "not_yet_valid", "expired", "gate_not_allowed", "outside_hours", "revoked",
            "locked", "gate_closed", "used_up", "replayed")
 DEFAULT_SKEW = 5
-DEFAULT_UTC_OFFSET = 8 * 60  # China Standard Time; worker hours are local time
+DEFAULT_TIME_ZONE = "Asia/Shanghai"  # a community's zone unless it says otherwise
 # A pass's entry count must outlive each short-lived token shown for it.
 ENTRY_COUNT_RETENTION = 8 * 86400
 SHORT_CODE_DIGITS = 12
@@ -72,7 +78,7 @@ class GateInfo:
     gate_id: str
     code: str
     covers: list[str] = field(default_factory=list)  # place paths; "" = whole community
-    utc_offset_minutes: int = DEFAULT_UTC_OFFSET
+    time_zone: str = DEFAULT_TIME_ZONE  # IANA name: gate hours and pass windows are local
     mode: str = "normal"  # the effective emergency mode (effective_mode)
     hours: tuple[tuple[str, str], ...] | None = None  # the gate's open hours, local time
     lockdown_staff: bool = True
@@ -168,9 +174,25 @@ def gate_allowed(payload: Payload, gate: GateInfo) -> bool:
     return gate.code in payload.scope
 
 
+def zone_info(name: str) -> ZoneInfo:
+    """The zone named; ValueError when this machine's zoneinfo (system or the tzdata
+    package) does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def local_minute(now: float, zone: str) -> int:
+    """Minutes since local midnight on the zone's wall clock at `now` (Unix time). Across a
+    daylight-saving change the wall clock jumps or repeats, and so does this."""
+    local = datetime.fromtimestamp(now, zone_info(zone))
+    return local.hour * 60 + local.minute
+
+
 def within_hours(payload: Payload, gate: GateInfo, now: float) -> bool:
     start, end = payload.hours
-    quarter = int((now + gate.utc_offset_minutes * 60) % 86400 // 900)
+    quarter = local_minute(now, gate.time_zone) // 15
     if start < end:
         return start <= quarter < end
     return quarter >= start or quarter < end  # a window across midnight
@@ -179,7 +201,7 @@ def within_hours(payload: Payload, gate: GateInfo, now: float) -> bool:
 def within_gate_hours(gate: GateInfo, now: float) -> bool:
     if not gate.hours:
         return True
-    minute = int((now + gate.utc_offset_minutes * 60) % 86400 // 60)
+    minute = local_minute(now, gate.time_zone)
     for start, end in gate.hours:
         first, last = minute_of_day(start), minute_of_day(end)
         if (first <= minute < last) if first <= last else (minute >= first or minute < last):

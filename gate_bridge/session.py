@@ -25,6 +25,7 @@ import time
 
 from gate_bridge import protocol as p
 from gate_bridge import wire
+from gate_bridge.decision import DEFAULT_TIME_ZONE, zone_info
 
 BAD_FRAME_LIMIT = 5  # bad frames tolerated within one window; the next one closes
 BAD_FRAME_WINDOW = 60.0  # seconds
@@ -153,6 +154,10 @@ def _config(msg: dict) -> None:
     _version(msg)
     if not isinstance(msg.get("keys"), dict) or not isinstance(msg.get("gate"), dict):
         _bad("config needs keys and gate maps")
+    try:  # refused while this box's zoneinfo lacks the zone: the last config stays in force
+        zone_info(msg["gate"].get("time_zone", DEFAULT_TIME_ZONE))
+    except ValueError as exc:
+        _bad(str(exc))
     _nonces(msg)
 
 

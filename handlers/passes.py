@@ -6,7 +6,7 @@ import functools
 import html
 import io
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from string import Template
 from typing import Literal
@@ -15,6 +15,7 @@ import qrcode
 import qrcode.image.svg
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
+from gate_bridge.decision import zone_info
 from handlers.base import APIHandler, Strict, api, to_json
 from models.passes import hhmm, quarters
 
@@ -209,7 +210,8 @@ class PassConfig(BaseModel):
     revoked: list[str]
     nonces: list[list]
     skew_seconds: int
-    utc_offset_minutes: int
+    time_zone: str = Field(description="IANA name: gate hours and pass daily windows are its "
+                                       "wall-clock time, daylight saving included")
     code_seconds: int
 
 
@@ -388,10 +390,10 @@ class SharePageHandler(APIHandler):
             self.finish(ENDED_PAGE.substitute(nonce=nonce, chinese=chinese, english=english))
             return
         conf = await self.app.passes.community_settings(str(doc["community_id"]))
-        offset = conf.utc_offset_minutes * 60
+        zone = zone_info(conf.time_zone)
 
         def local(value: datetime) -> str:
-            return datetime.fromtimestamp(value.timestamp() + offset, UTC).strftime("%Y-%m-%d %H:%M")
+            return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
         hours = doc["hours"] and f"{hhmm(doc['hours'][0])}–{hhmm(doc['hours'][1])}"
         fields = {"name": doc["visitor"]["name"], "community": conf.name,

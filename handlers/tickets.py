@@ -11,7 +11,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
 from models.errors import Invalid
-from models.kpi import CHINA, MAX_SERIES, PERIODS
+from models.kpi import MAX_SERIES, PERIODS
 from models.notifications import public_message
 from models.photos import MAX_BYTES
 from models.sla import DEFAULT_TARGETS, PRIORITIES
@@ -117,10 +117,8 @@ class SlaTargetsBody(Strict):
 
 class KpiQuery(Strict):
     period: Literal[PERIODS] = "month"
-    day: date | None = Field(None, description="any day in the period; default today (UTC+8)")
-
-    def day_or_today(self, now: datetime) -> date:
-        return self.day or now.astimezone(CHINA).date()
+    day: date | None = Field(None, description="any day in the period; default today on the "
+                                               "community's clock (its time zone)")
 
 
 class KpiSeriesQuery(KpiQuery):
@@ -272,8 +270,7 @@ class KpiHandler(APIHandler):
     @api("Ticket KPIs for a day, week or month, with the office's targets", query=KpiQuery,
          response=dict, permission="kpi.read")
     async def get(self, community_id):
-        day = self.query.day_or_today(self.app.clock.now())
-        self.write_json(await self.app.kpi.report(community_id, self.query.period, day))
+        self.write_json(await self.app.kpi.report(community_id, self.query.period, self.query.day))
 
 
 class KpiSeriesHandler(APIHandler):
@@ -281,8 +278,7 @@ class KpiSeriesHandler(APIHandler):
          query=KpiSeriesQuery, response=list[dict], permission="kpi.read")
     async def get(self, community_id):
         q = self.query
-        self.write_json(await self.app.kpi.series(community_id, q.period,
-                                                  q.day_or_today(self.app.clock.now()), q.count))
+        self.write_json(await self.app.kpi.series(community_id, q.period, q.day, q.count))
 
 
 class SubscriptionsHandler(APIHandler):

@@ -149,8 +149,8 @@ class BridgeManager:
         `rules.mode` is the gate's effective emergency mode; `modes` says where it comes from."""
         info = {"community_id": str(gate["community_id"]), "gate_id": str(gate["_id"]),
                 "code": gate["code"], "kind": gate["kind"], "covers": gate["covers"]}
-        if "utc_offset_minutes" in base:  # worker-pass and gate hours are local time at the gate
-            info["utc_offset_minutes"] = base["utc_offset_minutes"]
+        if "time_zone" in base:  # worker-pass and gate hours are local time at the gate
+            info["time_zone"] = base["time_zone"]
         modes = base.get("modes") or {}
         own = {"community": modes.get("community", "normal"),
                "gate": modes.get("gates", {}).get(info["gate_id"], "normal")}

@@ -167,7 +167,7 @@ class GateAccess:
             modes = (current["community"], current["gates"].get(str(gate["_id"])))
         section = {"community_id": community_id, "gate_id": str(gate["_id"]),
                    "code": gate["code"], "covers": list(gate["covers"]),
-                   "utc_offset_minutes": conf.utc_offset_minutes}
+                   "time_zone": conf.time_zone}
         return gate_info(section, {**gate_rules(gate, conf.staff_gate_roles), "mode": None}, *modes)
 
     async def check(self, token_text: str, gate: dict, direction: str, source: str,

@@ -36,7 +36,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 import openpyxl
 import openpyxl.utils
@@ -47,7 +47,7 @@ from models.bindings import RELATIONS
 from models.common import object_id
 from models.errors import Conflict, Invalid, NotFound
 from models.people import PHONE, registered_by
-from models.places import SEGMENT
+from models.places import SEGMENT, community_zone
 
 log = logging.getLogger("xiaoqu.import")
 
@@ -91,7 +91,6 @@ LOCK_SECONDS = 600
 # embedded store); a record not stamped for this long belongs to a process that died.
 STALE_SECONDS = 120
 Progress = Callable[[int, int], Awaitable[None]]
-CHINA = timezone(timedelta(hours=8))  # leases end at midnight local time; no DST in China
 CREATED, UPDATED, UNCHANGED = 2, 1, 0
 
 _SUFFIXES = {"building": "号楼|栋|幢|座|号", "unit": "单元", "room": "室|号"}
@@ -282,8 +281,8 @@ def _relation(value: object) -> str:
     return relation
 
 
-def _lease_end(value: object) -> datetime:
-    """The lease runs through the given day: it ends at the next midnight, China time."""
+def _lease_end(value: object) -> date:
+    """The lease's last day (_check_row makes it the moment the lease ends)."""
     if isinstance(value, datetime):
         day = value.date()
     elif isinstance(value, date):
@@ -296,7 +295,7 @@ def _lease_end(value: object) -> datetime:
             day = None
         if day is None:
             raise ValueError("expected a date, like 2027-06-30")
-    return datetime.combine(day + timedelta(days=1), datetime.min.time(), CHINA).astimezone(timezone.utc)
+    return day
 
 
 CHECKS: dict[str, Callable[[object], object]] = {
@@ -336,7 +335,7 @@ class Parsed:
 
 
 def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
-               now: datetime) -> tuple[Row | None, list[dict]]:
+               now: datetime, zone: tzinfo) -> tuple[Row | None, list[dict]]:
     values: dict[str, object] = {}
     errors = []
 
@@ -351,6 +350,9 @@ def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
             values[column] = check(cell)
         except ValueError as exc:
             problem(column, str(exc))
+    if "lease_end" in values:  # it runs through its last day: it ends at the next local midnight
+        last_day = values["lease_end"]
+        values["lease_end"] = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(UTC)
     for column in REQUIRED:
         if _text(raw.get(column)) is None:
             problem(column, "required")
@@ -370,8 +372,9 @@ def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
     return Row(number=number, **values), []
 
 
-def parse(data: bytes, fmt: str | None, now: datetime) -> Parsed:
-    """Read and check every row. Raises Invalid when the file as a whole is unusable."""
+def parse(data: bytes, fmt: str | None, now: datetime, zone: tzinfo) -> Parsed:
+    """Read and check every row (dates are days on `zone`'s calendar, the community's).
+    Raises Invalid when the file as a whole is unusable."""
     cells = _cells(data, detect_format(data, fmt))
     header_index, positions, headers = _find_header(cells)
     rows: list[Row] = []
@@ -386,7 +389,7 @@ def parse(data: bytes, fmt: str | None, now: datetime) -> Parsed:
         if all(_text(v) is None for v in raw.values()):
             continue
         total += 1
-        row, row_errors = _check_row(index, raw, headers, now)
+        row, row_errors = _check_row(index, raw, headers, now, zone)
         if row is not None:
             row_errors = _disagreements(row, areas, names, pairs, headers)
         if row_errors:
@@ -514,7 +517,7 @@ class Importer:
                   progress: Progress | None = None) -> dict:
         """Import a file into a community and wait for it; returns the report (see
         docs/import.md). `progress(done, total)` is awaited after each chunk of valid rows."""
-        parsed = await self._parse(data, fmt)
+        parsed = await self._parse(community_id, data, fmt)
         await self._lock(community_id, by)
         try:
             return await self._write(community_id, parsed, by, progress)
@@ -526,7 +529,7 @@ class Importer:
         """Check the file and start writing it in the background; returns the import's
         record at once. A file that cannot be read, or a second import into the same
         community, is refused here, before anything is written."""
-        parsed = await self._parse(data, fmt)
+        parsed = await self._parse(community_id, data, fmt)
         await self._lock(community_id, by)
         now = self.clock.now()
         job = {"_id": ObjectId(), "community_id": ObjectId(community_id), "by": by,
@@ -577,9 +580,10 @@ class Importer:
         await self.jobs.update_one({"_id": job["_id"]}, {"$set": {
             **outcome, "alive_at": now, "finished_at": now}})
 
-    async def _parse(self, data: bytes, fmt: str | None) -> "Parsed":
+    async def _parse(self, community_id: str, data: bytes, fmt: str | None) -> "Parsed":
+        zone = community_zone(await self.places.community(community_id))
         # Parsing 5,000 rows is CPU work: off the event loop.
-        return await asyncio.to_thread(parse, data, fmt, self.clock.now())
+        return await asyncio.to_thread(parse, data, fmt, self.clock.now(), zone)
 
     async def _lock(self, community_id: str, by: str) -> None:
         # Two imports into one community at once could both create the same new link.

@@ -1,7 +1,8 @@
 """Ticket KPIs per community and period, computed by the database.
 
-A period is a local calendar day, ISO week (Monday first) or month in China time
-(UTC+8, no daylight saving); it covers the tickets *reported* in it. One
+A period is a calendar day, ISO week (Monday first) or month on the community's
+wall clock (its time zone: a day across a daylight-saving change lasts 23 or 25
+hours); it covers the tickets *reported* in it. One
 aggregation with $facet does the counting; first-response percentiles come from
 a sorted projection and are computed here (nearest-rank), because $percentile
 needs MongoDB 7 and is approximate there.
@@ -18,14 +19,14 @@ Definitions (the figures the property plans promise, side by side):
 
 import math
 from collections import Counter
-from datetime import UTC, date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from bson import ObjectId
 
 from models.errors import Invalid
+from models.places import community_zone
 from models.sla import PRIORITIES
 
-CHINA = timezone(timedelta(hours=8))
 PERIODS = ("day", "week", "month")
 MAX_SERIES = 31  # periods in one series (a month of days)
 TARGETS = {
@@ -37,8 +38,8 @@ TARGETS = {
 }
 
 
-def window(period: str, day: date) -> tuple[datetime, datetime]:
-    """[start, end) of the period containing `day`, as UTC datetimes."""
+def window(period: str, day: date, zone: tzinfo) -> tuple[datetime, datetime]:
+    """[start, end) of the period containing `day` in `zone`, as UTC datetimes."""
     if period == "day":
         first, last = day, day + timedelta(days=1)
     elif period == "week":
@@ -49,16 +50,17 @@ def window(period: str, day: date) -> tuple[datetime, datetime]:
         last = (first + timedelta(days=32)).replace(day=1)
     else:
         raise Invalid("unknown period", fields={"period": f"one of {', '.join(PERIODS)}"})
-    return (datetime.combine(first, time(), CHINA).astimezone(UTC),
-            datetime.combine(last, time(), CHINA).astimezone(UTC))
+    # A local midnight that a daylight-saving jump skips reads as the first moment after it.
+    return (datetime.combine(first, time(), zone).astimezone(UTC),
+            datetime.combine(last, time(), zone).astimezone(UTC))
 
 
-def previous_periods(period: str, day: date, count: int) -> list[date]:
+def previous_periods(period: str, day: date, count: int, zone: tzinfo) -> list[date]:
     """A day in each of the `count` periods ending with the one containing `day`, oldest first."""
     days = [day]
     for _ in range(count - 1):
-        start, _ = window(period, days[-1])
-        days.append(start.astimezone(CHINA).date() - timedelta(days=1))
+        start, _ = window(period, days[-1], zone)
+        days.append(start.astimezone(zone).date() - timedelta(days=1))
     return days[::-1]
 
 
@@ -88,11 +90,24 @@ def _is_set(field: str) -> dict:
 
 
 class KpiManager:
-    def __init__(self, db):
+    def __init__(self, db, clock, places):
         self.db = db
+        self.clock = clock
+        self.places = places
 
-    async def report(self, community_id: str, period: str, day: date) -> dict:
-        start, end = window(period, day)
+    async def _zone_and_day(self, community_id: str, day: date | None) -> tuple[tzinfo, date]:
+        """The community's zone, and `day` or else today on its wall clock."""
+        zone = community_zone(await self.places.community(community_id))
+        return zone, day or self.clock.now().astimezone(zone).date()
+
+    async def report(self, community_id: str, period: str, day: date | None = None) -> dict:
+        """The KPIs of the period containing `day` (default: the community's today)."""
+        zone, day = await self._zone_and_day(community_id, day)
+        return await self._report(community_id, period, window(period, day, zone))
+
+    async def _report(self, community_id: str, period: str,
+                      bounds: tuple[datetime, datetime]) -> dict:
+        start, end = bounds
         match = {"community_id": ObjectId(community_id), "created_at": {"$gte": start, "$lt": end}}
         facets = {
             "by_kind": [{"$group": {"_id": "$kind", "n": {"$sum": 1}}}],
@@ -150,7 +165,9 @@ class KpiManager:
                                            "reworked", "closed", "cancelled", "breached")},
         }
 
-    async def series(self, community_id: str, period: str, day: date, count: int) -> list[dict]:
+    async def series(self, community_id: str, period: str, day: date | None,
+                     count: int) -> list[dict]:
         """Reports for `count` consecutive periods ending with the one containing `day`."""
-        return [await self.report(community_id, period, d)
-                for d in previous_periods(period, day, count)]
+        zone, day = await self._zone_and_day(community_id, day)
+        return [await self._report(community_id, period, window(period, d, zone))
+                for d in previous_periods(period, day, count, zone)]

@@ -26,6 +26,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from models.common import object_id
 from models.errors import DomainError, NotFound
+from models.places import community_zone
 from server import metrics
 from server.stores import connect_redis_pubsub
 
@@ -77,13 +78,14 @@ def public_message(doc: dict) -> dict:
 
 
 class Notifier:
-    def __init__(self, db, redis, clock, wechat, residents, ticket_template: str,
+    def __init__(self, db, redis, clock, wechat, residents, places, ticket_template: str,
                  page: str = "pages/tickets/detail"):
         self.db = db
         self.redis = redis
         self.clock = clock
         self.wechat = wechat
         self.residents = residents
+        self.places = places
         self.template = ticket_template
         self.page = page
 
@@ -135,8 +137,9 @@ class Notifier:
                 break
         if credit is None:
             return "no_credit"
+        zone = community_zone(await self.places.community(str(ticket["community_id"])))
         data = {"character_string1": str(ticket["_id"])[-8:], "phrase2": kind,
-                "thing3": text[:20], "time4": now.strftime("%Y-%m-%d %H:%M")}
+                "thing3": text[:20], "time4": now.astimezone(zone).strftime("%Y-%m-%d %H:%M")}
         try:
             await self.wechat.send_subscribe_message(resident["openid"], self.template, data,
                                                      page=f"{self.page}?id={ticket['_id']}")

@@ -37,7 +37,7 @@ from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
-from models.places import utc_offset_minutes
+from models.places import community_time_zone
 
 INDEXES = {
     "passes": [
@@ -82,7 +82,7 @@ class PassSettings:
     code_seconds: int
     invitation_max_days: int
     worker_pass_max_days: int
-    utc_offset_minutes: int
+    time_zone: str  # IANA name (gate_bridge.decision.local_minute)
     name: str
     address: str
     staff_gate_roles: tuple[str, ...]  # whose staff codes open gates without their own list
@@ -152,7 +152,7 @@ class PassManager:
                                             self.settings.invitation_max_days)),
             worker_pass_max_days=int(own.get("worker_pass_max_days",
                                              self.settings.worker_pass_max_days)),
-            utc_offset_minutes=utc_offset_minutes(doc, self.clock.now()),
+            time_zone=community_time_zone(doc),
             name=doc["name"], address=doc.get("address", ""),
             staff_gate_roles=tuple(own.get("staff_gate_roles", STAFF_GATE_ROLES)))
         self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
@@ -439,7 +439,7 @@ class PassManager:
         return {"format": 1, "keys": await self.published_keys(),
                 "revoked": await self.revoked_subjects(community_id),
                 "nonces": await self.used_nonces(community_id),
-                "skew_seconds": self.skew, "utc_offset_minutes": conf.utc_offset_minutes,
+                "skew_seconds": self.skew, "time_zone": conf.time_zone,
                 "code_seconds": conf.code_seconds}
 
     # -- revocation ---------------------------------------------------------------------------------

@@ -13,13 +13,13 @@ single key works the same on MongoDB).
 """
 
 import re
-from datetime import datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel, ReturnDocument, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
+from gate_bridge.decision import DEFAULT_TIME_ZONE, zone_info
 from models.common import insert_new, object_id
 from models.errors import Conflict, Invalid, NotFound
 
@@ -39,7 +39,6 @@ PLACE_KINDS = ("building", "unit", "room")
 PATH_FORMAT = ('"<building>-<unit>-<room>": building "3", unit "3-2", room "3-2-1201"; '
                "1-8 letters or digits each, room numbers zero-padded to one width (0101, 1201)")
 COMMUNITY_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
-DEFAULT_TIME_ZONE = "Asia/Shanghai"
 # Per-community overrides of deployment settings (models/passes.py reads them).
 COMMUNITY_SETTINGS = ("pass_code_seconds", "invitation_max_days", "worker_pass_max_days",
                       "staff_gate_roles")
@@ -76,20 +75,21 @@ def child_kind(path: str) -> str:
 
 def check_time_zone(name: str) -> None:
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+        zone_info(name)
+    except ValueError:
         raise Invalid("unknown time zone", fields={"time_zone": "an IANA name like Asia/Shanghai"}) \
             from None
 
 
-def utc_offset_minutes(community: dict, at: datetime) -> int:
-    """The community's offset from UTC at `at`: gates and worker passes keep local hours."""
-    return int(at.astimezone(community_zone(community)).utcoffset().total_seconds() // 60)
-
-
 def community_zone(community: dict) -> ZoneInfo:
-    """The community's clock: its time zone (China's when none was set)."""
-    return ZoneInfo(community.get("time_zone") or DEFAULT_TIME_ZONE)
+    """The community's clock: its time zone (China's when none was set). Every local-time
+    rule reads it: gate hours and pass windows (gate_bridge.decision), KPI periods, lease
+    ends in imports, times in exports and messages."""
+    return zone_info(community_time_zone(community))
+
+
+def community_time_zone(community: dict) -> str:
+    return community.get("time_zone") or DEFAULT_TIME_ZONE
 
 
 def place_label(path: str, lang: str = "zh") -> str:
@@ -107,7 +107,7 @@ def place_label(path: str, lang: str = "zh") -> str:
 def public_community(doc: dict) -> dict:
     return {"id": str(doc["_id"]), "name": doc["name"], "code": doc["code"],
             "address": doc.get("address", ""),
-            "time_zone": doc.get("time_zone", DEFAULT_TIME_ZONE),
+            "time_zone": community_time_zone(doc),
             "settings": doc.get("settings", {})}
 
 

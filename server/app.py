@@ -89,7 +89,7 @@ class XiaoquApp(tornado.web.Application):
         self.auth = AuthManager(self.db, redis, self.clock, settings, self.residents, self.staff,
                                 self.bindings, self.wechat, self.keys)
         self.notifier = Notifier(self.db, redis, self.clock, self.wechat, self.residents,
-                                 settings.wechat_ticket_template)
+                                 self.places, settings.wechat_ticket_template)
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
         self.access_log = AccessLog(self.db)
@@ -105,7 +105,7 @@ class XiaoquApp(tornado.web.Application):
                                      photo_links=PhotoLinks(settings.jwt_secret.get_secret_value(),
                                                             self.clock),
                                      effects=self.effects, passes=self.passes)
-        self.kpi = KpiManager(self.db)
+        self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)
         self.gate_events = GateEventManager(self.db, self.clock, self.notifier)

@@ -149,6 +149,53 @@ async def test_a_bridge_keeps_the_last_mode_offline_and_decides_with_it(app, hub
         await sim.stop()
 
 
+async def test_gate_hours_across_a_daylight_saving_change_online_and_offline(app, hub, api_client,
+                                                                            tmp_path):
+    # Berlin moves from UTC+1 to UTC+2 at 01:00 UTC on 2026-03-29. The bridge gets its config
+    # the day before and decides on after the change without a new one.
+    app.clock.current = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
+    c = await make_community(app, "dst")
+    await app.places.update_community(c.id, {"time_zone": "Europe/Berlin"})
+    rid, _ = await make_resident(app, c, "dst-a")
+    reply = await api_client.patch(f"/api/communities/{c.id}/gates/{c.gates['main']}",
+                                   {"rules": {"hours": [["07:00", "20:00"]]}}, token=c.tokens["manager"])
+    assert reply.status == 200, reply.body
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"],
+                                 clock=app.clock.time, auto_door=False)
+
+    async def fresh_code() -> str:
+        token = (await app.auth.start_session(rid, "resident"))["access_token"]
+        return (await code_for(api_client, c, token))["token"]
+
+    async def at(hour: int, minute: int) -> None:
+        app.clock.current = datetime(2026, 3, 29, hour, minute, tzinfo=UTC)
+        c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))[
+            "access_token"]
+
+    try:
+        await sim.bridge.wait(lambda: (sim.bridge.store.config() or {}).get("gate", {}).get(
+            "time_zone") == "Europe/Berlin")
+        # Online: the staff scanner and the hub's scan of the bridge's reader.
+        await at(5, 30)  # 07:30 summer time (06:30 by the winter offset: closed)
+        assert (await check(api_client, c, await fresh_code()))["reason"] == "ok"
+        assert await sim.bridge.handle_scan(await fresh_code()) == {
+            "source": "server", "allow": True, "reason": "ok"}
+        await at(18, 30)  # 20:30 summer time (19:30 by the winter offset: open)
+        assert (await check(api_client, c, await fresh_code()))["reason"] == "gate_closed"
+        assert (await sim.bridge.handle_scan(await fresh_code()))["reason"] == "gate_closed"
+        # Offline, with the config pushed before the change.
+        await hub.stop()
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        assert await sim.bridge.handle_scan(await fresh_code()) == {
+            "source": "bridge", "allow": False, "reason": "gate_closed"}
+        await at(5, 30)
+        assert await sim.bridge.handle_scan(await fresh_code()) == {
+            "source": "bridge", "allow": True, "reason": "ok"}
+    finally:
+        await sim.stop()
+
+
 # -- emergency modes ----------------------------------------------------------------------------------
 
 async def test_mode_ranking():

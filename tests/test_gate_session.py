@@ -101,6 +101,18 @@ def test_unknown_ops_are_answered_but_only_bad_frames_count_within_a_window():
     assert wire.decode_payload(last)[0]["code"] == "too_many_errors"
 
 
+def test_a_config_naming_a_zone_the_box_does_not_know_is_refused_with_an_error_frame():
+    server, bridge, _, _ = connected()
+    config = {"version": "v2", "keys": {}, "gate": {"code": "main", "time_zone": "Mars/Olympus"}}
+    server.send(p.message(p.CONFIG, **config))
+    assert pump(server, bridge) == []  # not handed to the bridge program: its last config stays
+    [error] = wire.split(bridge.data_to_send())[0]
+    assert wire.decode_payload(error)[0]["code"] == "bad_field"
+    server.send(p.message(p.CONFIG, **{**config, "gate": {"time_zone": "Europe/Berlin"}}))
+    [received] = pump(server, bridge)
+    assert received.message["gate"]["time_zone"] == "Europe/Berlin"
+
+
 def test_heartbeats_fall_due_and_silence_ends_the_session():
     server, bridge, clock, _ = connected()
     assert server.tick(clock.now) == []
@@ -155,14 +167,16 @@ def test_handshake_vectors_in_the_protocol_document():
 
 def test_the_bridge_imports_without_the_servers_packages():
     """What a bridge box installs (docs/bridge-install.md) is enough for gate_bridge/."""
-    allowed = {"msgpack", "cryptography", "base45", "_cffi_backend", "cffi"}
+    allowed = {"msgpack", "cryptography", "base45", "_cffi_backend", "cffi", "tzdata"}
     script = f"""
 import importlib.abc, sys
 ALLOWED = {allowed!r}
 class OnlyTheBridgesPackages(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         top = name.partition(".")[0]
-        if top in sys.stdlib_module_names or top in ALLOWED or top == "gate_bridge":
+        # _sysconfigdata_*: the interpreter's build settings, read by zoneinfo for its TZPATH
+        stdlib = top in sys.stdlib_module_names or top.startswith("_sysconfigdata_")
+        if stdlib or top in ALLOWED or top == "gate_bridge":
             return None
         raise ImportError(f"the bridge imported {{name}}")
 sys.meta_path.insert(0, OnlyTheBridgesPackages())

@@ -4,6 +4,7 @@ pre-registered residents."""
 import asyncio
 import io
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import openpyxl
 import pytest
@@ -287,7 +288,7 @@ def test_parse_accepts_common_spellings():
         ["3栋", "02单元", "1201", "89.5平米", "张三", "+86 138 0013 8000", "Tenant", "2099年6月30日"],
         ["3", "2", "1202", "", "李四", "1.38001E+10", "业主", ""],
     ], encoding="gb18030", delimiter="\t")
-    parsed = parse(data, None, datetime.now(UTC))
+    parsed = parse(data, None, datetime.now(UTC), ZoneInfo("Asia/Shanghai"))
     [row] = parsed.rows
     assert (row.number, row.room_path, row.area_m2, row.phone, row.relation, row.lease_end) == \
         (2, "3-02-1201", 89.5, "13800138000", "tenant", LEASE_ENDS)

@@ -1,6 +1,8 @@
-"""KPIs from known histories: exact figures, periods in China time, targets alongside."""
+"""KPIs from known histories: exact figures, periods on the community's clock (China's by
+default, a zone with daylight saving too), targets alongside."""
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -142,8 +144,14 @@ async def test_who_may_read_kpis(api_client, world):
 
 
 async def test_periods_and_percentiles():
-    assert window("month", date(2026, 12, 31))[1] == datetime(2026, 12, 31, 16, tzinfo=UTC)
-    assert window("week", date(2026, 11, 8))[0] == datetime(2026, 11, 1, 16, tzinfo=UTC)
+    china, berlin = ZoneInfo("Asia/Shanghai"), ZoneInfo("Europe/Berlin")
+    assert window("month", date(2026, 12, 31), china)[1] == datetime(2026, 12, 31, 16, tzinfo=UTC)
+    assert window("week", date(2026, 11, 8), china)[0] == datetime(2026, 11, 1, 16, tzinfo=UTC)
+    # The day the clocks go back lasts 25 hours; the month holding it starts in summer time.
+    assert window("day", date(2026, 10, 25), berlin) == (
+        datetime(2026, 10, 24, 22, tzinfo=UTC), datetime(2026, 10, 25, 23, tzinfo=UTC))
+    assert window("month", date(2026, 10, 9), berlin) == (
+        datetime(2026, 9, 30, 22, tzinfo=UTC), datetime(2026, 10, 31, 23, tzinfo=UTC))
     assert percentile([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 0.9) == 9
     assert percentile([7], 0.5) == 7
 
@@ -183,3 +191,29 @@ async def test_a_series_gives_each_period_oldest_first(app, api_client, world, c
     assert too_many.status == 400 and "count" in too_many.error["fields"]
     refused = await api_client.get(base, token=world.tokens["maintenance"])
     assert refused.status == 403
+
+
+async def test_day_boundaries_follow_a_zone_with_daylight_saving(app, api_client, world, clock):
+    # Berlin: clocks go back from 03:00 to 02:00 summer time on 2026-10-25 (01:00 UTC).
+    await app.places.update_community(world.c.id, {"time_zone": "Europe/Berlin"})
+    h = History(app, world, clock)
+    reported = {  # UTC -> Berlin local day
+        datetime(2026, 10, 24, 21, 59, tzinfo=UTC): "2026-10-24",  # 23:59 summer time
+        datetime(2026, 10, 24, 22, 1, tzinfo=UTC): "2026-10-25",  # 00:01
+        datetime(2026, 10, 25, 22, 30, tzinfo=UTC): "2026-10-25",  # 23:30 winter time
+        datetime(2026, 10, 25, 23, 30, tzinfo=UTC): "2026-10-26",  # 00:30
+    }
+    for at in reported:
+        clock.current = at
+        await h.report()
+    await world.renew(app)
+    base = f"/api/communities/{world.c.id}/kpi/series?period=day&day=2026-10-26&count=3"
+    days = (await api_client.get(base, token=world.tokens["manager"])).body
+    assert [(d["start"], d["end"], d["tickets"]) for d in days] == [
+        ("2026-10-23T22:00:00+00:00", "2026-10-24T22:00:00+00:00", 1),
+        ("2026-10-24T22:00:00+00:00", "2026-10-25T23:00:00+00:00", 2),
+        ("2026-10-25T23:00:00+00:00", "2026-10-26T23:00:00+00:00", 1)]
+    # No day given: today on the community's clock (00:30 on the 26th there, still the 25th in UTC).
+    today = (await api_client.get(f"/api/communities/{world.c.id}/kpi?period=day",
+                                  token=world.tokens["manager"])).body
+    assert (today["start"], today["tickets"]) == ("2026-10-25T23:00:00+00:00", 1)

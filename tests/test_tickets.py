@@ -1,6 +1,7 @@
 """Tickets over HTTP: the state machine, who may do what, urges, priorities, messages."""
 
 import asyncio
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -273,6 +274,9 @@ async def test_wechat_messages_spend_reported_credits(t, world, app, http_client
     sent = await _fake_wechat_sent(http_client, settings)
     assert [(m["touser"], m["data"]["phrase2"]["value"]) for m in sent] == [("openid-ann", "已派单")]
     assert sent[0]["page"] == f"pages/tickets/detail?id={tid}"
+    # The time the resident reads is on the community's wall clock (its zone), not UTC.
+    local = app.clock.now().astimezone(ZoneInfo("Asia/Shanghai"))
+    assert sent[0]["data"]["time4"]["value"] == local.strftime("%Y-%m-%d %H:%M")
 
     # We count a credit WeChat no longer has (43101): treated as none, and forgotten.
     await t.http.post("/api/me/subscriptions", {"results": {template: "accept"}},

@@ -103,7 +103,7 @@ def test_every_deny_reason():
     assert check(token(resident()), now=NOW + 65).reason == "expired"
     assert check(token(resident()), OTHER_UNIT).reason == "gate_not_allowed"
     assert check(token(visitor()), UNIT).reason == "gate_not_allowed"
-    # 08:00-18:00 in UTC+8 (quarters 32-72); NOW is 08:00 local.
+    # 09:00-18:00 in Asia/Shanghai (quarters 36-72); NOW is 08:00 local.
     worker = token(visitor(kind="worker", hours=(36, 72)))
     assert check(worker).reason == "outside_hours"
     assert check(worker, now=NOW + 3600).reason == "ok"
@@ -133,6 +133,35 @@ def test_gate_mode_and_hours_refuse_before_anything_is_used():
     assert check(token(visitor()), night).reason == "gate_closed"
     earlier = token(visitor(not_before=NOW - 86400))
     assert check(earlier, night, now=NOW - 9 * 3600).reason == "ok"  # 23:00 the day before
+
+
+def test_local_hours_follow_the_zones_daylight_saving_changes():
+    # Berlin moves from UTC+1 to UTC+2 at 01:00 UTC on 2026-03-29, and back at 01:00 UTC on
+    # 2026-10-25; New York from UTC-5 to UTC-4 at 07:00 UTC on 2026-03-08.
+    berlin = replace(MAIN, time_zone="Europe/Berlin", hours=(("07:00", "20:00"),))
+    spring = datetime(2026, 3, 29, tzinfo=UTC).timestamp()
+    always = visitor(not_before=int(spring) - 86400 * 30, expires=int(spring) + 86400 * 240)
+    at = {  # UTC time of day on the day of the change -> the decision
+        "05:30": "ok",  # 07:30 summer time (a fixed UTC+1 would say 06:30: closed)
+        "05:00": "ok",  # 07:00: opening
+        "04:59": "gate_closed",  # 06:59
+        "17:59": "ok",  # 19:59
+        "18:30": "gate_closed",  # 20:30 (a fixed UTC+1 would say 19:30: open)
+    }
+    for utc, reason in at.items():
+        hours, minutes = map(int, utc.split(":"))
+        assert check(token(always), berlin, now=spring + hours * 3600 + minutes * 60).reason \
+            == reason, utc
+    autumn = datetime(2026, 10, 25, tzinfo=UTC).timestamp()
+    # 06:30 winter time, closed (a fixed UTC+2 from summer would say 07:30: open); 07:30 opens.
+    assert check(token(always), berlin, now=autumn + 5.5 * 3600).reason == "gate_closed"
+    assert check(token(always), berlin, now=autumn + 6.5 * 3600).reason == "ok"
+    york = replace(MAIN, time_zone="America/New_York")
+    worker = token(replace(always, kind="worker", hours=(32, 68)))  # 08:00-17:00 local
+    march_8 = datetime(2026, 3, 8, tzinfo=UTC).timestamp()
+    assert check(worker, york, now=march_8 + 12.5 * 3600).reason == "ok"  # 08:30 EDT
+    assert check(worker, york, now=march_8 - 86400 + 12.5 * 3600).reason == "outside_hours"  # 07:30 EST
+    assert check(worker, york, now=march_8 + 21.25 * 3600).reason == "outside_hours"  # 17:15 EDT
 
 
 def test_a_reader_line_ending_is_stripped_but_base45_spaces_are_kept():
