@@ -330,6 +330,8 @@ class Session:
         return payloads
 
     def _take_token(self, now: float, events: list) -> bool:
+        # A token bucket of this one connection, on the caller's clock: nothing shared to count
+        # in Redis, and gate_bridge stays free of server dependencies (the `limits` library).
         limits = self.limits
         if not limits.rate:
             return True

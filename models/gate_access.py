@@ -246,12 +246,8 @@ class GateAccess:
             raise GateRefused(refusal)
         if principal.is_staff:
             return reason
-        key = f"gate_open_rate:{principal.id}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 60, nx=True).execute()
-        if count > RESIDENT_OPENS_PER_MINUTE:
-            raise RateLimited("too many remote opens; try again in a minute",
-                              retry_after=max(await self.redis.ttl(key), 1))
+        await self.limits.take(Window("resident_opens", (principal.id,), RESIDENT_OPENS_PER_MINUTE,
+                                      60), message="too many remote opens; try again in a minute")
         return reason or "resident remote open"
 
     async def remote_open(self, send, gate: dict, by: str, reason: str, wait: float,

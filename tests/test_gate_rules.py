@@ -1,6 +1,7 @@
 """The gate's own rules on every path (staff scanner, hub scan, remote open, bridge offline, the
 server's re-check of offline decisions), emergency modes, and codes that must stay refused."""
 
+import asyncio
 import secrets
 from datetime import UTC, datetime, timedelta
 
@@ -447,3 +448,19 @@ async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offlin
         assert (outcome["source"], outcome["allow"]) == ("bridge", True)
     finally:
         await sim.stop()
+
+
+async def test_a_resident_opens_remotely_only_a_few_times_a_minute_even_all_at_once(
+        app, hub, api_client):
+    c = await make_community(app, "often")
+    _, token = await make_resident(app, c, "often-a")
+    _, other = await make_resident(app, c, "often-b", room="1-1-102")
+    await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])  # never connected
+    path = f"/api/communities/{c.id}/gates/{c.gates['main']}/open"
+    replies = await asyncio.gather(*(api_client.post(path, {"wait": 0.1}, token=token)
+                                     for _ in range(20)))
+    # Counted before the open is tried: 6 get as far as the (offline) bridge, 14 are refused.
+    assert sorted(r.status for r in replies) == [429] * 14 + [504] * 6
+    limited = next(r for r in replies if r.status == 429)
+    assert limited.error["code"] == "rate_limited" and 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert (await api_client.post(path, {"wait": 0.1}, token=other)).status == 504  # per person
