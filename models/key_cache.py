@@ -15,6 +15,7 @@ until it is back (the client reconnects by itself; each reconnection drops them 
 network partition) counts as broken, so that is the longest a copy can be stale.
 """
 
+import asyncio
 import time
 from collections import OrderedDict
 
@@ -46,6 +47,10 @@ class KeyCache:
         self.changes = 0  # announcements taken: a read that overlapped one is not kept
         self.last_heard = self.last_ping = self.last_try = float("-inf")
         self.hits = self.misses = 0
+        # One reader of the subscription at a time: concurrent requests draining it together
+        # made redis-py refuse the second read, which counted as a broken subscription and
+        # dropped every copy under load (so every request went to Redis after all).
+        self.reading = asyncio.Lock()
 
     async def start(self) -> None:
         """Subscribe (again); until this succeeds every read goes to Redis."""
@@ -119,14 +124,15 @@ class KeyCache:
             else:
                 return False
         try:
-            while (message := await self.pubsub.get_message(timeout=0)) is not None:
-                self.last_heard = now
-                if message["type"] == "message":
-                    self.copies.pop(message["data"], None)
-                    self.changes += 1
-            if now - self.last_ping >= PING_SECONDS:
-                self.last_ping = now
-                await self.pubsub.ping()
+            # Announcements already received are in the connection's buffers (the event loop
+            # moves what reaches the socket there before it runs any request that came after):
+            # looking costs no read, so most requests skip the lock and the drain.
+            pubsub = self.pubsub
+            if await pubsub.connection.can_read() or now - self.last_ping >= PING_SECONDS:
+                async with self.reading:
+                    if self.pubsub is not pubsub:  # broken meanwhile
+                        return False
+                    await self._drain(now)
         except Exception:  # the subscription broke: nothing announced meanwhile is known
             await self._broken()
             return False
@@ -134,6 +140,16 @@ class KeyCache:
             await self._broken()
             return False
         return True
+
+    async def _drain(self, now: float) -> None:
+        while (message := await self.pubsub.get_message(timeout=0)) is not None:
+            self.last_heard = now
+            if message["type"] == "message":
+                self.copies.pop(message["data"], None)
+                self.changes += 1
+        if now - self.last_ping >= PING_SECONDS:
+            self.last_ping = now
+            await self.pubsub.ping()
 
     async def _broken(self) -> None:
         self.copies.clear()

@@ -108,3 +108,22 @@ async def test_a_closed_cache_never_subscribes_again(app):
     now[0] += 60  # well past the retry interval
     assert await cache.mget("revoked:nobody") == [None]  # read from Redis itself
     assert cache.pubsub is None
+
+
+@pytest.mark.asyncio
+async def test_concurrent_requests_keep_the_copies(app):
+    """Requests arriving together while an announcement waits must not read the subscription
+    at the same time: redis-py refuses the second reader, and the cache took that for a broken
+    subscription, so under load no copy was ever used."""
+    cache = KeyCache(app.redis)
+    await cache.start()
+    try:
+        await cache.mget("k")
+        for round_ in range(3):
+            await set_announced(app.redis, f"other{round_}", "x", ex=60)  # waiting to be read
+            assert await asyncio.gather(*(cache.mget("k") for _ in range(20))) == [[None]] * 20
+        assert cache.pubsub is not None and (cache.hits, cache.misses) == (60, 1)
+        await set_announced(app.redis, "k", "changed", ex=60)
+        assert await asyncio.gather(*(cache.mget("k") for _ in range(5))) == [["changed"]] * 5
+    finally:
+        await cache.close()
