@@ -20,6 +20,9 @@ import time
 
 FORMATS = ("auto", "json", "text")
 HANDLER = "xiaoqu"
+# Loggers whose DEBUG lines carry whole documents and commands (codes, token hashes): they
+# stay at INFO or above whatever the level asked for.
+DOCUMENT_LOGGERS = ("pymongo",)
 # The attributes every LogRecord has: whatever else a record carries was bound or `extra=`.
 STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -106,3 +109,5 @@ def configure(fmt: str = "auto", level: int | str = logging.INFO, stream=None) -
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    for name in DOCUMENT_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))

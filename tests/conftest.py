@@ -6,7 +6,9 @@ flushed between tests, so point it at a database of its own). WeChat: the fake
 server from scripts/fake_wechat.py, as its own process on loopback.
 """
 
+import io
 import json
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.netutil
 
+from gate_bridge import logs
 from server.app import XiaoquApp
 from scripts.fake_wechat import start_fake_wechat
 from server.embedded import start_mongo, start_redis
@@ -63,6 +66,34 @@ def own_redis(redis_dir):
 def wechat_url():
     with start_fake_wechat() as wechat:
         yield wechat.url
+
+
+class Logged:
+    """Every log line of this process, as the server writes them (LOG_FORMAT=json)."""
+
+    def __init__(self, stream: io.StringIO):
+        self.stream = stream
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self, **match) -> list[dict]:
+        """The lines (parsed) whose fields include `match`."""
+        parsed = [json.loads(line) for line in self.text.splitlines() if line.startswith("{")]
+        return [line for line in parsed if all(line.get(k) == v for k, v in match.items())]
+
+
+@pytest.fixture
+def logged():
+    root = logging.getLogger()
+    level = root.level
+    stream = io.StringIO()
+    logs.configure("json", logging.DEBUG, stream)
+    yield Logged(stream)
+    for handler in [h for h in root.handlers if h.get_name() == logs.HANDLER]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture
