@@ -7,7 +7,7 @@ ADMIN_MODULES := admin/node_modules/.installed
 ADMIN_BUILT := admin/dist/.built
 ADMIN_SOURCES := admin/index.html admin/vite.config.js $(shell find admin/src -type f 2>/dev/null)
 
-.PHONY: run test bench clean chromium
+.PHONY: run test bench clean chromium promtool
 
 $(STAMP): setup.cfg pyproject.toml
 	@PY=$$(sh scripts/find_python.sh) || exit 1; \
@@ -33,10 +33,18 @@ chromium:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	  else echo "the browser tests need Chromium: apt-get install chromium" >&2; exit 1; fi; }
 
+# The alert rules and the dashboard's queries are checked by promtool (Debian's prometheus
+# package, installed as root like Chromium above).
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	  else echo "the monitoring tests need promtool: apt-get install prometheus" >&2; exit 1; fi; }
+
 run: $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m scripts.demo
 
-test: chromium $(STAMP) $(ADMIN_BUILT)
+test: chromium promtool $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP) $(ADMIN_BUILT)
