@@ -664,6 +664,7 @@ async def _serve(port: int, address: str) -> None:
     await stop.wait()
     await hub.stop()
     await app.close()
+    metrics.process_exited()
 
 
 if __name__ == "__main__":
