@@ -48,6 +48,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "sla.read": ALL_STAFF,
     "sla.write": OFFICE,
     "kpi.read": frozenset({"admin", "manager", "customer_service"}),
+    # Notices and surveys (models/notices.py, models/surveys.py): all staff read them;
+    # the office writes them and sees who has read or answered. Residents read the
+    # published ones addressed to them and answer surveys.
+    "notices.read": ALL_STAFF,
+    "notices.write": frozenset({"admin", "manager", "customer_service"}),
+    "surveys.read": ALL_STAFF,
+    "surveys.write": frozenset({"admin", "manager", "customer_service"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.
@@ -72,7 +79,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
                                   "tickets.read", "tickets.create", "gates.open",
-                                  "passes.code", "invitations.manage"})
+                                  "passes.code", "invitations.manage", "notices.read",
+                                  "surveys.read"})
 # Held by every resident in every community, linked or not.
 OPEN_TO_RESIDENTS = frozenset({"places.browse"})
 # Not about one community: platform admins only.

@@ -26,6 +26,7 @@ from bson import ObjectId
 from models.errors import Invalid
 from models.places import community_zone
 from models.sla import PRIORITIES
+from models.surveys import latest_satisfaction
 
 PERIODS = ("day", "week", "month")
 MAX_SERIES = 31  # periods in one series (a month of days)
@@ -161,6 +162,8 @@ class KpiManager:
             "closed_loop_rate": judged("closed_loop_rate",
                                        rate(totals["closed"], totals["tickets"] - totals["cancelled"])),
             "urges": {"total": totals["urges"], "tickets": totals["urged_tickets"]},
+            # the latest satisfaction survey opened before the period's end (models/surveys.py)
+            "survey_satisfaction": await latest_satisfaction(self.db, community_id, end),
             "counts": {k: totals[k] for k in ("resolved", "followed_up", "rated", "satisfied",
                                            "reworked", "closed", "cancelled", "breached")},
         }

@@ -123,26 +123,31 @@ class Notifier:
         metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
 
     async def _send_wechat(self, ticket: dict, kind: str, text: str, now: datetime) -> str:
-        """Spend a credit and send; the outcome ("sent", "no_credit", "failed") is recorded."""
-        resident = await self.db.residents.find_one({"_id": ticket["resident_id"]})
+        zone = community_zone(await self.places.community(str(ticket["community_id"])))
+        data = {"character_string1": str(ticket["_id"])[-8:], "phrase2": kind,
+                "thing3": text[:20], "time4": now.astimezone(zone).strftime("%Y-%m-%d %H:%M")}
+        return await self.send_subscribe(ticket["resident_id"], self.template,
+                                         (str(ticket["_id"]), ANY_TICKET), data,
+                                         f"{self.page}?id={ticket['_id']}")
+
+    async def send_subscribe(self, resident_id: ObjectId, template: str, scopes: tuple[str, ...],
+                             data: dict, page: str) -> str:
+        """Spend a credit (the first scope that has one) and send; the outcome ("sent",
+        "no_credit", "no_openid", "failed") is returned for the caller to record."""
+        resident = await self.db.residents.find_one({"_id": resident_id})
         if not resident or not resident.get("openid"):
             return "no_openid"
-        rid = str(ticket["resident_id"])
         credit = None
-        for scope in (str(ticket["_id"]), ANY_TICKET):
+        for scope in scopes:
             credit = await self.db.subscribe_credits.find_one_and_update(
-                {"_id": f"{rid}:{self.template}:{scope}", "count": {"$gt": 0}},
+                {"_id": f"{resident_id}:{template}:{scope}", "count": {"$gt": 0}},
                 {"$inc": {"count": -1}}, return_document=ReturnDocument.AFTER)
             if credit is not None:
                 break
         if credit is None:
             return "no_credit"
-        zone = community_zone(await self.places.community(str(ticket["community_id"])))
-        data = {"character_string1": str(ticket["_id"])[-8:], "phrase2": kind,
-                "thing3": text[:20], "time4": now.astimezone(zone).strftime("%Y-%m-%d %H:%M")}
         try:
-            await self.wechat.send_subscribe_message(resident["openid"], self.template, data,
-                                                     page=f"{self.page}?id={ticket['_id']}")
+            await self.wechat.send_subscribe_message(resident["openid"], template, data, page=page)
         except DomainError as exc:
             if errcode(exc) == NO_CREDIT:
                 # WeChat says the user has none: our count was stale, forget it.

@@ -550,7 +550,7 @@ class TicketManager:
                            **details) -> None:
         await self._emit([(f"ticket:{ticket['_id']}:{key}", "ticket.feed", {
             "community_id": str(ticket["community_id"]), "kind": kind, "to": to,
-            "ticket": ticket_summary(ticket), "details": details})])
+            "ticket": ticket_summary(ticket), "details": details}, None)])
 
     # -- priority, urges --------------------------------------------------------
 

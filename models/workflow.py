@@ -12,25 +12,25 @@ returns the record with the effects to deliver. Tickets (models/tickets.py)
 and notices and surveys (models/notices.py) are declared with it.
 
 Effects are data — (kind, payload) with an idempotency key made of the record,
-its new version and the effect's place — so they can be queued and retried;
-`Effects` is the one place that delivers them, and a failed delivery never
-turns a saved change into a failed request.
+its new version and the effect's place — so they are queued in the outbox and
+retried; `Effects` is the one place that delivers them, and a failed delivery
+never turns a saved change into a failed request.
 """
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ReturnDocument
 
 from models.access import Principal
-from models.errors import Conflict, Forbidden, Invalid
-
-log = logging.getLogger("xiaoqu.workflow")
+from models.common import object_id
+from models.errors import Conflict, Forbidden, Invalid, NotFound
 
 PREVIOUS = "<previous>"  # the target "back to the state recorded in `previous_field`"
+SAME = "<same>"  # the target "stay": an edit, a pin
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,11 @@ class Step:
 
 @dataclass(frozen=True)
 class Effect:
-    """What follows a saved change: `build(step, updated)` gives the payload, or None to skip."""
+    """What follows a saved change: `build(step, updated)` gives the payload, or None to skip;
+    `due(step, updated)`, when given, the time it is for (a scheduled publication)."""
     kind: str
     build: Callable[[Step, dict], dict | None]
+    due: Callable[[Step, dict], datetime] | None = None
 
 
 Hook = Callable[[Step], Awaitable[None] | None]
@@ -139,14 +141,15 @@ class Workflow:
         return chosen
 
     async def run(self, collection, principal: Principal, doc: dict, name: str, fields: dict,
-                  now: datetime, context: Any = None) -> tuple[dict, list[tuple[str, str, dict]]]:
-        """Take the action: the updated record and its effects as (key, kind, payload)."""
+                  now: datetime, context: Any = None) -> tuple[dict, list[tuple]]:
+        """Take the action: the updated record and its effects as (key, kind, payload, due)."""
         chosen = self.choose(principal, doc, name)
         for need in chosen.requires:
             value = fields.get(need.field)
             if value is None or isinstance(value, str) and not value.strip():
                 raise Invalid(need.message, fields={need.field: need.detail})
-        target = doc.get(self.previous_field) if chosen.target == PREVIOUS else chosen.target
+        target = {PREVIOUS: doc.get(self.previous_field), SAME: doc["state"]}.get(chosen.target,
+                                                                                 chosen.target)
         step = Step(principal, doc, chosen, fields, now, target, context=context)
         step.sets.update(state=target, updated_at=now)
         if chosen.stamp:
@@ -167,34 +170,76 @@ class Workflow:
             raise Conflict(f"the {self.noun} changed meanwhile; reload it", code="stale")
         return updated, self.effects_of(step, updated)
 
-    def effects_of(self, step: Step, updated: dict) -> list[tuple[str, str, dict]]:
+    def effects_of(self, step: Step, updated: dict) -> list[tuple]:
         effects = []
         for i, effect in enumerate((*step.action.effects, *self.every)):
             payload = effect.build(step, updated)
             if payload is not None:
                 key = f"{self.noun}:{updated['_id']}:{updated['version']}:{i}"
-                effects.append((key, effect.kind, payload))
+                effects.append((key, effect.kind, payload,
+                                effect.due(step, updated) if effect.due else None))
         return effects
+
+
+def created(principal: Principal, now: datetime, state: str) -> dict:
+    """The first history entry of a record made in `state`."""
+    return {"at": now, "by": principal.id, "by_kind": principal.kind, "action": "create",
+            "from": None, "to": state, "reason": None}
+
+
+class Records:
+    """A manager of one workflow's records, each in a community (notices, surveys):
+    `collection`, `workflow`, and `db`, `clock`, `effects` set by the subclass."""
+
+    collection: str
+    workflow: Workflow
+
+    async def get(self, community_id: str, record_id: str) -> dict:
+        doc = await self.db[self.collection].find_one(
+            {"_id": object_id(record_id, self.workflow.noun),
+             "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound(f"{self.workflow.noun} not found")
+        return doc
+
+    async def checked(self, community_id: str, fields: dict) -> dict:
+        """The inputs of an action, checked against the community (override)."""
+        return fields
+
+    async def act(self, principal: Principal, community_id: str, record_id: str,
+                  action_name: str, **fields) -> dict:
+        doc = await self.get(community_id, record_id)
+        fields = await self.checked(community_id, fields)
+        updated, effects = await self.workflow.run(self.db[self.collection], principal, doc,
+                                                   action_name, fields, self.clock.now(),
+                                                   context=self)
+        await self.effects.emit(effects)
+        return updated
 
 
 Handler = Callable[[str, dict], Awaitable[Any]]  # (idempotency key, payload)
 
 
 class Effects:
-    """Delivers effects by kind. The one switch between delivering at once and a queue:
-    a failure is logged with its key and never raised, since the change it follows is saved."""
+    """The one door from a saved change to what follows it: each effect is stored in the
+    durable outbox (models/outbox.py) under its key, then run at once in this request —
+    so a reader sees it as soon as the answer arrives. An effect that fails (Redis down,
+    WeChat slow) stays in the outbox for its worker to retry; the change still answers
+    as the success it is, and the key makes a repeat harmless."""
 
-    def __init__(self):
-        self.handlers: dict[str, Handler] = {}
+    def __init__(self, outbox, clock):
+        self.outbox = outbox
+        self.clock = clock
+        self.kinds: set[str] = set()
 
     def register(self, kind: str, handler: Handler) -> None:
-        if kind in self.handlers:
+        if kind in self.kinds:
             raise ValueError(f"effect {kind!r} registered twice")
-        self.handlers[kind] = handler
+        self.kinds.add(kind)
+        self.outbox.handle(kind, handler)
 
-    async def emit(self, effects: list[tuple[str, str, dict]]) -> None:
-        for key, kind, payload in effects:
-            try:
-                await self.handlers[kind](key, payload)
-            except Exception:
-                log.exception("effect %s (%s) failed", key, kind)
+    async def emit(self, effects: list[tuple]) -> None:
+        for key, kind, payload, due in effects:
+            stored = await self.outbox.add(key, kind, payload, due=due, run=False)
+            if stored and (due is None or due <= self.clock.now()):
+                await self.outbox.run(key)

@@ -30,6 +30,7 @@ from models.key_cache import KeyCache
 from models.key_box import KeyBox
 from models.kpi import KpiManager
 from models.leases import LeasedJob
+from models.notices import NoticeManager
 from models.notifications import FeedHub, Notifier
 from models.outbox import Outbox
 from models.passes import PassManager
@@ -37,6 +38,7 @@ from models.people import ResidentManager, StaffManager
 from models.photos import GridFSPhotoStore, PhotoLinks
 from models.places import PlaceManager
 from models.sla import SlaTargets, SlaWatcher
+from models.surveys import SurveyManager
 from models.tickets import TicketManager
 from models.workflow import Effects
 from server import metrics
@@ -45,10 +47,10 @@ from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people", "bindings",
-                   "imports", "tickets", "feed", "gates", "passes")
+                   "imports", "tickets", "feed", "gates", "passes", "notices")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
-                 "access_log", "outbox")
+                 "access_log", "outbox", "notices", "surveys")
 
 access_log = logging.getLogger("xiaoqu.access")
 OUTBOX_INTERVAL = 1.0  # seconds between the outbox worker's passes (effects run at once anyway)
@@ -97,14 +99,22 @@ class XiaoquApp(tornado.web.Application):
         key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
                                   self.staff, self.access_log, key_box)
-        self.effects = Effects()  # what follows saved changes, delivered by kind
+        self.effects = Effects(self.outbox, self.clock)  # what follows saved changes
+        photos = GridFSPhotoStore(self.db)
+        photo_links = PhotoLinks(settings.jwt_secret.get_secret_value(), self.clock)
         self.tickets = TicketManager(self.db, redis, self.clock, places=self.places,
                                      bindings=self.bindings, staff=self.staff,
-                                     notifier=self.notifier,
-                                     targets=self.sla_targets, photos=GridFSPhotoStore(self.db),
-                                     photo_links=PhotoLinks(settings.jwt_secret.get_secret_value(),
-                                                            self.clock),
+                                     notifier=self.notifier, targets=self.sla_targets,
+                                     photos=photos, photo_links=photo_links,
                                      effects=self.effects, passes=self.passes)
+        self.notices = NoticeManager(self.db, self.clock, places=self.places,
+                                     bindings=self.bindings, residents=self.residents,
+                                     notifier=self.notifier, photos=photos,
+                                     photo_links=photo_links, effects=self.effects,
+                                     template=settings.wechat_notice_template)
+        self.surveys = SurveyManager(self.db, self.clock, notices=self.notices,
+                                     notifier=self.notifier, effects=self.effects,
+                                     secret=settings.jwt_secret.get_secret_value())
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

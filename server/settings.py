@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     wechat_secret: SecretStr | None = None
     # The subscribe-message template for ticket progress (from the mini-program's console).
     wechat_ticket_template: str = "ticket-progress"
+    wechat_notice_template: str = "community-notice"
 
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(900, ge=1)

@@ -296,9 +296,11 @@ async def _fake_wechat_credit(http_client, settings, openid, template):
 
 
 async def _fake_wechat_sent(http_client, settings):
+    """Ticket messages sent (the fake serves the whole session: notices' tests send too)."""
     import json
     reply = await http_client.fetch(f"{settings.wechat_base_url}/_fake/stats")
-    return json.loads(reply.body)["sent"]
+    return [m for m in json.loads(reply.body)["sent"]
+            if m["template_id"] == settings.wechat_ticket_template]
 
 
 async def test_in_room_visit_gives_the_worker_a_door_pass_until_resolved(t, world, app):
