@@ -474,7 +474,8 @@ class Bridge:
                 log.exception("%s: scan failed", self.config.bridge_id)
 
     async def handle_scan(self, text: str, direction: str | None = None) -> dict:
-        """Ask the server within the budget, else decide locally. Returns the outcome."""
+        """Ask the server within the budget, else decide locally. Returns the outcome (who
+        decided, allow, reason, and the scan's id: the server logs the scan under it)."""
         direction = direction or self.config.direction
         scan_id = uuid.uuid4().hex[:16]
         if self.writer is not None:
@@ -485,7 +486,7 @@ class Bridge:
                                           at=self.server_now()))
                 result = await asyncio.wait_for(future, self._budget())
                 return {"source": "server", "allow": bool(result.get("allow")),
-                        "reason": result.get("reason")}
+                        "reason": result.get("reason"), "scan": scan_id}
             except (TimeoutError, asyncio.CancelledError, SessionEnded, OSError):
                 if asyncio.current_task().cancelling():
                     raise
@@ -515,5 +516,5 @@ class Bridge:
                     allow=allow, reason=reason)
         if allow:
             await self._open_door(None, {})
-        return {"source": "bridge", "allow": allow, "reason": reason}
+        return {"source": "bridge", "allow": allow, "reason": reason, "scan": scan_id}
 

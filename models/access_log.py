@@ -1,11 +1,17 @@
 """The access log: every gate decision (allowed or refused), newest first.
 
 Lines are built by the gate service (models/gate_access.py); this module stores
-and reads them. Writes are batched off the decision's path: `record` queues the line and a
-background task inserts the lines queued within 50 ms with one `insert_many`, so a gate's answer
-never waits for the database (the verifier's latency budget is about 1 ms, an
-insert on the embedded server takes several). `flush` waits for the queue;
-`query` flushes first, so a process always reads its own decisions.
+and reads them. A line is the audit record of an entry, so it is durable before the entry is
+acknowledged to anyone (the open frame, an HTTP answer, an events_ack): `record` returns once
+the line is written. Writes are group-committed: while one `insert_many` is in flight the lines
+recorded meanwhile gather, and go in together next, so a busy gate costs one store round trip
+per batch rather than per scan, and a quiet one waits for just its own insert.
+
+A line for a bridge's scan has an id derived from the bridge and the scan's id
+(models/gate_access.py, `scan_line_id`), and a line that took a use carries it (`use`: the
+claim, its slot count, and the key that makes the count once per scan): the scan is logged
+once however often its online answer and its offline decision arrive, and the use counts in
+Redis can be rebuilt from here (models/passes.py) when Redis loses them.
 
 `AccessLogReader` presents lines to people (screens and exports): names instead of ids,
 room labels (models.places.place_label), gate names, the community's local time, and
@@ -23,7 +29,7 @@ from datetime import UTC, datetime
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from models.common import insert_new
 from models.errors import Invalid
@@ -37,16 +43,17 @@ INDEXES = {
         IndexModel([("community_id", ASCENDING), ("gate_id", ASCENDING), ("at", DESCENDING)]),
         IndexModel([("community_id", ASCENDING), ("pass_id", ASCENDING), ("at", DESCENDING)]),
         IndexModel([("community_id", ASCENDING), ("subject", ASCENDING), ("at", DESCENDING)]),
+        # The uses still counted (models/passes.py rebuilds Redis from them).
+        IndexModel([("use.expires", ASCENDING)], sparse=True),
     ],
 }
 SOURCES = ("gate", "scanner", "remote", "offline")
 # Present on some lines: remote opens (command_id, level, by, open_reason: the reason the
 # opener gave), offline decisions (bridge: what the bridge did, flag: "invalid_claim" or
-# "double_use" when the server disagrees); trace_id: the trace of the request behind a remote
-# open (docs/operations.md, "Tracing").
-OPTIONAL_FIELDS = ("command_id", "level", "by", "open_reason", "bridge", "flag", "trace_id")
-MAX_QUEUED = 50_000  # while MongoDB is down; beyond this the oldest lines are dropped
-BATCH_SECONDS = 0.05
+# "double_use" when the server disagrees), a bridge's scans (scan: the bridge's scan id);
+# trace_id: the trace of the request behind a remote open (docs/operations.md, "Tracing").
+OPTIONAL_FIELDS = ("command_id", "level", "by", "open_reason", "bridge", "flag", "scan",
+                   "trace_id")
 
 
 def public_entry(doc: dict) -> dict:
@@ -81,44 +88,61 @@ def _oid(value: str, field: str) -> ObjectId:
 class AccessLog:
     def __init__(self, db):
         self.db = db
-        self.queued: list[dict] = []
+        self.waiting: list[tuple[dict, asyncio.Future]] = []  # lines for the next insert
         self.writer: asyncio.Task | None = None
 
-    def append(self, line: dict) -> None:
-        """Queue one line, as built by the gate service (models/gate_access.py, the one
-        place access-log lines are made)."""
+    @staticmethod
+    def _doc(line: dict) -> dict:
         at = line["at"]
         # Milliseconds: what MongoDB keeps, so cursors compare equal to stored values.
-        self.queued.append({"_id": ObjectId(), **line,
-                            "at": at.replace(microsecond=at.microsecond // 1000 * 1000)})
-        if len(self.queued) > MAX_QUEUED:
-            del self.queued[: len(self.queued) - MAX_QUEUED]
-            log.error("access log queue full: dropped the oldest lines")
+        return {"_id": ObjectId(), **line,
+                "at": at.replace(microsecond=at.microsecond // 1000 * 1000)}
+
+    async def record(self, line: dict) -> None:
+        """Write one line, as built by the gate service (models/gate_access.py, the one place
+        access-log lines are made); returns once it is stored. A line whose id is there
+        already (a scan's second answer) is not written again. Raises PyMongoError when the
+        store fails: the caller must not acknowledge the entry then."""
+        done = asyncio.get_running_loop().create_future()
+        self.waiting.append((self._doc(line), done))
         if self.writer is None or self.writer.done():
             self.writer = asyncio.create_task(self._write())
+        await done
+
+    async def replace(self, line: dict) -> None:
+        """Write a line over the one with its id (an offline decision's verdict replaces the
+        late online answer to the same scan: what the bridge did is what happened)."""
+        doc = self._doc(line)
+        await self.db.access_log.replace_one({"_id": doc["_id"]}, doc, upsert=True)
+
+    async def line(self, line_id: ObjectId) -> dict | None:
+        return await self.db.access_log.find_one({"_id": line_id})
 
     async def _write(self) -> None:
-        # Let a batch gather: one insert per ~BATCH_SECONDS instead of one per decision.
-        await asyncio.sleep(BATCH_SECONDS)
-        while self.queued:
-            batch, self.queued = self.queued, []
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
             try:
-                # A retried batch may be partly in already; those lines are done.
-                await insert_new(self.db.access_log, batch)
-            except BulkWriteError:
-                log.exception("access log: some lines were not written")
-            except PyMongoError:
-                log.exception("access log: write failed; keeping %d lines for later", len(batch))
-                self.queued[:0] = batch
-                return
+                await insert_new(self.db.access_log, [doc for doc, _ in batch])
+            except PyMongoError as exc:
+                log.warning("access log: a batch of %d lines was not written", len(batch))
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
     async def flush(self) -> None:
-        """Wait until every queued line is written (retrying once if a write failed)."""
+        """Wait for the writes in flight (at shutdown: no caller is left waiting)."""
         if self.writer is not None:
             await self.writer
-        if self.queued:
-            self.writer = asyncio.create_task(self._write())
-            await self.writer
+
+    async def uses(self, now: float) -> list[dict]:
+        """The `use` of every line whose claim has not expired at `now` (unix time), with its
+        community."""
+        return await self.db.access_log.find(
+            {"use.expires": {"$gt": now}}, {"use": 1, "community_id": 1}).to_list(None)
 
     async def query(self, community_id: str, gate_id: str | None = None,
                     subject: str | None = None, pass_id: str | None = None,
@@ -129,7 +153,6 @@ class AccessLog:
                     limit: int = 50) -> dict:
         """Newest first; `next_cursor` continues after the last item (None at the end).
         `subjects`: any of these subjects (a person filter resolved to ids)."""
-        await self.flush()
         query: dict = {"community_id": ObjectId(community_id)}
         if gate_id:
             query["gate_id"] = _oid(gate_id, "gate_id")

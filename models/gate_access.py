@@ -15,6 +15,11 @@ HTTP handlers call check() (staff scanners), may_open() and remote_open(); a
 remote open reaches the bridge through `send(bridge_id, command, wait, on_ack) -> acks | None`,
 the hub's transport (GateHub.send_command).
 
+Every access-log line is written before the entry it records is acknowledged: the open frame
+and scan_result, a staff scanner's answer, an HTTP remote open's answer, an events_ack. A
+bridge's scan is logged and counted once on its scan id (`scan_line_id`, the `once` of its
+use), whether it is answered online, decided offline, or both (the bridge gave up waiting).
+
 On the staff feed (`feed`, models.notifications.Notifier) it announces bridges going online
 or offline (`gate.status`) and each remote open's levels as they arrive (`gate.command`:
 sent, received, actuated, then opened / not_opened / refused, or offline / no_ack).
@@ -91,6 +96,11 @@ def line_id(key: str) -> ObjectId:
     return ObjectId(hashlib.blake2b(key.encode(), digest_size=12).digest())
 
 
+def scan_line_id(bridge_id: str, scan_id: str) -> ObjectId:
+    """The one line of a bridge's scan, answered online or decided offline."""
+    return line_id(f"{bridge_id}:scan:{scan_id}")
+
+
 class CommandProgress:
     """A remote open's levels on the staff feed, published in the order they arrive, off the
     path of the command itself. `arrived` is called by the transport as each one comes."""
@@ -146,15 +156,19 @@ class GateAccess:
 
     # -- access-log lines: built here only ---------------------------------------------------
 
-    def _log(self, gate: dict, direction: str, allow: bool, reason: str, source: str, *,
-             at: datetime | None = None, **extra) -> None:
+    def _line(self, gate: dict, direction: str, allow: bool, reason: str, source: str, *,
+              at: datetime | None = None, **extra) -> dict:
         metrics.DECISIONS.labels(source, "allow" if allow else "deny",
                                  reason if reason in LINE_REASONS else "other").inc()
-        self.access_log.append({
+        return {
             "community_id": gate["community_id"], "gate_id": gate["_id"], "direction": direction,
             "at": at or self.clock.now(), "result": "allow" if allow else "deny",
             "reason": reason, "source": source,
-            **{"kind": None, "pass_id": None, "subject": None, **extra}})
+            **{"kind": None, "pass_id": None, "subject": None, **extra}}
+
+    async def _log(self, *args, **kwargs) -> None:
+        """Write a line (durably: see the module's docstring)."""
+        await self.access_log.record(self._line(*args, **kwargs))
 
     # -- decisions ---------------------------------------------------------------------------------
 
@@ -171,30 +185,45 @@ class GateAccess:
         return gate_info(section, {**gate_rules(gate, conf.staff_gate_roles), "mode": None}, *modes)
 
     async def check(self, token_text: str, gate: dict, direction: str, source: str,
-                    scanner: str | None = None) -> Decision:
+                    scanner: str | None = None, scan: str | None = None) -> Decision:
         """Decide at `gate`, take the use atomically, log it (staff scanners and hub scans).
         `scanner`: who scans ("staff:<id>" for a staff token, "bridge:<id>"; default: the
         gate); its failed short-code lookups are limited (RateLimited, after an alarm and a
-        log line)."""
+        log line). `scan`: a bridge's scan id (its line and use are once per scan)."""
         scanner = scanner or f"gate:{gate['_id']}"
         started = time.perf_counter()
+        ids = self._scan_ids(gate, scan)
         short = is_short_code(normalize(token_text))
         window = Window("short_code_failures", (scanner,), SHORT_CODE_FAILURES, SHORT_CODE_WINDOW)
         if short:
-            await self._take_short_code_try(gate, direction, source, scanner, window)
-        decision = await self.passes.decide(token_text, await self.gate_info(gate), direction)
+            await self._take_short_code_try(gate, direction, source, scanner, window, ids)
+        decision, use = await self.passes.decide(token_text, await self.gate_info(gate),
+                                                 direction, ids.get("once", ""))
         if short and decision.reason != "unknown_code":
             await self.limits.give_back(window)  # only failed lookups count
         metrics.DECISION_SECONDS.labels(source).observe(time.perf_counter() - started)
-        self._log(gate, direction, decision.allow, decision.reason, source, **describe(decision))
+        await self._log(gate, direction, decision.allow, decision.reason, source,
+                        **describe(decision), **ids.get("line", {}),
+                        **({"use": use} if use else {}))
         return decision
 
+    @staticmethod
+    def _scan_ids(gate: dict, scan: str | None) -> dict:
+        """A scan's identity: its use's `once` and, for a bridge's scan, its line's fields
+        (the id derived from the scan's, the scan id)."""
+        if scan is None:  # a staff scanner: once per check still (a retried use script)
+            return {"once": f"check:{uuid.uuid4().hex}"}
+        once = f"{gate.get('bridge_id')}:scan:{scan}"
+        return {"once": once, "line": {"_id": scan_line_id(gate.get("bridge_id"), scan),
+                                       "scan": scan}}
+
     async def _take_short_code_try(self, gate: dict, direction: str, source: str, scanner: str,
-                                   window: Window) -> None:
+                                   window: Window, ids: dict) -> None:
         try:
             await self.limits.take(window, message="too many unknown short codes; try later")
         except RateLimited:
-            self._log(gate, direction, False, "rate_limited", source, by=scanner)
+            await self._log(gate, direction, False, "rate_limited", source, by=scanner,
+                            **ids.get("line", {}))
             # One alarm per scanner and window, however long the burst goes on.
             slot = int(self.clock.time() // SHORT_CODE_WINDOW)
             await self.alarms.raise_alarm(
@@ -211,7 +240,7 @@ class GateAccess:
         scan_id, text, direction = msg["id"], msg["text"], msg["direction"]
         try:
             decision = await self.check(text, gate, direction, "gate",
-                                        f"bridge:{gate.get('bridge_id')}")
+                                        f"bridge:{gate.get('bridge_id')}", scan_id)
         except RateLimited:
             decision = Decision(False, "rate_limited")
         frames = []
@@ -240,9 +269,9 @@ class GateAccess:
                 raise NotFound("gate not found")
         refusal = gate_refusal(principal.kind, await self.gate_info(gate), self.clock.time())
         if refusal:
-            self._log(gate, "in", False, refusal, "remote", kind=principal.kind,
-                      subject=principal.id, by=f"{principal.kind}:{principal.id}",
-                      open_reason=reason)
+            await self._log(gate, "in", False, refusal, "remote", kind=principal.kind,
+                            subject=principal.id, by=f"{principal.kind}:{principal.id}",
+                            open_reason=reason)
             raise GateRefused(refusal)
         if principal.is_staff:
             return reason
@@ -277,7 +306,7 @@ class GateAccess:
                 log.warning("gate access: audit of %s failed", command["id"], exc_info=True)
         elapsed = time.perf_counter() - started
         try:
-            result = self.command_outcome(gate, record, levels)
+            result = await self.command_outcome(gate, record, levels)
         except GateTimeout as exc:
             self._command_done(command["id"], exc.code, elapsed)
             await progress.finished(exc.code)
@@ -294,7 +323,8 @@ class GateAccess:
         log.info("gate access: open %s ended %s", command_id, level,
                  extra={"command_id": command_id, "level": level, "ms": round(seconds * 1000)})
 
-    def command_outcome(self, gate: dict, record: dict, levels: list[dict] | None) -> dict:
+    async def command_outcome(self, gate: dict, record: dict,
+                              levels: list[dict] | None) -> dict:
         """The acknowledgements a command got (None: the bridge was offline) -> its result
         and access-log line; raises GateTimeout when there was none."""
         kind, _, subject = record["by"].partition(":")
@@ -303,13 +333,13 @@ class GateAccess:
                 "command_id": record["_id"], "open_reason": record["reason"],
                 "trace_id": record.get("trace_id")}
         if levels is None:
-            self._log(gate, "in", False, "gate_offline", "remote", **line)
+            await self._log(gate, "in", False, "gate_offline", "remote", **line)
             raise GateTimeout("the gate's bridge is offline", code="gate_offline")
         best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
         result = {"command_id": record["_id"], "level": best and best["level"],
                   "levels": [a["level"] for a in levels], "reason": best and best.get("reason")}
         if best is None:
-            self._log(gate, "in", False, "no_ack", "remote", **line)
+            await self._log(gate, "in", False, "no_ack", "remote", **line)
             raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
                               extra={"command_id": record["_id"]})
         # The lock let go, whoever walked through. A repeat's answer (`duplicate`: the command
@@ -317,9 +347,9 @@ class GateAccess:
         # opened / not_opened come after actuated.
         released = any(a["level"] == p.ACTUATED or (a.get("duplicate") and a["level"] in (
             p.OPENED, p.NOT_OPENED)) for a in levels)
-        self._log(gate, "in", released,
-                  "ok" if released else str(best.get("reason") or best["level"]), "remote",
-                  level=best["level"], **line)
+        await self._log(gate, "in", released,
+                        "ok" if released else str(best.get("reason") or best["level"]),
+                        "remote", level=best["level"], **line)
         return result
 
     # -- bridge events -----------------------------------------------------------------------------
@@ -351,33 +381,48 @@ class GateAccess:
         scope, hours, mode, revocation, uses). The line keeps what the bridge did (`bridge`)
         and says what the server concludes; a claimed allow the rules refuse is flagged
         `invalid_claim`, an entry whose use was already taken `double_use`, each with an alarm.
-        Idempotent by event id: its use is taken once, its line and alarm have ids from it."""
+        Once per scan (the event's `scan`; the event id from a bridge that sends none): the
+        scan's line — written first by a late online answer, or by this decision resent after
+        a crash — is replaced by this verdict (what the bridge did is what happened at the
+        door), and the use is the one the scan took already, if it did. Raises when a store
+        fails before the line is written: the batch is then not acknowledged, and the resent
+        event gets the same verdict."""
         # A time claimed past the moment it arrived is judged at that moment.
         data, at = doc["data"], min(doc["at"], doc["received_at"])
         text, direction = data.get("text"), data.get("direction", "in")
         direction = direction if direction in p.DIRECTIONS else "in"
         claimed_allow, claimed_reason = data.get("allow") is True, str(data.get("reason"))
         claim = {"allow": claimed_allow, "reason": claimed_reason}
-        line = line_id(doc["_id"])
+        scan = data.get("scan")
+        if isinstance(scan, str) and 0 < len(scan) <= 64:
+            once, ids = f"{bridge['_id']}:scan:{scan}", {
+                "_id": scan_line_id(bridge["_id"], scan), "scan": scan}
+        else:  # a bridge without scan ids: once per event
+            once, ids = doc["_id"], {"_id": line_id(doc["_id"])}
         if not claimed_allow:  # nobody passed: the refusal stands as the bridge gave it
             reason = claimed_reason if claimed_reason in BRIDGE_REASONS else "invalid_claim"
             metrics.OFFLINE_DECISIONS.labels("deny", "refused").inc()
-            self._log(gate, direction, False, reason, "offline", at=at, bridge=claim,
-                      _id=line, **describe_token(text))
+            # A use the late online answer took stays counted (its slot was announced).
+            online = await self.access_log.line(ids["_id"])
+            use = online and online.get("use")
+            await self.access_log.replace(self._line(
+                gate, direction, False, reason, "offline", at=at, bridge=claim,
+                **describe_token(text), **ids, **({"use": use} if use else {})))
             return
         modes = await self.modes.modes_at(str(gate["community_id"]), str(gate["_id"]), at)
         info = await self.gate_info(gate, modes)
-        decision = await self.passes.recheck(text, info, direction, at.timestamp(), doc["_id"])
+        decision, use = await self.passes.recheck(text, info, direction, at.timestamp(), once)
         flag = None
         if not decision.allow:
             flag = "double_use" if decision.reason in ("replayed", "used_up") else "invalid_claim"
             await self.alarms.raise_alarm(
                 bridge, ALARM_OF_FLAG[flag], f"{doc['_id']}:{flag}",
-                {"reason": decision.reason, "scan": data.get("scan"), **describe(decision)}, at=at)
+                {"reason": decision.reason, "scan": scan, **describe(decision)}, at=at)
         metrics.OFFLINE_DECISIONS.labels("allow", flag or "ok").inc()
-        self._log(gate, direction, decision.allow, decision.reason, "offline", at=at,
-                  bridge=claim, flag=flag, _id=line,
-                  **(describe(decision) if decision.payload else describe_token(text)))
+        await self.access_log.replace(self._line(
+            gate, direction, decision.allow, decision.reason, "offline", at=at, bridge=claim,
+            flag=flag, **ids, **(describe(decision) if decision.payload else describe_token(text)),
+            **({"use": use} if use else {})))
 
     async def bridge_status(self, bridge: dict, online: bool) -> None:
         """Online/offline transitions are events too; going offline raises an alarm."""

@@ -6,9 +6,20 @@ in gate_bridge.decision. This module adds what needs the server: signing keys
 audit trail, revocations, and the atomic use counting in Redis that makes a
 resident code single-use across every process.
 
+Use counts are durable in MongoDB, Redis is their fast path: every use taken is recorded on
+the access-log line of its entry (its `use`, written before the entry is acknowledged), and a
+Redis that lost them (restarted without persistence, flushed) is rebuilt from those lines before
+the next use is counted (`uses:seeded` marks a Redis that holds them), so a restart neither
+re-opens single-use codes nor resets entry limits. Short codes and rate-limit windows are not
+rebuilt: a lost short code is refused (`unknown_code`), the safe way.
+
 Redis keys:
+  uses:seeded              present while Redis holds every use still counted
   uses:<claim hex>         scans counted against a claim (INCR; one allow per slot)
-  once:<bridge>:<seq>      the count an offline decision's use got (resent events reuse it)
+  once:<scan>              the count a scan's use got: "<bridge>:scan:<scan id>", or an offline
+                           decision's event id "<bridge>:<seq>" from a bridge without scan ids
+                           (its online answer and its offline decision, however often resent,
+                           take one use)
   used:<community>         zset of claims used, score = expiry; pushed to bridges
   revoked:<community>      set of revoked subject ids, plus "*" once loaded from MongoDB
   short:<community>:<12 digits>  the token a numeric short code stands for
@@ -16,6 +27,7 @@ Redis keys:
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -39,6 +51,8 @@ from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import community_time_zone
 
+log = logging.getLogger("xiaoqu.passes")
+
 INDEXES = {
     "passes": [
         IndexModel([("share_id", ASCENDING)], unique=True),
@@ -51,15 +65,18 @@ CACHE_SECONDS = 30  # community settings and the key ring, per process
 KEY_RELOAD_SECONDS = 5  # an unknown key id reloads the ring at most this often
 SHORT_CODE_TRIES = 5
 REVOKED = object()
-NOT_LOADED, REVOKED_CODE = -1, -2
+NOT_LOADED, REVOKED_CODE, NOT_SEEDED = -1, -2, -3
+SEEDED = "uses:seeded"
 # Revocation check and use count in one round trip, atomically. Storage mechanics only:
 # what a revocation or an exhausted claim means is decided by gate_bridge.decision.
 # Relative expiry (ARGV[2]): Redis keeps its own time, ours may be a test's manual clock.
 # A use that took a slot is published in the same step (ARGV[5] is the message up to its
 # count), so gate hubs tell their bridges without another round trip (USED_CHANNEL).
-# KEYS[4], when given, makes the use happen once per key (an offline decision resent after a
-# crash): a second call returns the first one's count.
+# KEYS[4], when given, makes the use happen once per key (a scan answered online and decided
+# offline, an offline decision resent after a crash): a second call returns the first one's
+# count. KEYS[5] (SEEDED) missing: the counts must be rebuilt from MongoDB first.
 USE_SCRIPT = """
+if redis.call('EXISTS', KEYS[5]) == 0 then return -3 end
 if redis.call('SISMEMBER', KEYS[1], '*') == 0 then return -1 end
 if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return -2 end
 if ARGV[3] == '' then return 0 end
@@ -73,6 +90,16 @@ if KEYS[4] ~= '' then redis.call('SET', KEYS[4], count, 'EX', ARGV[2]) end
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 if count <= tonumber(ARGV[6]) then redis.call('PUBLISH', ARGV[7], ARGV[5] .. count .. '}') end
 return count
+"""
+# One use read back from an access-log line: the count goes back unless Redis has a higher one
+# (uses taken since), the claim is announced to bridges again, the scan's count remembered.
+SEED_SCRIPT = """
+local count = tonumber(ARGV[1])
+if count > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], count, 'EX', ARGV[2])
+end
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+if KEYS[3] ~= '' then redis.call('SET', KEYS[3], count, 'EX', ARGV[2], 'NX') end
 """
 TRAIL_ORDER = {"created": 0, "used": 1, "cancelled": 2, "expired": 3}  # for equal times
 
@@ -137,6 +164,8 @@ class PassManager:
         self._ring_lock = asyncio.Lock()
         self._communities: dict[str, tuple[float, PassSettings]] = {}
         self._use_script = redis.register_script(USE_SCRIPT)
+        self._seed_script = redis.register_script(SEED_SCRIPT)
+        self._seed_lock = asyncio.Lock()
 
     # -- settings and keys ----------------------------------------------------------------------
 
@@ -315,9 +344,12 @@ class PassManager:
 
     # -- the check ----------------------------------------------------------------------------------
 
-    async def decide(self, token_text: str, info: GateInfo, direction: str) -> Decision:
+    async def decide(self, token_text: str, info: GateInfo, direction: str,
+                     once: str = "") -> tuple[Decision, dict | None]:
         """Decide now at a gate (rules: gate_bridge.decision) and take the use atomically;
-        a denied code takes nothing. Short codes are resolved here (only the server can)."""
+        a denied code takes nothing. Short codes are resolved here (only the server can).
+        Returns the decision and the use it took (for its access-log line: see `_take`);
+        `once`: the scan, which takes one use however often it is decided."""
         community_id = info.community_id
         token_text = normalize(token_text)
         short_key = None
@@ -325,43 +357,51 @@ class PassManager:
             short_key = f"short:{community_id}:{token_text}"
             token_text = await self.redis.get(short_key)
             if token_text is None:
-                return Decision(False, "unknown_code")
-        decision = await self._take(token_text, info, direction, self.clock.time(), None)
+                return Decision(False, "unknown_code"), None
+        decision, use = await self._take(token_text, info, direction, self.clock.time(), None,
+                                         once)
         if decision.allow and short_key:
             await self.redis.delete(short_key)  # one-time: the handle is gone once used
-        return decision
+        return decision, use
 
     async def recheck(self, token_text, info: GateInfo, direction: str, at: float,
-                      event: str) -> Decision:
+                      once: str) -> tuple[Decision, dict | None]:
         """An entry a bridge allowed offline, decided again at the time it claims; allowed, it
         takes its use here too, so a single-use code or a pass's entry limit also holds at the
         gates that were online (and a use already taken shows as replayed / used_up). Once
-        per `event` (the bridge's event id): a resent event gets the first verdict again."""
+        per `once` (the scan, or the bridge's event id): the same scan answered online, or a
+        resent event, gets the first count again."""
         if not isinstance(token_text, str):
-            return Decision(False, "malformed")
+            return Decision(False, "malformed"), None
         return await self._take(token_text, info, direction, at,
-                                await self.revoked_since(info.community_id), f"once:{event}")
+                                await self.revoked_since(info.community_id), once)
 
     async def _take(self, token_text: str, info: GateInfo, direction: str, at: float,
-                    revoked_at: dict | None, once: str = "") -> Decision:
+                    revoked_at: dict | None, once: str = "") -> tuple[Decision, dict | None]:
         """decide() then the use. `revoked_at` (subject -> unix time) judges revocations as of
-        `at`; None: as of now, atomically with the use (in Redis). `once`: see USE_SCRIPT."""
+        `at`; None: as of now, atomically with the use (in Redis). `once`: see USE_SCRIPT.
+        The use taken comes back as the record its access-log line keeps (claim, limit,
+        expires, count, once): what rebuilds Redis (`_seed_uses`)."""
         ring = await self._ring_for(token_text)
         keys = {k: v.public for k, v in ring.items()}
         revoked = () if revoked_at is None else {s for s, t in revoked_at.items() if t <= at}
         decision = decide(token_text, info, at, keys, revoked, direction=direction, skew=self.skew)
         if not decision.allow:
-            return decision
+            return decision, None
         claim = use_claim(decision.payload, direction, self.skew)
         # Judged as of `at` already: the use script then checks no (current) revocation.
         subject = decision.payload.subject_id if revoked_at is None else ""
-        outcome = await self._use(info.community_id, subject, claim, once)
-        if outcome is REVOKED:  # the rules say what that means (and in which order)
+        once_key = f"once:{once}" if once and claim else ""
+        count = await self._use(info.community_id, subject, claim, once_key)
+        if count is REVOKED:  # the rules say what that means (and in which order)
             return decide(token_text, info, at, keys, {subject}, direction=direction,
-                          skew=self.skew)
-        if not outcome:
-            return Decision(False, claim.exhausted, decision.payload)
-        return decision
+                          skew=self.skew), None
+        if claim is None:
+            return decision, None
+        if count > claim.limit:
+            return Decision(False, claim.exhausted, decision.payload), None
+        return decision, {"claim": claim.key.hex(), "limit": claim.limit,
+                          "expires": claim.expires, "count": count, "once": once_key or None}
 
     async def _ring_for(self, token_text: str) -> dict[int, SigningKey]:
         """The key ring, reloaded (rate-limited) when a code names a key we do not know."""
@@ -404,25 +444,57 @@ class PassManager:
     async def _use(self, community_id: str, subject: str, claim: UseClaim | None,
                    once: str = ""):
         """In one atomic step: REVOKED if the subject is revoked, else take a slot of the
-        claim (True/False whether one was left; True when nothing is to be taken)."""
+        claim: its count (more than its limit: none was left; 0 when nothing is taken)."""
         keys = [f"revoked:{community_id}", f"uses:{claim.key.hex()}" if claim else "",
-                f"used:{community_id}", once]
+                f"used:{community_id}", once, SEEDED]
         args = [subject, max(1, int(claim.expires - self.clock.time()) + 1) if claim else 0,
                 f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0,
                 _use_announcement(community_id, claim) if claim else "",
                 claim.limit if claim else 0, USED_CHANNEL]
         count = await self._use_script(keys=keys, args=args)
+        if count == NOT_SEEDED:  # Redis lost its data (restart without persistence, flush)
+            await self._seed_uses()
+            count = await self._use_script(keys=keys, args=args)
         if count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload, retry
             await self._load_revocations(community_id)
             count = await self._use_script(keys=keys, args=args)
         if count == REVOKED_CODE:
             return REVOKED
-        return claim is None or count <= claim.limit
+        return count
+
+    async def _seeded(self) -> None:
+        """Before reading use counts from Redis: rebuild them if Redis lost them."""
+        if not await self.redis.exists(SEEDED):
+            await self._seed_uses()
+
+    async def _seed_uses(self) -> None:
+        """Put every use still counted back into Redis from the access-log lines that took
+        them. Safe while other processes seed or count too: a count only ever goes up, and
+        no use is counted before SEEDED is set."""
+        async with self._seed_lock:
+            if await self.redis.exists(SEEDED):
+                return  # another task here (or another process) did it meanwhile
+            now = self.clock.time()
+            lines = await self.access_log.uses(now)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for line in lines:
+                    use = line["use"]
+                    await self._seed_script(
+                        keys=[f"uses:{use['claim']}", f"used:{line['community_id']}",
+                              use.get("once") or ""],
+                        args=[use["count"], max(1, int(use["expires"] - now) + 1),
+                              f"{use['claim']}:{use['limit']}", use["expires"]], client=pipe)
+                pipe.set(SEEDED, "1")
+                await pipe.execute()
+            if lines:
+                log.warning("use counts were missing from Redis: %d uses rebuilt from the "
+                            "access log", len(lines))
 
     async def used_nonces(self, community_id: str) -> list[list]:
         """[slot key hex, expires] of every claim slot used and not expired, for bridges."""
         key = f"used:{community_id}"
         now = self.clock.time()
+        await self._seeded()
         await self.redis.zremrangebyscore(key, "-inf", now)
         members = await self.redis.zrangebyscore(key, now, "+inf", withscores=True)
         counts = await self.redis.mget([f"uses:{m.split(':')[0]}" for m, _ in members]) if members else []
@@ -645,6 +717,7 @@ class PassManager:
 
     async def entries_used(self, doc: dict) -> int:
         """Entries taken (refused attempts beyond the limit also count in Redis: not shown)."""
+        await self._seeded()
         used = int(await self.redis.get(f"uses:{doc['_id']}") or 0)  # the claim key is the id
         return min(used, doc["max_entries"]) if doc["max_entries"] else used
 

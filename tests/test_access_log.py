@@ -111,7 +111,7 @@ async def test_filters_by_person_gate_result_reason_and_time(app, api_client):
 async def test_pages_follow_the_cursor(app, api_client):
     c = await make_community(app, "alc")
     for i in range(3):
-        app.access_log.append({
+        await app.access_log.record({
             "community_id": ObjectId(c.id), "gate_id": ObjectId(c.gates["main"]), "direction": "in",
             "result": "allow", "source": "gate", "reason": "ok", "kind": "resident",
             "pass_id": None, "subject": f"r{i}", "at": app.clock.now() - timedelta(minutes=3 - i)})

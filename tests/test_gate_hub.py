@@ -359,18 +359,21 @@ async def test_scan_allow_opens_the_door_and_deny_does_not(app, hub, tmp_path):
                                  decision_budget=3.0)
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
-        assert await sim.bridge.handle_scan(code) == {"source": "server", "allow": True, "reason": "ok"}
+        first = await sim.bridge.handle_scan(code)
+        assert (first["source"], first["allow"], first["reason"]) == ("server", True, "ok")
         await sim.bridge.wait(lambda: sim.relay.pulses == 1)
         again = await sim.bridge.handle_scan(code)
-        assert again == {"source": "server", "allow": False, "reason": "replayed"}
+        assert (again["source"], again["allow"], again["reason"]) == ("server", False, "replayed")
         garbage = await sim.bridge.handle_scan("HELLO-NOT-A-CODE")
         assert (garbage["allow"], garbage["reason"]) == (False, "malformed")
         assert sim.relay.pulses == 1
     finally:
         await sim.stop()
     page = await app.access_log.query(c.id, gate_id=c.gates["main"])
-    assert [(e["result"], e["reason"]) for e in page["items"]] == [
-        ("deny", "malformed"), ("deny", "replayed"), ("allow", "ok")]
+    # Each line names the scan it answers (written before the answer went out).
+    assert [(e["result"], e["reason"], e["scan"]) for e in page["items"]] == [
+        ("deny", "malformed", garbage["scan"]), ("deny", "replayed", again["scan"]),
+        ("allow", "ok", first["scan"])]
 
 
 # -- sessions bound to their bridge -----------------------------------------------------------------
@@ -523,13 +526,12 @@ async def test_a_redelivered_open_answered_as_a_repeat_is_logged_as_the_opening_
     second.send(p.message(p.ACK, id=again["id"], level=p.OPENED, duplicate=True))
     reply = await opening
     assert (reply.status, reply.body["level"]) == (200, "opened"), reply.body
-    await app.access_log.flush()
     [line] = (await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]
     assert (line["command_id"], line["result"], line["reason"], line["level"]) == (
         command["id"], "allow", "ok", "opened")
     # The outcome told again (a second answer, a retried audit) is still one line.
     record = await app.db.gate_commands.find_one({"_id": command["id"]})
-    app.gate_access.command_outcome(await app.db.gates.find_one({"_id": ObjectId(c.gates["main"])}),
-                                    record, [{"level": p.OPENED, "duplicate": True}])
-    await app.access_log.flush()
+    await app.gate_access.command_outcome(
+        await app.db.gates.find_one({"_id": ObjectId(c.gates["main"])}), record,
+        [{"level": p.OPENED, "duplicate": True}])
     assert len((await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]) == 1

@@ -113,7 +113,7 @@ async def test_the_access_log_filters_scrolls_and_exports(app, admin, api_client
     await app.db.communities.update_one({"_id": ObjectId(c.id)}, {"$set": {"time_zone": "Asia/Urumqi"}})
     await some_traffic(app, api_client, c)  # 张三 twice (once refused), then 李四
     for i in range(55):  # older lines, to scroll through
-        app.access_log.append({
+        await app.access_log.record({
             "community_id": ObjectId(c.id), "gate_id": ObjectId(c.gates["u1-1"]), "direction": "out",
             "result": "allow", "reason": "ok", "source": "gate", "kind": "staff", "pass_id": None,
             "subject": c.staff["maintenance"], "at": app.clock.now() - timedelta(hours=2, minutes=i)})
