@@ -2,13 +2,14 @@
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import signal
 
 from gate_bridge import drivers, logs
 from gate_bridge.bridge import Bridge, load_config
 from gate_bridge.store import Store
+
+log = logging.getLogger("gate_bridge")
 
 
 async def run(path: str) -> None:
@@ -17,12 +18,24 @@ async def run(path: str) -> None:
     store = Store(config.store_path, config.max_events)
     bridge = Bridge(config, store, scanner, relay, door, inputs)
     task = asyncio.create_task(bridge.run())
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+        loop.add_signal_handler(sig, stop.set)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopped], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():  # it failed by itself: say why
+        stopped.cancel()
+        store.close()
+        task.result()
+    # Within config.shutdown_timeout: bye to the hub (half of it at most), then stop.
+    started = loop.time()
+    log.info("%s: stopping", config.bridge_id)
+    await bridge.say_bye(config.shutdown_timeout / 2)
+    task.cancel()
+    await asyncio.wait([task], timeout=max(0.0, config.shutdown_timeout - (loop.time() - started)))
     store.close()
+    log.info("%s: stopped", config.bridge_id)
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class BridgeConfig:
     backoff_base: float = 0.5
     backoff_max: float = 30.0
     heartbeat: float = p.DEFAULT_HEARTBEAT  # until the server's welcome says otherwise
+    shutdown_timeout: float = 0.5  # SIGTERM to exit: bye to the hub, then stop, within this
 
 
 def load_config(path: str) -> tuple[BridgeConfig, dict]:
@@ -151,6 +152,17 @@ class Bridge:
             scans.cancel()
             for task in list(self.tasks):
                 task.cancel()
+
+    async def say_bye(self, timeout: float) -> None:
+        """Tell the hub the session ends on purpose (bye{shutdown}), waiting at most
+        `timeout` seconds for the bytes to leave."""
+        writer, session = self.writer, self.session
+        if writer is None or session is None:
+            return
+        session.bye("shutdown")
+        with contextlib.suppress(OSError, SessionEnded, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._flush(writer)
 
     async def _open(self):
         context = None
@@ -335,6 +347,9 @@ class Bridge:
     async def _ack(self, command_id: str, level: str, **extra) -> None:
         if level != p.RECEIVED:  # claim_command stored that one, durably
             self.store.set_command_level(command_id, level)
+        if level == p.REFUSED:
+            log.warning("%s: open %s refused: %s", self.config.bridge_id, command_id,
+                        extra.get("reason"), extra={"command_id": command_id})
         await self.send(p.message(p.ACK, id=command_id, level=level, **extra))
 
     async def _on_command(self, msg: dict) -> None:

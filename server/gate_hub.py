@@ -262,12 +262,20 @@ class GateHub:
         log.info("gate hub %s listening on port %d", self.instance, self.port)
         return self.port
 
-    async def stop(self) -> None:
+    def stop_accepting(self) -> None:
         for server in [self.server, *self.extra_servers]:
             server.close()
+
+    async def stop(self, drain: float = 5.0) -> None:
+        """Stop accepting; let each session's queued work (events being stored, acks) finish
+        for up to `drain` seconds; then bye{shutdown} to every bridge — it reconnects, to
+        another instance behind a balancer — and stop what is left."""
+        self.stop_accepting()
         workers = [c.worker for c in self.all if c.worker is not None]
+        if workers:
+            await asyncio.wait(workers, timeout=drain)
         for conn in list(self.all):
-            conn.transport.abort()
+            conn.bye("shutdown")  # written, then the socket closes (Connection.flush)
         tasks = [*workers, *self.tasks, *self.background]
         for task in tasks:
             task.cancel()

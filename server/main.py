@@ -16,7 +16,7 @@ import signal
 import sys
 
 from gate_bridge import logs
-from server import bootstrap, metrics
+from server import bootstrap, metrics, processes
 from server.app import XiaoquApp
 from server.embedded import start_missing_stores
 from server.gate_hub import start_gate_hub
@@ -53,10 +53,13 @@ async def serve() -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
 
+        # In order: nothing new accepted; running requests finish (a remote open still needs
+        # its bridge); the bridges are told bye; buffered writes flushed; the stores last.
         log.info("shutting down: no new connections, finishing running requests")
         http.stop()
-        await gate_hub.stop()
+        gate_hub.stop_accepting()
         await app.drained(DRAIN_SECONDS)
+        await gate_hub.stop()
         await http.close_all_connections()
         await app.close()
     metrics.process_exited()
@@ -64,6 +67,9 @@ async def serve() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--processes", type=int, default=1, metavar="N",
+                        help="serve with N processes on this host, on HTTP_PORT..+N-1 and "
+                             "GATE_PORT..+N-1 (server/processes.py)")
     commands = parser.add_subparsers(dest="command", metavar="{bootstrap}")
     bootstrap.add_arguments(commands.add_parser(
         "bootstrap", help=bootstrap.__doc__.split("\n")[0], description=bootstrap.__doc__,
@@ -73,6 +79,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "bootstrap":
             sys.exit(bootstrap.run(args))
+        if args.processes < 1:
+            parser.error("--processes must be at least 1")
+        if args.processes > 1:
+            sys.exit(asyncio.run(processes.supervise(args.processes)))
         asyncio.run(serve())
     except SettingsError as exc:
         sys.exit(f"xiaoqu: {exc}")

@@ -2,6 +2,8 @@
 rules) and against the real hub, including one killed with SIGKILL mid-stream."""
 
 import asyncio
+import signal
+import sys
 import time
 from datetime import timedelta
 
@@ -320,3 +322,38 @@ async def test_tamper_power_and_fire_inputs_report_and_fire_holds_the_gate_open(
         ("tamper", None), ("power_lost", None), ("power_restored", None), ("fire_release", True),
         ("mode_changed", "open"), ("door_opened", None), ("fire_release", False),
         ("mode_changed", "normal")]
+
+
+async def test_the_bridge_program_logs_refusals_says_bye_and_exits_in_time_on_sigterm(
+        scripted, tmp_path):
+    bound = 0.5  # its shutdown_timeout; one second is what an operator is promised
+    fake, port = await scripted()
+    config = tmp_path / "bridge.toml"
+    config.write_text(f'[bridge]\nbridge_id = "br-test"\nsecret = "{SECRET}"\nport = {port}\n'
+                      f'tls = false\nallow_plain = true\nshutdown_timeout = {bound}\n'
+                      f'store_path = "{tmp_path / "bridge.sqlite"}"\n'
+                      '[scanner]\nkind = "stdin"\n[relay]\nkind = "simulated"\n')
+    program = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gate_bridge", "--config", str(config),
+        stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        session = await fake.sessions.get()
+        await session.accept()
+        session.open("late", issued_at=time.time() - 6)
+        [ack] = await session.acks("late", 1)
+        assert (ack["level"], ack["reason"]) == (p.REFUSED, "expired")
+        async with asyncio.timeout(10):
+            while b"open late refused: expired" not in await program.stderr.readline():
+                pass
+        program.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert (await session.recv(p.BYE))["reason"] == "shutdown"
+        await asyncio.wait_for(program.wait(), 2 * bound)  # the deadline: 1 s from SIGTERM
+        assert program.returncode == 0
+        assert time.monotonic() - signalled < 2 * bound
+        rest = await program.stderr.read()
+        assert b"stopped" in rest and b"Traceback" not in rest
+    finally:
+        if program.returncode is None:
+            program.kill()
+            await program.wait()

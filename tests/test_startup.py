@@ -119,19 +119,24 @@ def test_demo_serves_seeds_and_stops_everything_on_ctrl_c(tmp_path):
     # Its own process group, like a command in a terminal, whose Ctrl-C reaches the group.
     with subprocess.Popen([sys.executable, "-m", "scripts.demo"], env=env, process_group=0,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
-        store_ports = _check_demo(demo, http_port)
+        logged: list[str] = []
+        store_ports = _check_demo(demo, http_port, logged)
     assert demo.returncode == 0
+    # Stopped in order (bridges, server, then the stores it drains into): no traceback.
+    assert not [line for line in logged if "Traceback" in line], "".join(logged)
     assert (tmp_path / "mongo.sqlite3").exists()
     # Everything the demo started is gone: the server, the gate hub, both stores.
     for port in (http_port, gate_port, *store_ports):
         assert _refuses_connections(port), port
 
 
-def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
-    # The log is read on a thread so that waiting for a line can time out.
+def _check_demo(demo: subprocess.Popen, http_port: int, logged: list[str]) -> list[int]:
+    # The log is read on a thread so that waiting for a line can time out; every line also
+    # goes to `logged`, complete once the demo has exited.
     log_lines = queue.Queue()
-    threading.Thread(target=lambda: [log_lines.put(line) for line in demo.stderr],
-                     daemon=True).start()
+    reader = threading.Thread(target=lambda: [(log_lines.put(line), logged.append(line))
+                                              for line in demo.stderr], daemon=True)
+    reader.start()
     try:
         printed = "".join(_read_until(demo.stdout, "resident "))
         assert f"http://127.0.0.1:{http_port}/admin" in printed, printed
@@ -170,3 +175,4 @@ def _check_demo(demo: subprocess.Popen, http_port: int) -> list[int]:
     finally:
         os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C does
         demo.wait(60)
+        reader.join(10)
