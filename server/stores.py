@@ -1,6 +1,7 @@
 """Clients for the backing stores, with explicit timeouts, each command timed
 (xiaoqu_store_duration_seconds) and its failures counted (xiaoqu_store_errors)."""
 
+import functools
 import time
 
 from pymongo import AsyncMongoClient, monitoring
@@ -17,6 +18,13 @@ MONGO_TIMEOUT_MS = 3000
 REDIS_TIMEOUT_S = 2.0
 
 
+@functools.cache
+def _seconds(store: str, op: str):
+    """The histogram's series for a command (cached: a label lookup costs as much as the
+    observation; the command names are a bounded set)."""
+    return metrics.STORE_SECONDS.labels(store, op)
+
+
 class MongoMonitor(monitoring.CommandListener, monitoring.ServerHeartbeatListener):
     """pymongo's own timings of every command; a failed heartbeat is a server unreachable
     (no command is even sent then)."""
@@ -26,13 +34,11 @@ class MongoMonitor(monitoring.CommandListener, monitoring.ServerHeartbeatListene
 
     def succeeded(self, event) -> None:
         if isinstance(event, monitoring.CommandSucceededEvent):
-            metrics.STORE_SECONDS.labels("mongodb", event.command_name).observe(
-                event.duration_micros / 1e6)
+            _seconds("mongodb", event.command_name).observe(event.duration_micros / 1e6)
 
     def failed(self, event) -> None:
         if isinstance(event, monitoring.CommandFailedEvent):
-            metrics.STORE_SECONDS.labels("mongodb", event.command_name).observe(
-                event.duration_micros / 1e6)
+            _seconds("mongodb", event.command_name).observe(event.duration_micros / 1e6)
             metrics.STORE_ERRORS.labels("mongodb", event.command_name).inc()
         else:
             metrics.STORE_ERRORS.labels("mongodb", "heartbeat").inc()
@@ -53,7 +59,7 @@ async def _timed(op: str, call):
         metrics.STORE_ERRORS.labels("redis", op).inc()
         raise
     finally:
-        metrics.STORE_SECONDS.labels("redis", op).observe(time.perf_counter() - started)
+        _seconds("redis", op).observe(time.perf_counter() - started)
 
 
 class TimedPipeline(Pipeline):
