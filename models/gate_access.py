@@ -354,14 +354,16 @@ class GateAccess:
 
     # -- bridge events -----------------------------------------------------------------------------
 
-    async def bridge_events(self, bridge: dict, gate: dict, items: list[dict]) -> None:
+    async def bridge_events(self, bridge: dict, gate: dict, items: list[dict],
+                            resent: int = 0) -> None:
         """Store a batch (insert-or-ignore) and act on it. Alarms and offline decisions are
         idempotent by event id, so they are acted on for resent events too (a crash between
-        the insert and here must not lose one); fire releases only for events new to the store."""
+        the insert and here must not lose one); fire releases only for events new to the store.
+        `resent`: events of the frame the hub left out, known stored (counted as duplicates)."""
         new = await self.events.store_events(bridge, items) if items else []
         for doc in new:
             metrics.EVENTS.labels(doc["type"]).inc()
-        metrics.EVENTS_DUPLICATE.inc(len(items) - len(new))
+        metrics.EVENTS_DUPLICATE.inc(resent + len(items) - len(new))
         for item in items:
             if item["type"] in p.ALARM_EVENTS:
                 await self.alarms.raise_alarm(

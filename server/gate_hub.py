@@ -515,7 +515,8 @@ class GateHub:
         # raised: a bridge re-sending them costs only this filter, not a rejected insert each.
         fresh = [item for item in items if item["seq"] > conn.events_upto]
         try:
-            await self.access.bridge_events(conn.creds[1], conn.creds[2], fresh)
+            await self.access.bridge_events(conn.creds[1], conn.creds[2], fresh,
+                                            resent=len(items) - len(fresh))
         except Exception as exc:  # not stored (the store is down, say): the bridge retries
             log.warning("gate hub: events of %s not stored: %s", conn.bridge, exc)
             self._events_not_stored(conn, "events not stored; send them again")
