@@ -95,6 +95,9 @@ class OpenResult(BaseModel):
     level: Literal["received", "actuated", "opened", "not_opened", "refused"]
     levels: list[str]
     reason: str | None
+    recorded: bool = Field(description="whether the outcome was stored before this answer; false "
+                                       "when the store failed after the door acted: it is "
+                                       "stored once the store is back")
 
 
 class AccessLogQuery(Strict):

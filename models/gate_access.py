@@ -56,6 +56,11 @@ RESIDENT_OPENS_PER_MINUTE = 6
 SHORT_CODE_FAILURES = 10
 SHORT_CODE_WINDOW = 60
 ALARM_OF_FLAG = {"invalid_claim": "invalid_offline_claim", "double_use": "double_use"}
+COMMAND_EFFECT = "gate.command"
+# Seconds past a command's ttl after which a process that sent it and never recorded its
+# outcome is taken for dead, and the outbox asks the bridge.
+OUTCOME_GRACE = 30.0
+ASK_WAIT = 5.0  # seconds the worker waits for a bridge's answer about a command
 # Reasons a bridge may give for refusing offline besides the decision's own.
 BRIDGE_REASONS = frozenset(REASONS) | {"no_config"}
 # Every reason an access-log line can carry; anything else (a bridge's free text) is counted
@@ -101,6 +106,40 @@ def scan_line_id(bridge_id: str, scan_id: str) -> ObjectId:
     return line_id(f"{bridge_id}:scan:{scan_id}")
 
 
+def command_key(command_id: str) -> str:
+    return f"gate.command:{command_id}"
+
+
+def outcome(levels: list[dict] | None) -> tuple[bool, str, str | None]:
+    """(allow, reason, best level) of a command's acknowledgements (None: the bridge was
+    offline), as its access-log line says it."""
+    if levels is None:
+        return False, "gate_offline", None
+    best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
+    if best is None:
+        return False, "no_ack", None
+    # The lock let go, whoever walked through. A repeat's answer (`duplicate`: the command
+    # was re-delivered after its acks were lost) names only the last level reached, and
+    # opened / not_opened come after actuated.
+    released = any(a["level"] == p.ACTUATED or (a.get("duplicate") and a["level"] in (
+        p.OPENED, p.NOT_OPENED)) for a in levels)
+    return released, "ok" if released else str(best.get("reason") or best["level"]), best["level"]
+
+
+def command_result(record: dict, levels: list[dict] | None) -> dict:
+    """The HTTP answer for a command's acknowledgements; raises GateTimeout when there was
+    none."""
+    _, reason, level = outcome(levels)
+    if levels is None:
+        raise GateTimeout("the gate's bridge is offline", code="gate_offline")
+    if level is None:
+        raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
+                          extra={"command_id": record["_id"]})
+    best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]])
+    return {"command_id": record["_id"], "level": level, "levels": [a["level"] for a in levels],
+            "reason": best.get("reason")}
+
+
 class CommandProgress:
     """A remote open's levels on the staff feed, published in the order they arrive, off the
     path of the command itself. `arrived` is called by the transport as each one comes."""
@@ -142,7 +181,7 @@ class CommandProgress:
 
 class GateAccess:
     def __init__(self, redis, clock, passes, access_log, events, alarms, modes, commands,
-                 feed=None):
+                 feed=None, outbox=None):
         self.redis = redis
         self.clock = clock
         self.passes = passes
@@ -153,6 +192,10 @@ class GateAccess:
         self.commands = commands
         self.feed = feed
         self.limits = RateLimits(redis)
+        self.outbox = outbox
+        self.send = None  # the gate hub's transport once one runs here (GateHub.send_command)
+        if outbox is not None:
+            outbox.handle(COMMAND_EFFECT, self._command_effect)
 
     # -- access-log lines: built here only ---------------------------------------------------
 
@@ -283,8 +326,14 @@ class GateAccess:
                           ttl: float) -> dict:
         """Send an open to the gate's bridge through `send` and wait for its final
         acknowledgement. `by` is "<staff|resident>:<id>". Returns {command_id, level, levels,
-        reason}; raises GateTimeout (gate_offline / no_ack). Audited when issued; the outcome
-        is the command's access-log line (source "remote")."""
+        reason, recorded}; raises GateTimeout (gate_offline / no_ack).
+
+        The intent is durable before the command is sent: an outbox effect (COMMAND_EFFECT)
+        due once the command can no longer act. The outcome is written after the acks (the
+        command's audit record and its access-log line, source "remote"); when the store fails
+        there the door has still done what it did, so the answer says so, with `recorded`
+        false, and the outcome waits in the outbox. Should this process die meanwhile, the
+        worker runs the intent at its due time and asks the bridge what it did."""
         command = p.message(p.OPEN, id=uuid.uuid4().hex, door=0,
                             pulse_ms=gate_rules(gate)["pulse_ms"], issued_at=self.clock.time(),
                             ttl=ttl)
@@ -292,28 +341,23 @@ class GateAccess:
             command["trace"] = parent
         started = time.perf_counter()
         record = self.commands.record(gate, command, by, reason)
+        key = command_key(command["id"])
+        await self.outbox.put(key, COMMAND_EFFECT,
+                              {"record": record, "command": command, "known": False},
+                              due=from_timestamp(command["issued_at"] + wait + ttl + OUTCOME_GRACE))
         progress = CommandProgress(self.feed, record)
         progress.arrived({"level": "sent"})
-        # Written while the command is queued, delivered and answered rather than in front
-        # of them: one store round trip fewer on the way to the door.
-        issued = asyncio.ensure_future(self.commands.issued(record))
+        levels = await send(gate["bridge_id"], command, wait, progress.arrived)
         try:
-            levels = await send(gate["bridge_id"], command, wait, progress.arrived)
-        finally:
-            try:
-                await issued
-            except pymongo.errors.PyMongoError:
-                log.warning("gate access: audit of %s failed", command["id"], exc_info=True)
-        elapsed = time.perf_counter() - started
-        try:
-            result = await self.command_outcome(gate, record, levels)
+            result = command_result(record, levels)
         except GateTimeout as exc:
-            self._command_done(command["id"], exc.code, elapsed)
+            self._command_done(command["id"], exc.code, time.perf_counter() - started)
+            await self.record_outcome(key, record, levels)
             await progress.finished(exc.code)
             raise
-        finally:
-            await progress.finished()
-        self._command_done(command["id"], result["level"], elapsed)
+        self._command_done(command["id"], result["level"], time.perf_counter() - started)
+        result["recorded"] = await self.record_outcome(key, record, levels)
+        await progress.finished()
         return result
 
     @staticmethod
@@ -323,34 +367,53 @@ class GateAccess:
         log.info("gate access: open %s ended %s", command_id, level,
                  extra={"command_id": command_id, "level": level, "ms": round(seconds * 1000)})
 
-    async def command_outcome(self, gate: dict, record: dict,
-                              levels: list[dict] | None) -> dict:
-        """The acknowledgements a command got (None: the bridge was offline) -> its result
-        and access-log line; raises GateTimeout when there was none."""
+    async def record_outcome(self, key: str, record: dict, levels: list[dict] | None) -> bool:
+        """Write a command's outcome now; True when written. On a store error it goes into its
+        outbox effect instead (kept in this process until the store answers), whose worker
+        writes it: never raises for that, since the door has acted already."""
+        try:
+            await self._write_outcome(record, levels)
+        except pymongo.errors.PyMongoError:
+            log.warning("gate access: outcome of %s left to the outbox", record["_id"],
+                        exc_info=True)
+            await self.outbox.update(key, {"known": True, "levels": levels})
+            return False
+        # The intent is done; were marking it lost, it would only write the same outcome again.
+        self.outbox.done(key)
+        return True
+
+    async def _write_outcome(self, record: dict, levels: list[dict] | None) -> None:
+        allow, reason, level = outcome(levels)
         kind, _, subject = record["by"].partition(":")
-        # One line per command, however often its outcome is told.
-        line = {"kind": kind, "subject": subject, "by": record["by"], "_id": line_id(record["_id"]),
-                "command_id": record["_id"], "open_reason": record["reason"],
-                "trace_id": record.get("trace_id")}
-        if levels is None:
-            await self._log(gate, "in", False, "gate_offline", "remote", **line)
-            raise GateTimeout("the gate's bridge is offline", code="gate_offline")
-        best = max(levels, key=lambda a: p.LEVEL_RANK[a["level"]], default=None)
-        result = {"command_id": record["_id"], "level": best and best["level"],
-                  "levels": [a["level"] for a in levels], "reason": best and best.get("reason")}
-        if best is None:
-            await self._log(gate, "in", False, "no_ack", "remote", **line)
-            raise GateTimeout("the bridge did not acknowledge the command", code="no_ack",
-                              extra={"command_id": record["_id"]})
-        # The lock let go, whoever walked through. A repeat's answer (`duplicate`: the command
-        # was re-delivered after its acks were lost) names only the last level reached, and
-        # opened / not_opened come after actuated.
-        released = any(a["level"] == p.ACTUATED or (a.get("duplicate") and a["level"] in (
-            p.OPENED, p.NOT_OPENED)) for a in levels)
-        await self._log(gate, "in", released,
-                        "ok" if released else str(best.get("reason") or best["level"]),
-                        "remote", level=best["level"], **line)
-        return result
+        gate = {"community_id": record["community_id"], "_id": record["gate_id"]}
+        # The audit record and the line (one per command, however often its outcome is
+        # told) in one round trip.
+        await asyncio.gather(
+            self.commands.finished(record, levels, level),
+            self._log(gate, "in", allow, reason, "remote", at=record["issued_at"],
+                      kind=kind, subject=subject, by=record["by"], _id=line_id(record["_id"]),
+                      command_id=record["_id"], open_reason=record["reason"],
+                      trace_id=record.get("trace_id"), **({"level": level} if level else {})))
+
+    async def _command_effect(self, key: str, payload: dict) -> None:
+        """The outbox effect of a remote open: its outcome written, learnt from the bridge if
+        the process that sent it died before it knew."""
+        record, levels = payload["record"], payload.get("levels")
+        if not payload["known"]:
+            levels = await self._ask_bridge(record, payload["command"])
+        await self._write_outcome(record, levels)
+
+    async def _ask_bridge(self, record: dict, command: dict) -> list[dict]:
+        """What the bridge did with a command, asked by sending it again as issued at the
+        epoch: the bridge acts on a command id at most once and never on an expired one, so
+        the question cannot open the door. It answers a command it had with its last level
+        (`duplicate`), and one it never had with `refused: expired` (now it never will)."""
+        if self.send is None:
+            raise GateTimeout("no gate hub in this process to ask the bridge", code="no_gate_hub")
+        levels = await self.send(record["bridge"], {**command, "issued_at": 0.0}, ASK_WAIT, None)
+        if not levels:  # offline or silent: the worker asks again later
+            raise GateTimeout("the bridge did not say what it did", code="no_ack")
+        return levels
 
     # -- bridge events -----------------------------------------------------------------------------
 

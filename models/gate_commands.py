@@ -1,9 +1,8 @@
-"""The audit of commands sent to bridges (remote opens): who, why, when, for which gate.
+"""The audit of commands sent to bridges (remote opens): who, why, when, for which gate, and
+what the bridge did.
 
-One record per command, written while the command travels (not in front of it);
-its outcome is the command's access-log line (models/gate_access.py). A command
-found here without an access-log line is one whose outcome was never learnt (the
-process died while waiting).
+One record per command, written with its outcome once the acknowledgements are in (the
+intent, written before the command is sent, is its outbox effect: models/gate_access.py).
 """
 
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -28,5 +27,10 @@ class CommandAudit:
                 "issued_at": from_timestamp(command["issued_at"]),
                 "trace_id": p.trace_id(command.get("trace"))}
 
-    async def issued(self, record: dict) -> None:
-        await self.db.gate_commands.insert_one(record)
+    async def finished(self, record: dict, levels: list[dict] | None, level: str | None) -> None:
+        """The record with its outcome (None levels: the bridge was offline); written again,
+        it is the same record."""
+        await self.db.gate_commands.replace_one(
+            {"_id": record["_id"]},
+            {**record, "level": level, "levels": None if levels is None else
+             [{k: v for k, v in ack.items() if k != "id"} for ack in levels]}, upsert=True)

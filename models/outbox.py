@@ -107,6 +107,19 @@ class Outbox:
             self.spawn(key)
         return True
 
+    def done(self, key: str) -> None:
+        """Mark an effect done without running it (its caller did what it does), in the
+        background: were the mark lost, the effect would run again, harmlessly."""
+        self._track(asyncio.create_task(self._mark_done(key)))
+
+    async def _mark_done(self, key: str) -> None:
+        try:
+            await self.db.outbox.update_one(
+                {"_id": key, "state": "pending"},
+                {"$set": {"state": "done", "done_at": self.clock.now(), "claimed_until": None}})
+        except PyMongoError:
+            log.warning("outbox: %s not marked done; it will run again", key, exc_info=True)
+
     async def _insert(self, doc: dict) -> bool:
         try:
             await self.db.outbox.insert_one(doc)
@@ -146,7 +159,9 @@ class Outbox:
             self.spawn(doc["_id"])
 
     def spawn(self, key: str) -> asyncio.Task:
-        task = asyncio.create_task(self.run(key))
+        return self._track(asyncio.create_task(self.run(key)))
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
         self.running.add(task)
         task.add_done_callback(self.running.discard)
         return task

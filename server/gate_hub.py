@@ -256,6 +256,7 @@ class GateHub:
                                                        ssl=self.options.ssl_context)
                               for s in sockets[1:]]
         self.port = sockets[0].getsockname()[1]
+        self.access.send = self.send_command  # the outbox asks bridges through it
         self.pubsub_redis = connect_redis_pubsub(self.app.config.redis_url)
         self.background = [asyncio.create_task(self._sweep()), asyncio.create_task(self._listen())]
         await asyncio.wait_for(self.subscribed.wait(), 5)
@@ -263,6 +264,8 @@ class GateHub:
         return self.port
 
     def stop_accepting(self) -> None:
+        if self.access.send == self.send_command:
+            self.access.send = None
         for server in [self.server, *self.extra_servers]:
             server.close()
 

@@ -5,9 +5,9 @@ import struct
 from datetime import timedelta
 
 import pytest
-from bson import ObjectId
 
 from gate_bridge import protocol as p
+from models.gate_access import command_key
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import HEARTBEAT, HubProcess, RawPeer, start_sim_bridge  # noqa: F401
@@ -531,7 +531,6 @@ async def test_a_redelivered_open_answered_as_a_repeat_is_logged_as_the_opening_
         command["id"], "allow", "ok", "opened")
     # The outcome told again (a second answer, a retried audit) is still one line.
     record = await app.db.gate_commands.find_one({"_id": command["id"]})
-    await app.gate_access.command_outcome(
-        await app.db.gates.find_one({"_id": ObjectId(c.gates["main"])}), record,
-        [{"level": p.OPENED, "duplicate": True}])
+    await app.gate_access.record_outcome(command_key(command["id"]), record,
+                                         [{"level": p.OPENED, "duplicate": True}])
     assert len((await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]) == 1

@@ -15,21 +15,9 @@ import pytest
 import tornado.httpclient
 
 from models.leases import PREFIX, SAFETY, Lease, LeasedJob
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
-
-
-async def wait_for(predicate, timeout: float, step: float = 0.05):
-    """Poll `predicate` (sync or async) until it returns something true; its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(step)
 
 
 async def test_one_holder_renewal_and_release(app):
@@ -62,7 +50,7 @@ async def test_a_holder_cut_off_from_redis_gives_up_before_the_key_lapses(app, o
     own_redis.process.terminate()
     own_redis.process.wait(10)
     await lease.keep()  # no answer: it holds only until its last renewal runs out
-    await wait_for(lambda: not lease.held, 5)
+    await until(lambda: not lease.held, 5)
     # It stopped trusting the lease before Redis could have let another take it.
     assert time.monotonic() - renewed >= SAFETY * 1.0
 
@@ -158,7 +146,7 @@ async def test_each_job_runs_in_exactly_one_process_and_moves_when_its_holder_di
             # Every job has a holder that has run a pass.
             return seen if all(any(st[job][0] and st[job][1] for st in seen)
                                for job in JOBS) else None
-        seen = await wait_for(settled, 30)
+        seen = await until(settled, 30)
         for job in JOBS:
             holders = [i for i, st in enumerate(seen) if st[job][0]]
             assert len(holders) == 1, (job, seen)
@@ -169,13 +157,13 @@ async def test_each_job_runs_in_exactly_one_process_and_moves_when_its_holder_di
         survivor = servers[1 - victim]
         servers[victim].kill()
         killed = time.monotonic()
-        await wait_for(lambda: _holds_all(survivor, http_client), 4 * LEASE_SECONDS)
+        await until(lambda: _holds_all(survivor, http_client), 4 * LEASE_SECONDS)
         took = time.monotonic() - killed
         # The dead holder's key lapses at most one lease after its last renewal; the survivor
         # tries every third of a lease.
         assert took <= LEASE_SECONDS * (1 + 1 / 3) + 1.0, took
         state = await survivor.jobs(http_client)
-        await wait_for(lambda: _ran_again(survivor, http_client, state), 4 * LEASE_SECONDS)
+        await until(lambda: _ran_again(survivor, http_client, state), 4 * LEASE_SECONDS)
     finally:
         for server in servers:
             server.stop()
