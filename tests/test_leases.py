@@ -45,14 +45,17 @@ def redis_url(own_redis):
 
 async def test_a_holder_cut_off_from_redis_gives_up_before_the_key_lapses(app, own_redis):
     lease = Lease(app.redis, "t", 1.0, "a")
+    asked = time.monotonic()
     assert await lease.keep()
-    renewed = time.monotonic()
+    answered = time.monotonic()
+    # Trusted for 90 % of the TTL counted from before the request went out, so it ends
+    # before the key, set by Redis after that, can lapse.
+    assert asked <= lease.valid_until - SAFETY * 1.0 <= answered
     own_redis.process.terminate()
     own_redis.process.wait(10)
     await lease.keep()  # no answer: it holds only until its last renewal runs out
     await until(lambda: not lease.held, 5)
-    # It stopped trusting the lease before Redis could have let another take it.
-    assert time.monotonic() - renewed >= SAFETY * 1.0
+    assert not await lease.keep()  # and does not count itself the holder without Redis
 
 
 async def test_a_pass_that_outlives_its_lease_is_cancelled(app):
