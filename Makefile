@@ -7,7 +7,7 @@ ADMIN_MODULES := admin/node_modules/.installed
 ADMIN_BUILT := admin/dist/.built
 ADMIN_SOURCES := admin/index.html admin/vite.config.js $(shell find admin/src -type f 2>/dev/null)
 
-.PHONY: run test bench clean chromium promtool
+.PHONY: run test bench clean chromium promtool balancers
 
 $(STAMP): setup.cfg pyproject.toml
 	@PY=$$(sh scripts/find_python.sh) || exit 1; \
@@ -41,10 +41,18 @@ promtool:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
 	  else echo "the monitoring tests need promtool: apt-get install prometheus" >&2; exit 1; fi; }
 
+# The deployment tests check deploy/'s configurations with `nginx -t` and `haproxy -c`, and the
+# balancer drill runs them (Debian's packages, installed as root like Chromium above).
+balancers:
+	@test -x /usr/sbin/nginx -a -x /usr/sbin/haproxy || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx haproxy; \
+	  else echo "the deployment tests need nginx and haproxy: apt-get install nginx haproxy" >&2; exit 1; fi; }
+
 run: $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m scripts.demo
 
-test: chromium promtool $(STAMP) $(ADMIN_BUILT)
+test: balancers chromium promtool $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP) $(ADMIN_BUILT)

@@ -29,6 +29,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +52,18 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def wait_for_port(port: int, process: subprocess.Popen) -> None:
+    """Until 127.0.0.1:`port` accepts a connection (DrillError if `process` exits first)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DrillError(f"{process.args[0]} exited with code {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+            return
+        time.sleep(0.05)
+    raise DrillError(f"nothing listens on port {port} after {START_TIMEOUT:.0f} s")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -287,6 +300,31 @@ class Drill:
             "--host", host, "--port", str(gate_port), "--data-dir", str(data)),
             ready="simulating"))
 
+    async def nginx(self, upstreams: list[int]) -> Process:
+        """nginx on the shipped deploy/nginx/xiaoqu.conf in front of these HTTP ports:
+        `.base` is its HTTPS address (a throwaway self-signed certificate)."""
+        https, http = free_port(), free_port()
+        directory = self.dir / "nginx"
+        directory.mkdir(exist_ok=True)
+        config = nginx_config(directory, upstreams, https, http)
+        process = Process(self, "nginx", [NGINX, "-c", str(config), "-e",
+                                          str(directory / "error.log"), "-g", "daemon off;"],
+                          ready_check=lambda p: wait_for_port(https, p.proc))
+        process.base = f"https://127.0.0.1:{https}"
+        return await self.start(process)
+
+    async def haproxy(self, hubs: list[int], apis: list[int]) -> Process:
+        """HAProxy on the shipped deploy/haproxy/haproxy.cfg: `.gate_port` balances these
+        gate hubs, `.base` (HTTPS) these HTTP ports."""
+        gates, https = free_port(), free_port()
+        directory = self.dir / "haproxy"
+        directory.mkdir(exist_ok=True)
+        config = haproxy_config(directory, hubs, apis, gates, https)
+        process = Process(self, "haproxy", [HAPROXY, "-f", str(config), "-db"],
+                          ready_check=lambda p: wait_for_port(gates, p.proc))
+        process.gate_port, process.base = gates, f"https://127.0.0.1:{https}"
+        return await self.start(process)
+
     async def bridge(self, creds: dict, gate_port: int, host: str = "127.0.0.1",
                      name: str | None = None, **settings) -> Process:
         """The real bridge program (`python -m gate_bridge`) on simulated relay and door;
@@ -356,6 +394,7 @@ class Drill:
             url, method=method, body=None if body is None else json.dumps(body),
             headers={"Authorization": f"Bearer {token}"} if token else {},
             request_timeout=timeout, connect_timeout=timeout,
+            validate_cert=False,  # the drills' proxies have throwaway self-signed certificates
             allow_nonstandard_methods=body is None and method == "POST")
         try:
             response = await self._http.fetch(request, raise_error=False)
@@ -426,3 +465,85 @@ def main(drill, argv: list[str] | None = None) -> None:
     else:
         shutil.rmtree(directory, ignore_errors=True)
     sys.exit(status)
+
+
+# -- the shipped balancer configurations (deploy/), made runnable here ------------------------
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+NGINX, HAPROXY = "/usr/sbin/nginx", "/usr/sbin/haproxy"  # Debian's (make test installs them)
+
+
+def _substituted(text: str, replacements: list[tuple[str, str]]) -> str:
+    """Each replacement must apply (a change to the shipped file must not slip past)."""
+    for old, new in replacements:
+        if old not in text:
+            raise DrillError(f"deploy/ no longer has {old!r}: update scripts/drills/common.py")
+        text = text.replace(old, new)
+    return text
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate and key for 127.0.0.1 (PEM files in `directory`)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def nginx_config(directory: Path, upstreams: list[int], https_port: int, http_port: int) -> Path:
+    """deploy/nginx/xiaoqu.conf with its ports, certificate and paths under `directory`."""
+    cert, key = self_signed(directory)
+    text = (DEPLOY / "nginx" / "xiaoqu.conf").read_text()
+    servers = "".join(f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n"
+                      for p in upstreams)
+    text = _substituted(text, [
+        ("user www-data;", "user root;" if os.geteuid() == 0 else ""),
+        ("/run/nginx.pid", str(directory / "nginx.pid")),
+        ("/var/log/nginx", str(directory)), ("/var/lib/nginx", str(directory)),
+        ("/etc/letsencrypt/live/xiaoqu.example.com/fullchain.pem", str(cert)),
+        ("/etc/letsencrypt/live/xiaoqu.example.com/privkey.pem", str(key)),
+        ("listen 443 ssl", f"listen 127.0.0.1:{https_port} ssl"),
+        ("listen 80;", f"listen 127.0.0.1:{http_port};"),
+        ("".join(f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n"
+                 for p in (8000, 8001, 8002)), servers)])
+    path = directory / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def haproxy_config(directory: Path, hubs: list[int], apis: list[int], gates_port: int,
+                   https_port: int) -> Path:
+    """deploy/haproxy/haproxy.cfg with its ports, certificate and paths under `directory`."""
+    cert, key = self_signed(directory)
+    combined = directory / "haproxy.pem"
+    combined.write_text(cert.read_text() + key.read_text())
+    text = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
+    text = _substituted(text, [
+        ("    log /dev/log local0\n", ""), ("/run/haproxy.pid", str(directory / "haproxy.pid")),
+        ("maxconn 60000", "maxconn 5000"),  # within this machine's open-file limit
+        ("/run/haproxy/admin.sock", str(directory / "haproxy.sock")),
+        ("/etc/haproxy/xiaoqu.pem", str(combined)),
+        ("bind :7000", f"bind 127.0.0.1:{gates_port}"),
+        ("bind :8443", f"bind 127.0.0.1:{https_port}"),
+        ("".join(f"    server hub{i} 127.0.0.1:{7001 + i} check\n" for i in range(3)),
+         "".join(f"    server hub{i} 127.0.0.1:{p} check\n" for i, p in enumerate(hubs))),
+        ("".join(f"    server api{i} 127.0.0.1:{8000 + i} check\n" for i in range(3)),
+         "".join(f"    server api{i} 127.0.0.1:{p} check\n" for i, p in enumerate(apis)))])
+    path = directory / "haproxy.cfg"
+    path.write_text(text)
+    return path
