@@ -482,8 +482,9 @@ def _substituted(text: str, replacements: list[tuple[str, str]]) -> str:
     return text
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A throwaway certificate and key for 127.0.0.1 (PEM files in `directory`)."""
+def self_signed(directory: Path) -> Path:
+    """A throwaway certificate for 127.0.0.1 and its key, in one PEM file (nginx takes it for
+    both its certificate and its key, HAProxy wants them so)."""
     import datetime
 
     from cryptography import x509
@@ -497,17 +498,16 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
+    path = directory / "self-signed.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return path
 
 
 def nginx_config(directory: Path, upstreams: list[int], https_port: int, http_port: int) -> Path:
     """deploy/nginx/xiaoqu.conf with its ports, certificate and paths under `directory`."""
-    cert, key = self_signed(directory)
+    pem = self_signed(directory)
     text = (DEPLOY / "nginx" / "xiaoqu.conf").read_text()
     servers = "".join(f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n"
                       for p in upstreams)
@@ -515,8 +515,8 @@ def nginx_config(directory: Path, upstreams: list[int], https_port: int, http_po
         ("user www-data;", "user root;" if os.geteuid() == 0 else ""),
         ("/run/nginx.pid", str(directory / "nginx.pid")),
         ("/var/log/nginx", str(directory)), ("/var/lib/nginx", str(directory)),
-        ("/etc/letsencrypt/live/xiaoqu.example.com/fullchain.pem", str(cert)),
-        ("/etc/letsencrypt/live/xiaoqu.example.com/privkey.pem", str(key)),
+        ("/etc/letsencrypt/live/xiaoqu.example.com/fullchain.pem", str(pem)),
+        ("/etc/letsencrypt/live/xiaoqu.example.com/privkey.pem", str(pem)),
         ("listen 443 ssl", f"listen 127.0.0.1:{https_port} ssl"),
         ("listen 80;", f"listen 127.0.0.1:{http_port};"),
         ("".join(f"        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n"
@@ -529,15 +529,13 @@ def nginx_config(directory: Path, upstreams: list[int], https_port: int, http_po
 def haproxy_config(directory: Path, hubs: list[int], apis: list[int], gates_port: int,
                    https_port: int) -> Path:
     """deploy/haproxy/haproxy.cfg with its ports, certificate and paths under `directory`."""
-    cert, key = self_signed(directory)
-    combined = directory / "haproxy.pem"
-    combined.write_text(cert.read_text() + key.read_text())
+    pem = self_signed(directory)
     text = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
     text = _substituted(text, [
         ("    log /dev/log local0\n", ""), ("/run/haproxy.pid", str(directory / "haproxy.pid")),
         ("maxconn 60000", "maxconn 5000"),  # within this machine's open-file limit
         ("/run/haproxy/admin.sock", str(directory / "haproxy.sock")),
-        ("/etc/haproxy/xiaoqu.pem", str(combined)),
+        ("/etc/haproxy/xiaoqu.pem", str(pem)),
         ("bind :7000", f"bind 127.0.0.1:{gates_port}"),
         ("bind :8443", f"bind 127.0.0.1:{https_port}"),
         ("".join(f"    server hub{i} 127.0.0.1:{7001 + i} check\n" for i in range(3)),
