@@ -373,13 +373,17 @@ class Drill:
             staff = await app.staff.create(f"{code}-admin", "drill password 1", "Drill admin",
                                            {cid: ["admin"]})
             token = (await app.auth.start_session(str(staff["_id"]), "staff"))["access_token"]
-            made, creds = [], []
-            for i in range(gates):
-                gate = await app.places.create_gate(cid, f"g{i}", f"gate {i}", "pedestrian", [""])
-                cred = await app.bridges.provision(cid, str(gate["_id"]), "drill")
-                creds.append({"bridge_id": cred["bridge_id"], "secret": cred["secret"]})
-                made.append({"id": str(gate["_id"]), "code": f"g{i}",
-                             "bridge_id": cred["bridge_id"]})
+
+            async def gate(i: int) -> tuple[dict, dict]:
+                made = await app.places.create_gate(cid, f"g{i}", f"gate {i}", "pedestrian", [""])
+                cred = await app.bridges.provision(cid, str(made["_id"]), "drill")
+                return ({"id": str(made["_id"]), "code": f"g{i}", "bridge_id": cred["bridge_id"]},
+                        {"bridge_id": cred["bridge_id"], "secret": cred["secret"]})
+            pairs = []
+            for start in range(0, gates, 20):  # a few at a time: thousands for the soak
+                pairs += await asyncio.gather(*(gate(i) for i in range(start, min(gates,
+                                                                                   start + 20))))
+            made, creds = [list(column) for column in zip(*pairs)] if pairs else ([], [])
         self.say(f"seeded community {code}: {gates} gates with bridges")
         return Site(cid, made, creds, token)
 
@@ -435,18 +439,22 @@ class Drill:
             self._http.close()
 
 
-def main(drill, argv: list[str] | None = None) -> None:
-    """Run `drill(d)` as a program: `--short`, `--keep` (keep its directory); the report
-    and exit status at the end. A drill that raises counts as a failure."""
+def main(drill, argv: list[str] | None = None, arguments=None) -> None:
+    """Run `drill(d)` as a program: `--short`, `--keep` (keep its directory), and what
+    `arguments(parser)` adds (parsed into `d.args`); the report and exit status at the
+    end. A drill that raises counts as a failure."""
     module = sys.modules[drill.__module__]
     name = (module.__spec__.name if module.__spec__ else drill.__module__).rsplit(".", 1)[-1]
     parser = argparse.ArgumentParser(prog=f"python -m scripts.drills.{name}",
                                      description=(module.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--short", action="store_true", help="the seconds-long version")
     parser.add_argument("--keep", action="store_true", help="keep the logs and data files")
+    if arguments is not None:
+        arguments(parser)
     args = parser.parse_args(argv)
     directory = Path(tempfile.mkdtemp(prefix=f"drill-{name}-"))
     d = Drill(name, args.short, directory)
+    d.args = args
 
     async def run() -> None:
         try:

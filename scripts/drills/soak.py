@@ -1,0 +1,129 @@
+"""Soak: 1,000 simulated app clients and 2,000 bridges across 3 server processes for 10
+minutes, on the same stores. Prints the errors, each process's RSS at the start, middle
+and end, its event-loop lag and the clients' p50/p99 latency.
+
+    python -m scripts.drills.soak [--short] [--minutes 10] [--clients 1000] [--bridges 2000]
+
+Each app client loops: pause (mean THINK seconds), then one request to a random process —
+mostly `GET /api/me`, some access-log pages, some remote opens at a random gate (which
+travel to the process holding that gate's bridge). The bridges (three
+scripts.simulate_bridges processes, one per server) heartbeat and report their doors.
+Event-loop lag is read from the outside: `GET /healthz` on each process every half
+second, whose round trip is the time that process's loop took to get to it.
+`--short` is 50 clients, 30 bridges, 20 seconds.
+"""
+
+import argparse
+import asyncio
+import collections
+import random
+import time
+
+from scripts.drills.common import Drill, main, percentile, rss_kb
+
+PROCESSES = 3
+THINK = 10.0  # seconds between one client's requests, on average
+
+
+class Tally:
+    def __init__(self):
+        self.latency: dict[str, list[float]] = collections.defaultdict(list)
+        self.errors: collections.Counter = collections.Counter()
+        self.lag: dict[str, list[float]] = collections.defaultdict(list)
+
+
+async def client(d: Drill, bases: list[str], site, tally: Tally, until: float) -> None:
+    rng = random.Random()
+    await asyncio.sleep(rng.uniform(0, min(THINK, until - time.monotonic())))  # spread the start
+    while time.monotonic() < until:
+        base = rng.choice(bases)
+        roll = rng.random()
+        if roll < 0.05:
+            kind, method, body = "open", "POST", {"reason": "soak", "wait": 5}
+            url = site.api(base, f"/gates/{rng.choice(site.gates)['id']}/open")
+        elif roll < 0.20:
+            kind, method, body, url = "access_log", "GET", None, site.api(base, "/access-log?limit=20")
+        else:
+            kind, method, body, url = "me", "GET", None, f"{base}/api/me"
+        started = time.monotonic()
+        status, answer = await d.call(method, url, site.token, body, timeout=30)
+        tally.latency[kind].append((time.monotonic() - started) * 1000)
+        if status != 200:
+            tally.errors[f"{kind}: {status} {((answer or {}).get('error') or {}).get('code')}"] += 1
+        elif kind == "open" and answer["level"] != "opened":
+            tally.errors[f"open: reached {answer['level']}"] += 1
+        await asyncio.sleep(min(rng.expovariate(1 / THINK), max(0.0, until - time.monotonic())))
+
+
+async def lag_sampler(d: Drill, servers, tally: Tally, until: float) -> None:
+    while time.monotonic() < until:
+        for server in servers:
+            started = time.monotonic()
+            status, _ = await d.call("GET", f"{server.base}/healthz", timeout=10)
+            if status == 200:
+                tally.lag[server.name].append((time.monotonic() - started) * 1000)
+            else:
+                tally.errors[f"healthz {status}"] += 1
+        await asyncio.sleep(0.5)
+
+
+def rss_line(label: str, processes) -> str:
+    return f"RSS {label}: " + ", ".join(f"{p.name} {rss_kb(p.pid) / 1024:.0f} MiB"
+                                        for p in processes)
+
+
+async def drill(d: Drill) -> None:
+    clients = 50 if d.short else d.args.clients
+    bridges = 30 if d.short else d.args.bridges
+    seconds = 20 if d.short else d.args.minutes * 60
+    mongo, redis = await d.mongo(), await d.redis()
+    servers = [await d.server(mongo, redis, name=f"server{i}") for i in range(PROCESSES)]
+    site = await d.seed(gates=bridges)
+    groups = [site.creds[i::PROCESSES] for i in range(PROCESSES)]
+    simulators = [await d.simulated_bridges(group, server.gate_port, name=f"bridges{i}")
+                  for i, (group, server) in enumerate(zip(groups, servers))]
+    d.check(f"{bridges} bridges online across {PROCESSES} processes",
+            await d.gates_online(servers[0].base, site, timeout=120 + bridges / 20))
+    everyone = [*servers, *simulators, mongo, redis]
+    rss = [rss_line("start", everyone)]
+    d.say(rss[0])
+
+    tally = Tally()
+    until = time.monotonic() + seconds
+    d.say(f"{clients} app clients for {seconds:.0f} s")
+    work = [asyncio.create_task(client(d, [s.base for s in servers], site, tally, until))
+            for _ in range(clients)]
+    work.append(asyncio.create_task(lag_sampler(d, servers, tally, until)))
+    await asyncio.sleep(seconds / 2)
+    rss.append(rss_line("middle", everyone))
+    d.say(rss[-1])
+    await asyncio.gather(*work)
+    rss.append(rss_line("end", everyone))
+    d.say(rss[-1])
+
+    requests = sum(len(v) for v in tally.latency.values())
+    for kind, values in sorted(tally.latency.items()):
+        d.say(f"{kind}: {len(values)} requests, p50 {percentile(values, 0.5):.1f} ms, "
+              f"p99 {percentile(values, 0.99):.1f} ms")
+    for name, values in sorted(tally.lag.items()):
+        d.say(f"event-loop lag {name} (/healthz round trip): p50 {percentile(values, 0.5):.1f} "
+              f"ms, p99 {percentile(values, 0.99):.1f} ms, max {max(values, default=0):.1f} ms")
+    d.say(f"errors: {sum(tally.errors.values())} of {requests}"
+          + "".join(f"\n    {n} × {what}" for what, n in tally.errors.most_common()))
+    sessions_lost = sum(sum("session ended" in line for line in s.err) for s in simulators)
+    d.check("no request failed", not tally.errors, f"{dict(tally.errors)}")
+    d.check("every app client got answers", requests >= clients, f"{requests} requests")
+    d.check("no bridge session ended", sessions_lost == 0, f"{sessions_lost}")
+    d.check("no traceback from any server", not any(s.tracebacks() for s in servers),
+            f"{[s.tracebacks() for s in servers]}")
+    d.check("every process still running", all(p.alive for p in everyone))
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--bridges", type=int, default=2000)
+
+
+if __name__ == "__main__":
+    main(drill, arguments=arguments)
