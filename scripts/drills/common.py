@@ -247,12 +247,13 @@ class Drill:
         self.processes.append(process)
         return await process.start()
 
-    async def mongo(self, name: str = "mongo") -> Store:
-        """The embedded MongoDB-protocol server on a SQLite file (data survives kill -9)."""
+    async def mongo(self, name: str = "mongo", memory: bool = False) -> Store:
+        """The embedded MongoDB-protocol server on a SQLite file (data survives kill -9),
+        or in memory (faster; gone with the process)."""
         port = free_port()
+        db = "memory" if memory else str(self.dir / f"{name}.sqlite3")
         store = Store(self, name, python_module("server.mongo_wire", "--port", str(port),
-                                                "--db", str(self.dir / f"{name}.sqlite3")),
-                      ready="READY")
+                                                "--db", db), ready="READY")
         store.url = f"mongodb://127.0.0.1:{port}/?directConnection=true"
         self._mongo_url = self._mongo_url or store.url
         return await self.start(store)
