@@ -61,6 +61,8 @@ class AdminBundle:
 
 
 class AdminHandler(APIHandler):
+    needs_stores = False  # the admin view's files
+
     def initialize(self, bundle: AdminBundle) -> None:
         self.bundle = bundle
 
@@ -96,6 +98,8 @@ class AdminHandler(APIHandler):
 
 
 class AdminRootHandler(APIHandler):
+    needs_stores = False
+
     @api("The admin view's address without its slash: redirects to /admin/", response=str,
          public=True, status=301, content_type="text/html")
     async def get(self):

@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from gate_bridge import logs
 from models.access import Principal, authorize, must_confirm_community
-from models.errors import DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized
+from models.errors import (DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized,
+                           Unavailable)
 from server import tracing
 
 log = logging.getLogger("xiaoqu.api")
@@ -115,6 +116,7 @@ class APIHandler(tornado.web.RequestHandler):
     body: Any = None
     query: Any = None
     _chunks: list[bytes]
+    needs_stores = True  # False: answers while a store is down (health, metrics, static files)
 
     @property
     def app(self):
@@ -168,6 +170,11 @@ class APIHandler(tornado.web.RequestHandler):
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None) or ApiSpec("")
         self.limit_body(spec.max_body)
+        if self.needs_stores and (store := self.app.stores.down()):
+            # Known down (server/stores.py, StoreHealth): say so now, not after the
+            # driver's timeouts.
+            raise Unavailable(f"{store} is not answering", code="store_unavailable",
+                              extra={"store": store})
         if spec.public:
             return
         header = self.request.headers.get("Authorization", "")
@@ -255,6 +262,7 @@ class APIHandler(tornado.web.RequestHandler):
             status_code = exc.status
         elif _store_down(exc):
             status_code = 503
+            self.app.stores.suspect()  # the breaker's probe runs now
         super().send_error(status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs) -> None:

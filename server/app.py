@@ -43,6 +43,7 @@ from models.tickets import TicketManager
 from models.workflow import Effects
 from server import metrics
 from server.settings import Settings
+from server.stores import StoreHealth
 from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
@@ -79,6 +80,7 @@ class XiaoquApp(tornado.web.Application):
         self.clock = clock or Clock()
         self.instance = uuid.uuid4().hex[:12]  # this process, in leases and outbox claims
         self.outbox = Outbox(self.db, self.clock, self.instance)
+        self.stores = StoreHealth(self.db, redis)  # the circuit breaker /readyz feeds
         self.wechat = WeChatClient(settings.wechat_base_url, settings.wechat_appid,
                                    settings.wechat_secret.get_secret_value(), redis)
         self.places = PlaceManager(self.db, self.clock)
@@ -175,6 +177,7 @@ class XiaoquApp(tornado.web.Application):
         await ensure_indexes(self.db)
         await self.passes.seal_raw_keys()
         await self.keys.start()
+        self.stores.start()
 
     def start_jobs(self) -> None:
         """Start the background jobs; every process runs them, their leases let one work."""
@@ -187,6 +190,7 @@ class XiaoquApp(tornado.web.Application):
         for job in self.jobs:
             await job.stop()
         await self.outbox.close()
+        await self.stores.stop()
         await self.feed_hub.close()
         await self.wechat.close()
         await self.keys.close()

@@ -487,6 +487,9 @@ class GateHub:
     # -- scans ----------------------------------------------------------------------------------------
 
     async def on_scan(self, conn: Connection, msg: dict) -> None:
+        if self.app.stores.down():  # known down: no check left waiting on the driver here
+            conn.send(p.error("scan_failed", "could not check the code", p.SCAN))
+            return
         try:
             frames = await self.access.scan(conn.creds[2], msg, self.options.command_ttl)
         except Exception:

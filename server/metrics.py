@@ -62,6 +62,9 @@ STORE_SECONDS = Histogram(
 STORE_ERRORS = Counter(
     "xiaoqu_store_errors", "Store commands that failed, and MongoDB heartbeats that failed "
     "(op heartbeat: the server is unreachable)", ["store", "op"])
+STORE_UP = Gauge(
+    "xiaoqu_store_up", "1 while the store answers this process's probe (0: the breaker is "
+    "open and requests needing it answer 503 at once)", ["store"], multiprocess_mode="liveall")
 LEASE_HELD = Gauge(
     "xiaoqu_lease_held", "1 while this process holds the job's lease (read at scrape)", ["job"],
     multiprocess_mode="liveall")

@@ -1,6 +1,8 @@
 """Clients for the backing stores, with explicit timeouts, each command timed
 (xiaoqu_store_duration_seconds) and its failures counted (xiaoqu_store_errors)."""
 
+import asyncio
+import contextlib
 import functools
 import time
 
@@ -92,3 +94,76 @@ def connect_redis(url: str) -> Redis:
 def connect_redis_pubsub(url: str) -> Redis:
     """Pub/sub waits indefinitely for messages, so no socket timeout on this one."""
     return Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_S, decode_responses=True)
+
+
+# -- the circuit breaker ---------------------------------------------------------------------
+
+PROBE_TIMEOUT = 2.0  # a store that does not answer a ping within this is down
+PROBE_EVERY = 1.0  # seconds between probes while every store answers
+RETRY_EVERY = 0.2  # while one is down: it is seen back within this
+FAIL_FAST_SECONDS = 0.5  # the bound on a 503 once a store is known down (docs, tests)
+
+
+class StoreHealth:
+    """Which stores answer, from the one probe /readyz shows: while a store is down, requests
+    that need it answer 503 at once (handlers/base.py, the gate hub's scans) instead of each
+    waiting out the driver's timeouts — about 3 s for MongoDB's server selection, so a remote
+    open took 7 s and a resident's code 16 s to fail in an outage. The probe runs every
+    PROBE_EVERY seconds, every RETRY_EVERY after a failure, and at once when a request meets
+    a store error (`suspect`). Two failures in a row open the breaker (one slow answer on a
+    loaded host does not); the first probe that answers closes it."""
+
+    def __init__(self, db, redis):
+        self.probes = {"mongodb": lambda: db.command("ping"), "redis": redis.ping}
+        self.status = dict.fromkeys(self.probes, "ok")  # what the breaker acts on
+        self.last = dict(self.status)  # the latest probe's own answers
+        self.probed = 0  # probes run: tests wait on it rather than on time
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def down(self) -> str | None:
+        """The first store known down, or None."""
+        return next((name for name, state in self.status.items() if state != "ok"), None)
+
+    async def probe(self) -> dict[str, str]:
+        """Ask every store now: {store: "ok" | "down: <error>"} as answered (the breaker opens
+        on the second failure in a row)."""
+        results = await asyncio.gather(*(_answer(check()) for check in self.probes.values()))
+        answers = dict(zip(self.probes, results, strict=True))
+        self.status = {name: "ok" if state == "ok" or self.last[name] == "ok" else state
+                       for name, state in answers.items()}
+        self.last = answers
+        self.probed += 1
+        for name, state in self.status.items():
+            metrics.STORE_UP.labels(name).set(state == "ok")
+        return answers
+
+    def suspect(self) -> None:
+        """A request met a store error: probe now rather than at the next interval."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            await self.probe()
+            with contextlib.suppress(TimeoutError):
+                failing = any(state != "ok" for state in self.last.values())
+                await asyncio.wait_for(self._wake.wait(), RETRY_EVERY if failing else PROBE_EVERY)
+
+
+async def _answer(check) -> str:
+    try:
+        await asyncio.wait_for(check, PROBE_TIMEOUT)
+        return "ok"
+    except Exception as exc:  # any failure means "down"; say which
+        return f"down: {type(exc).__name__}"

@@ -1,12 +1,19 @@
-"""A backing store that stops answering: /readyz says which, API calls get a JSON 503.
+"""A backing store that stops answering: /readyz says which, API calls get a JSON 503 — and,
+once the store is known down, at once (the circuit breaker, server/stores.py), until it is
+back by itself.
 
 Each test gets stores of its own and really stops one of them.
 """
 
+import contextlib
+import json
+
 import pytest
 
-from server.embedded import start_mongo, start_redis
+from server.embedded import RestartableMongo, start_mongo, start_redis
+from server.stores import FAIL_FAST_SECONDS
 from tests.builders import make_community
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -51,3 +58,58 @@ async def test_a_store_down(app, api_client, request, down, up):
     assert reply.status == 503
     assert reply.error["code"] == "store_unavailable" and reply.error["store"] == down
     assert "Traceback" not in str(reply.body)
+
+
+class TestFailFast:
+    """A store stopped: the first calls fail as slowly as the driver does, then every call
+    answers 503 within FAIL_FAST_SECONDS; the store restarted, calls succeed again."""
+
+    @pytest.fixture
+    def own_mongodb(self, tmp_path):
+        store = RestartableMongo(tmp_path / "mongo.sqlite3")
+        store.start()
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def own_redis(self, redis_dir):
+        with start_redis(redis_dir) as redis:
+            yield redis
+
+    @pytest.mark.parametrize("down", ["mongodb", "redis"])
+    async def test_known_down_answers_at_once_and_clears_by_itself(
+            self, app, base_url, http_client, own_mongodb, own_redis, redis_dir, down):
+        c = await make_community(app, "ff")
+
+        async def call(path: str, method: str = "GET", timeout: float = 60.0):
+            return await http_client.fetch(
+                base_url + path, method=method, raise_error=False, request_timeout=timeout,
+                headers={"Authorization": f"Bearer {c.tokens['admin']}"},
+                body='{"reason": "test", "wait": 1}' if method == "POST" else None)
+
+        gates = f"/api/communities/{c.id}/gates"
+        opening = f"/api/communities/{c.id}/gates/{c.gates['main']}/open"
+        assert (await call(gates)).code == 200
+        with contextlib.ExitStack() as restarted:
+            if down == "mongodb":
+                own_mongodb.kill()
+            else:
+                stop(own_redis)
+            assert (await call(gates)).code == 503  # as slow as the driver's timeouts
+            await until(lambda: app.stores.down() == down, 20)
+            # Known down: the client gives up after the bound, so a slower answer fails here.
+            for path, method in [(gates, "GET"), (opening, "POST")] * 3:
+                reply = await call(path, method, timeout=FAIL_FAST_SECONDS)
+                assert reply.code == 503, (path, reply.code, reply.error)
+                error = json.loads(reply.body)["error"]
+                assert (error["code"], error["store"]) == ("store_unavailable", down)
+            ready = await call("/readyz")
+            assert ready.code == 503 and json.loads(ready.body)[down].startswith("down")
+
+            if down == "mongodb":
+                own_mongodb.start()  # same port, same data
+            else:
+                port = int(own_redis.url.rsplit(":", 1)[1].split("/")[0])
+                restarted.enter_context(start_redis(redis_dir, port))
+            await until(lambda: app.stores.down() is None, 20)
+            assert (await call(gates)).code == 200
