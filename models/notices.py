@@ -22,6 +22,7 @@ HTML off, so no markup a writer types reaches a reader's page; images are
 uploaded photos (models/photos.py), shown by signed links.
 """
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -33,6 +34,7 @@ from models.access import Principal, permitted
 from models.bindings import is_active, RELATIONS
 from models.common import insert_new
 from models.errors import Invalid, NotFound, Unprocessable
+from models.people import office_name
 from models.photos import process_upload
 from models.places import community_zone, place_kind, split_path
 from models.workflow import SAME, Effect, Effects, Records, Required, Step, Workflow, action, \
@@ -54,6 +56,8 @@ INDEXES = {
 STATES = ("draft", "scheduled", "published", "withdrawn")
 WHO = {"owners": ("owner",), "residents": RELATIONS}
 MAX_PHOTOS = 9
+UNREAD_PAGE = 100  # who has not read, listed per building (the first by room)
+WRITE_BATCH = 500  # recipients per insert: each write stays well inside the store's timeout
 SYSTEM = Principal("system", "scheduler")  # who publishes a scheduled notice on time
 
 _markdown = MarkdownIt("zero", {"breaks": True, "linkify": False}).enable(
@@ -142,7 +146,7 @@ NOTICE_WORKFLOW = Workflow("notice", (
            apply=_schedule, effects=(Effect("notice.publish_due", _when_due,
                                             due=lambda step, notice: notice["publish_at"]),)),
     action("publish", {"draft", "scheduled"}, "published", {"editor", "scheduler"}, "published",
-           stamp="published_at", effects=(Effect("notice.deliver", _deliver),)),
+           stamp="published_at", effects=(Effect("notice.deliver", _deliver, background=True),)),
     action("pin", {"published"}, SAME, {"editor"}, "pinned", apply=_pin(True)),
     action("unpin", {"published"}, SAME, {"editor"}, "unpinned", apply=_pin(False)),
     action("withdraw", {"scheduled", "published"}, "withdrawn", {"editor"}, "withdrawn",
@@ -276,7 +280,7 @@ class NoticeManager(Records):
                        "relation": {"$in": list(WHO[audience["who"]])}}
         docs = await self.db.room_links.find(query, {"resident_id": 1, "room_path": 1,
                                                      "lease_end": 1, "state": 1}).sort(
-            "room_path", ASCENDING).to_list(None)
+            "room_path", ASCENDING).batch_size(WRITE_BATCH).to_list(None)
         now = self.clock.now()
         people: dict = {}
         for d in docs:
@@ -285,14 +289,19 @@ class NoticeManager(Records):
         return list(people.values())
 
     async def _deliver(self, key: str, payload: dict) -> None:
-        """Write down the recipients, then send WeChat messages to those who granted one.
-        Idempotent: recipients are keyed by notice and person, and a message already
-        tried is not tried again."""
+        """Write down the recipients, send WeChat messages to those who granted one, then say
+        so on the staff feed. Idempotent: recipients are keyed by notice and person, and a
+        message already tried (`wechat` set) is not tried again."""
         notice = await self.db.notices.find_one({"_id": payload["notice_id"]})
         if notice is None or notice["state"] != "published":
             return
         links = await self.audience_links(notice["community_id"], notice["audience"])
-        await insert_new(self.db.notice_recipients, [self._recipient(notice, d) for d in links])
+        credited = set(await self.notifier.credited(self.template, [d["resident_id"] for d in links]))
+        for at in range(0, len(links), WRITE_BATCH):
+            # Those without a credit are settled as they are written: no message to try.
+            await insert_new(self.db.notice_recipients, [
+                self._recipient(notice, d, None if d["resident_id"] in credited else "no_credit")
+                for d in links[at:at + WRITE_BATCH]])
         total = await self.db.notice_recipients.count_documents({"notice_id": notice["_id"]})
         await self.db.notices.update_one({"_id": notice["_id"]}, {"$set": {"recipient_count": total}})
         title = ("【紧急】" if notice["urgent"] else "") + notice["title"]
@@ -300,16 +309,20 @@ class NoticeManager(Records):
         data = {"thing1": title[:20],
                 "time2": notice["published_at"].astimezone(zone).strftime("%Y-%m-%d %H:%M")}
         page = f"{self.page}?id={notice['_id']}"
-        async for r in self.db.notice_recipients.find({"notice_id": notice["_id"], "wechat": None}):
+        async for r in self.db.notice_recipients.find(
+                {"notice_id": notice["_id"], "resident_id": {"$in": sorted(credited)}, "wechat": None}):
             outcome = await self.notifier.send_subscribe(r["resident_id"], self.template,
                                                          (str(notice["_id"]), "*"), data, page)
             await self.db.notice_recipients.update_one({"_id": r["_id"]}, {"$set": {"wechat": outcome}})
+        await self.notifier.community_event(str(notice["community_id"]), "notice.delivered",
+                                            notice={"id": str(notice["_id"]), "title": notice["title"],
+                                                    "recipients": total})
 
     @staticmethod
-    def _recipient(notice: dict, link: dict) -> dict:
+    def _recipient(notice: dict, link: dict, wechat: str | None) -> dict:
         return {"_id": f"{notice['_id']}:{link['resident_id']}", "notice_id": notice["_id"],
                 "resident_id": link["resident_id"], "room_path": link["room_path"],
-                "building": building_of(link["room_path"]), "read_at": None, "wechat": None}
+                "building": building_of(link["room_path"]), "read_at": None, "wechat": wechat}
 
     async def _feed(self, key: str, payload: dict) -> None:
         await self.notifier.community_event(payload["community_id"], payload["kind"],
@@ -344,7 +357,7 @@ class NoticeManager(Records):
         key = f"{doc['_id']}:{rid}"
         # Someone who joined the audience after publication has no recipient entry yet.
         await insert_new(self.db.notice_recipients, [self._recipient(
-            doc, {"resident_id": rid, "room_path": room})])
+            doc, {"resident_id": rid, "room_path": room}, "read_first")])
         first = await self.db.notice_recipients.find_one_and_update(
             {"_id": key, "read_at": None}, {"$set": {"read_at": self.clock.now()}},
             return_document=ReturnDocument.AFTER)
@@ -365,11 +378,17 @@ class NoticeManager(Records):
                   "buildings": [{"building": r["_id"], "recipients": r["recipients"],
                                  "read": r["read"]} for r in rows]}
         if building is not None:
+            query = {"notice_id": doc["_id"], "building": building, "read_at": None}
             unread = await self.db.notice_recipients.find(
-                {"notice_id": doc["_id"], "building": building, "read_at": None},
-                {"resident_id": 1, "room_path": 1}).sort("room_path", ASCENDING).to_list(2000)
-            names = {r["_id"]: r.get("name") for r in await self.db.residents.find(
-                {"_id": {"$in": [u["resident_id"] for u in unread]}}, {"name": 1}).to_list(None)}
+                query, {"resident_id": 1, "room_path": 1}).sort(
+                [("room_path", ASCENDING), ("resident_id", ASCENDING)]).limit(UNREAD_PAGE).to_list(None)
+            # One lookup each, by _id: a page of names, and no large `$in` for the store to scan.
+            people = await asyncio.gather(*(self.db.residents.find_one(
+                {"_id": u["resident_id"]}) for u in unread))
             report["unread"] = [{"resident_id": str(u["resident_id"]), "room_path": u["room_path"],
-                                 "name": names.get(u["resident_id"])} for u in unread]
+                                 "name": person and (office_name(person, community_id)
+                                                     or person.get("name"))}
+                                for u, person in zip(unread, people)]
+            report["unread_total"] = next((r["recipients"] - r["read"] for r in rows
+                                           if r["_id"] == building), 0)
         return report

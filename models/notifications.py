@@ -160,6 +160,14 @@ class Notifier:
             return "failed"
         return "sent"
 
+    async def credited(self, template: str, resident_ids: list[ObjectId]) -> list[ObjectId]:
+        """Those of `resident_ids` holding a credit for `template` (any scope)."""
+        docs = await self.db.subscribe_credits.find(
+            {"resident_id": {"$in": resident_ids}, "count": {"$gt": 0}},
+            {"resident_id": 1}).to_list(None)
+        return sorted({d["resident_id"] for d in docs
+                       if d["_id"].startswith(f"{d['resident_id']}:{template}:")})
+
     async def add_credits(self, resident_id: str, ticket_id: str | None,
                           results: dict[str, str]) -> dict[str, int]:
         """Record wx.requestSubscribeMessage results: one credit per accepted template."""

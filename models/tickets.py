@@ -32,7 +32,7 @@ from models.common import object_id
 from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
     Unprocessable
 from models.photos import process_upload
-from models.workflow import PREVIOUS, Effect, Effects, Required, Step, Workflow, action
+from models.workflow import PREVIOUS, Effect, Effects, Pending, Required, Step, Workflow, action
 from server import metrics
 
 log = logging.getLogger("xiaoqu.tickets")
@@ -548,9 +548,9 @@ class TicketManager:
 
     async def _staff_event(self, ticket: dict, kind: str, key: str, to: list[str] | None = None,
                            **details) -> None:
-        await self._emit([(f"ticket:{ticket['_id']}:{key}", "ticket.feed", {
+        await self._emit([Pending(f"ticket:{ticket['_id']}:{key}", "ticket.feed", {
             "community_id": str(ticket["community_id"]), "kind": kind, "to": to,
-            "ticket": ticket_summary(ticket), "details": details}, None)])
+            "ticket": ticket_summary(ticket), "details": details})])
 
     # -- priority, urges --------------------------------------------------------
 

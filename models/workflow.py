@@ -14,13 +14,15 @@ and notices and surveys (models/notices.py) are declared with it.
 Effects are data — (kind, payload) with an idempotency key made of the record,
 its new version and the effect's place — so they are queued in the outbox and
 retried; `Effects` is the one place that delivers them, and a failed delivery
-never turns a saved change into a failed request.
+never turns a saved change into a failed request. An effect runs within the
+request unless it is due later or declared `background` (then this process
+starts it at once without the answer waiting for it).
 """
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -59,10 +61,21 @@ class Step:
 @dataclass(frozen=True)
 class Effect:
     """What follows a saved change: `build(step, updated)` gives the payload, or None to skip;
-    `due(step, updated)`, when given, the time it is for (a scheduled publication)."""
+    `due(step, updated)`, when given, the time it is for (a scheduled publication);
+    `background`: a long one (a notice to thousands) that the request does not wait for."""
     kind: str
     build: Callable[[Step, dict], dict | None]
     due: Callable[[Step, dict], datetime] | None = None
+    background: bool = False
+
+
+class Pending(NamedTuple):
+    """An effect to deliver: its idempotency key, kind, payload, due time (None: now)."""
+    key: str
+    kind: str
+    payload: dict
+    due: datetime | None = None
+    background: bool = False
 
 
 Hook = Callable[[Step], Awaitable[None] | None]
@@ -141,8 +154,8 @@ class Workflow:
         return chosen
 
     async def run(self, collection, principal: Principal, doc: dict, name: str, fields: dict,
-                  now: datetime, context: Any = None) -> tuple[dict, list[tuple]]:
-        """Take the action: the updated record and its effects as (key, kind, payload, due)."""
+                  now: datetime, context: Any = None) -> tuple[dict, list[Pending]]:
+        """Take the action: the updated record and its effects."""
         chosen = self.choose(principal, doc, name)
         for need in chosen.requires:
             value = fields.get(need.field)
@@ -170,14 +183,15 @@ class Workflow:
             raise Conflict(f"the {self.noun} changed meanwhile; reload it", code="stale")
         return updated, self.effects_of(step, updated)
 
-    def effects_of(self, step: Step, updated: dict) -> list[tuple]:
+    def effects_of(self, step: Step, updated: dict) -> list[Pending]:
         effects = []
         for i, effect in enumerate((*step.action.effects, *self.every)):
             payload = effect.build(step, updated)
             if payload is not None:
                 key = f"{self.noun}:{updated['_id']}:{updated['version']}:{i}"
-                effects.append((key, effect.kind, payload,
-                                effect.due(step, updated) if effect.due else None))
+                effects.append(Pending(key, effect.kind, payload,
+                                       effect.due(step, updated) if effect.due else None,
+                                       effect.background))
         return effects
 
 
@@ -238,8 +252,8 @@ class Effects:
         self.kinds.add(kind)
         self.outbox.handle(kind, handler)
 
-    async def emit(self, effects: list[tuple]) -> None:
-        for key, kind, payload, due in effects:
-            stored = await self.outbox.add(key, kind, payload, due=due, run=False)
-            if stored and (due is None or due <= self.clock.now()):
-                await self.outbox.run(key)
+    async def emit(self, effects: list[Pending]) -> None:
+        for e in effects:
+            stored = await self.outbox.add(e.key, e.kind, e.payload, due=e.due, run=e.background)
+            if stored and not e.background and (e.due is None or e.due <= self.clock.now()):
+                await self.outbox.run(e.key)

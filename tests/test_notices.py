@@ -11,6 +11,7 @@ from bson import ObjectId
 from models.common import ManualClock
 from models.notices import NOTICE_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
+from tests.test_photos import image_bytes, multipart, phone_photo
 
 pytestmark = pytest.mark.asyncio
 
@@ -18,8 +19,8 @@ pytestmark = pytest.mark.asyncio
 class Site:
     """A community with building 1 (units 1-1, 1-2) and building 2, and residents in it."""
 
-    def __init__(self, api, c, people):
-        self.http, self.c, self.people = api, c, people  # name -> (resident id, token)
+    def __init__(self, app, api, c, people):
+        self.app, self.http, self.c, self.people = app, api, c, people  # name -> (id, token)
         self.base = f"/api/communities/{c.id}/notices"
 
     def token(self, who: str) -> str:
@@ -30,8 +31,10 @@ class Site:
         return await self.http.post(self.base, body, token=self.token(who))
 
     async def act(self, who, notice_id, action, **fields):
-        return await self.http.post(f"{self.base}/{notice_id}/actions", {"action": action, **fields},
-                                    token=self.token(who))
+        reply = await self.http.post(f"{self.base}/{notice_id}/actions",
+                                     {"action": action, **fields}, token=self.token(who))
+        await self.app.outbox.settled()  # publication's delivery runs beside the answer
+        return reply
 
     async def published(self, **fields) -> str:
         notice_id = (await self.write(**fields)).body["id"]
@@ -78,7 +81,7 @@ async def site(app, api_client):
                                  ("uma", "1-2-101", "owner"), ("zoe", "2-1-101", "owner")):
         lease = app.clock.now().replace(year=app.clock.now().year + 1) if relation == "tenant" else None
         people[name] = await make_resident(app, c, f"{name}-{code}", room, relation, lease)
-    return Site(api_client, c, people)
+    return Site(app, api_client, c, people)
 
 
 async def test_a_notice_goes_from_draft_to_published_to_withdrawn_with_its_history(site):
@@ -153,7 +156,9 @@ async def test_a_read_is_recorded_once_and_counted_per_building(site):
     assert (report["recipients"], report["read"]) == (6, 2)
     assert report["buildings"] == [{"building": "1", "recipients": 5, "read": 1},
                                    {"building": "2", "recipients": 1, "read": 1}]
-    unread = (await site.reads(notice_id, building="1"))["unread"]
+    in_one = await site.reads(notice_id, building="1")
+    assert in_one["unread_total"] == 4
+    unread = in_one["unread"]
     assert sorted((u["room_path"], u["resident_id"]) for u in unread) == sorted(
         [("1-1-101", site.people["amy"][0]), ("1-1-102", site.people["bob"][0]),
          ("1-2-101", site.people["tom"][0]), ("1-2-101", site.people["uma"][0])])
@@ -235,10 +240,28 @@ async def test_a_scheduled_notice_appears_when_its_time_comes(app, site, clock):
     assert (await site.listed("manager"))[0]["state"] == "scheduled"
     clock.advance(3600)
     await app.outbox.drain()
+    await app.outbox.settled()
     [shown] = await site.listed("ann")
     assert shown["title"] == "消防演练" and shown["published_at"] == later
     staff = (await site.http.get(f"{site.base}/{notice_id}", token=site.token("manager"))).body
     assert staff["history"][-1]["by"] == "scheduler" and staff["recipient_count"] == 6
+
+
+async def test_images_go_with_a_draft_and_are_shown_by_signed_links(site, http_client, base_url):
+    notice_id = (await site.write()).body["id"]
+    body, headers = multipart(image_bytes("PNG"), phone_photo())
+    path = f"{site.base}/{notice_id}/photos"
+    reply = await site.http.call("POST", path, raw=body, headers=headers, token=site.token("manager"))
+    assert reply.status == 201, reply.body
+    assert len(reply.body["photos"]) == 2
+    await site.act("manager", notice_id, "publish")
+    [shown] = await site.listed("ann")
+    image = await http_client.fetch(base_url + shown["photos"][1]["url"])  # no bearer: signed
+    assert image.headers["Content-Type"] == "image/jpeg" and b"GPS" not in image.body
+    late = await site.http.call("POST", path, raw=body, headers=headers, token=site.token("manager"))
+    assert late.status == 400 and late.error["fields"] == {"photo": "not now"}
+    refused = await site.http.call("POST", path, raw=body, headers=headers, token=site.token("ann"))
+    assert refused.status == 403
 
 
 async def test_every_notice_action_names_known_states():

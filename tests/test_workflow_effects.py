@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models.common import ManualClock
+from models.workflow import Pending
 from server.embedded import start_redis
 from tests.tickets_support import settings, t, world  # noqa: F401 (fixtures)
 
@@ -59,6 +60,6 @@ async def test_redis_down_during_a_ticket_action_answers_success_and_delivers_la
         assert await app.outbox.drain() == 0  # done: never again
         assert await feed_types(app, world.c.id) == ["ticket.created", "ticket.assign"]
         # A repeat of the same effect (a second worker, a retried request) changes nothing.
-        await app.effects.emit([(waiting[0]["_id"], "ticket.feed", waiting[0]["payload"], None)])
+        await app.effects.emit([Pending(waiting[0]["_id"], "ticket.feed", waiting[0]["payload"])])
         assert await feed_types(app, world.c.id) == ["ticket.created", "ticket.assign"]
         assert [m["kind"] async for m in app.db.messages.find({})] == ["已派单"]
