@@ -60,33 +60,20 @@ class AdminBundle:
         return BuiltFile(body, gzipped, content_type, hashlib.sha256(body).hexdigest()[:32])
 
 
-class AdminHandler(APIHandler):
-    needs_stores = False  # the admin view's files
+# The one copy per process of what `vite build` wrote (the admin view, and Swagger UI's files
+# for /docs under swagger-ui/, copied there from the swagger-ui-dist package).
+BUNDLE = AdminBundle(DIST)
 
-    def initialize(self, bundle: AdminBundle) -> None:
-        self.bundle = bundle
 
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Security-Policy", CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-cache")
+class BuiltFileHandler(APIHandler):
+    """Answers with a built file: its media type, gzip when accepted, an ETag."""
+
+    needs_stores = False  # files from the build, not from a store
 
     def compute_etag(self) -> str | None:
         return getattr(self, "etag", None)
 
-    @api("The staff admin view (HTML shell and its hashed assets)", response=str, public=True,
-         content_type="text/html")
-    async def get(self, path: str):
-        files = self.bundle.files()
-        name = path
-        if name.startswith(ASSETS):
-            built = files.get(name)
-            if built is None:
-                raise NotFound("no such admin asset")
-            self.set_header("Cache-Control", "public, max-age=31536000, immutable")
-        else:
-            built = files[SHELL]  # the page's router shows the screen for this path
+    def send(self, built: BuiltFile) -> None:
         self.set_header("Content-Type", built.content_type)
         self.set_header("Vary", "Accept-Encoding")
         body = built.body
@@ -97,16 +84,39 @@ class AdminHandler(APIHandler):
         self.finish(body)
 
 
+class AdminHandler(BuiltFileHandler):
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("Cache-Control", "no-cache")
+
+    @api("The staff admin view (HTML shell and its hashed assets)", response=str, public=True,
+         content_type="text/html")
+    async def get(self, path: str):
+        files = BUNDLE.files()
+        name = path
+        if name.startswith(ASSETS):
+            built = files.get(name)
+            if built is None:
+                raise NotFound("no such admin asset")
+            self.set_header("Cache-Control", "public, max-age=31536000, immutable")
+        else:
+            built = files[SHELL]  # the page's router shows the screen for this path
+        self.send(built)
+
+
 class AdminRootHandler(APIHandler):
     needs_stores = False
 
     @api("The admin view's address without its slash: redirects to /admin/", response=str,
          public=True, status=301, content_type="text/html")
     async def get(self):
+        self.set_header("Content-Type", "text/html; charset=UTF-8")  # as documented, not JSON
         self.redirect("/admin/", permanent=True)
 
 
 routes = [
     ("/admin", AdminRootHandler),
-    ("/admin/{path:.*}", AdminHandler, {"bundle": AdminBundle(DIST)}),
+    ("/admin/{path:.*}", AdminHandler),
 ]

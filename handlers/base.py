@@ -59,6 +59,8 @@ class ApiSpec:
     upload_field: str = "file"
     upload_many: bool = False
     rate_limited: bool = False  # may answer 429 (documented)
+    # further answers it may give besides the ones its declarations imply: ((status, why), ...)
+    errors: tuple[tuple[int, str], ...] = ()
     # the largest request body accepted, in bytes (refused from its Content-Length, unread)
     max_body: int = MAX_JSON_BODY
 

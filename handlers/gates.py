@@ -242,7 +242,10 @@ class OpenHandler(APIHandler):
          "gates covering their room. 409 locked / gate_closed when the gate's mode or hours "
          "refuse the caller (as they would the caller's code); 504 gate_offline / no_ack when "
          "the bridge does not answer",
-         body=OpenIn, response=OpenResult, permission="gates.open", rate_limited=True)
+         body=OpenIn, response=OpenResult, permission="gates.open", rate_limited=True,
+         errors=((409, "the gate's mode or hours refuse the caller (`locked`, `gate_closed`)"),
+                 (503, "a backing store or the gate hub is not answering"),
+                 (504, "the bridge is offline or did not acknowledge (`gate_offline`, `no_ack`)")))
     async def post(self, community_id, gate_id):
         hub = self.app.gate_hub
         # A gate whose bridge is connected to this process is already in memory.

@@ -8,17 +8,17 @@ from string import Template
 from urllib.parse import urlencode
 
 import pymongo.errors
-import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
-from swagger_ui_bundle import swagger_ui_path
 
+from handlers.admin import BUNDLE, BuiltFileHandler
 from handlers.base import APIHandler, api
-from models.errors import Unauthorized
+from models.errors import NotFound, Unauthorized
 from server import metrics
 from server.openapi import build_spec
 
 READY_TIMEOUT = 2.0
+SWAGGER_UI = "swagger-ui"  # where admin/vite.config.js puts Swagger UI's files in the build
 DOCS_PAGE = Template((Path(__file__).parent / "docs.html").read_text())
 # Swagger UI sets inline styles itself; its script and ours are the only scripts.
 DOCS_CSP = ("default-src 'none'; script-src 'self' 'nonce-{nonce}'; style-src 'self' "
@@ -102,11 +102,16 @@ class DocsHandler(OperatorsHandler):
                                          document=json.dumps(document)))
 
 
-class DocsAssetHandler(tornado.web.StaticFileHandler):
-    @api("Swagger UI's own files, for the docs page", response=str, public=True,
+class DocsAssetHandler(BuiltFileHandler):
+    @api("Swagger UI's own files, for the docs page (from the swagger-ui-dist package, copied "
+         "by the admin view's build)", response=str, public=True,
          content_type="application/octet-stream")
-    async def get(self, path, include_body=True):
-        return await super().get(path, include_body)
+    async def get(self, path):
+        built = BUNDLE.files().get(f"{SWAGGER_UI}/{path}")
+        if built is None:
+            raise NotFound("no such docs file")
+        self.set_header("Cache-Control", "no-cache")
+        self.send(built)
 
 
 routes = [
@@ -115,5 +120,5 @@ routes = [
     ("/metrics", MetricsHandler),
     ("/api/openapi.json", OpenAPIHandler),
     ("/docs", DocsHandler),
-    ("/docs/static/{path:.*}", DocsAssetHandler, {"path": swagger_ui_path}),
+    ("/docs/static/{path:.*}", DocsAssetHandler),
 ]

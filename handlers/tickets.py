@@ -222,7 +222,7 @@ class PhotoHandler(APIHandler):
 
 class SignedPhotoQuery(Strict):
     expires: int = Field(ge=0)
-    sig: str = Field(min_length=1, max_length=64)
+    sig: str = Field(pattern=r"^[0-9a-f]{1,64}$", description="hex, as the link gave it")
 
 
 class SignedPhotoHandler(APIHandler):

@@ -62,7 +62,7 @@ class PhotoLinks:
 
     def check(self, file_id: str, expires: int, signature: str) -> float:
         """Seconds the link has left; Forbidden when it is forged or expired."""
-        if not hmac.compare_digest(signature, self._signature(file_id, expires)):
+        if not hmac.compare_digest(signature.encode(), self._signature(file_id, expires).encode()):
             raise Forbidden("this photo link is not valid", code="bad_photo_link")
         left = expires - self.clock.time()
         if left <= 0:

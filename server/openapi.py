@@ -108,6 +108,7 @@ def _errors(template: str, spec: ApiSpec) -> dict[int, str]:
     if spec.rate_limited:
         errors[429] = "too many attempts (`Retry-After`)"
     errors[503] = "a backing store is not answering (`store` names it)"
+    errors.update(spec.errors)
     return errors
 
 

@@ -70,6 +70,9 @@ async def test_docs_page_works_offline(api_client):
     assert "https://" not in page.body
     asset = await api_client.get("/docs/static/swagger-ui-bundle.js")
     assert asset.status == 200 and len(asset.body) > 100_000
+    assert asset.headers["Content-Type"] == "text/javascript; charset=UTF-8"
+    missing = await api_client.get("/docs/static/nothing.js")  # JSON, like every other error
+    assert missing.status == 404 and missing.error["code"] == "not_found"
 
 
 async def test_docs_page_renders_the_api_in_a_browser(base_url):
