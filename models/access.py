@@ -55,6 +55,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "notices.write": frozenset({"admin", "manager", "customer_service"}),
     "surveys.read": ALL_STAFF,
     "surveys.write": frozenset({"admin", "manager", "customer_service"}),
+    # Decoration permits (models/decoration.py): residents apply for rooms they own and
+    # see their own; the office decides, inspectors (guards, maintenance) inspect and
+    # may suspend on a violation.
+    "decoration.read": ALL_STAFF,
+    "decoration.manage": OFFICE | {"customer_service"},
+    "decoration.inspect": frozenset({"admin", "manager", "security", "security_lead", "maintenance"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.
@@ -80,7 +86,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 RESIDENT_PERMISSIONS = frozenset({"community.read", "bindings.read", "bindings.decide",
                                   "tickets.read", "tickets.create", "gates.open",
                                   "passes.code", "invitations.manage", "notices.read",
-                                  "surveys.read"})
+                                  "surveys.read", "decoration.read"})
 # Held by every resident in every community, linked or not.
 OPEN_TO_RESIDENTS = frozenset({"places.browse"})
 # Not about one community: platform admins only.

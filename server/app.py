@@ -19,6 +19,7 @@ from models.auth import AuthManager
 from models.bindings import BindingManager
 from models.common import Clock
 from models.bridges import BridgeManager
+from models.decoration import DecorationManager
 from models.gate_access import GateAccess
 from models.gate_alarms import AlarmManager
 from models.gate_commands import CommandAudit
@@ -48,10 +49,11 @@ from server.wechat import WeChatClient
 
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people", "bindings",
-                   "imports", "tickets", "feed", "gates", "passes", "notices")
+                   "imports", "tickets", "feed", "gates", "passes", "notices",
+                   "decoration")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
-                 "access_log", "outbox", "notices", "surveys")
+                 "access_log", "outbox", "notices", "surveys", "decoration")
 
 access_log = logging.getLogger("xiaoqu.access")
 OUTBOX_INTERVAL = 1.0  # seconds between the outbox worker's passes (effects run at once anyway)
@@ -117,6 +119,9 @@ class XiaoquApp(tornado.web.Application):
         self.surveys = SurveyManager(self.db, self.clock, notices=self.notices,
                                      notifier=self.notifier, effects=self.effects,
                                      secret=settings.jwt_secret.get_secret_value())
+        self.decoration = DecorationManager(self.db, self.clock, bindings=self.bindings,
+                                            passes_manager=self.passes, notifier=self.notifier,
+                                            effects=self.effects)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

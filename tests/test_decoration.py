@@ -1,0 +1,153 @@
+"""Decoration permits over HTTP: the owner applies, the office approves, workers' passes open the
+gates inside hours and dates, a violation suspends them at once, acceptance ends them."""
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+import pytest_asyncio
+from bson import ObjectId
+
+from models.common import ManualClock
+from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
+from tests.builders import make_community, make_resident
+
+pytestmark = pytest.mark.asyncio
+
+# 10:00 in China today: near the real clock (sessions and the outbox's records expire by it).
+START = datetime.combine(datetime.now(UTC).date(), time(2, 0), UTC)
+WORKERS = [{"name": "张师傅", "id_last4": "123X", "phone": "13800000001"},
+           {"name": "李师傅", "id_last4": "4567", "phone": "13800000002"}]
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"access_token_seconds": 86400})
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(START)
+
+
+class Permits:
+    def __init__(self, app, http, c, tokens):
+        self.app, self.http, self.c, self.tokens = app, http, c, tokens
+        self.base = f"/api/communities/{c.id}/decoration-permits"
+
+    async def apply(self, who="ann", **over):
+        body = {"room_path": "1-1-101", "start": START.isoformat(),
+                "end": (START + timedelta(days=20)).isoformat(), "company": "好家装修",
+                "manager_phone": "13900000000", "scope": "厨房、卫生间翻新", "workers": WORKERS,
+                "acknowledged": list(FORBIDDEN_WORKS), **over}
+        return await self.http.post(self.base, body, token=self.tokens[who])
+
+    async def act(self, who, permit_id, action, **fields):
+        return await self.http.post(f"{self.base}/{permit_id}/actions", {"action": action, **fields},
+                                    token=self.tokens[who])
+
+    async def passes(self, permit_id):
+        permit = (await self.http.get(f"{self.base}/{permit_id}", token=self.tokens["manager"])).body
+        return [await self.app.db.passes.find_one({"_id": ObjectId(p["id"])})
+                for p in permit["passes"]]
+
+    async def scan(self, token):
+        reply = await self.http.post(f"/api/communities/{self.c.id}/gates/{self.c.gates['main']}/check",
+                                     {"token": token, "direction": "in"}, token=self.tokens["security"])
+        assert reply.status == 200, reply.body
+        return reply.body["reason"]
+
+
+@pytest_asyncio.fixture
+async def p(app, api_client):
+    c = await make_community(app, "dec")
+    _, ann = await make_resident(app, c, "dec-ann", "1-1-101")
+    _, tom = await make_resident(app, c, "dec-tom", "1-1-101", "family")
+    return Permits(app, api_client, c, {**c.tokens, "ann": ann, "tom": tom})
+
+
+async def test_the_owner_applies_with_every_forbidden_work_acknowledged(p):
+    reply = await p.apply("tom")  # family, not the owner
+    assert reply.status == 400 and reply.error["fields"] == {"room_path": "a room you own"}
+    reply = await p.apply(acknowledged=["load_bearing_walls"])
+    assert reply.status == 400 and "moving_gas_pipes" in reply.error["fields"]["acknowledged"]
+    bad = await p.apply(workers=[{"name": "x", "id_last4": "12", "phone": "1"}])
+    assert bad.status == 400 and "workers.0.id_last4" in bad.error["fields"]
+    assert (await p.apply("customer_service")).status == 403  # staff do not apply
+    reply = await p.apply()
+    assert reply.status == 201, reply.body
+    assert (reply.body["state"], reply.body["allowed_actions"]) == ("submitted", ["withdraw"])
+    listed = (await p.http.get(p.base, token=p.tokens["tom"])).body
+    assert listed == []  # residents see their own applications
+
+
+async def test_approval_gives_each_worker_a_pass_inside_hours_and_dates(app, p, clock):
+    permit_id = (await p.apply()).body["id"]
+    assert (await p.act("ann", permit_id, "approve")).status == 403
+    assert (await p.act("security", permit_id, "approve")).status == 403
+    reply = await p.act("customer_service", permit_id, "approve", hours_start="08:00",
+                        hours_end="12:00", deposit=2000)
+    assert reply.status == 200, reply.body
+    assert (reply.body["state"], reply.body["deposit"], reply.body["hours"]) == \
+        ("approved", 2000, ["08:00", "12:00"])
+    passes = await p.passes(permit_id)
+    assert [(d["kind"], d["visitor"]["name"], d["host_room"], d["state"]) for d in passes] == [
+        ("worker", "张师傅", "1-1-101", "active"), ("worker", "李师傅", "1-1-101", "active")]
+    assert passes[0]["hours"] == [32, 48] and passes[0]["valid_to"] == START + timedelta(days=20)
+    token = passes[0]["token"]
+    assert await p.scan(token) == "ok"  # 10:00 on a working day of the permit
+    clock.advance(3 * 3600)  # 13:00: outside the working hours
+    assert await p.scan(token) == "outside_hours"
+    clock.current = START + timedelta(days=21)  # after the permit
+    p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))["access_token"]
+    assert await p.scan(token) == "expired"
+
+
+async def test_a_violation_suspends_the_passes_at_once_until_rectified(app, p):
+    permit_id = (await p.apply()).body["id"]
+    await p.act("manager", permit_id, "approve")
+    token = (await p.passes(permit_id))[0]["token"]
+    inspected = await p.act("maintenance", permit_id, "inspect",
+                            checklist={"fire_safety": "ok", "structure_untouched": "problem"},
+                            findings="拆了承重墙一角", violation=True)
+    assert inspected.status == 200, inspected.body
+    assert inspected.body["inspections"] == 1 and inspected.body["state"] == "approved"
+    entry = inspected.body["history"][-1]
+    assert (entry["action"], entry["findings"], entry["violation"]) == ("inspect", "拆了承重墙一角", True)
+    bad = await p.act("maintenance", permit_id, "inspect", checklist={"paint": "ok"})
+    assert bad.status == 400 and "checklist.paint" in bad.error["fields"]
+
+    assert (await p.act("maintenance", permit_id, "suspend")).status == 400  # a reason
+    suspended = await p.act("security", permit_id, "suspend", reason="承重墙")
+    assert suspended.body["state"] == "suspended"
+    assert [d["state"] for d in await p.passes(permit_id)] == ["cancelled", "cancelled"]
+    assert await p.scan(token) == "revoked"
+    assert (await p.act("security", permit_id, "resume", reason="x")).status == 403  # the office
+    resumed = await p.act("manager", permit_id, "resume", reason="已整改复原")
+    assert resumed.body["state"] == "approved"
+    states = [d["state"] for d in await p.passes(permit_id)]
+    assert states == ["cancelled", "cancelled", "active", "active"]
+    fresh = (await p.passes(permit_id))[2]["token"]
+    assert await p.scan(fresh) == "ok"
+
+    done = await p.act("manager", permit_id, "accept", deposit_returned=2000, notes="验收合格")
+    assert (done.body["state"], done.body["deposit_returned"]) == ("completed", 2000)
+    assert all(d["state"] == "cancelled" for d in await p.passes(permit_id))
+    assert done.body["allowed_actions"] == []
+
+
+async def test_rejection_needs_a_reason_and_the_owner_may_withdraw(p):
+    first = (await p.apply()).body["id"]
+    assert (await p.act("manager", first, "reject")).error["fields"] == {"reason": "required to reject"}
+    rejected = await p.act("manager", first, "reject", reason="图纸不全")
+    assert rejected.body["state"] == "rejected" and rejected.body["passes"] == []
+    second = (await p.apply()).body["id"]
+    assert (await p.act("tom", second, "withdraw")).status == 404  # not tom's
+    assert (await p.act("ann", second, "withdraw")).body["state"] == "withdrawn"
+    again = await p.act("ann", second, "withdraw")
+    assert again.status == 409 and again.error["message"] == "a permit that is withdrawn cannot be withdrawn"
+
+
+async def test_every_permit_action_names_known_states():
+    from models.workflow import SAME
+    for act in PERMIT_WORKFLOW.actions:
+        assert act.sources <= set(STATES) and act.target in set(STATES) | {SAME}
