@@ -58,7 +58,7 @@ SHORT_CODE_WINDOW = 60
 ALARM_OF_FLAG = {"invalid_claim": "invalid_offline_claim", "double_use": "double_use"}
 COMMAND_EFFECT = "gate.command"
 # Seconds past a command's ttl after which a process that sent it and never recorded its
-# outcome is taken for dead, and the outbox asks the bridge.
+# outcome is taken for dead, and the outbox asks the bridge (GATE_OUTCOME_GRACE).
 OUTCOME_GRACE = 30.0
 ASK_WAIT = 5.0  # seconds the worker waits for a bridge's answer about a command
 # Reasons a bridge may give for refusing offline besides the decision's own.
@@ -181,7 +181,7 @@ class CommandProgress:
 
 class GateAccess:
     def __init__(self, redis, clock, passes, access_log, events, alarms, modes, commands,
-                 feed=None, outbox=None):
+                 feed=None, outbox=None, outcome_grace: float = OUTCOME_GRACE):
         self.redis = redis
         self.clock = clock
         self.passes = passes
@@ -193,6 +193,7 @@ class GateAccess:
         self.feed = feed
         self.limits = RateLimits(redis)
         self.outbox = outbox
+        self.outcome_grace = outcome_grace
         self.send = None  # the gate hub's transport once one runs here (GateHub.send_command)
         if outbox is not None:
             outbox.handle(COMMAND_EFFECT, self._command_effect)
@@ -342,9 +343,9 @@ class GateAccess:
         started = time.perf_counter()
         record = self.commands.record(gate, command, by, reason)
         key = command_key(command["id"])
+        due = from_timestamp(command["issued_at"] + wait + ttl + self.outcome_grace)
         await self.outbox.put(key, COMMAND_EFFECT,
-                              {"record": record, "command": command, "known": False},
-                              due=from_timestamp(command["issued_at"] + wait + ttl + OUTCOME_GRACE))
+                              {"record": record, "command": command, "known": False}, due=due)
         progress = CommandProgress(self.feed, record)
         progress.arrived({"level": "sent"})
         levels = await send(gate["bridge_id"], command, wait, progress.arrived)
@@ -370,7 +371,12 @@ class GateAccess:
     async def record_outcome(self, key: str, record: dict, levels: list[dict] | None) -> bool:
         """Write a command's outcome now; True when written. On a store error it goes into its
         outbox effect instead (kept in this process until the store answers), whose worker
-        writes it: never raises for that, since the door has acted already."""
+        writes it: never raises for that, since the door has acted already. An outcome not
+        final yet (no acknowledgement, or none of the last level: the bridge may still act,
+        or has acted and its last acks are lost) is not written: its outbox effect asks the
+        bridge once the command has expired."""
+        if levels is not None and not any(a["level"] in p.FINAL_LEVELS for a in levels):
+            return False
         try:
             await self._write_outcome(record, levels)
         except pymongo.errors.PyMongoError:

@@ -37,6 +37,7 @@ FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
 DONE_KEPT_DAYS = 7  # done effects are kept this long: a repeat within it is recognised
 BATCH = 100
+CONCURRENCY = 10  # effects a worker pass runs at once
 
 INDEXES = {
     "outbox": [IndexModel([("state", ASCENDING), ("due", ASCENDING)]),
@@ -205,10 +206,14 @@ class Outbox:
         now = self.clock.now()
         due = await self.db.outbox.find({"state": "pending", "due": {"$lte": now}},
                                         {"_id": 1}).sort("due", 1).limit(limit).to_list(None)
-        done = 0
-        for doc in due:
-            done += await self._run(doc["_id"], now)
-        return done
+        # A few at a time: one slow effect (a bridge asked, a service timing out) must not
+        # hold up the others.
+        running = asyncio.Semaphore(CONCURRENCY)
+
+        async def run(key: str) -> bool:
+            async with running:
+                return await self._run(key, now)
+        return sum(await asyncio.gather(*(run(doc["_id"]) for doc in due)))
 
     async def pending(self) -> int:
         """Effects not yet done (stored), for operators and tests."""

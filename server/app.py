@@ -132,7 +132,8 @@ class XiaoquApp(tornado.web.Application):
         self.gate_access = GateAccess(redis, self.clock, self.passes, self.access_log,
                                       self.gate_events, self.gate_alarms, self.gate_modes,
                                       CommandAudit(self.db), feed=self.notifier,
-                                      outbox=self.outbox)
+                                      outbox=self.outbox,
+                                      outcome_grace=settings.gate_outcome_grace)
         self.gate_hub = None  # server.gate_hub.GateHub, attached when the hub starts
         self.sla_watcher = SlaWatcher(self.db, redis, self.clock, self.tickets,
                                       lease_seconds=settings.lease_seconds, instance=self.instance)

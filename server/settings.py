@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Background jobs (SLA watcher, outbox worker) run in one instance at a time under Redis
     # leases of this length (models/leases.py): a dead holder is replaced within it.
     lease_seconds: float = Field(10.0, ge=1, le=300)
+    # Seconds after a remote open's wait and ttl before the outbox takes its sender for dead
+    # (it never recorded the outcome) and asks the bridge what it did.
+    gate_outcome_grace: float = Field(30.0, ge=0, le=3600)
     gate_tls_cert: str | None = None  # PEM chain; without it the hub speaks plain TCP (lab/demo)
     gate_tls_key: str | None = None
     # Production refuses plain TCP to bridges unless this says so (e.g. a TLS-terminating

@@ -403,7 +403,7 @@ class Drill:
             allow_nonstandard_methods=body is None and method == "POST")
         try:
             response = await self._http.fetch(request, raise_error=False)
-        except OSError:
+        except (OSError, tornado.httpclient.HTTPClientError):  # e.g. the server killed mid-call
             return 599, None
         with contextlib.suppress(ValueError):
             return response.code, json.loads(response.body or b"null")
