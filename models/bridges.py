@@ -102,6 +102,9 @@ class BridgeManager:
         await self.redis.publish(SESSIONS_CHANNEL, json.dumps({"bridge": bridge_id,
                                                                "reason": reason}))
 
+    async def bridge(self, bridge_id: str) -> dict | None:
+        return await self.db.bridges.find_one({"_id": bridge_id})
+
     async def credentials(self, bridge_id: str) -> tuple[bytes, dict, dict] | None:
         """(HMAC key, bridge doc, gate doc) for a bridge id, or None if unknown or disabled."""
         bridge = await self.db.bridges.find_one({"_id": bridge_id})

@@ -495,9 +495,10 @@ class GateAccess:
             flag=flag, **ids, **(describe(decision) if decision.payload else describe_token(text)),
             **({"use": use} if use else {})))
 
-    async def bridge_status(self, bridge: dict, online: bool) -> None:
-        """Online/offline transitions are events too; going offline raises an alarm."""
-        at = await self.events.store_status(bridge, online)
+    async def bridge_status(self, bridge: dict, online: bool, key: str | None = None) -> None:
+        """Online/offline transitions are events too; going offline raises an alarm. `key`:
+        what caused it, when it may be told more than once (event and alarm once per key)."""
+        at = await self.events.store_status(bridge, online, key)
         if self.feed is not None:
             try:  # the board's news; a feed that fails must not fail the bridge's session
                 await self.feed.community_event(
@@ -507,7 +508,7 @@ class GateAccess:
                 log.exception("gate access: status of %s not published", bridge["_id"])
         if not online:
             await self.alarms.raise_alarm(bridge, "bridge_offline",
-                                          f"offline:{bridge['_id']}:{at.timestamp()}")
+                                          f"offline:{bridge['_id']}:{key or at.timestamp()}")
 
     async def clock_drift(self, bridge: dict, drift: float) -> None:
         await self.alarms.raise_alarm(bridge, "clock_drift",

@@ -38,13 +38,15 @@ class GateEventManager:
         """Insert-or-ignore a batch; returns the docs that were new (for side effects)."""
         return await insert_new(self.db.gate_events, self.event_docs(bridge, items))
 
-    async def store_status(self, bridge: dict, online: bool):
-        """An online/offline transition; returns its time."""
+    async def store_status(self, bridge: dict, online: bool, key: str | None = None):
+        """An online/offline transition; returns its time. With `key` (what caused it, e.g.
+        the death of the hub holding the bridge) it is stored once however often told."""
         now = self.clock.now()
-        await self.db.gate_events.insert_one({
-            "_id": f"{bridge['_id']}:status:{uuid.uuid4().hex}", "bridge": bridge["_id"],
+        await insert_new(self.db.gate_events, [{
+            "_id": f"{bridge['_id']}:status:{key or uuid.uuid4().hex}", "bridge": bridge["_id"],
             "community_id": bridge["community_id"], "gate_id": bridge["gate_id"], "seq": None,
-            "type": "online" if online else "offline", "at": now, "received_at": now, "data": {}})
+            "type": "online" if online else "offline", "at": now, "received_at": now,
+            "data": {}}])
         if self.notifier is not None and bridge["gate_id"] is not None:
             await self.notifier.community_event(
                 str(bridge["community_id"]), "gate.online" if online else "gate.offline",

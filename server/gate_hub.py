@@ -10,13 +10,19 @@ connection rather than Tornado's IOStream: an idle IOStream costs about three
 times the memory of a bare protocol, and the hub is meant to hold tens of
 thousands of idle bridges. Timers are not per connection either: one sweep
 every quarter heartbeat runs every session's timers (handshake deadline, read
-timeout, heartbeat loss, heartbeats due) and refreshes presence in Redis in one
-pipeline.
+timeout, heartbeat loss, heartbeats due); beside it, the instance renews its
+lease and refreshes presence in Redis in one pipeline.
 
 Cross-process (Redis pub/sub): `gate:used` (a code's use: a `used` frame to the
 community's bridges at once), `gate:config` (re-push changed configs),
 `gate:end_sessions` (re-keyed or disabled bridge: bye), `gate:kick` (the bridge
-connected to another process: bye "replaced").
+connected to another process: bye "replaced"), `gate:offline` (a dead instance's
+bridge was declared offline: opens waiting on it end now).
+
+Instances that die: each instance holds a short lease in Redis (half a heartbeat)
+and lists the bridges it holds (models/gate_presence.py). One presence watcher
+across instances (a models.leases job) finds holders whose lease lapsed and
+declares their bridges offline — event, alarm, gate list — within one heartbeat.
 
 Commands (remote opens) are queued in Redis
 (`gate:pending:<bridge>`, expiring with their ttl) until the bridge
@@ -49,6 +55,7 @@ from gate_bridge.decision import UseClaim
 from gate_bridge.session import (HEARTBEAT_DUE, Authenticated, Hello, Limits, Received,
                                  ServerSession)
 from models.bridges import CONFIG_CHANNEL, SESSIONS_CHANNEL, USED_CHANNEL, BridgeManager
+from models.leases import LeasedJob
 from server import metrics
 from server.app import XiaoquApp
 from server.settings import load_settings
@@ -58,6 +65,8 @@ log = logging.getLogger("xiaoqu.gate_hub")
 
 NOW, ORDERED, CONCURRENT = "now", "ordered", "concurrent"  # how an op's handler runs
 PENDING = "gate:pending:"
+OFFLINE_CHANNEL = "gate:offline"  # a bridge whose hub died was declared offline: fail its opens
+WATCHER = "gate_presence_watcher"  # the lease of the one watcher across instances
 CONFIG_CACHE_SECONDS = 60.0  # revocations reach bridges within this even unannounced
 
 
@@ -72,6 +81,13 @@ class HubOptions:
     command_ttl: float = p.DEFAULT_TTL
     ssl_context: ssl.SSLContext | None = None
     used_per_frame: int = 500  # used codes per config/used frame: ~25 KB, inside the limit
+    # The instance's own lease (and the watcher's): None = half a heartbeat, at least 1 s,
+    # so a dead instance's bridges are declared offline within one heartbeat.
+    instance_lease: float | None = None
+
+    @property
+    def lease(self) -> float:
+        return self.instance_lease or max(self.heartbeat / 2, 1.0)
 
     def limits(self) -> Limits:
         return Limits(heartbeat=self.heartbeat, handshake_timeout=self.auth_timeout,
@@ -179,10 +195,12 @@ class Connection(asyncio.Protocol):
 class Waiter:
     """The issuer's view of one command: the acknowledgement levels seen so far."""
 
-    def __init__(self, on_ack=None):
+    def __init__(self, bridge: str, on_ack=None):
+        self.bridge = bridge
         self.levels: list[dict] = []
         self.updated = asyncio.Event()
         self.on_ack = on_ack
+        self.offline = False  # the bridge was declared offline (its hub died)
 
     def add(self, ack: dict) -> None:
         self.levels.append(ack)
@@ -201,6 +219,11 @@ class GateHub:
         self.options = options or HubOptions()
         self.limits = self.options.limits()
         self.instance = instance or uuid.uuid4().hex[:12]
+        self.lapses = 0  # times our lease ran out while we were alive after all
+        self.renewing_since = 0.0  # start of the current run of successful lease renewals
+        self.declared_offline = 0  # bridges of dead instances this one declared offline
+        self.watcher = LeasedJob(app.redis, WATCHER, self._watch, interval=self.options.lease / 4,
+                                 ttl=self.options.lease, instance=self.instance)
         # What the hub carries frames for: credentials and config, presence, and the gate
         # service (models/gate_access.py) for every application effect.
         self.bridges = app.bridges
@@ -258,8 +281,13 @@ class GateHub:
         self.port = sockets[0].getsockname()[1]
         self.access.send = self.send_command  # the outbox asks bridges through it
         self.pubsub_redis = connect_redis_pubsub(self.app.config.redis_url)
+        await self.presence.register(self.instance, self.options.lease)
+        self.renewing_since = time.monotonic()
         self.background = [asyncio.create_task(self._sweep()), asyncio.create_task(self._listen())]
+        self.stopping = asyncio.Event()
+        self.lease_keeper = asyncio.create_task(self._keep_lease())
         await asyncio.wait_for(self.subscribed.wait(), 5)
+        self.watcher.start()
         log.info("gate hub %s listening on port %d", self.instance, self.port)
         return self.port
 
@@ -273,6 +301,11 @@ class GateHub:
         """Stop accepting; let each session's queued work (events being stored, acks) finish
         for up to `drain` seconds; then bye{shutdown} to every bridge — it reconnects, to
         another instance behind a balancer — and stop what is left."""
+        # The lease keeper ends between two Redis calls, not cancelled inside one (which
+        # leaves its connection neither closed nor back in the pool).
+        self.stopping.set()
+        await self.lease_keeper
+        await self.watcher.stop()
         self.stop_accepting()
         workers = [c.worker for c in self.all if c.worker is not None]
         if workers:
@@ -308,7 +341,6 @@ class GateHub:
     async def _sweep(self) -> None:
         options = self.options
         tick = min(options.heartbeat / 4, 1.0)
-        presence_at = 0.0
         while True:
             await asyncio.sleep(tick)
             now = time.monotonic()
@@ -317,11 +349,6 @@ class GateHub:
                     if event is HEARTBEAT_DUE:
                         conn.session.send(p.message(p.HEARTBEAT, t=self.app.clock.time()))
                 conn.flush()
-            if now - presence_at >= options.heartbeat and self.connections:
-                presence_at = now
-                with contextlib.suppress(redis.exceptions.RedisError):
-                    await self.presence.set_present(list(self.connections), self.instance,
-                                                  p.MISSED_HEARTBEATS * options.heartbeat)
 
     # -- handshake -------------------------------------------------------------------------------
 
@@ -546,7 +573,7 @@ class GateHub:
         # A bridge connected to this process is online: Redis is asked only about others.
         if bridge not in self.connections and await self.presence.owner(bridge) is None:
             return None
-        waiter = self.waiters[cmd["id"]] = Waiter(on_ack)
+        waiter = self.waiters[cmd["id"]] = Waiter(bridge, on_ack)
         try:
             key = PENDING + bridge
             async with self.app.redis.pipeline(transaction=True) as pipe:
@@ -561,9 +588,13 @@ class GateHub:
                                              json.dumps({"bridge": bridge, "id": cmd["id"]}))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
-                    while not waiter.final:
+                    while not waiter.final and not waiter.offline:
                         waiter.updated.clear()
                         await waiter.updated.wait()
+            if waiter.offline and not waiter.levels:
+                # Its hub died before the bridge said anything: never deliver it later.
+                await self.app.redis.hdel(key, cmd["id"])
+                return None
         finally:
             del self.waiters[cmd["id"]]
         return waiter.levels
@@ -608,11 +639,78 @@ class GateHub:
         if waiter is not None:
             waiter.add(ack)
 
+    # -- instances that die holding bridges -------------------------------------------------------
+
+    async def _keep_lease(self) -> None:
+        """Renew this instance's lease four times per lease (or heartbeat, the shorter) and,
+        right after a renewal (the watcher takes no bridge from a live lease), refresh the
+        bridges' presence every heartbeat in one pipeline. Apart from the sweep: a slow Redis
+        must not hold up the sessions' timers."""
+        options = self.options
+        tick = min(options.lease, options.heartbeat) / 4
+        presence_at = 0.0
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), tick)
+                return
+            try:
+                if not await self.presence.renew(self.instance, options.lease):
+                    await self._relet()
+                elif time.monotonic() - presence_at >= options.heartbeat and self.connections:
+                    presence_at = time.monotonic()
+                    await self.presence.set_present(list(self.connections), self.instance,
+                                                  p.MISSED_HEARTBEATS * options.heartbeat)
+                self.renewing_since = self.renewing_since or time.monotonic()
+            except redis.exceptions.RedisError:
+                self.renewing_since = 0.0
+
+    async def _relet(self) -> None:
+        """Our lease lapsed (this process stalled, or Redis was out of reach or lost it): take
+        it again, so the watcher stops declaring our bridges offline; those it did declare
+        meanwhile are online again now."""
+        self.lapses += 1
+        log.error("gate hub %s: instance lease lapsed; taking it again", self.instance)
+        await self.presence.register(self.instance, self.options.lease)
+        back = await self.presence.reannounce(list(self.connections), self.instance,
+                                              p.MISSED_HEARTBEATS * self.options.heartbeat)
+        for bridge in back:
+            conn = self.connections.get(bridge)
+            if conn is not None:
+                self.spawn(self.access.bridge_status(conn.creds[1], online=True))
+        self.changes.changed()
+
+    async def _watch(self) -> None:
+        """One pass of the presence watcher (the instance holding its lease): the bridges of
+        holders whose lease lapsed are offline unless they reconnected elsewhere — recorded
+        once per dead holder (event, alarm, staff feed), and their waiting opens end now.
+        Only after a lease of working Redis here: after a Redis outage every lease has
+        lapsed, and the live instances need one renewal to take theirs again."""
+        if not self.renewing_since or time.monotonic() - self.renewing_since < self.options.lease:
+            return
+        for holder, since in await self.presence.dead_holders():
+            for bridge_id, outcome in await self.presence.orphans(holder):
+                doc = None if outcome == "elsewhere" else await self.bridges.bridge(bridge_id)
+                if doc is not None:
+                    await self.access.bridge_status(doc, online=False,
+                                                    key=f"lost:{holder}:{since}")
+                    await self.app.redis.publish(OFFLINE_CHANNEL, json.dumps({"bridge": bridge_id}))
+                    self.declared_offline += 1
+                    log.warning("gate hub: bridge %s offline (its hub %s died)", bridge_id, holder)
+                await self.presence.forget(holder, bridge_id)
+            await self.presence.forget_holder(holder)
+        self.changes.changed()
+
+    def _offline(self, bridge: str) -> None:
+        for waiter in self.waiters.values():
+            if waiter.bridge == bridge:
+                waiter.offline = True
+                waiter.updated.set()
+
     # -- cross-process messages ----------------------------------------------------------------------------------
 
     async def _listen(self) -> None:
         channels = ("gate:deliver", f"gate:acks:{self.instance}", "gate:kick", CONFIG_CHANNEL,
-                    USED_CHANNEL, SESSIONS_CHANNEL)
+                    USED_CHANNEL, SESSIONS_CHANNEL, OFFLINE_CHANNEL)
         while True:
             try:
                 async with self.pubsub_redis.pubsub() as pubsub:
@@ -636,6 +734,7 @@ class GateHub:
             conn = self.connections.get(data["bridge"])
             if conn is not None and data["instance"] != self.instance:
                 self._forget(conn)
+                self.spawn(self.presence.forget(self.instance, conn.bridge))
                 conn.bye("replaced")  # the bridge is online elsewhere
         elif channel == CONFIG_CHANNEL:
             await self.config_changed(data["community_id"])
@@ -643,6 +742,8 @@ class GateHub:
             self.used(data)
         elif channel == SESSIONS_CHANNEL:
             self.end_sessions(data["bridge"], data["reason"])
+        elif channel == OFFLINE_CHANNEL:
+            self._offline(data["bridge"])
         else:
             self._ack_arrived(data)
 

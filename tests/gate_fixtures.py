@@ -136,10 +136,10 @@ async def start_sim_bridge(tmp_path, port: int, bridge_id: str, secret: str, *, 
 class HubProcess:
     """`python -m server.gate_hub` in a subprocess on the test's stores (SIGKILL-able)."""
 
-    def __init__(self, settings, port: int = 0):
+    def __init__(self, settings, port: int = 0, heartbeat: float = HEARTBEAT):
         env = {**os.environ, "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
                "REDIS_URL": settings.redis_url, "XIAOQU_DATA_DIR": str(settings.data_dir),
-               "GATE_HEARTBEAT": str(HEARTBEAT),
+               "GATE_HEARTBEAT": str(heartbeat),
                "GATE_SECRET_KEY": settings.gate_secret_key.get_secret_value(),
                "JWT_SECRET": settings.jwt_secret.get_secret_value(),
                "WECHAT_BASE_URL": settings.wechat_base_url}

@@ -7,6 +7,7 @@ import pytest
 
 from gate_bridge import protocol as p
 from server.embedded import RestartableMongo
+from server.gate_hub import GateHub, HubOptions
 from tests.builders import make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
@@ -32,8 +33,10 @@ async def stored_seqs(app, bridge_id: str) -> list[int]:
     return sorted(d["seq"] for d in docs)
 
 
-async def test_no_event_lost_when_the_store_dies_between_two_batches(app, hub, tmp_path,
-                                                                      mongo_store):
+async def test_no_event_lost_when_the_store_dies_between_two_batches(app, tmp_path, mongo_store):
+    # Heartbeats far apart: the link must outlive the outage (a new session needs the store).
+    hub = GateHub(app, HubOptions(heartbeat=10.0))
+    await hub.start(0, "127.0.0.1")
     c = await make_community(app, "m1")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
@@ -56,6 +59,7 @@ async def test_no_event_lost_when_the_store_dies_between_two_batches(app, hub, t
         await bridge.wait(lambda: bridge.store.count == 0, timeout=20)
     finally:
         await sim.stop()
+        await hub.stop()
     assert await stored_seqs(app, creds["bridge_id"]) == produced  # each once, none missing
 
 
