@@ -312,6 +312,13 @@ class GateHub:
             await asyncio.wait(workers, timeout=drain)
         for conn in list(self.all):
             conn.bye("shutdown")  # written, then the socket closes (Connection.flush)
+        # Side effects in flight (the bridges' offline transitions among them, once their
+        # sockets report closed) finish too: cancelled inside a store call, they would leave
+        # its connection unclosed.
+        deadline = time.monotonic() + drain
+        await asyncio.sleep(0)
+        while self.tasks and (left := deadline - time.monotonic()) > 0:
+            await asyncio.wait(list(self.tasks), timeout=left)
         tasks = [*workers, *self.tasks, *self.background]
         for task in tasks:
             task.cancel()
