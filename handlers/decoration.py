@@ -106,8 +106,16 @@ class PermitActionHandler(APIHandler):
         self.write_json(self.app.decoration.view(doc, self.principal))
 
 
+class PermitEntriesHandler(APIHandler):
+    @api("The gate log's lines of the permit's worker passes, newest first, with the worker",
+         response=list[dict], permission="decoration.read", audience="staff")
+    async def get(self, community_id, permit_id):
+        self.write_json(await self.app.decoration.entries(community_id, permit_id))
+
+
 routes = [
     ("/api/communities/{community_id}/decoration-permits", PermitsHandler),
     ("/api/communities/{community_id}/decoration-permits/{permit_id}", PermitHandler),
     ("/api/communities/{community_id}/decoration-permits/{permit_id}/actions", PermitActionHandler),
+    ("/api/communities/{community_id}/decoration-permits/{permit_id}/entries", PermitEntriesHandler),
 ]

@@ -134,8 +134,10 @@ class DecorationManager(Records):
     collection = "decoration_permits"
     workflow = PERMIT_WORKFLOW
 
-    def __init__(self, db, clock, *, bindings, passes_manager, notifier, effects: Effects):
+    def __init__(self, db, clock, *, bindings, passes_manager, access_log, notifier,
+                 effects: Effects):
         self.db = db
+        self.access_log = access_log  # the gate log: the workers' entries
         self.clock = clock
         self.bindings = bindings
         self.passes = passes_manager
@@ -193,6 +195,17 @@ class DecorationManager(Records):
         if state:
             query["state"] = state
         return await self.db.decoration_permits.find(query).sort("created_at", DESCENDING).to_list(200)
+
+    async def entries(self, community_id: str, permit_id: str, limit: int = 200) -> list[dict]:
+        """The gate log's lines of the permit's passes (allowed and refused), newest first,
+        each with the worker it belongs to."""
+        permit = await self.get(community_id, permit_id)
+        lines = []
+        for entry in permit["passes"]:
+            worker = permit["workers"][entry["worker"]]
+            page = await self.access_log.query(community_id, pass_id=entry["id"], limit=limit)
+            lines += [{**line, "worker": worker["name"]} for line in page["items"]]
+        return sorted(lines, key=lambda line: line["at"], reverse=True)[:limit]
 
     async def _passes(self, key: str, payload: dict) -> None:
         """End the permit's active passes and/or issue one per worker. Idempotent: ended

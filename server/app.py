@@ -120,8 +120,9 @@ class XiaoquApp(tornado.web.Application):
                                      notifier=self.notifier, effects=self.effects,
                                      secret=settings.jwt_secret.get_secret_value())
         self.decoration = DecorationManager(self.db, self.clock, bindings=self.bindings,
-                                            passes_manager=self.passes, notifier=self.notifier,
-                                            effects=self.effects)
+                                            passes_manager=self.passes,
+                                            access_log=self.access_log,
+                                            notifier=self.notifier, effects=self.effects)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

@@ -97,6 +97,11 @@ async def test_approval_gives_each_worker_a_pass_inside_hours_and_dates(app, p, 
     assert await p.scan(token) == "ok"  # 10:00 on a working day of the permit
     clock.advance(3 * 3600)  # 13:00: outside the working hours
     assert await p.scan(token) == "outside_hours"
+    entries = await p.http.get(f"{p.base}/{permit_id}/entries", token=p.tokens["manager"])
+    assert entries.status == 200, entries.body
+    assert [(e["worker"], e["result"], e["reason"]) for e in entries.body] == [
+        ("张师傅", "deny", "outside_hours"), ("张师傅", "allow", "ok")]
+    assert (await p.http.get(f"{p.base}/{permit_id}/entries", token=p.tokens["ann"])).status == 403
     clock.current = START + timedelta(days=21)  # after the permit
     p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))["access_token"]
     assert await p.scan(token) == "expired"
