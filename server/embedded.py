@@ -6,6 +6,7 @@ thing; leaving the `with` block stops it. `running`, `ready_port` and
 """
 
 import contextlib
+import importlib.util
 import shutil
 import signal
 import socket
@@ -24,6 +25,8 @@ from pymongo.errors import PyMongoError
 START_TIMEOUT = 30.0
 HEALTH_EVERY = 5.0  # seconds between the embedded MongoDB server's health queries
 WEDGED_AFTER = 30.0  # no query answered for this long while its process runs: wedged
+# mongoeco is not installed for production (no embedded stores there): this extra brings it.
+MONGO_EXTRA = "embedded-mongo"
 
 
 class EmbeddedError(RuntimeError):
@@ -105,6 +108,10 @@ def start_mongo(path: Path | None, port: int = 0, health_every: float = HEALTH_E
     while the process runs, it says so on stderr, has the server print its threads'
     stacks, and — when the data is on disk — kills and restarts it on the same port
     (docs/embedded-mongo.md)."""
+    if importlib.util.find_spec("mongoeco") is None:
+        raise EmbeddedError(f"the embedded MongoDB store needs mongoeco, from the {MONGO_EXTRA} "
+                            f"extra: pip install -e '.[{MONGO_EXTRA}]' (make run and make test "
+                            "install it), or set MONGODB_URI to a MongoDB server")
     db = "memory" if path is None else str(path)
     if path is not None and path.exists():
         path.chmod(0o600)  # written before files were kept private

@@ -18,7 +18,7 @@ import sys
 from gate_bridge import logs
 from server import bootstrap, metrics, processes
 from server.app import XiaoquApp
-from server.embedded import start_missing_stores
+from server.embedded import EmbeddedError, start_missing_stores
 from server.gate_hub import start_gate_hub
 from server.settings import SettingsError, load_settings
 from server.stores import connect_mongo, connect_redis
@@ -84,5 +84,5 @@ def main(argv: list[str] | None = None) -> None:
         if args.processes > 1:
             sys.exit(asyncio.run(processes.supervise(args.processes)))
         asyncio.run(serve())
-    except SettingsError as exc:
+    except (SettingsError, EmbeddedError) as exc:
         sys.exit(f"xiaoqu: {exc}")

@@ -100,3 +100,14 @@ def test_demo_refuses_production_mode(tmp_path):
     assert done.returncode == 1
     assert "does not run with XIAOQU_MODE=production" in done.stderr
     assert not any(tmp_path.iterdir())  # no store, fake WeChat or seed was started
+
+
+def test_the_embedded_store_without_its_extra_names_the_extra(tmp_path, redis_url):
+    """mongoeco is an extra (production does not install it): a demo start that would need it
+    stops at once with a message naming the extra, not a traceback."""
+    without_mongoeco = ("import runpy, sys; sys.modules['mongoeco'] = None; sys.argv = ['server']; "
+                        "runpy.run_module('server', run_name='__main__')")
+    done = run(["-c", without_mongoeco], {"REDIS_URL": redis_url}, tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "pip install -e '.[embedded-mongo]'" in done.stderr and "MONGODB_URI" in done.stderr
+    assert "Traceback" not in done.stderr
