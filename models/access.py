@@ -61,6 +61,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "decoration.read": ALL_STAFF,
     "decoration.manage": OFFICE | {"customer_service"},
     "decoration.inspect": frozenset({"admin", "manager", "security", "security_lead", "maintenance"}),
+    # Patrols (models/patrols.py): everyone on staff sees rounds; the office and the security
+    # lead set checkpoints, routes and plans; guards and technicians check in.
+    "patrols.read": ALL_STAFF,
+    "patrols.manage": frozenset({"admin", "manager", "security_lead"}),
+    "patrols.check_in": frozenset({"admin", "manager", "security", "security_lead", "maintenance"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.

@@ -35,6 +35,7 @@ from models.notices import NoticeManager
 from models.notifications import FeedHub, Notifier
 from models.outbox import Outbox
 from models.passes import PassManager
+from models.patrols import PatrolManager
 from models.people import ResidentManager, StaffManager
 from models.photos import GridFSPhotoStore, PhotoLinks
 from models.places import PlaceManager
@@ -50,12 +51,14 @@ from server.wechat import WeChatClient
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people", "bindings",
                    "imports", "tickets", "feed", "gates", "passes", "notices",
-                   "decoration")
+                   "decoration", "patrols")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
-                 "access_log", "outbox", "notices", "surveys", "decoration")
+                 "access_log", "outbox", "notices", "surveys", "decoration",
+                 "patrols")
 
 access_log = logging.getLogger("xiaoqu.access")
+PATROL_INTERVAL = 30.0  # seconds between sweeps for missed patrol rounds
 OUTBOX_INTERVAL = 1.0  # seconds between the outbox worker's passes (effects run at once anyway)
 
 
@@ -123,6 +126,8 @@ class XiaoquApp(tornado.web.Application):
                                             passes_manager=self.passes,
                                             access_log=self.access_log,
                                             notifier=self.notifier, effects=self.effects)
+        self.patrols = PatrolManager(self.db, self.clock, places=self.places,
+                                     notifier=self.notifier, effects=self.effects)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)
@@ -140,8 +145,12 @@ class XiaoquApp(tornado.web.Application):
                                       lease_seconds=settings.lease_seconds, instance=self.instance)
         self.outbox_worker = LeasedJob(redis, "outbox", self.outbox.drain, interval=OUTBOX_INTERVAL,
                                        ttl=settings.lease_seconds, instance=self.instance)
+        # Missed patrol rounds raised on the feed (models/patrols.py).
+        self.patrol_sweeper = LeasedJob(redis, "patrols", lambda: self.patrols.sweep(self.clock.now()),
+                                        interval=PATROL_INTERVAL, ttl=settings.lease_seconds,
+                                        instance=self.instance)
         # Jobs that run in one instance at a time (each under its lease), started by start_jobs.
-        self.jobs = [self.sla_watcher.job, self.outbox_worker]
+        self.jobs = [self.sla_watcher.job, self.outbox_worker, self.patrol_sweeper]
 
         # (template, handler[, handler kwargs]) from every handler module
         self.routes: list[tuple] = []

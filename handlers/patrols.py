@@ -1,0 +1,119 @@
+"""Guard patrols (巡更): checkpoints, routes, plans, check-ins on site, rounds and figures.
+
+Thin: the rules live in models/patrols.py (rounds are a workflow of models/workflow.py).
+"""
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import AwareDatetime, Field
+
+from handlers.base import APIHandler, Strict, api
+from models.access import STAFF_ROLES
+from models.patrols import ANSWERS, public
+
+
+class CheckpointIn(Strict):
+    code: str = Field(pattern=r"^[A-Za-z0-9-]{1,16}$", description="on its tag (QR/NFC) and sheet")
+    name: str = Field(min_length=1, max_length=60)
+    place_path: str | None = Field(None, max_length=32)
+    checklist: list[str] = Field([], max_length=20, description="items answered ok / problem")
+
+
+class RouteIn(Strict):
+    name: str = Field(min_length=1, max_length=60)
+    checkpoints: list[str] = Field(min_length=1, max_length=100, description="checkpoint ids, in order")
+
+
+class PlanIn(Strict):
+    route_id: str = Field(min_length=24, max_length=24)
+    name: str = Field(min_length=1, max_length=60)
+    starts_at: AwareDatetime = Field(description="the first round's start")
+    every_minutes: int = Field(ge=15, le=60 * 24 * 31, description="120: every 2 hours")
+    window_minutes: int = Field(ge=5, le=60 * 24 * 31, description="a round is walked within this")
+    role: Literal[STAFF_ROLES] | None = None
+    staff_id: str | None = Field(None, min_length=24, max_length=24)
+
+
+class Location(Strict):
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    accuracy_m: float | None = Field(None, ge=0)
+
+
+class CheckInIn(Strict):
+    code: str = Field(min_length=1, max_length=16, description="scanned from the tag or typed")
+    device: str = Field(min_length=1, max_length=64, description="this phone's id in the admin view")
+    scanned_at: AwareDatetime = Field(description="when the phone read the tag")
+    location: Location | None = None
+    answers: dict[str, Literal[ANSWERS]] = Field({}, max_length=20)
+    note: str = Field("", max_length=500)
+
+
+class StatsQuery(Strict):
+    days: int = Field(7, ge=1, le=366)
+
+
+class CheckpointsHandler(APIHandler):
+    @api("The community's checkpoints", response=list[dict], permission="patrols.read")
+    async def get(self, community_id):
+        self.write_json([public(d) for d in await self.app.patrols.checkpoints(community_id)])
+
+    @api("Add a checkpoint", body=CheckpointIn, response=dict, status=201,
+         permission="patrols.manage")
+    async def post(self, community_id):
+        self.write_json(public(await self.app.patrols.add_checkpoint(
+            community_id, **self.body.model_dump())))
+
+
+class RoutesHandler(APIHandler):
+    @api("Add a route: checkpoints in order", body=RouteIn, response=dict, status=201,
+         permission="patrols.manage")
+    async def post(self, community_id):
+        self.write_json(public(await self.app.patrols.add_route(community_id,
+                                                                 **self.body.model_dump())))
+
+
+class PlansHandler(APIHandler):
+    @api("The community's patrol plans", response=list[dict], permission="patrols.read")
+    async def get(self, community_id):
+        self.write_json([public(d) for d in await self.app.patrols.plans(community_id)])
+
+    @api("Put a route on a schedule for a role or a person", body=PlanIn, response=dict,
+         status=201, permission="patrols.manage")
+    async def post(self, community_id):
+        self.write_json(public(await self.app.patrols.add_plan(community_id,
+                                                                **self.body.model_dump())))
+
+
+class CheckInHandler(APIHandler):
+    @api("Check in at the next checkpoint of the open round (409 wrong_order / outside_window)",
+         body=CheckInIn, response=dict, status=201, permission="patrols.check_in")
+    async def post(self, community_id, plan_id):
+        doc = await self.app.patrols.check_in(self.principal, community_id, plan_id,
+                                              **self.body.model_dump())
+        self.write_json(public(doc))
+
+
+class RoundsHandler(APIHandler):
+    @api("A plan's rounds, newest first", response=list[dict], permission="patrols.read")
+    async def get(self, community_id, plan_id):
+        self.write_json([public(d) for d in await self.app.patrols.rounds(community_id, plan_id)])
+
+
+class StatsHandler(APIHandler):
+    @api("A plan's completion over the last days", query=StatsQuery, response=dict,
+         permission="patrols.read")
+    async def get(self, community_id, plan_id):
+        since = self.app.clock.now() - timedelta(days=self.query.days)
+        self.write_json(await self.app.patrols.stats(community_id, plan_id, since))
+
+
+routes = [
+    ("/api/communities/{community_id}/patrol-checkpoints", CheckpointsHandler),
+    ("/api/communities/{community_id}/patrol-routes", RoutesHandler),
+    ("/api/communities/{community_id}/patrol-plans", PlansHandler),
+    ("/api/communities/{community_id}/patrol-plans/{plan_id}/check-ins", CheckInHandler),
+    ("/api/communities/{community_id}/patrol-plans/{plan_id}/rounds", RoundsHandler),
+    ("/api/communities/{community_id}/patrol-plans/{plan_id}/stats", StatsHandler),
+]

@@ -1,0 +1,259 @@
+"""Guard patrols (巡更): checkpoints, routes, plans on a schedule, rounds checked in on site.
+
+A checkpoint is a place with a tag (QR or NFC) carrying its `code`; a route is an
+ordered list of checkpoints; a plan puts a route on a schedule — a round every
+`every_minutes` from `starts_at`, to be walked within `window_minutes` — for a role
+or a person. Rounds are records of ROUND_WORKFLOW (models/workflow.py):
+
+    open ─check_in→ open … ─finish (the last checkpoint)→ completed
+      └──────────────miss (the window closed first)────→ missed
+
+A check-in names the checkpoint's code and is refused unless it is the next one of
+the route (order), inside the round's window (timing), from someone the plan
+assigns, sent at once (`scanned_at` within CLOCK_SKEW of the server's clock: a
+queued or replayed scan is refused). The tag's code alone is no proof, so each
+check-in records who (the signed-in account), the device and, when the phone gives
+it, the location. `sweep(now)` marks rounds whose window closed as missed and raises
+`patrol.missed` on the staff feed (the guard console and Today show feed alarms).
+"""
+
+import logging
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from models.access import Principal, permitted
+from models.common import object_id
+from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.workflow import SAME, Effect, Effects, Step, Workflow, action, created
+
+log = logging.getLogger("xiaoqu.patrols")
+
+INDEXES = {
+    "checkpoints": [IndexModel([("community_id", ASCENDING), ("code", ASCENDING)], unique=True)],
+    "patrol_routes": [IndexModel([("community_id", ASCENDING)])],
+    "patrol_plans": [IndexModel([("community_id", ASCENDING)])],
+    "patrol_rounds": [IndexModel([("plan_id", ASCENDING), ("starts_at", DESCENDING)]),
+                      IndexModel([("state", ASCENDING), ("ends_at", ASCENDING)])],
+}
+
+CLOCK_SKEW = timedelta(minutes=2)
+ANSWERS = ("ok", "problem")
+SCHEDULER = Principal("system", "patrols")
+
+
+def patrol_roles(principal: Principal, round_doc: dict) -> set[str]:
+    if principal == SCHEDULER:
+        return {"scheduler"}
+    assigned = round_doc["assignee"]
+    if not principal.is_staff:
+        return set()
+    roles = principal.roles.get(str(round_doc["community_id"]), frozenset())
+    mine = assigned.get("staff_id") == principal.id or assigned.get("role") in roles
+    return {"patroller"} if mine and permitted(principal, str(round_doc["community_id"]),
+                                               "patrols.check_in") else set()
+
+
+def _visit(step: Step) -> None:
+    visit = step.fields["visit"]
+    step.sets["visits"] = [*step.doc["visits"], visit]
+    step.history.update(checkpoint=visit["checkpoint_id"], device=visit["device"])
+
+
+def _feed_missed(step: Step, round_doc: dict) -> dict | None:
+    if step.action.name != "miss":
+        return None
+    return {"community_id": str(round_doc["community_id"]), "kind": "patrol.missed",
+            "round": {"id": str(round_doc["_id"]), "plan_id": str(round_doc["plan_id"]),
+                      "starts_at": round_doc["starts_at"].isoformat(),
+                      "done": len(round_doc["visits"]), "of": len(round_doc["checkpoints"])}}
+
+
+ROUND_WORKFLOW = Workflow("round", (
+    action("check_in", {"open"}, SAME, {"patroller"}, "checked in", apply=_visit),
+    action("finish", {"open"}, "completed", {"patroller"}, "finished", apply=_visit,
+           stamp="completed_at"),
+    action("miss", {"open"}, "missed", {"scheduler"}, "missed", stamp="missed_at"),
+), patrol_roles, every=(Effect("patrol.feed", _feed_missed),))
+
+
+def public(doc: dict) -> dict:
+    """Any patrol record as the API shows it (its ObjectIds become strings when written)."""
+    return {"id": str(doc["_id"]), **{k: v for k, v in doc.items() if k != "_id"}}
+
+
+class PatrolManager:
+    def __init__(self, db, clock, *, places, notifier, effects: Effects):
+        self.db = db
+        self.clock = clock
+        self.places = places
+        self.notifier = notifier
+        self.effects = effects
+        effects.register("patrol.feed", self._feed)
+
+    async def _feed(self, key: str, payload: dict) -> None:
+        await self.notifier.community_event(payload["community_id"], payload["kind"],
+                                            round=payload["round"], permission="patrols.read")
+
+    # -- set-up (patrols.manage) -------------------------------------------------
+
+    async def add_checkpoint(self, community_id: str, *, code: str, name: str,
+                             place_path: str | None, checklist: list[str]) -> dict:
+        if place_path and await self.places.place_by_path(community_id, place_path) is None:
+            raise Invalid("no such place", fields={"place_path": f"no place {place_path!r}"})
+        doc = {"community_id": ObjectId(community_id), "code": code, "name": name,
+               "place_path": place_path, "checklist": checklist, "created_at": self.clock.now()}
+        try:
+            await self.db.checkpoints.insert_one(doc)
+        except DuplicateKeyError:
+            raise Invalid("that code is taken here", fields={"code": "already a checkpoint"}) from None
+        return doc
+
+    async def add_route(self, community_id: str, *, name: str, checkpoints: list[str]) -> dict:
+        ids = [object_id(c, "checkpoint") for c in checkpoints]
+        found = await self.db.checkpoints.count_documents(
+            {"community_id": ObjectId(community_id), "_id": {"$in": ids}})
+        if found != len(set(ids)) or len(set(ids)) != len(ids):
+            raise Invalid("each checkpoint once, of this community",
+                          fields={"checkpoints": "unknown or repeated checkpoint"})
+        doc = {"community_id": ObjectId(community_id), "name": name, "checkpoints": ids,
+               "created_at": self.clock.now()}
+        await self.db.patrol_routes.insert_one(doc)
+        return doc
+
+    async def add_plan(self, community_id: str, *, route_id: str, name: str, starts_at: datetime,
+                       every_minutes: int, window_minutes: int, role: str | None,
+                       staff_id: str | None) -> dict:
+        route = await self.db.patrol_routes.find_one(
+            {"_id": object_id(route_id, "route"), "community_id": ObjectId(community_id)})
+        if route is None:
+            raise Invalid("no such route", fields={"route_id": "unknown route"})
+        if window_minutes > every_minutes:
+            raise Invalid("a round ends before the next starts",
+                          fields={"window_minutes": f"at most every_minutes ({every_minutes})"})
+        if (role is None) == (staff_id is None):
+            raise Invalid("assign a role or a person", fields={"role": "role or staff_id, one"})
+        doc = {"community_id": ObjectId(community_id), "route_id": route["_id"], "name": name,
+               "starts_at": starts_at, "every_minutes": every_minutes,
+               "window_minutes": window_minutes, "assignee": {"role": role, "staff_id": staff_id},
+               "created_at": self.clock.now()}
+        await self.db.patrol_plans.insert_one(doc)
+        return doc
+
+    async def plans(self, community_id: str) -> list[dict]:
+        return await self.db.patrol_plans.find({"community_id": ObjectId(community_id)}).to_list(200)
+
+    async def checkpoints(self, community_id: str) -> list[dict]:
+        return await self.db.checkpoints.find({"community_id": ObjectId(community_id)}).sort(
+            "code", ASCENDING).to_list(1000)
+
+    # -- rounds -------------------------------------------------------------------
+
+    async def _plan(self, community_id: str, plan_id: str) -> dict:
+        plan = await self.db.patrol_plans.find_one(
+            {"_id": object_id(plan_id, "plan"), "community_id": ObjectId(community_id)})
+        if plan is None:
+            raise NotFound("plan not found")
+        return plan
+
+    async def current_round(self, plan: dict, now: datetime) -> dict | None:
+        """The round whose window holds `now` (made on first use: its id is plan + start)."""
+        if now < plan["starts_at"]:
+            return None
+        every = timedelta(minutes=plan["every_minutes"])
+        start = plan["starts_at"] + every * ((now - plan["starts_at"]) // every)
+        end = start + timedelta(minutes=plan["window_minutes"])
+        if now >= end:
+            return None
+        return await self._round(plan, start, end)
+
+    async def _round(self, plan: dict, start: datetime, end: datetime) -> dict:
+        route = await self.db.patrol_routes.find_one({"_id": plan["route_id"]})
+        key = f"{plan['_id']}:{int(start.timestamp())}"
+        doc = {"_id": key, "community_id": plan["community_id"], "plan_id": plan["_id"],
+               "starts_at": start, "ends_at": end, "checkpoints": route["checkpoints"],
+               "assignee": plan["assignee"], "visits": [], "state": "open", "version": 1,
+               "history": [created(SCHEDULER, self.clock.now(), "open")]}
+        try:
+            await self.db.patrol_rounds.insert_one(doc)
+        except DuplicateKeyError:
+            doc = await self.db.patrol_rounds.find_one({"_id": key})
+        return doc
+
+    async def check_in(self, principal: Principal, community_id: str, plan_id: str, *, code: str,
+                       device: str, scanned_at: datetime, location: dict | None,
+                       answers: dict[str, str], note: str) -> dict:
+        now = self.clock.now()
+        if abs(now - scanned_at) > CLOCK_SKEW:
+            raise Invalid("the scan is not from now: scan the tag again",
+                          fields={"scanned_at": f"within {int(CLOCK_SKEW.total_seconds())} s of the server"})
+        plan = await self._plan(community_id, plan_id)
+        round_doc = await self.current_round(plan, now)
+        if round_doc is None:
+            raise Conflict("no round of this plan is open now", code="outside_window")
+        if not patrol_roles(principal, round_doc):
+            raise Forbidden("this plan is assigned to someone else")
+        checkpoint = await self.db.checkpoints.find_one({"community_id": ObjectId(community_id),
+                                                         "code": code})
+        if checkpoint is None:
+            raise Invalid("no such checkpoint", fields={"code": "unknown checkpoint code"})
+        done = len(round_doc["visits"])
+        expected = round_doc["checkpoints"][done] if done < len(round_doc["checkpoints"]) else None
+        if checkpoint["_id"] != expected:
+            raise Conflict("not the next checkpoint of the route", code="wrong_order",
+                           extra={"expected": str(expected) if expected else None})
+        unknown = set(answers) - set(checkpoint["checklist"])
+        if unknown or set(answers.values()) - set(ANSWERS):
+            raise Invalid("answer the checkpoint's checklist with ok or problem",
+                          fields={"answers": f"items: {', '.join(checkpoint['checklist'])}"})
+        visit = {"checkpoint_id": checkpoint["_id"], "by": principal.id, "device": device,
+                 "at": now, "scanned_at": scanned_at, "location": location, "answers": answers,
+                 "note": note, "problem": "problem" in answers.values()}
+        last = done + 1 == len(round_doc["checkpoints"])
+        updated, effects = await ROUND_WORKFLOW.run(self.db.patrol_rounds, principal, round_doc,
+                                                    "finish" if last else "check_in",
+                                                    {"visit": visit}, now, context=self)
+        await self.effects.emit(effects)
+        return updated
+
+    async def sweep(self, now: datetime) -> int:
+        """Mark the rounds whose window closed as missed; make the rounds nobody started so
+        they are missed too (a plan's rounds since its last known one)."""
+        for plan in await self.db.patrol_plans.find({}).to_list(None):
+            last = await self.db.patrol_rounds.find_one({"plan_id": plan["_id"]},
+                                                        sort=[("starts_at", DESCENDING)])
+            every = timedelta(minutes=plan["every_minutes"])
+            start = last["starts_at"] + every if last else plan["starts_at"]
+            while start + timedelta(minutes=plan["window_minutes"]) <= now:
+                await self._round(plan, start, start + timedelta(minutes=plan["window_minutes"]))
+                start += every
+        missed = 0
+        for doc in await self.db.patrol_rounds.find({"state": "open", "ends_at": {"$lte": now}}).to_list(500):
+            try:
+                _, effects = await ROUND_WORKFLOW.run(self.db.patrol_rounds, SCHEDULER, doc, "miss",
+                                                      {}, now, context=self)
+            except Conflict:  # checked in meanwhile: the next sweep sees it
+                continue
+            await self.effects.emit(effects)
+            missed += 1
+        return missed
+
+    async def rounds(self, community_id: str, plan_id: str, limit: int = 50) -> list[dict]:
+        plan = await self._plan(community_id, plan_id)
+        return await self.db.patrol_rounds.find({"plan_id": plan["_id"]}).sort(
+            "starts_at", DESCENDING).limit(limit).to_list(None)
+
+    async def stats(self, community_id: str, plan_id: str, since: datetime) -> dict:
+        """Completion and on-time figures of a plan's rounds that ended since `since`."""
+        plan = await self._plan(community_id, plan_id)
+        docs = await self.db.patrol_rounds.find(
+            {"plan_id": plan["_id"], "ends_at": {"$gte": since, "$lte": self.clock.now()}},
+            {"state": 1, "visits": 1}).to_list(None)
+        completed = sum(d["state"] == "completed" for d in docs)
+        problems = sum(v["problem"] for d in docs for v in d["visits"])
+        return {"rounds": len(docs), "completed": completed,
+                "missed": sum(d["state"] == "missed" for d in docs),
+                "completion_rate": round(completed / len(docs), 4) if docs else None,
+                "problems_found": problems}

@@ -1,0 +1,129 @@
+"""Patrols over HTTP with the injectable clock: order and timing windows, who may check in, a
+scan that is not from now, missed rounds raised on the feed, the plan's figures."""
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+import pytest_asyncio
+
+from models.common import ManualClock
+from tests.builders import make_community
+
+pytestmark = pytest.mark.asyncio
+
+START = datetime.combine(datetime.now(UTC).date(), time(0, 0), UTC)
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.model_copy(update={"access_token_seconds": 86400})
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(START)
+
+
+class Patrol:
+    def __init__(self, app, http, c):
+        self.app, self.http, self.c = app, http, c
+        self.base = f"/api/communities/{c.id}"
+
+    async def post(self, who, path, body):
+        return await self.http.post(self.base + path, body, token=self.c.tokens[who])
+
+    async def check_in(self, plan_id, code, who="security", **over):
+        body = {"code": code, "device": f"{who}-phone", "scanned_at": self.app.clock.now().isoformat(),
+                **over}
+        return await self.post(who, f"/patrol-plans/{plan_id}/check-ins", body)
+
+
+@pytest_asyncio.fixture
+async def p(app, api_client):
+    c = await make_community(app, "pt")
+    patrol = Patrol(app, api_client, c)
+    ids = []
+    for code, name in (("A1", "北门"), ("A2", "地库"), ("A3", "东侧围墙")):
+        reply = await patrol.post("security_lead", "/patrol-checkpoints",
+                                  {"code": code, "name": name, "checklist": ["lights", "locks"]})
+        assert reply.status == 201, reply.body
+        ids.append(reply.body["id"])
+    route = await patrol.post("manager", "/patrol-routes", {"name": "夜间巡更", "checkpoints": ids})
+    plan = await patrol.post("manager", "/patrol-plans", {
+        "route_id": route.body["id"], "name": "每 2 小时", "starts_at": START.isoformat(),
+        "every_minutes": 120, "window_minutes": 60, "role": "security"})
+    assert plan.status == 201, plan.body
+    patrol.plan = plan.body["id"]
+    return patrol
+
+
+async def test_a_round_is_walked_in_order_within_its_window(app, p, clock):
+    first = await p.check_in(p.plan, "A1", location={"latitude": 31.2, "longitude": 121.5})
+    assert first.status == 201, first.body
+    assert (first.body["state"], len(first.body["visits"])) == ("open", 1)
+    visit = first.body["visits"][0]
+    assert (visit["by"], visit["device"], visit["location"]["latitude"]) == \
+        (p.c.staff["security"], "security-phone", 31.2)
+    skipped = await p.check_in(p.plan, "A3")
+    assert skipped.status == 409 and skipped.error["code"] == "wrong_order"
+    again = await p.check_in(p.plan, "A1")
+    assert again.status == 409 and again.error["code"] == "wrong_order"
+    clock.advance(20 * 60)
+    assert (await p.check_in(p.plan, "A2", answers={"lights": "problem"}, note="灯坏")).status == 201
+    last = await p.check_in(p.plan, "A3", answers={"lights": "ok", "locks": "ok"})
+    assert last.body["state"] == "completed" and last.body["completed_at"]
+    assert (await p.check_in(p.plan, "A1")).error["code"] == "wrong_order"  # round done
+
+    clock.advance(50 * 60)  # 01:10: between rounds
+    late = await p.check_in(p.plan, "A1")
+    assert late.status == 409 and late.error["code"] == "outside_window"
+
+
+async def test_a_stale_or_foreign_scan_is_refused(p, clock):
+    stale = await p.check_in(p.plan, "A1", scanned_at=(clock.now() - timedelta(minutes=10)).isoformat())
+    assert stale.status == 400 and "scanned_at" in stale.error["fields"]
+    assert (await p.check_in(p.plan, "ZZ")).error["fields"] == {"code": "unknown checkpoint code"}
+    assert (await p.check_in(p.plan, "A1", who="maintenance")).status == 403  # plan is the guards'
+    assert (await p.check_in(p.plan, "A1", who="customer_service")).status == 403
+    bad = await p.check_in(p.plan, "A1", answers={"paint": "ok"})
+    assert bad.status == 400 and "answers" in bad.error["fields"]
+    assert (await p.post("security", "/patrol-checkpoints",
+                         {"code": "B1", "name": "x"})).status == 403  # guards do not set up
+
+
+async def test_a_missed_round_is_raised_on_the_feed_and_counted(app, p, clock):
+    assert (await p.check_in(p.plan, "A1")).status == 201
+    clock.advance(60 * 60)  # 01:00: the first round's window closed at two of three
+    assert await app.patrols.sweep(clock.now()) == 1
+    clock.advance(90 * 60)  # 02:30: the round of 02:00 is open, nobody walked it yet
+    assert await app.patrols.sweep(clock.now()) == 0
+    clock.advance(30 * 60)  # 03:00: its window closed, that one is missed too
+    assert await app.patrols.sweep(clock.now()) == 1
+    assert await app.patrols.sweep(clock.now()) == 0  # told once
+    events = [e for e in await app.notifier.feed_since(p.c.id, "0-0") if e["type"] == "patrol.missed"]
+    assert [(e["round"]["done"], e["round"]["of"]) for e in events] == [(1, 3), (0, 3)]
+    assert events[0]["permission"] == "patrols.read"
+    rounds = (await p.http.get(f"{p.base}/patrol-plans/{p.plan}/rounds",
+                               token=p.c.tokens["manager"])).body
+    assert [r["state"] for r in rounds] == ["missed", "missed"]
+    stats = (await p.http.get(f"{p.base}/patrol-plans/{p.plan}/stats?days=1",
+                              token=p.c.tokens["manager"])).body
+    assert (stats["rounds"], stats["completed"], stats["missed"], stats["completion_rate"]) == \
+        (2, 0, 2, 0.0)
+
+
+async def test_plans_check_their_route_and_assignee(p):
+    bad = await p.post("manager", "/patrol-routes", {"name": "x", "checkpoints": ["0" * 24]})
+    assert bad.status == 400 and bad.error["fields"] == {"checkpoints": "unknown or repeated checkpoint"}
+    plans = (await p.http.get(f"{p.base}/patrol-plans", token=p.c.tokens["security"])).body
+    route_id = plans[0]["route_id"]
+    wide = await p.post("manager", "/patrol-plans", {
+        "route_id": route_id, "name": "x", "starts_at": START.isoformat(), "every_minutes": 60,
+        "window_minutes": 90, "role": "security"})
+    assert wide.status == 400 and "window_minutes" in wide.error["fields"]
+    nobody = await p.post("manager", "/patrol-plans", {
+        "route_id": route_id, "name": "x", "starts_at": START.isoformat(), "every_minutes": 60,
+        "window_minutes": 30})
+    assert nobody.status == 400 and "role" in nobody.error["fields"]
+    taken = await p.post("manager", "/patrol-checkpoints", {"code": "A1", "name": "again"})
+    assert taken.status == 400 and taken.error["fields"] == {"code": "already a checkpoint"}
