@@ -10,6 +10,7 @@ from bson import ObjectId
 from models.common import ManualClock
 from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
+from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
 
@@ -17,11 +18,6 @@ pytestmark = pytest.mark.asyncio
 START = datetime.combine(datetime.now(UTC).date(), time(2, 0), UTC)
 WORKERS = [{"name": "张师傅", "id_last4": "123X", "phone": "13800000001"},
            {"name": "李师傅", "id_last4": "4567", "phone": "13800000002"}]
-
-
-@pytest.fixture
-def settings(settings):
-    return settings.model_copy(update={"access_token_seconds": 86400})
 
 
 @pytest.fixture

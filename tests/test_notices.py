@@ -12,6 +12,7 @@ from models.common import ManualClock
 from models.notices import NOTICE_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
 from tests.test_photos import image_bytes, multipart, phone_photo
+from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,12 +57,6 @@ class Site:
                                     token=self.token("manager"))
         assert reply.status == 200, reply.body
         return reply.body
-
-
-@pytest.fixture
-def settings(settings):
-    """Tokens that outlive the hours these tests move the clock."""
-    return settings.model_copy(update={"access_token_seconds": 86400})
 
 
 @pytest.fixture

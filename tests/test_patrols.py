@@ -8,15 +8,11 @@ import pytest_asyncio
 
 from models.common import ManualClock
 from tests.builders import make_community
+from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
 
 START = datetime.combine(datetime.now(UTC).date(), time(0, 0), UTC)
-
-
-@pytest.fixture
-def settings(settings):
-    return settings.model_copy(update={"access_token_seconds": 86400})
 
 
 @pytest.fixture
