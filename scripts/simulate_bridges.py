@@ -6,13 +6,16 @@
 `--creds` reads a JSON list of {"bridge_id", "secret"}; `--provision CODE`
 (re-)provisions the bridges of community CODE's gates through the app's own
 stores (MONGODB_URI / REDIS_URL settings) and runs one per gate, up to
-`--count`. Used by the demo, tests and benchmarks (`run_bridges`).
+`--count`. `--events N --rate R`: each bridge records N door events, R a second
+(the fault drills count them in the store afterwards). Used by the demo, tests,
+benchmarks and drills (`run_bridges`).
 """
 
 import argparse
 import asyncio
 import contextlib
 import json
+import random
 import subprocess
 import tempfile
 import time
@@ -39,12 +42,22 @@ def make_bridge(bridge_id: str, secret: str, host: str, port: int, data_dir: Pat
                   {name: SimulatedContact() for name in INPUTS}, clock)
 
 
-async def run_bridges(creds: list[dict], host: str, port: int, data_dir: Path, **options) -> None:
-    """Run simulated bridges until cancelled."""
+async def record_events(bridge: Bridge, count: int, rate: float) -> None:
+    """`count` door events, `rate` a second (each bridge starting at a random phase)."""
+    await asyncio.sleep(random.uniform(0, 1 / rate))
+    for n in range(count):
+        bridge.record("door_opened" if n % 2 == 0 else "door_closed", n=n)
+        await asyncio.sleep(1 / rate)
+
+
+async def run_bridges(creds: list[dict], host: str, port: int, data_dir: Path, events: int = 0,
+                      rate: float = 1.0, **options) -> None:
+    """Run simulated bridges until cancelled; each records `events` door events at `rate`/s."""
     bridges = [make_bridge(c["bridge_id"], c["secret"], host, port, data_dir, **options)
                for c in creds]
     try:
-        await asyncio.gather(*(b.run() for b in bridges))
+        await asyncio.gather(*(b.run() for b in bridges),
+                             *(record_events(b, events, rate) for b in bridges if events))
     finally:
         for bridge in bridges:
             bridge.store.close()
@@ -84,7 +97,8 @@ async def main_async(args) -> None:
         creds = json.loads(Path(args.creds).read_text())[: args.count]
     print(f"simulating {len(creds)} bridges against {args.host}:{args.port}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bridges-") as tmp:
-        await run_bridges(creds, args.host, args.port, Path(args.data_dir or tmp))
+        await run_bridges(creds, args.host, args.port, Path(args.data_dir or tmp),
+                          events=args.events, rate=args.rate)
 
 
 def main() -> None:
@@ -97,6 +111,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7000)
     parser.add_argument("--data-dir", help="where the bridges keep their SQLite files")
+    parser.add_argument("--events", type=int, default=0, help="door events each bridge records")
+    parser.add_argument("--rate", type=float, default=1.0, help="events a second per bridge")
     args = parser.parse_args()
     logs.configure()
     with contextlib.suppress(KeyboardInterrupt):

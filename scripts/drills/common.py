@@ -24,12 +24,14 @@ is set by `--short`, the seconds-long version the test suite runs.
 import argparse
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -290,15 +292,18 @@ class Drill:
         return await self.start(server)
 
     async def simulated_bridges(self, creds: list[dict], gate_port: int, host: str = "127.0.0.1",
-                                name: str = "bridges") -> Process:
-        """scripts.simulate_bridges for these credentials, as one process."""
+                                name: str = "bridges", events: int = 0,
+                                rate: float = 1.0) -> Process:
+        """scripts.simulate_bridges for these credentials, as one process; each bridge records
+        `events` door events at `rate` a second (their SQLite files: `bridge_stores`)."""
         creds_file = self.dir / f"{name}.json"
         creds_file.write_text(json.dumps(creds))
         data = self.dir / name
         data.mkdir(exist_ok=True)
         return await self.start(Process(self, name, python_module(
             "scripts.simulate_bridges", "--creds", str(creds_file), "--count", str(len(creds)),
-            "--host", host, "--port", str(gate_port), "--data-dir", str(data)),
+            "--host", host, "--port", str(gate_port), "--data-dir", str(data),
+            "--events", str(events), "--rate", str(rate)),
             ready="simulating"))
 
     async def nginx(self, upstreams: list[int]) -> Process:
@@ -325,6 +330,60 @@ class Drill:
                           ready_check=lambda p: wait_for_port(gates, p.proc))
         process.gate_port, process.base = gates, f"https://127.0.0.1:{https}"
         return await self.start(process)
+
+    def bridge_stores(self, creds: list[dict], name: str = "bridges") -> dict[str, Path]:
+        """The SQLite file of each simulated bridge of `simulated_bridges(..., name)`."""
+        return {c["bridge_id"]: self.dir / name / f"{c['bridge_id']}.sqlite" for c in creds}
+
+    @staticmethod
+    def bridge_buffers(stores: dict[str, Path]) -> dict[str, tuple[int, int, int]]:
+        """Each bridge's (last seq issued, last seq acknowledged, events buffered), read from
+        its SQLite file (a reader beside the running bridge)."""
+        found = {}
+        for bridge_id, path in stores.items():
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+                issued = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'"
+                                    ).fetchone()
+                acked = db.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()
+                buffered = db.execute("SELECT count(*) FROM events").fetchone()[0]
+            found[bridge_id] = (issued[0] if issued else 0, json.loads(acked[0]) if acked else 0,
+                                buffered)
+        return found
+
+    def acked_events(self, stores: dict[str, Path]) -> int:
+        """Events the bridges were told are stored (the sum of their last acks)."""
+        return sum(acked for _, acked, _ in self.bridge_buffers(stores).values())
+
+    async def streaming(self, gates: int, events: int, rate: float):
+        """Stores, a server, `gates` gates whose simulated bridges each record `events` events
+        at `rate` a second: (mongo, server, site, the bridges' SQLite files), once all online."""
+        mongo, redis = await self.mongo(), await self.redis()
+        server = await self.server(mongo, redis)
+        site = await self.seed(gates=gates)
+        await self.simulated_bridges(site.creds, server.gate_port, events=events, rate=rate)
+        self.check(f"{gates} gates online", await self.gates_online(server.base, site, timeout=60))
+        return mongo, server, site, self.bridge_stores(site.creds)
+
+    async def check_events(self, what: str, stores: dict[str, Path]) -> bool:
+        """Events counted by what the stores hold: for every bridge, each seq it ever issued
+        (its SQLite file) stored once in MongoDB, nothing left in its buffer."""
+        buffers = self.bridge_buffers(stores)
+        issued = {b: last for b, (last, _, _) in buffers.items()}
+        buffered = sum(n for _, _, n in buffers.values())
+        async with self.app() as app:
+            docs = await app.db.gate_events.find(
+                {"bridge": {"$in": list(stores)}, "seq": {"$ne": None}},
+                {"bridge": 1, "seq": 1}).to_list(None)
+        stored: dict[str, list[int]] = {b: [] for b in stores}
+        for doc in docs:
+            stored[doc["bridge"]].append(doc["seq"])
+        lost = sum(len(set(range(1, issued[b] + 1)) - set(seqs)) for b, seqs in stored.items())
+        doubled = sum(len(seqs) - len(set(seqs)) for seqs in stored.values())
+        foreign = sum(len(set(seqs) - set(range(1, issued[b] + 1))) for b, seqs in stored.items())
+        return self.check(what, lost == doubled == foreign == buffered == 0,
+                          f"{sum(issued.values())} events from {len(stores)} bridges: "
+                          f"{lost} lost, {doubled} doubled, {foreign} unknown, "
+                          f"{buffered} still buffered")
 
     async def bridge(self, creds: dict, gate_port: int, host: str = "127.0.0.1",
                      name: str | None = None, **settings) -> Process:
@@ -416,11 +475,14 @@ class Drill:
         return body
 
     async def until(self, predicate, timeout: float, every: float = 0.1) -> bool:
-        """Poll the async `predicate()` until it holds (True) or `timeout` passes (False)."""
+        """Poll `predicate()` (async or not) until it holds (True) or `timeout` passes (False)."""
         deadline = time.monotonic() + timeout
         while True:
             with contextlib.suppress(DrillError):
-                if await predicate():
+                held = predicate()
+                if inspect.isawaitable(held):
+                    held = await held
+                if held:
                     return True
             if time.monotonic() > deadline:
                 return False
