@@ -455,7 +455,11 @@ class Bridge:
                 if not future.done():
                     future.set_result(True)
             forced = now > self.released_until and self.mode != "open"
-            self.record("door_forced" if forced else "door_opened")
+            # Stored once the opens waiting on the door have sent their `opened` (queued
+            # first): the event's synced write is not on the remote open's answer, which
+            # says the sensor saw the door open, not that the event is stored.
+            asyncio.get_running_loop().call_soon(self.record,
+                                                 "door_forced" if forced else "door_opened")
             if self.mode != "open":
                 self.held_timer = asyncio.get_running_loop().call_later(
                     self.config.held_open_after, self.record, "door_held")

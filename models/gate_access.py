@@ -378,28 +378,31 @@ class GateAccess:
         if levels is not None and not any(a["level"] in p.FINAL_LEVELS for a in levels):
             return False
         try:
-            await self._write_outcome(record, levels)
+            # The line is the outcome, durable before the answer; the audit record follows
+            # from the outbox effect, off the answer's path.
+            await self._write_line(record, levels)
         except pymongo.errors.PyMongoError:
             log.warning("gate access: outcome of %s left to the outbox", record["_id"],
                         exc_info=True)
             await self.outbox.update(key, {"known": True, "levels": levels})
             return False
-        # The intent is done; were marking it lost, it would only write the same outcome again.
-        self.outbox.done(key)
+        self.outbox.done_after(key, self.commands.finished(record, levels, outcome(levels)[2]))
         return True
 
     async def _write_outcome(self, record: dict, levels: list[dict] | None) -> None:
+        """The audit record and the line (one per command, however often its outcome is
+        told) in one round trip."""
+        await asyncio.gather(self.commands.finished(record, levels, outcome(levels)[2]),
+                             self._write_line(record, levels))
+
+    async def _write_line(self, record: dict, levels: list[dict] | None) -> None:
         allow, reason, level = outcome(levels)
         kind, _, subject = record["by"].partition(":")
         gate = {"community_id": record["community_id"], "_id": record["gate_id"]}
-        # The audit record and the line (one per command, however often its outcome is
-        # told) in one round trip.
-        await asyncio.gather(
-            self.commands.finished(record, levels, level),
-            self._log(gate, "in", allow, reason, "remote", at=record["issued_at"],
-                      kind=kind, subject=subject, by=record["by"], _id=line_id(record["_id"]),
-                      command_id=record["_id"], open_reason=record["reason"],
-                      trace_id=record.get("trace_id"), **({"level": level} if level else {})))
+        await self._log(gate, "in", allow, reason, "remote", at=record["issued_at"],
+                        kind=kind, subject=subject, by=record["by"], _id=line_id(record["_id"]),
+                        command_id=record["_id"], open_reason=record["reason"],
+                        trace_id=record.get("trace_id"), **({"level": level} if level else {}))
 
     async def _command_effect(self, key: str, payload: dict) -> None:
         """The outbox effect of a remote open: its outcome written, learnt from the bridge if

@@ -108,13 +108,15 @@ class Outbox:
             self.spawn(key)
         return True
 
-    def done(self, key: str) -> None:
-        """Mark an effect done without running it (its caller did what it does), in the
-        background: were the mark lost, the effect would run again, harmlessly."""
-        self._track(asyncio.create_task(self._mark_done(key)))
+    def done_after(self, key: str, step) -> None:
+        """In the background: await `step` (what the effect does, done by its caller), then
+        mark the effect done. Should either fail, the effect stays pending and runs again
+        (harmlessly: effects are idempotent)."""
+        self._track(asyncio.create_task(self._done_after(key, step)))
 
-    async def _mark_done(self, key: str) -> None:
+    async def _done_after(self, key: str, step) -> None:
         try:
+            await step
             await self.db.outbox.update_one(
                 {"_id": key, "state": "pending"},
                 {"$set": {"state": "done", "done_at": self.clock.now(), "claimed_until": None}})

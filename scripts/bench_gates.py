@@ -244,8 +244,8 @@ async def app_benchmarks(settings, scans: int, delta_bridges: int) -> dict:
     community = await app.places.create_community("Bench", "bench")
     cid = str(community["_id"])
     gate = await app.places.create_gate(cid, "main", "main", "pedestrian", [""])
-    staff = await app.staff.create("bench-admin", "bench password 1", "bench", {cid: ["admin"]})
-    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin"})})
+    staff = await app.staff.create("bench-admin", "bench password 1", "bench", {cid: ["admin", "security"]})
+    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin", "security"})})
     token = (await app.auth.start_session(str(staff["_id"]), "staff"))["access_token"]
     creds = await app.bridges.provision(cid, str(gate["_id"]), "bench")
     gate = await app.places.gate(cid, str(gate["_id"]))
@@ -338,8 +338,8 @@ async def _used_delta(app, hub, bridges: int, rounds: int = 20) -> dict:
     from models.access import Principal
     community = await app.places.create_community("Delta", "delta")
     cid = str(community["_id"])
-    staff = await app.staff.create("delta-admin", "bench password 1", "delta", {cid: ["admin"]})
-    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin"})})
+    staff = await app.staff.create("delta-admin", "bench password 1", "delta", {cid: ["admin", "security"]})
+    principal = Principal("staff", str(staff["_id"]), {cid: frozenset({"admin", "security"})})
     creds = []
     for i in range(bridges):
         gate = await app.places.create_gate(cid, f"d{i}", f"door {i}", "pedestrian", [""])

@@ -201,6 +201,7 @@ async def test_staff_remote_open_reaches_all_three_levels(app, hub, api_client, 
         assert reply.status == 200, reply.body
         assert reply.body["levels"] == ["received", "actuated", "opened"]
         assert reply.body["level"] == "opened" and sim.relay.pulses == 1
+        await app.outbox.settled()  # the audit record follows the answer
         audit = await app.db.gate_commands.find_one({"_id": reply.body["command_id"]})
         assert audit["reason"] == "courier at the gate"
         assert audit["by"] == f"staff:{c.staff['security']}"
@@ -530,6 +531,7 @@ async def test_a_redelivered_open_answered_as_a_repeat_is_logged_as_the_opening_
     assert (line["command_id"], line["result"], line["reason"], line["level"]) == (
         command["id"], "allow", "ok", "opened")
     # The outcome told again (a second answer, a retried audit) is still one line.
+    await app.outbox.settled()
     record = await app.db.gate_commands.find_one({"_id": command["id"]})
     await app.gate_access.record_outcome(command_key(command["id"]), record,
                                          [{"level": p.OPENED, "duplicate": True}])

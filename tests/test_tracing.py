@@ -51,6 +51,7 @@ async def test_a_traceparent_reaches_the_bridge_through_another_process_and_the_
     assert outcome["trace_id"] == trace_id and outcome["level"] == "opened"
     [line] = (await app.access_log.query(c.id, gate_id=c.gates["main"]))["items"]
     assert (line["command_id"], line["trace_id"]) == (command["id"], trace_id)
+    await app.outbox.settled()  # the audit record follows the answer
     audit = await app.db.gate_commands.find_one({"_id": command["id"]})
     assert audit["trace_id"] == trace_id
 
