@@ -440,6 +440,11 @@ async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offlin
         # The first config push carries the community's list.
         await sim.bridge.wait(lambda: sim.bridge._rules().get("staff_roles") == [
             "maintenance", "security"])
+        reply = await api_client.patch(f"/api/communities/{c.id}", {"settings": {
+            "staff_gate_roles": ["maintenance", "manager", "security"]}}, token=c.tokens["admin"])
+        assert reply.status == 200
+        await sim.bridge.wait(lambda: sim.bridge._rules()["staff_roles"] == [  # pushed at once
+            "maintenance", "manager", "security"])
         await patch_gate(api_client, c, "main", {"staff_roles": ["security"]})
         await sim.bridge.wait(lambda: sim.bridge._rules()["staff_roles"] == ["security"])
         fixer = (await code_for(api_client, c, c.tokens["maintenance"]))["token"]
