@@ -172,7 +172,8 @@ class APIHandler(tornado.web.RequestHandler):
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None) or ApiSpec("")
         self.limit_body(spec.max_body)
-        if self.needs_stores and (store := self.app.stores.down()):
+        if self.needs_stores and self.app.stores.down() and (
+                store := await self.app.stores.recheck()):
             # Known down (server/stores.py, StoreHealth): say so now, not after the
             # driver's timeouts.
             raise Unavailable(f"{store} is not answering", code="store_unavailable",

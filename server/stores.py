@@ -102,6 +102,7 @@ PROBE_TIMEOUT = 2.0  # a store that does not answer a ping within this is down
 PROBE_EVERY = 1.0  # seconds between probes while every store answers
 RETRY_EVERY = 0.2  # while one is down: it is seen back within this
 FAIL_FAST_SECONDS = 0.5  # the bound on a 503 once a store is known down (docs, tests)
+RECHECK_SECONDS = 0.2  # a request finding the breaker open waits this long for a fresh probe
 
 
 class StoreHealth:
@@ -111,7 +112,9 @@ class StoreHealth:
     open took 7 s and a resident's code 16 s to fail in an outage. The probe runs every
     PROBE_EVERY seconds, every RETRY_EVERY after a failure, and at once when a request meets
     a store error (`suspect`). Two failures in a row open the breaker (one slow answer on a
-    loaded host does not); the first probe that answers closes it."""
+    loaded host does not); the first probe that answers closes it. A request finding it open
+    waits up to RECHECK_SECONDS for one more (shared) probe: a store just back is used at
+    once, one still down is answered 503 within the bound."""
 
     def __init__(self, db, redis):
         self.probes = {"mongodb": lambda: db.command("ping"), "redis": redis.ping}
@@ -120,14 +123,34 @@ class StoreHealth:
         self.probed = 0  # probes run: tests wait on it rather than on time
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._probing: asyncio.Task | None = None
 
     def down(self) -> str | None:
         """The first store known down, or None."""
         return next((name for name, state in self.status.items() if state != "ok"), None)
 
+    async def recheck(self, within: float = RECHECK_SECONDS) -> str | None:
+        """The store known down after one more probe, waited for at most `within` seconds: a
+        store just back serves the request that finds the breaker open, instead of a 503 until
+        the next scheduled probe."""
+        if self.down() is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._probe_once()), within)
+        return self.down()
+
+    def _probe_once(self) -> asyncio.Task:
+        """The probe in flight, shared by everyone asking meanwhile."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.ensure_future(self._probe())
+        return self._probing
+
     async def probe(self) -> dict[str, str]:
         """Ask every store now: {store: "ok" | "down: <error>"} as answered (the breaker opens
         on the second failure in a row)."""
+        return await asyncio.shield(self._probe_once())
+
+    async def _probe(self) -> dict[str, str]:
         results = await asyncio.gather(*(_answer(check()) for check in self.probes.values()))
         answers = dict(zip(self.probes, results, strict=True))
         self.status = {name: "ok" if state == "ok" or self.last[name] == "ok" else state
@@ -147,10 +170,11 @@ class StoreHealth:
             self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for task in (self._task, self._probing):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._probing = None
 
     async def _run(self) -> None:
         while True:
