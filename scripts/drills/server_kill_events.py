@@ -9,7 +9,8 @@ from scripts.drills.common import Drill, main
 
 
 async def drill(d: Drill) -> None:
-    gates, events, rate, kills = (12, 40, 10.0, 1) if d.short else (120, 150, 2.0, 3)
+    # 60 events/s in all: within what the embedded store takes (store_outage says why).
+    gates, events, rate, kills = (12, 40, 10.0, 1) if d.short else (120, 60, 0.5, 3)
     _, server, site, stores = await d.streaming(gates, events, rate)
     total = gates * events
     for round_ in range(1, kills + 1):

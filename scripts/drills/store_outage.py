@@ -13,7 +13,9 @@ from scripts.drills.common import Drill, main
 
 
 async def drill(d: Drill) -> None:
-    gates, events, rate, down = (5, 80, 10.0, 3.0) if d.short else (50, 300, 5.0, 20.0)
+    # Below what the embedded store takes (~70 events/s on a loaded 2-core machine): the
+    # drain time then measures the outage, not a store that could not keep up anyway.
+    gates, events, rate, down = (5, 80, 10.0, 3.0) if d.short else (50, 100, 1.0, 20.0)
     mongo, server, site, stores = await d.streaming(gates, events, rate)
     total = gates * events
     d.check("events are being stored", await d.until(
@@ -34,7 +36,7 @@ async def drill(d: Drill) -> None:
     def drained() -> bool:
         now = d.bridge_buffers(stores)
         return all(now[b][1] >= issued for b, (issued, _, _) in at_restart.items())
-    ok = await d.until(drained, 120)
+    ok = await d.until(drained, 300)
     seconds = time.monotonic() - back
     d.check("the events buffered during the outage are stored", ok,
             f"{buffered} drained {seconds:.1f} s after the store came back")
