@@ -8,6 +8,8 @@ import pytest
 
 from models.common import ManualClock
 from models.outbox import FIRST_BACKOFF, backoff
+from server.embedded import RestartableMongo
+from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
 
@@ -76,3 +78,31 @@ async def test_the_worker_runs_what_was_left(app):
     finally:
         await app.outbox_worker.stop()
     assert done.runs == [("k1", {})]
+
+
+class TestStoreDownAfterTheChange:
+    """The change saved, then the store dies before its effect is stored: `add` does not fail
+    the change, keeps the effect, and it runs once the store is back — once."""
+
+    @pytest.fixture
+    def mongo_store(self, tmp_path):
+        store = RestartableMongo(tmp_path / "mongo.sqlite3")
+        store.start()
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def mongo_url(self, mongo_store):
+        return mongo_store.url
+
+    async def test_an_effect_kept_through_an_outage_runs_once_after_it(self, app, mongo_store):
+        done = Recorder()
+        app.outbox.handle("test.effect", done)
+        mongo_store.kill()
+        assert await app.outbox.add("k1", "test.effect", {"n": 1}) is False  # kept, not raised
+        assert [doc["_id"] for doc in app.outbox.unsaved] == ["k1"]
+        mongo_store.start()  # same port, same data
+        await until(lambda: not app.outbox.unsaved, 30)
+        await app.outbox.settled()
+        assert done.runs == [("k1", {"n": 1})]
+        assert await app.outbox.drain() == 0 and await app.outbox.pending() == 0
