@@ -11,7 +11,7 @@ from scripts.drills.common import Drill, main
 
 
 async def drill(d: Drill) -> None:
-    scans = 300 if d.short else 3000
+    scans = 210 if d.short else 3000  # two frames (200 a frame): a kill between them
     mongo, redis = await d.mongo(), await d.redis()
     server = await d.server(mongo, redis)
     site = await d.seed(gates=1)

@@ -15,7 +15,7 @@ from scripts.drills.common import Drill, main
 async def drill(d: Drill) -> None:
     # Below what the embedded store takes (~70 events/s on a loaded 2-core machine): the
     # drain time then measures the outage, not a store that could not keep up anyway.
-    gates, events, rate, down = (5, 80, 10.0, 3.0) if d.short else (50, 100, 1.0, 20.0)
+    gates, events, rate, down = (4, 50, 10.0, 2.0) if d.short else (50, 100, 1.0, 20.0)
     mongo, server, site, stores = await d.streaming(gates, events, rate)
     total = gates * events
     d.check("events are being stored", await d.until(
