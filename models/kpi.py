@@ -26,6 +26,7 @@ from bson import ObjectId
 from models.errors import Invalid
 from models.places import community_zone
 from models.sla import PRIORITIES
+from models.patrols import completion as patrol_completion
 from models.surveys import latest_satisfaction
 
 PERIODS = ("day", "week", "month")
@@ -164,6 +165,8 @@ class KpiManager:
             "urges": {"total": totals["urges"], "tickets": totals["urged_tickets"]},
             # the latest satisfaction survey opened before the period's end (models/surveys.py)
             "survey_satisfaction": await latest_satisfaction(self.db, community_id, end),
+            # patrol rounds whose window closed in the period (models/patrols.py)
+            "patrol_completion": await patrol_completion(self.db, community_id, start, end),
             "counts": {k: totals[k] for k in ("resolved", "followed_up", "rated", "satisfied",
                                            "reworked", "closed", "cancelled", "breached")},
         }

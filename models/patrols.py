@@ -257,3 +257,16 @@ class PatrolManager:
                 "missed": sum(d["state"] == "missed" for d in docs),
                 "completion_rate": round(completed / len(docs), 4) if docs else None,
                 "problems_found": problems}
+
+
+async def completion(db, community_id: str, start: datetime, end: datetime) -> dict:
+    """Rounds of every plan whose window closed in [start, end): completed / all (the KPI
+    page's patrol figure, target 100 %: the plans promise every round)."""
+    docs = await db.patrol_rounds.find(
+        {"community_id": ObjectId(community_id), "ends_at": {"$gte": start, "$lt": end},
+         "state": {"$in": ["completed", "missed"]}}, {"state": 1}).to_list(None)
+    completed = sum(d["state"] == "completed" for d in docs)
+    value = round(completed / len(docs), 4) if docs else None
+    return {"value": value, "target": 1.0, "comparison": ">=",
+            "meets": None if value is None else value >= 1.0, "completed": completed,
+            "rounds": len(docs)}

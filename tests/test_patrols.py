@@ -106,6 +106,9 @@ async def test_a_missed_round_is_raised_on_the_feed_and_counted(app, p, clock):
                               token=p.c.tokens["manager"])).body
     assert (stats["rounds"], stats["completed"], stats["missed"], stats["completion_rate"]) == \
         (2, 0, 2, 0.0)
+    kpi = (await p.http.get(f"{p.base}/kpi?period=day&day={START.date().isoformat()}",
+                            token=p.c.tokens["manager"])).body["patrol_completion"]
+    assert (kpi["rounds"], kpi["completed"], kpi["value"], kpi["meets"]) == (2, 0, 0.0, False)
 
 
 async def test_plans_check_their_route_and_assignee(p):
