@@ -56,7 +56,7 @@ test: balancers chromium promtool $(STAMP) $(ADMIN_BUILT)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP) $(ADMIN_BUILT)
-	for b in passes gates import admin metrics; do $(VENV)/bin/python -m scripts.bench_$$b || exit 1; done
+	for b in passes gates import admin metrics processes; do $(VENV)/bin/python -m scripts.bench_$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) var admin/node_modules admin/dist test-artifacts

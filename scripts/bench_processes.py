@@ -13,6 +13,7 @@ Opens alternate same / cross, one at a time, at random gates, in one run.
 
 import argparse
 import asyncio
+import collections
 import json
 import random
 import sys
@@ -38,13 +39,21 @@ async def bridges(creds_file: str, port: int) -> None:
                 for level in (p.RECEIVED, p.ACTUATED, p.OPENED):
                     held[index].send(p.message(p.ACK, id=msg["id"], level=level))
         return on_frame
-    for start in range(0, len(creds), 250):
-        chunk = creds[start:start + 250]
-        # Many loopback source addresses: one has only ~28k ephemeral ports.
-        held += await asyncio.gather(*(connect_client(
-            port, c["bridge_id"], p.derive_key(c["secret"]), acknowledge(start + i),
-            source=f"127.0.{1 + (start + i) // 20000}.{1 + ((start + i) // 250) % 250}")
-            for i, c in enumerate(chunk)))
+
+    async def connect(index: int, cred: dict):
+        # A loaded hub misses its 5 s handshake deadline now and then: dial again.
+        for _ in range(5):
+            try:
+                return await asyncio.wait_for(connect_client(
+                    port, cred["bridge_id"], p.derive_key(cred["secret"]), acknowledge(index),
+                    # many loopback source addresses: one has only ~28k ephemeral ports
+                    source=f"127.0.{1 + index // 20000}.{1 + (index // 250) % 250}"), 15)
+            except (TimeoutError, OSError):
+                continue
+        raise RuntimeError(f"{cred['bridge_id']} could not connect")
+    for start in range(0, len(creds), 25):
+        held += await asyncio.gather(*(connect(start + i, c)
+                                       for i, c in enumerate(creds[start:start + 25])))
     print("READY", len(held), flush=True)
     while True:
         await asyncio.sleep(HEARTBEAT)
@@ -58,22 +67,24 @@ async def measure(d: Drill, count: int, opens: int) -> dict:
     started = time.monotonic()
     site = await d.seed(gates=count)
     d.say(f"seeded {count} gates and bridges in {time.monotonic() - started:.0f} s")
-    holder = {}
+    holder, clients = {}, []
+    started = time.monotonic()
     for i, server in enumerate(servers):
         group = site.creds[i::PROCESSES]
         path = d.dir / f"bridges{i}.json"
         path.write_text(json.dumps(group))
-        process = Process(d, f"bridges{i}", [sys.executable, "-m", "scripts.bench_processes",
-                                              "--serve-bridges", str(path), "--port",
-                                              str(server.gate_port)], ready="READY")
-        await d.start(process)
+        clients.append(await d.start(Process(
+            d, f"bridges{i}", [sys.executable, "-m", "scripts.bench_processes",
+                               "--serve-bridges", str(path), "--port", str(server.gate_port)])))
         holder.update({c["bridge_id"]: i for c in group})
-    ok = await d.gates_online(servers[0].base, site, timeout=300)
-    d.say(f"{count} bridges connected across {PROCESSES} processes (all online: {ok})")
+    for process in clients:  # each hub looks every bridge's key up as it authenticates
+        await process.wait_output("READY", timeout=60 + count / 10)
+    d.say(f"{count} bridges connected across {PROCESSES} processes in "
+          f"{time.monotonic() - started:.0f} s")
 
     rng = random.Random(7)
     timings = {"same": [], "cross": []}
-    failures = 0
+    failures = collections.Counter()
     for n in range(2 * opens):
         gate = rng.choice(site.gates)
         own = holder[gate["bridge_id"]]
@@ -87,7 +98,8 @@ async def measure(d: Drill, count: int, opens: int) -> dict:
         if status == 200 and body["level"] == "opened":
             timings[kind].append(elapsed)
         else:
-            failures += 1
+            failures[f"{kind} {status} "
+                     f"{(body or {}).get('level') or ((body or {}).get('error') or {}).get('code')}"] += 1
     return {kind: {"n": len(v), "p50": percentile(v, 0.5), "p99": percentile(v, 0.99)}
             for kind, v in timings.items()} | {"failures": failures}
 
@@ -117,7 +129,7 @@ def main() -> None:
           f"bridge's own process p50 {same['p50']:.1f} ms, p99 {same['p99']:.1f} ms "
           f"({same['n']}); on another process p50 {cross['p50']:.1f} ms, p99 "
           f"{cross['p99']:.1f} ms ({cross['n']}) -> p99 {cross['p99'] / same['p99']:.2f}x "
-          f"(goal <= 2x); {r['failures']} failed")
+          f"(goal <= 2x); failed: {dict(r['failures']) or 0}")
 
 
 if __name__ == "__main__":

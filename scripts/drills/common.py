@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import inspect
+import itertools
 import json
 import os
 import secrets
@@ -281,15 +282,24 @@ class Drill:
 
     async def server(self, mongo: Store, redis: Store, name: str = "server",
                      args: tuple[str, ...] = (), **env: str) -> Server:
-        """`python -m server` on the given stores, on free HTTP and gate ports."""
-        http_port, gate_port = free_port(), free_port()
+        """`python -m server` on the given stores, on free HTTP and gate ports (others again
+        when a free port was taken before the server bound it)."""
         data = self.dir / name
         data.mkdir(exist_ok=True)
-        server = Server(self, name, python_module("server", *args), ready="xiaoqu is up",
-                        env={**self.server_env(mongo, redis), "HTTP_PORT": str(http_port),
-                             "GATE_PORT": str(gate_port), "XIAOQU_DATA_DIR": str(data), **env})
-        server.http_port, server.gate_port = http_port, gate_port
-        return await self.start(server)
+        for attempt in itertools.count():
+            http_port, gate_port = free_port(), free_port()
+            server = Server(self, name, python_module("server", *args), ready="xiaoqu is up",
+                            env={**self.server_env(mongo, redis), "HTTP_PORT": str(http_port),
+                                 "GATE_PORT": str(gate_port), "XIAOQU_DATA_DIR": str(data),
+                                 **env})
+            server.http_port, server.gate_port = http_port, gate_port
+            try:
+                return await self.start(server)
+            except DrillError:
+                self.processes.remove(server)
+                if attempt == 2 or not any("Address already in use" in line
+                                           for line in server.err):
+                    raise
 
     async def simulated_bridges(self, creds: list[dict], gate_port: int, host: str = "127.0.0.1",
                                 name: str = "bridges", events: int = 0,
