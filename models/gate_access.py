@@ -420,8 +420,11 @@ class GateAccess:
         if self.send is None:
             raise GateTimeout("no gate hub in this process to ask the bridge", code="no_gate_hub")
         levels = await self.send(record["bridge"], {**command, "issued_at": 0.0}, ASK_WAIT, None)
-        if not levels:  # offline or silent: the worker asks again later
-            raise GateTimeout("the bridge did not say what it did", code="no_ack")
+        # Offline or silent: the worker asks again later.
+        if levels is None:
+            raise GateTimeout("the bridge is offline: asked again later", code="gate_offline")
+        if not levels:
+            raise GateTimeout("the bridge did not answer: asked again later", code="no_ack")
         return levels
 
     # -- bridge events -----------------------------------------------------------------------------
