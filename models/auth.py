@@ -4,7 +4,10 @@ Access tokens: short-lived HS256 JWTs, audience per client type ("staff",
 "resident"). Refresh tokens: opaque, stored server-side (only their hash), one
 use each; a refresh token used twice means it was stolen, so the whole family
 (every token descended from that login) is revoked. Logout revokes the family,
-and access tokens of a revoked family stop working at once (Redis denylist).
+and access tokens of a revoked family stop working at once (Redis denylist). MongoDB is
+authoritative (`revoked` on the family's refresh tokens, the staff account's `generation`):
+a Redis that lost them is rebuilt from there before a token is accepted (`revocations:seeded`,
+models/seeding.py), so signed-out and ended sessions stay ended across a Redis restart.
 
 Browser sessions (the staff admin view, docs/admin.md): the refresh token lives in an
 HttpOnly, SameSite=Strict cookie scoped to the session path, so page scripts never see
@@ -18,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import jwt
 from pymongo import ASCENDING, IndexModel, ReturnDocument
@@ -27,6 +30,7 @@ from models.access import Principal
 from models.bindings import links_key, roles_of
 from models.errors import Forbidden, Unauthorized
 from models.key_cache import set_announced
+from models.seeding import Seeded
 from models.people import sessions_key, verify_password
 from models.rate_limits import RateLimits, Window
 
@@ -34,6 +38,7 @@ INDEXES = {
     "refresh_tokens": [
         IndexModel([("family", ASCENDING)]),
         IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0),
+        IndexModel([("issued_at", ASCENDING)]),  # rebuilding the denylist
     ],
 }
 
@@ -42,6 +47,7 @@ AUDIENCES = ("staff", "resident")
 ALGORITHM = "HS256"
 SPRAY_FACTOR = 4  # an address may fail this many times the per-account limit in all
 VERIFIED_TOKENS = 4096  # claims of recently verified access tokens kept per process
+SEEDED = "revocations:seeded"  # present while Redis holds every revocation still in force
 
 
 SESSION_PATH = "/api/auth/session"  # the only path the refresh cookie is sent to
@@ -89,6 +95,7 @@ class AuthManager:
         # Claims of a verified token are kept; expiry and revocation are still checked each time.
         # Failures raise, so they are never cached.
         self._verified_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._decode)
+        self.revocations = Seeded(redis, SEEDED, self._seed_revocations)
 
     # -- logins ---------------------------------------------------------------
 
@@ -188,6 +195,29 @@ class AuthManager:
         await set_announced(self.redis, f"revoked_family:{family}", 1,
                             ex=self.settings.access_token_seconds)
 
+    async def _seed_revocations(self, pipe) -> None:
+        """Deny again every revoked family that may still have a live access token: one is
+        issued with each refresh token (same `issued_at`) and lives ACCESS_TOKEN_SECONDS."""
+        lifetime = timedelta(seconds=self.settings.access_token_seconds)
+        now = self.clock.now()
+        last_issued: dict[str, datetime] = {}
+        recent = {"revoked": True, "issued_at": {"$gt": now - lifetime}}
+        async for doc in self.db.refresh_tokens.find(recent, {"family": 1, "issued_at": 1}):
+            family, issued = doc["family"], doc["issued_at"]
+            last_issued[family] = max(issued, last_issued.get(family, issued))
+        for family, issued in last_issued.items():
+            pipe.set(f"revoked_family:{family}", 1,
+                     ex=max(1, int((issued + lifetime - now).total_seconds()) + 1))
+        await self.staff.seed_generations(pipe)
+
+    async def _revocation_state(self, *keys: str) -> list:
+        """The keys' values with the denylist known to be complete (rebuilt if Redis lost it)."""
+        *values, seeded = await self.keys.mget(*keys, SEEDED)
+        if seeded is None:
+            await self.revocations.seed()
+            values = await self.redis.mget(*keys)  # not this process's copies: they predate it
+        return values
+
     async def principal(self, access_token: str) -> Principal:
         """Verify an access token and build the caller it proves."""
         try:
@@ -198,7 +228,8 @@ class AuthManager:
             raise Unauthorized("access token expired", code="token_expired")
         revoked_key = f"revoked_family:{claims['fam']}"
         if claims["aud"] == "staff":
-            revoked, generation = await self.keys.mget(revoked_key, sessions_key(claims["sub"]))
+            revoked, generation = await self._revocation_state(revoked_key,
+                                                               sessions_key(claims["sub"]))
             if revoked:
                 raise Unauthorized("this login was signed out", code="token_revoked")
             if generation is not None and int(generation) > claims.get("gen", 0):
@@ -208,7 +239,7 @@ class AuthManager:
                              platform_admin=claims.get("plat", False))
         # The revocation flag and the cached room links: on every resident request's path,
         # answered from this process's copies while they are current (models/key_cache.py).
-        revoked, cached = await self.keys.mget(revoked_key, links_key(claims["sub"]))
+        revoked, cached = await self._revocation_state(revoked_key, links_key(claims["sub"]))
         if revoked:
             raise Unauthorized("this login was signed out", code="token_revoked")
         links = await self.bindings.active_links(claims["sub"], cached=cached)

@@ -50,6 +50,7 @@ from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import community_time_zone
+from models.seeding import Seeded
 
 log = logging.getLogger("xiaoqu.passes")
 
@@ -165,7 +166,7 @@ class PassManager:
         self._communities: dict[str, tuple[float, PassSettings]] = {}
         self._use_script = redis.register_script(USE_SCRIPT)
         self._seed_script = redis.register_script(SEED_SCRIPT)
-        self._seed_lock = asyncio.Lock()
+        self.uses = Seeded(redis, SEEDED, self._seed_uses)
 
     # -- settings and keys ----------------------------------------------------------------------
 
@@ -453,7 +454,7 @@ class PassManager:
                 claim.limit if claim else 0, USED_CHANNEL]
         count = await self._use_script(keys=keys, args=args)
         if count == NOT_SEEDED:  # Redis lost its data (restart without persistence, flush)
-            await self._seed_uses()
+            await self.uses.seed()
             count = await self._use_script(keys=keys, args=args)
         if count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload, retry
             await self._load_revocations(community_id)
@@ -462,39 +463,27 @@ class PassManager:
             return REVOKED
         return count
 
-    async def _seeded(self) -> None:
-        """Before reading use counts from Redis: rebuild them if Redis lost them."""
-        if not await self.redis.exists(SEEDED):
-            await self._seed_uses()
-
-    async def _seed_uses(self) -> None:
+    async def _seed_uses(self, pipe) -> None:
         """Put every use still counted back into Redis from the access-log lines that took
-        them. Safe while other processes seed or count too: a count only ever goes up, and
-        no use is counted before SEEDED is set."""
-        async with self._seed_lock:
-            if await self.redis.exists(SEEDED):
-                return  # another task here (or another process) did it meanwhile
-            now = self.clock.time()
-            lines = await self.access_log.uses(now)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for line in lines:
-                    use = line["use"]
-                    await self._seed_script(
-                        keys=[f"uses:{use['claim']}", f"used:{line['community_id']}",
-                              use.get("once") or ""],
-                        args=[use["count"], max(1, int(use["expires"] - now) + 1),
-                              f"{use['claim']}:{use['limit']}", use["expires"]], client=pipe)
-                pipe.set(SEEDED, "1")
-                await pipe.execute()
-            if lines:
-                log.warning("use counts were missing from Redis: %d uses rebuilt from the "
-                            "access log", len(lines))
+        them (models/seeding.py; a count only ever goes up, none is counted before SEEDED)."""
+        now = self.clock.time()
+        lines = await self.access_log.uses(now)
+        for line in lines:
+            use = line["use"]
+            await self._seed_script(
+                keys=[f"uses:{use['claim']}", f"used:{line['community_id']}",
+                      use.get("once") or ""],
+                args=[use["count"], max(1, int(use["expires"] - now) + 1),
+                      f"{use['claim']}:{use['limit']}", use["expires"]], client=pipe)
+        if lines:
+            log.warning("use counts were missing from Redis: %d uses rebuilt from the "
+                        "access log", len(lines))
 
     async def used_nonces(self, community_id: str) -> list[list]:
         """[slot key hex, expires] of every claim slot used and not expired, for bridges."""
         key = f"used:{community_id}"
         now = self.clock.time()
-        await self._seeded()
+        await self.uses.ensure()
         await self.redis.zremrangebyscore(key, "-inf", now)
         members = await self.redis.zrangebyscore(key, now, "+inf", withscores=True)
         counts = await self.redis.mget([f"uses:{m.split(':')[0]}" for m, _ in members]) if members else []
@@ -717,7 +706,7 @@ class PassManager:
 
     async def entries_used(self, doc: dict) -> int:
         """Entries taken (refused attempts beyond the limit also count in Redis: not shown)."""
-        await self._seeded()
+        await self.uses.ensure()
         used = int(await self.redis.get(f"uses:{doc['_id']}") or 0)  # the claim key is the id
         return min(used, doc["max_entries"]) if doc["max_entries"] else used
 

@@ -340,6 +340,13 @@ class StaffManager:
                 raise Conflict("a community needs an admin: make someone else admin first",
                                code="last_admin")
 
+    async def seed_generations(self, pipe) -> None:
+        """Queue the Redis mirror of every changed account's generation (it is durable here,
+        on the account): a Redis that restarted empty still ends the sessions it ended."""
+        async for doc in self.db.staff.find({"generation": {"$gt": 0}}, {"generation": 1}):
+            await self._raise_generation(keys=[sessions_key(str(doc["_id"]))],
+                                         args=[doc["generation"], CHANGED_CHANNEL], client=pipe)
+
     async def _change_access(self, staff_id: ObjectId, condition: dict, update: dict) -> dict:
         doc = await self.db.staff.find_one_and_update(
             {"_id": staff_id, **condition}, {**update, "$inc": {"generation": 1}},

@@ -10,10 +10,11 @@ and was still answered 200 is a missed revocation; the staleness is how long aft
 acknowledgement such answers went on. Three cases, each a few rounds:
 
 1. Redis up: the copies are dropped by the announcement before B answers again (0 misses).
-2. Redis killed -9 and started again (append-only file, as production must run it), the
+2. Redis killed -9 and started again, the
    sign-out made the moment it is back: B's subscription broke with the restart, so B reads
-   Redis itself until it has subscribed again (0 misses); and a sign-out made before the
-   restart still holds after it.
+   Redis itself until it has subscribed again (0 misses); and a sign-out made before a
+   restart that came back empty (no persistence, flushed) still holds after it: the denylist
+   is rebuilt from MongoDB (models/seeding.py).
 3. B's link to Redis goes silent (a proxy that stops forwarding but keeps the connections
    open: a network partition, no reset) and A signs out: B cannot hear the announcement and
    answers from its copies until the subscription counts as broken (STALE_SECONDS) — the
@@ -25,6 +26,7 @@ import contextlib
 import time
 
 import tornado.httpclient
+from redis.asyncio import from_url as redis_client
 
 from models.key_cache import PING_SECONDS, STALE_SECONDS
 from scripts.drills.common import Drill, main
@@ -181,11 +183,16 @@ async def drill(d: Drill) -> None:
         d.check("Redis killed -9 and restarted, sign-out at once: no answer after it",
                 all(n == 0 for n, _ in missed), f"{missed}")
 
-        # Revocations live in Redis alone (an access token is refused until it would expire
-        # anyway): one made before a restart must still hold after it.
+        # A sign-out made before Redis comes back empty (no persistence: the flush empties the
+        # append-only file too) still holds: MongoDB has it, and Redis is rebuilt from there.
         tokens = await login(d, a.base)
         status, _ = await d.call("POST", f"{a.base}/api/auth/logout", tokens["access_token"],
                                  {"refresh_token": tokens["refresh_token"]})
+        client = redis_client(redis.url)
+        try:
+            await client.flushall()
+        finally:
+            await client.aclose()
         await restart_redis()
         watcher = Watcher(d, b.base, tokens["access_token"])
 
@@ -193,7 +200,7 @@ async def drill(d: Drill) -> None:
             return sum(s == 401 for _, s in watcher.seen) >= 3
         refused = await d.until(answered, 30, every=0.05)
         await watcher.stop()
-        d.check("a sign-out made before the restart still holds after it (append-only file)",
+        d.check("a sign-out made before Redis restarted empty still holds after it",
                 status == 204 and refused and not any(s == 200 for _, s in watcher.seen),
                 f"logout {status}; B answered {sorted({s for _, s in watcher.seen})}")
 
