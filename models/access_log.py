@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
-from models.common import insert_new
+from models.common import DUPLICATE_KEY, insert_new
 from models.errors import Invalid
 from models.places import community_zone, place_label
 
@@ -123,15 +123,21 @@ class AccessLog:
             batch, self.waiting = self.waiting, []
             try:
                 await insert_new(self.db.access_log, [doc for doc, _ in batch])
+                failed: dict[int, PyMongoError] = {}
+            except BulkWriteError as exc:  # unordered: the lines not named went in
+                failed = {e["index"]: exc for e in exc.details.get("writeErrors", [])
+                          if e.get("code") != DUPLICATE_KEY}
             except PyMongoError as exc:
-                log.warning("access log: a batch of %d lines was not written", len(batch))
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                failed = dict.fromkeys(range(len(batch)), exc)
+            if failed:
+                log.warning("access log: %d of %d lines not written", len(failed), len(batch))
+            for i, (_, done) in enumerate(batch):
+                if done.done():
+                    continue
+                if i in failed:
+                    done.set_exception(failed[i])
+                else:
+                    done.set_result(None)
 
     async def flush(self) -> None:
         """Wait for the writes in flight (at shutdown: no caller is left waiting)."""

@@ -7,6 +7,8 @@ import contextlib
 from datetime import timedelta
 
 import pytest
+from bson import ObjectId
+from pymongo.errors import PyMongoError
 
 from gate_bridge import protocol as p
 from models.gate_access import scan_line_id
@@ -170,6 +172,23 @@ async def test_a_scan_whose_line_cannot_be_written_is_not_answered(app, hub, pee
     # The use was taken (Redis) and waits for the bridge's offline decision of s1, logged
     # under that scan: it will count as the same use, not as a second one.
     assert await app.redis.get(f"once:{creds['bridge_id']}:scan:s1") == "1"
+
+
+async def test_a_line_the_store_refuses_fails_alone_in_its_group_commit(app):
+    c = await make_community(app, "batch")
+    await app.db.access_log.drop()
+    await app.db.create_collection("access_log", validator={"subject": {"$ne": "refused"}})
+
+    def line(subject: str) -> dict:
+        return {"community_id": ObjectId(c.id), "gate_id": ObjectId(c.gates["main"]),
+                "direction": "in", "at": app.clock.now(), "result": "allow", "reason": "ok",
+                "source": "scanner", "kind": "resident", "pass_id": None, "subject": subject}
+    # Recorded together: one insert for both.
+    results = await asyncio.gather(app.access_log.record(line("fine")),
+                                   app.access_log.record(line("refused")),
+                                   return_exceptions=True)
+    assert results[0] is None and isinstance(results[1], PyMongoError), results
+    assert [e["subject"] for e in await lines(app, c)] == ["fine"]
 
 
 # -- §1.3 and §1.8: Redis down, Redis restarted without its data ------------------------------------
