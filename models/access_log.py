@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import ASCENDING, DESCENDING, IndexModel
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError
 
 from models.common import DUPLICATE_KEY, insert_new
 from models.errors import Invalid
@@ -123,11 +123,11 @@ class AccessLog:
             batch, self.waiting = self.waiting, []
             try:
                 await insert_new(self.db.access_log, [doc for doc, _ in batch])
-                failed: dict[int, PyMongoError] = {}
+                failed: dict[int, Exception] = {}
             except BulkWriteError as exc:  # unordered: the lines not named went in
                 failed = {e["index"]: exc for e in exc.details.get("writeErrors", [])
                           if e.get("code") != DUPLICATE_KEY}
-            except PyMongoError as exc:
+            except Exception as exc:  # whatever it is, the waiting callers must hear of it
                 failed = dict.fromkeys(range(len(batch)), exc)
             if failed:
                 log.warning("access log: %d of %d lines not written", len(failed), len(batch))
