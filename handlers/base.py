@@ -42,6 +42,17 @@ STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: 
                 429: "rate_limited", 503: "unavailable"}
 
 
+class PathOnlyErrors:
+    """For handlers that are not APIHandlers: Tornado's own error lines name the whole URI,
+    whose query may carry a token (`?token=`); these name the handler and path only, and an
+    HTTP error is an answer, already in the access-log line."""
+
+    def log_exception(self, typ, value, tb) -> None:
+        if not isinstance(value, tornado.web.HTTPError):
+            log.error("unhandled error in %s %s", type(self).__name__, self.request.path,
+                      exc_info=(typ, value, tb))
+
+
 @dataclass(frozen=True)
 class ApiSpec:
     summary: str
@@ -117,6 +128,15 @@ class APIHandler(tornado.web.RequestHandler):
     principal: Principal | None = None
     body: Any = None
     query: Any = None
+    secret_params: tuple[str, ...] = ()  # path parameters that are bearer secrets: never logged
+
+    def logged_path(self) -> str:
+        """The path for the access-log line, its secret parameters elided."""
+        path = self.request.path
+        for name in self.secret_params:
+            if value := self.path_kwargs.get(name):
+                path = path.replace(value, "…")
+        return path
     _chunks: list[bytes]
     needs_stores = True  # False: answers while a store is down (health, metrics, static files)
 

@@ -21,7 +21,7 @@ import uuid
 import tornado.ioloop
 import tornado.websocket
 
-from handlers.base import api, to_json
+from handlers.base import PathOnlyErrors, api, to_json
 from models.access import authorize, permitted
 from models.errors import DomainError, Forbidden, Invalid
 from models.notifications import device_channel, feed_channel, stream_id_key
@@ -35,7 +35,7 @@ UNAUTHENTICATED = 4401
 INTERRUPTED = 1012  # "service restart": reconnect (with last_id) and carry on
 
 
-class FeedHandler(tornado.websocket.WebSocketHandler):
+class FeedHandler(PathOnlyErrors, tornado.websocket.WebSocketHandler):
     principal = None
     live = False
     counted = False  # in the feed-clients gauge

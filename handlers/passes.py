@@ -378,6 +378,7 @@ class PassConfigHandler(APIHandler):
 
 
 class SharePageHandler(APIHandler):
+    secret_params = ("share_id",)  # whoever holds the link shows the visitor's codes
     @api("The visitor's pass page (share link; mobile; Chinese and English)", response=str,
          public=True, content_type="text/html")
     async def get(self, share_id):
@@ -406,6 +407,7 @@ class SharePageHandler(APIHandler):
 
 
 class ShareCodeHandler(APIHandler):
+    secret_params = ("share_id",)
     @api("The code to show on the pass page now (refreshed per code lifetime)",
          response=ShareCode, public=True)
     async def get(self, share_id):

@@ -222,10 +222,11 @@ class XiaoquApp(tornado.web.Application):
             return  # like Tornado's own access log: no line built that nobody writes
         principal = getattr(handler, "principal", None)
         # The path only: a query may carry a token (?token= for /docs, the live feed).
-        access_log.info("%s %s %d", handler.request.method, handler.request.path, status, extra={
+        path = handler.logged_path() if hasattr(handler, "logged_path") else handler.request.path
+        access_log.info("%s %s %d", handler.request.method, path, status, extra={
             "request_id": getattr(handler, "request_id", None),
             "trace_id": getattr(handler, "trace_id", None),
-            "method": handler.request.method, "path": handler.request.path, "status": status,
+            "method": handler.request.method, "path": path, "status": status,
             "ms": round(seconds * 1000, 2), "handler": name,
             "ip": getattr(handler, "client_ip", handler.request.remote_ip),
             "user": principal and f"{principal.kind}:{principal.id}",

@@ -3,6 +3,7 @@ while passwords, tokens, pass codes, a bridge secret and the operators' token ar
 right and wrong."""
 
 import secrets
+from datetime import timedelta
 
 import pytest
 from pydantic import SecretStr
@@ -22,7 +23,8 @@ def settings(settings):
     return settings.model_copy(update={"ops_token": SecretStr(OPS_TOKEN)})
 
 
-async def test_no_secret_or_code_is_logged(app, hub, api_client, base_url, tmp_path, logged):
+async def test_no_secret_or_code_is_logged(app, hub, api_client, base_url, tmp_path, logged,
+                                          monkeypatch):
     c = await make_community(app, "sec")
     _, resident = await make_resident(app, c, "zhao")
     used: list[str] = [STAFF_PASSWORD, OPS_TOKEN, resident, c.tokens["security"]]
@@ -86,6 +88,26 @@ async def test_no_secret_or_code_is_logged(app, hub, api_client, base_url, tmp_p
     ws.close()
     await api_client.get(f"/api/communities/{c.id}/feed?token={c.tokens['manager']}")
     used.append(c.tokens["manager"])
+
+    # A visitor's share link (its id lets anyone show the visitor's codes), page and code.
+    now = app.clock.now()
+    invite = (await api_client.post(f"/api/communities/{c.id}/invitations", {
+        "name": "Wang", "phone": "13800000000", "purpose": "dinner",
+        "valid_from": now.isoformat(), "valid_to": (now + timedelta(hours=2)).isoformat(),
+        "max_entries": 1}, token=resident)).body
+    share = invite["share_url"].rsplit("/p/", 1)[1]
+    assert (await api_client.get(f"/p/{share}")).status == 200
+    assert (await api_client.get(f"/p/{share}/code")).status == 200
+    used.append(share)
+
+    # The feed failing inside (a fault in its sign-in): the error is logged, its token is not.
+    def broken(token):
+        raise RuntimeError("the sign-in broke")
+    monkeypatch.setattr(app.auth, "principal", broken)
+    with pytest.raises(HTTPClientError):
+        await websocket_connect(f"{url}?token={c.tokens['customer_service']}&device=e")
+    used.append(c.tokens["customer_service"])
+    assert "the sign-in broke" in logged.text
 
     text = logged.text
     assert "xiaoqu.access" in text and "gate_bridge" in text  # the capture saw the traffic
