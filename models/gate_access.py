@@ -366,7 +366,7 @@ class GateAccess:
         metrics.COMMANDS.labels(level).inc()
         metrics.COMMAND_SECONDS.labels(level).observe(seconds)
         log.info("gate access: open %s ended %s", command_id, level,
-                 extra={"command_id": command_id, "level": level, "ms": round(seconds * 1000)})
+                 extra={"command_id": command_id, "reached": level, "ms": round(seconds * 1000)})
 
     async def record_outcome(self, key: str, record: dict, levels: list[dict] | None) -> bool:
         """Write a command's outcome now; True when written. On a store error it goes into its
