@@ -5,6 +5,7 @@ import io
 import json
 import logging
 import os
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -54,7 +55,11 @@ def test_auto_is_text_on_a_terminal_with_fields_after_the_message(root):
         except RuntimeError:
             logging.getLogger("gate_bridge").exception("scan failed")
         terminal.flush()
-        written = os.read(main, 65536).decode()
+        written = ""
+        # The pty hands the bytes over asynchronously: read until the last line is there.
+        while not written.endswith("RuntimeError: boom\r\n"):
+            assert select.select([main], [], [], 5)[0], f"the terminal got only {written!r}"
+            written += os.read(main, 65536).decode()
     os.close(main)
     lines = written.splitlines()
     assert lines[0].endswith("WARNING gate_bridge session ended  bridge=br-1")
