@@ -27,6 +27,7 @@ from gate_bridge import logs
 from models.access import Principal, authorize, must_confirm_community
 from models.errors import (DomainError, Forbidden, Invalid, RateLimited, TooLarge, Unauthorized,
                            Unavailable)
+from models.messages import Text, negotiate, say, say_fields, validation_hint
 from server import tracing
 
 log = logging.getLogger("xiaoqu.api")
@@ -188,7 +189,8 @@ class APIHandler(tornado.web.RequestHandler):
         self.begin_request()
         self._chunks = []
         if self.request.method not in self.allowed_methods():
-            raise tornado.web.HTTPError(405, f"{self.request.method} is not allowed here")
+            raise tornado.web.HTTPError(405, Text("{method} is not allowed here",
+                                                  method=self.request.method))
         method = getattr(self, self.request.method.lower(), None)
         spec = getattr(method, "api", None) or ApiSpec("")
         self.limit_body(spec.max_body)
@@ -206,7 +208,7 @@ class APIHandler(tornado.web.RequestHandler):
             raise Unauthorized("sign in first: missing bearer token")
         self.principal = await self.app.auth.principal(token.strip())
         if spec.audience and self.principal.kind != spec.audience:
-            raise Forbidden(f"only for {spec.audience}")
+            raise Forbidden(Text("only for {audience}", audience=spec.audience))
         if spec.permission:
             community_id = self.path_kwargs.get("community_id")
             authorize(self.principal, community_id, spec.permission)
@@ -216,8 +218,9 @@ class APIHandler(tornado.web.RequestHandler):
     def limit_body(self, limit: int) -> None:
         declared = self.request.headers.get("Content-Length", "0")
         if not declared.isdigit() or int(declared) > limit:
-            raise TooLarge(f"request body is larger than {limit} bytes",
-                           fields={"body": f"at most {limit} bytes"}, extra={"limit": limit})
+            raise TooLarge(Text("request body is larger than {limit} bytes", limit=limit),
+                           fields={"body": Text("at most {limit} bytes", limit=limit)},
+                           extra={"limit": limit})
         self.request.connection.set_max_body_size(limit)  # also bounds a chunked body
 
     def data_received(self, chunk: bytes) -> None:
@@ -232,7 +235,8 @@ class APIHandler(tornado.web.RequestHandler):
                 self.request.headers.get("Content-Type", ""), self.request.body,
                 self.request.body_arguments, self.request.files, self.request.headers)
         except tornado.httputil.HTTPInputError as exc:
-            raise Invalid(f"request body is not a valid form: {exc}", code="bad_form") from None
+            raise Invalid(Text("request body is not a valid form: {problem}", problem=str(exc)),
+                          code="bad_form") from None
 
     def query_values(self) -> dict[str, str]:
         values = {}
@@ -255,7 +259,8 @@ class APIHandler(tornado.web.RequestHandler):
         try:
             return json.loads(self.request.body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise Invalid(f"request body is not valid JSON: {exc}", code="bad_json") from None
+            raise Invalid(Text("request body is not valid JSON: {problem}", problem=str(exc)),
+                          code="bad_json") from None
         except RecursionError:
             raise Invalid("request body is nested too deeply", code="bad_json") from None
 
@@ -264,10 +269,13 @@ class APIHandler(tornado.web.RequestHandler):
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            fields = {".".join(str(p) for p in err["loc"]) or "body":
-                      "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            fields = {".".join(str(p) for p in err["loc"]) or "body": validation_hint(err)
                       for err in exc.errors()}
-            raise Invalid("invalid " + ", ".join(fields), fields=fields) from None
+            raise Invalid(Text("invalid {fields}", fields=", ".join(fields)), fields=fields) from None
+
+    def lang(self, chosen: str | None = None) -> str:
+        """The language to answer people in: `chosen`, else Accept-Language, else Chinese."""
+        return negotiate(self.request.headers.get("Accept-Language", ""), chosen)
 
     def write_json(self, value: Any) -> None:
         self.finish(to_json(value))
@@ -290,6 +298,7 @@ class APIHandler(tornado.web.RequestHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
+        # Only the words follow the caller's language (models/messages.py); codes never do.
         error: dict[str, Any] = {"code": STATUS_CODES.get(status_code, "internal_error"),
                                  "message": self._reason}
         if isinstance(exc, DomainError):
@@ -301,11 +310,16 @@ class APIHandler(tornado.web.RequestHandler):
             if isinstance(exc, RateLimited):
                 self.set_header("Retry-After", str(exc.retry_after))
         elif store := _store_down(exc):
-            error.update(code="store_unavailable", message=f"{store} is not answering", store=store)
+            error.update(code="store_unavailable", store=store,
+                         message=Text("{store} is not answering", store=store))
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             error["message"] = exc.log_message
         elif status_code >= 500:
             error["message"] = "internal error; quote the request id when reporting it"
+        lang = self.lang()
+        error["message"] = say(error["message"], lang)
+        if "fields" in error:
+            error["fields"] = say_fields(error["fields"], lang)
         if status_code == 405:
             self.set_header("Allow", ", ".join(self.allowed_methods()))
         error["request_id"] = getattr(self, "request_id", None)

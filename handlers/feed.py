@@ -24,6 +24,7 @@ import tornado.websocket
 from handlers.base import PathOnlyErrors, api, to_json
 from models.access import authorize, permitted
 from models.errors import DomainError, Forbidden, Invalid
+from models.messages import negotiate, say
 from models.notifications import device_channel, feed_channel, stream_id_key
 from server import metrics
 
@@ -62,7 +63,8 @@ class FeedHandler(PathOnlyErrors, tornado.websocket.WebSocketHandler):
         except DomainError as exc:
             self.set_status(exc.status)
             self.set_header("Content-Type", "application/json; charset=UTF-8")
-            self.finish(to_json({"error": {"code": exc.code, "message": exc.message}}))
+            lang = negotiate(self.request.headers.get("Accept-Language", ""))
+            self.finish(to_json({"error": {"code": exc.code, "message": say(exc.message, lang)}}))
             return
         await super().get(community_id=community_id)
 

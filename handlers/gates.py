@@ -8,7 +8,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
 from models.access import STAFF_ROLES
 from handlers.base import APIHandler, Strict, api
-from models.access_log import LANGS, WORDS
+from models.access_log import WORDS
+from models.messages import LANGS
 from models.bridges import announce_config
 from models.errors import Unavailable
 from models.gate_alarms import ALARM_KINDS, ALARM_STATES, public_alarm
@@ -267,17 +268,6 @@ def _query_args(q: AccessLogQuery) -> dict:
             "until": q.until}
 
 
-def _lang(handler: APIHandler, chosen: str | None) -> str:
-    """The `lang` asked for, else the browser's first language we speak, else Chinese."""
-    if chosen:
-        return chosen
-    for part in handler.request.headers.get("Accept-Language", "").split(","):
-        primary = part.split(";")[0].strip().lower()[:2]
-        if primary in LANGS:
-            return primary
-    return LANGS[0]
-
-
 class AccessLogHandler(APIHandler):
     @api("Access log: who passed (or was refused) at which gate; newest first, cursor paginated. "
          "Lines come with gate_name, person, room (1栋2单元1201室), by_name, at_local (the "
@@ -286,7 +276,7 @@ class AccessLogHandler(APIHandler):
     async def get(self, community_id):
         q = self.query
         self.write_json(await self.app.access_log_reader.page(
-            community_id, _lang(self, q.lang), **_query_args(q), cursor=q.cursor, limit=q.limit))
+            community_id, self.lang(q.lang), **_query_args(q), cursor=q.cursor, limit=q.limit))
 
 
 class AccessLogExportHandler(APIHandler):
@@ -296,7 +286,7 @@ class AccessLogExportHandler(APIHandler):
     async def get(self, community_id):
         q = self.query
         body = await self.app.access_log_reader.export(
-            community_id, q.format, _lang(self, q.lang), max_rows=EXPORT_MAX_ROWS, **_query_args(q))
+            community_id, q.format, self.lang(q.lang), max_rows=EXPORT_MAX_ROWS, **_query_args(q))
         stamp = self.app.clock.now().strftime("%Y%m%d-%H%M%S")
         self.set_header("Content-Type", EXPORT_TYPES[q.format])
         self.set_header("Content-Disposition", f'attachment; filename="access-log-{stamp}.{q.format}"')
@@ -312,7 +302,7 @@ class AccessLogWordsHandler(APIHandler):
          "for filter choices", query=LangQuery, response=dict[str, dict[str, str]],
          permission="access_log.read")
     async def get(self, community_id):
-        self.write_json(WORDS[_lang(self, self.query.lang)])
+        self.write_json(WORDS[self.lang(self.query.lang)])
 
 
 class AlarmsHandler(APIHandler):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from handlers.base import APIHandler, Strict, api
 from models.errors import Invalid
 from models.importer import FORMATS, MAX_FILE_BYTES, XLSX_MIME
+from models.messages import Text, say
 
 Format = Literal[FORMATS]
 # Content-Type / file extension -> format hint; anything else is recognised by its content.
@@ -80,7 +81,7 @@ class ImportsHandler(APIHandler):
         tornado.httputil.parse_body_arguments(content_type, self.request.body, {}, files)
         uploads = [f for parts in files.values() for f in parts]
         if len(uploads) != 1:
-            raise Invalid("send exactly one file", fields={"file": f"got {len(uploads)} files"})
+            raise Invalid("send exactly one file", fields={"file": Text("got {count} files", count=len(uploads))})
         extension = uploads[0].filename.rsplit(".", 1)[-1].lower()
         return uploads[0].body, extension if extension in FORMATS else None
 
@@ -89,7 +90,12 @@ class ImportHandler(APIHandler):
     @api("An import's progress, and its report once done", response=ImportJob,
          permission="import")
     async def get(self, community_id, import_id):
-        self.write_json(await self.app.imports.get(community_id, import_id))
+        job = await self.app.imports.get(community_id, import_id)
+        if job["report"]:  # a row's problem in the caller's language (models/messages.py)
+            lang = self.lang()
+            job["report"]["errors"] = [{**e, "problem": say(e["problem"], lang)}
+                                       for e in job["report"]["errors"]]
+        self.write_json(job)
 
 
 routes = [

@@ -12,6 +12,7 @@ which are not about one community (creating communities).
 from dataclasses import dataclass, field
 
 from models.errors import Forbidden, NotFound
+from models.messages import Text
 
 # security_lead: a guard who also starts and ends emergency modes (gates.emergency).
 STAFF_ROLES = ("admin", "manager", "customer_service", "security", "security_lead", "maintenance")
@@ -156,7 +157,7 @@ def authorize(principal: Principal, community_id: str | None, permission: str) -
         if permission not in PLATFORM_PERMISSIONS:
             raise KeyError(f"undeclared platform permission {permission!r}")
         if not principal.platform_admin:
-            raise Forbidden(f"{permission} is for platform admins")
+            raise Forbidden(Text("{permission} is for platform admins", permission=permission))
         return
     if permission not in PERMISSIONS:
         raise KeyError(f"undeclared permission {permission!r}")
@@ -164,7 +165,7 @@ def authorize(principal: Principal, community_id: str | None, permission: str) -
         return
     if roles_in(principal, community_id) is None:
         raise NotFound("community not found")
-    raise Forbidden(f"{permission} is not allowed for your role here")
+    raise Forbidden(Text("{permission} is not allowed for your role here", permission=permission))
 
 
 def may_manage_account(principal: Principal, member_roles: dict[str, list[str]]) -> bool:

@@ -33,6 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from models.common import DUPLICATE_KEY, insert_new
 from models.errors import Invalid
+from models.messages import Text
 from models.places import community_zone, place_label
 
 log = logging.getLogger("xiaoqu.access_log")
@@ -82,7 +83,7 @@ def _oid(value: str, field: str) -> ObjectId:
     try:
         return ObjectId(value)
     except (InvalidId, TypeError):
-        raise Invalid(f"bad {field}", fields={field: "expected a 24-hex id"}) from None
+        raise Invalid(Text("bad {field}", field=field), fields={field: "expected a 24-hex id"}) from None
 
 
 class AccessLog:
@@ -189,7 +190,6 @@ class AccessLog:
 
 # -- presentation --------------------------------------------------------------------------
 
-LANGS = ("zh", "en")
 # Words for the codes a line carries; a code without words here is shown as it is.
 WORDS = {
     "zh": {

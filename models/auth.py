@@ -29,6 +29,7 @@ from pymongo import ASCENDING, IndexModel, ReturnDocument
 from models.access import Principal
 from models.bindings import links_key, roles_of
 from models.errors import Forbidden, Unauthorized
+from models.messages import Text
 from models.key_cache import set_announced
 from models.seeding import Seeded
 from models.people import sessions_key, verify_password
@@ -154,7 +155,7 @@ class AuthManager:
         if doc is None or doc["aud"] != "staff":
             raise Unauthorized("refresh token is invalid or expired", code="bad_refresh_token")
         if not csrf or not hmac.compare_digest(csrf, self._csrf_token(doc["family"])):
-            raise Forbidden(f"missing or wrong {CSRF_HEADER} header", code="csrf_failed")
+            raise Forbidden(Text("missing or wrong {header} header", header=CSRF_HEADER), code="csrf_failed")
         return doc["family"]
 
     async def _browser_session(self, tokens: dict) -> BrowserSession:

@@ -20,6 +20,7 @@ from models.access import Principal, permitted
 from models.common import insert_new, object_id
 from models.key_cache import delete_announced
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.messages import Text
 
 INDEXES = {
     "room_links": [
@@ -111,7 +112,7 @@ class BindingManager:
             {"resident_id": rid, "community_id": room["community_id"], "room_path": room_path,
              "state": {"$in": list(OPEN_STATES)}})
         if open_link is not None:
-            raise Conflict(f"you already have a {open_link['state']} link to this room",
+            raise Conflict(Text("you already have a {state} link to this room", state=open_link["state"]),
                            fields={"room_path": open_link["state"]})
         doc = self.link_doc(room["community_id"], rid, room_path, relation, lease_end, "pending",
                             note, by=resident_id, action="request")
@@ -189,7 +190,8 @@ class BindingManager:
         target = TRANSITIONS.get((link["state"], action))
         if target is None:
             allowed = sorted(a for (s, a) in TRANSITIONS if s == link["state"])
-            raise Conflict(f"a binding that is {link['state']} cannot be {DONE_WORDS[action]}",
+            raise Conflict(Text("a binding that is {state} cannot be {done}", state=link["state"],
+                                done=DONE_WORDS[action]),
                            extra={"allowed": allowed})
         if action in NEEDS_REASON and not reason.strip():
             raise Invalid("a reason is required", fields={"reason": "required"})

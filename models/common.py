@@ -7,6 +7,7 @@ from bson.errors import InvalidId
 from pymongo.errors import BulkWriteError
 
 from models.errors import NotFound
+from models.messages import Text
 
 
 def object_id(value: str, what: str = "object") -> ObjectId:
@@ -14,7 +15,7 @@ def object_id(value: str, what: str = "object") -> ObjectId:
     try:
         return ObjectId(value)
     except (InvalidId, TypeError):
-        raise NotFound(f"{what} not found") from None
+        raise NotFound(Text("{what} not found", what=what)) from None
 
 
 DUPLICATE_KEY = 11000

@@ -45,6 +45,7 @@ from models.bindings import rooms_in
 from models.bridges import gate_rules
 from models.common import from_timestamp
 from models.errors import DomainError, Invalid, NotFound, RateLimited
+from models.messages import Text
 from models.rate_limits import RateLimits, Window
 from server import metrics, tracing
 
@@ -80,7 +81,7 @@ class GateRefused(DomainError):
     status = 409
 
     def __init__(self, reason: str):
-        super().__init__(f"the gate refuses opening now: {reason}", code=reason)
+        super().__init__(Text("the gate refuses opening now: {reason}", reason=reason), code=reason)
 
 
 def describe(decision: Decision) -> dict:

@@ -9,6 +9,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from gate_bridge import protocol as p
 from models.access import Principal, permitted
 from models.errors import Conflict, Invalid, NotFound
+from models.messages import Text
 from server import metrics
 
 INDEXES = {
@@ -104,7 +105,8 @@ class AlarmManager:
                 {"_id": alarm_id, "community_id": ObjectId(community_id)})
             if current is None:
                 raise NotFound("alarm not found")
-            raise Conflict(f"cannot {action} an alarm that is {current['state']}",
+            raise Conflict(Text("cannot {action} an alarm that is {state}", action=action,
+                                state=current["state"]),
                            code="bad_transition")
         await self._announce(result, f"alarm.{action}")
         return result

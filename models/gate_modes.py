@@ -17,6 +17,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from gate_bridge.decision import MODES
 from models.bridges import announce_config
 from models.errors import Invalid
+from models.messages import Text
 
 INDEXES = {
     "gate_modes": [IndexModel([("community_id", ASCENDING)])],
@@ -74,7 +75,7 @@ class ModeManager:
         """Start or end an emergency mode for a community or one of its gates (audited,
         alarmed, pushed to the bridges)."""
         if mode not in MODES:
-            raise Invalid("unknown mode", fields={"mode": f"one of {', '.join(MODES)}"})
+            raise Invalid("unknown mode", fields={"mode": Text("one of {choices}", choices=", ".join(MODES))})
         if not reason.strip():
             raise Invalid("a reason is required", fields={"reason": "required"})
         cid = ObjectId(community_id)

@@ -46,6 +46,7 @@ from pymongo import ASCENDING, IndexModel
 from models.bindings import RELATIONS
 from models.common import object_id
 from models.errors import Conflict, Invalid, NotFound
+from models.messages import Text
 from models.people import PHONE, registered_by
 from models.places import SEGMENT, community_zone
 
@@ -92,6 +93,7 @@ LOCK_SECONDS = 600
 STALE_SECONDS = 120
 Progress = Callable[[int, int], Awaitable[None]]
 CREATED, UPDATED, UNCHANGED = 2, 1, 0
+TOO_MANY_ROWS = Text("at most {limit} rows per import; split it", limit=MAX_ROWS)
 
 _SUFFIXES = {"building": "号楼|栋|幢|座|号", "unit": "单元", "room": "室|号"}
 _NUMBER_UNIT = re.compile(r"\s*(㎡|m²|m2|平方米|平米)$", re.IGNORECASE)
@@ -125,14 +127,15 @@ def detect_format(data: bytes, declared: str | None = None) -> str:
                       fields={"file": "save it as .xlsx (Excel Workbook) or .csv (UTF-8)"})
     actual = "xlsx" if data.startswith(b"PK\x03\x04") else "csv"
     if declared and declared != actual:
-        raise Invalid(f"the file is not {declared}", fields={"format": f"the content looks like {actual}"})
+        raise Invalid(Text("the file is not {declared}", declared=declared),
+                      fields={"format": Text("the content looks like {actual}", actual=actual)})
     return actual
 
 
 def _cells(data: bytes, fmt: str) -> list[tuple]:
     rows = _xlsx_cells(data) if fmt == "xlsx" else _csv_cells(data)
     if len(rows) > MAX_ROWS + HEADER_SEARCH_ROWS:
-        raise Invalid("too many rows", fields={"file": f"at most {MAX_ROWS} rows per import; split it"})
+        raise Invalid("too many rows", fields={"file": TOO_MANY_ROWS})
     return rows
 
 
@@ -147,8 +150,8 @@ def _check_package(data: bytes) -> None:
     if len(members) > MAX_XLSX_MEMBERS or \
             sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
         raise Invalid("the .xlsx file is too large unpacked", fields={
-            "file": f"unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB "
-                    f"(or more than {MAX_XLSX_MEMBERS} parts)"})
+            "file": Text("unpacks to more than {size} MiB (or more than {parts} parts)",
+                         size=MAX_UNPACKED_BYTES >> 20, parts=MAX_XLSX_MEMBERS)})
 
 
 def _check_size(sheet) -> None:
@@ -157,11 +160,11 @@ def _check_size(sheet) -> None:
     columns, rows = sheet.max_column or 0, sheet.max_row or 0
     if columns > MAX_COLUMNS:
         raise Invalid("the sheet is too wide", fields={
-            "file": f"at most {MAX_COLUMNS} columns; this sheet reaches column "
-                    f"{openpyxl.utils.get_column_letter(min(columns, 16384))}: delete the "
-                    "columns right of the table"})
+            "file": Text("at most {limit} columns; this sheet reaches column {column}: delete "
+                         "the columns right of the table", limit=MAX_COLUMNS,
+                         column=openpyxl.utils.get_column_letter(min(columns, 16384)))})
     if rows > MAX_ROWS + HEADER_SEARCH_ROWS:
-        raise Invalid("too many rows", fields={"file": f"at most {MAX_ROWS} rows per import; split it"})
+        raise Invalid("too many rows", fields={"file": TOO_MANY_ROWS})
 
 
 def _xlsx_cells(data: bytes) -> list[tuple]:
@@ -219,7 +222,8 @@ def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int], dict[str, str]
             return index, positions, headers
     wanted = ", ".join(f"{c} ({COLUMNS[c][2]})" for c in REQUIRED)
     raise Invalid("no header row with the required columns",
-                  fields={"file": f"the first row must name the columns; required: {wanted}"})
+                  fields={"file": Text("the first row must name the columns; required: {wanted}",
+                                       wanted=wanted)})
 
 
 # -- checking cells ------------------------------------------------------------

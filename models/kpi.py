@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from bson import ObjectId
 
 from models.errors import Invalid
+from models.messages import Text
 from models.places import community_zone
 from models.sla import PRIORITIES
 from models.patrols import completion as patrol_completion
@@ -51,7 +52,7 @@ def window(period: str, day: date, zone: tzinfo) -> tuple[datetime, datetime]:
         first = day.replace(day=1)
         last = (first + timedelta(days=32)).replace(day=1)
     else:
-        raise Invalid("unknown period", fields={"period": f"one of {', '.join(PERIODS)}"})
+        raise Invalid("unknown period", fields={"period": Text("one of {choices}", choices=", ".join(PERIODS))})
     # A local midnight that a daylight-saving jump skips reads as the first moment after it.
     return (datetime.combine(first, time(), zone).astimezone(UTC),
             datetime.combine(last, time(), zone).astimezone(UTC))

@@ -34,6 +34,7 @@ from models.access import Principal, permitted
 from models.bindings import is_active, RELATIONS
 from models.common import insert_new
 from models.errors import Invalid, NotFound, Unprocessable
+from models.messages import Text
 from models.people import office_name
 from models.photos import process_upload
 from models.places import community_zone, place_kind, split_path
@@ -217,9 +218,9 @@ class NoticeManager(Records):
         for path in places:
             if place_kind(path) == "room":
                 raise Invalid("a notice goes to buildings or units",
-                              fields={"audience.places": f"{path} is a room"})
+                              fields={"audience.places": Text("{path} is a room", path=path)})
             if await self.places.place_by_path(community_id, path) is None:
-                raise Invalid("no such place", fields={"audience.places": f"no place {path!r}"})
+                raise Invalid("no such place", fields={"audience.places": Text("no place {path}", path=repr(path))})
         return {"places": places, "who": audience.get("who", "residents")}
 
     async def checked(self, community_id: str, fields: dict) -> dict:
@@ -258,8 +259,9 @@ class NoticeManager(Records):
         if not uploads:
             raise Invalid("no photo in the upload", fields={"photo": "required"})
         if len(doc["photos"]) + len(uploads) > MAX_PHOTOS:
-            raise Unprocessable(f"at most {MAX_PHOTOS} photos per notice", code="too_many_photos",
-                                fields={"photo": f"{MAX_PHOTOS - len(doc['photos'])} more allowed"})
+            raise Unprocessable(Text("at most {limit} photos per notice", limit=MAX_PHOTOS),
+                                code="too_many_photos", fields={"photo": Text(
+                                    "{count} more allowed", count=MAX_PHOTOS - len(doc["photos"]))})
         processed = [await process_upload(data) for data in uploads]
         meta = {"notice_id": notice_id, "community_id": community_id}
         entries = []

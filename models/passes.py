@@ -47,6 +47,7 @@ from models.access import Principal, permitted, roles_in
 from models.bindings import links_in, rooms_in
 from models.common import from_timestamp, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.messages import Text
 from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import community_time_zone
@@ -278,8 +279,9 @@ class PassManager:
         if dependent and not force:
             listed = ", ".join(f"{d['kind']} pass {d['_id']} (community {d['community_id']}, "
                                f"valid to {d['valid_to']:%Y-%m-%d %H:%M} UTC)" for d in dependent)
-            raise Conflict(f"{len(dependent)} active pass(es) depend on key {key_id}: {listed}; "
-                           "cancel and reissue them, wait until they end, or force",
+            raise Conflict(Text("{count} active pass(es) depend on key {key_id}: {listed}; cancel "
+                                "and reissue them, wait until they end, or force",
+                                count=len(dependent), key_id=key_id, listed=listed),
                            code="key_in_use", extra={"passes": [str(d["_id"]) for d in dependent]})
         result = await self.db.pass_keys.update_one(
             {"_id": key_id, "state": "active"},
@@ -546,7 +548,7 @@ class PassManager:
                 room_path is not None and not gate_covers(by_code[c]["covers"], room_path))]
             if bad:
                 raise Invalid("unknown gate or one not leading to the room",
-                              fields={"gates": f"not allowed: {', '.join(bad)}"})
+                              fields={"gates": Text("not allowed: {gates}", gates=", ".join(bad))})
             chosen = sorted(set(codes))
         if not chosen:
             raise Invalid("no gate for this pass", fields={"gates": "choose at least one"})
@@ -559,8 +561,8 @@ class PassManager:
         if valid_to <= now:
             raise Invalid("the pass is already over", fields={"valid_to": "must be in the future"})
         if max_days is not None and valid_to > now + timedelta(days=max_days):
-            raise Invalid(f"at most {max_days} days ahead",
-                          fields={"valid_to": f"within {max_days} days"})
+            raise Invalid(Text("at most {days} days ahead", days=max_days),
+                          fields={"valid_to": Text("within {days} days", days=max_days)})
 
     async def _create(self, community_id: str, *, kind: str, origin: str, owner: dict,
                       visitor: dict, purpose: str, room_path: str | None, gates: list[str],
@@ -631,7 +633,7 @@ class PassManager:
         conf = await self.community_settings(community_id)
         self._check_window(valid_from, valid_to, conf.worker_pass_max_days)
         if room_path is not None and await self.places.place_by_path(community_id, room_path) is None:
-            raise Invalid("no such place", fields={"room_path": f"no place {room_path!r}"})
+            raise Invalid("no such place", fields={"room_path": Text("no place {path}", path=repr(room_path))})
         chosen = await self._gates_for(community_id, room_path, gates)
         return await self._create(community_id, kind="worker", origin="worker",
                                   owner={"kind": "staff", "id": principal.id},

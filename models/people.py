@@ -13,6 +13,7 @@ from models.access import STAFF_ROLES, Principal, may_manage_account
 from models.common import insert_new, object_id
 from models.key_cache import CHANNEL as CHANGED_CHANNEL
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.messages import Text
 
 INDEXES = {
     "residents": [
@@ -78,7 +79,8 @@ def public_staff(doc: dict, community_id: str) -> dict:
 def check_roles(roles: list[str]) -> None:
     unknown = sorted(set(roles) - set(STAFF_ROLES))
     if unknown or not roles:
-        raise Invalid("unknown staff role", fields={"roles": f"choose from {', '.join(STAFF_ROLES)}"})
+        raise Invalid("unknown staff role",
+                      fields={"roles": Text("choose from {choices}", choices=", ".join(STAFF_ROLES))})
 
 
 class ResidentManager:
@@ -243,7 +245,7 @@ class StaffManager:
             raise Invalid("bad username", fields={"username": "3-32 of a-z 0-9 _ . -"})
         if len(password) < PASSWORD_MIN_LENGTH:
             raise Invalid("password too short",
-                          fields={"password": f"at least {PASSWORD_MIN_LENGTH} characters"})
+                          fields={"password": Text("at least {count} characters", count=PASSWORD_MIN_LENGTH)})
         if not name:
             raise Invalid("a new account needs the person's name", fields={"name": "required"})
         for community_roles in roles.values():

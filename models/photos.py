@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from pillow_heif import register_heif_opener
 
 from models.errors import Forbidden, NotFound, Unprocessable
+from models.messages import Text
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo; below Pillow's own bomb limit
@@ -93,31 +94,32 @@ class Processed:
 
 
 def _refuse(reason: str) -> Unprocessable:
-    return Unprocessable(f"photo refused: {reason}", code="bad_photo", fields={"photo": reason})
+    return Unprocessable(Text("photo refused: {reason}", reason=reason), code="bad_photo",
+                         fields={"photo": reason})
 
 
 def process(data: bytes) -> Processed:
     """Check and clean one upload (blocking: call it in a thread)."""
     if len(data) > MAX_BYTES:
-        raise _refuse(f"larger than {MAX_BYTES // (1024 * 1024)} MB")
+        raise _refuse(Text("larger than {size} MB", size=MAX_BYTES // (1024 * 1024)))
     content_type = sniff(data)
     if content_type is None:
-        raise _refuse("not a JPEG, PNG, WebP or HEIC image")
+        raise _refuse(Text("not a JPEG, PNG, WebP or HEIC image"))
     decoder, stored_type, encoder = FORMATS[content_type]
     try:
         # open() reads only the header: the size is known before any decoding.
         with Image.open(io.BytesIO(data), formats=[decoder]) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels")
+                raise _refuse(Text("more than {count} million pixels", count=MAX_PIXELS // 1_000_000))
             image.load()
             upright = ImageOps.exif_transpose(image)
             return Processed(stored_type, _encode(upright, encoder), _thumbnail(upright),
                              *upright.size)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _refuse(f"more than {MAX_PIXELS // 1_000_000} million pixels") from None
+        raise _refuse(Text("more than {count} million pixels", count=MAX_PIXELS // 1_000_000)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-        raise _refuse("the image data is damaged") from None
+        raise _refuse(Text("the image data is damaged")) from None
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:

@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from gate_bridge.decision import DEFAULT_TIME_ZONE, zone_info
 from models.common import insert_new, object_id
 from models.errors import Conflict, Invalid, NotFound
+from models.messages import Text
 
 INDEXES = {
     "communities": [IndexModel([("code", ASCENDING)], unique=True)],
@@ -142,7 +143,8 @@ class PlaceManager:
         try:
             await self.db.communities.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict(f"community code {code!r} exists", fields={"code": "taken"}) from None
+            raise Conflict(Text("community code {code} exists", code=repr(code)),
+                           fields={"code": "taken"}) from None
         return doc
 
     async def update_community(self, community_id: str, changes: dict,
@@ -195,11 +197,11 @@ class PlaceManager:
         doc = self.place_doc(ObjectId(community_id), path, name, area_m2)
         parent = "-".join(split_path(path)[:-1])
         if parent and not await self.place_by_path(community_id, parent):
-            raise Invalid("parent place does not exist", fields={"path": f"no place {parent!r}"})
+            raise Invalid("parent place does not exist", fields={"path": Text("no place {path}", path=repr(parent))})
         try:
             await self.db.places.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict(f"place {path!r} exists", fields={"path": "taken"}) from None
+            raise Conflict(Text("place {path} exists", path=repr(path)), fields={"path": "taken"}) from None
         return doc
 
     # -- bulk import (models/importer.py) ------------------------------------------------
@@ -247,7 +249,7 @@ class PlaceManager:
         """The room at `path`, or a 400 naming `room_path` (it is what callers were sent)."""
         room = await self.place_by_path(community_id, path)
         if room is None or room["kind"] != "room":
-            raise Invalid("no such room", fields={"room_path": f"no room {path!r}"})
+            raise Invalid("no such room", fields={"room_path": Text("no room {path}", path=repr(path))})
         return room
 
     async def places(self, community_id: str, kind: str | None = None, under: str | None = None,
@@ -268,13 +270,14 @@ class PlaceManager:
         try:
             await self.db.gates.insert_one(doc)
         except DuplicateKeyError:
-            raise Conflict(f"gate {code!r} exists", fields={"code": "taken"}) from None
+            raise Conflict(Text("gate {code} exists", code=repr(code)), fields={"code": "taken"}) from None
         return doc
 
     async def _check_covers(self, community_id: str, paths: list[str]) -> None:
         for path in paths:
             if path and not await self.place_by_path(community_id, path):
-                raise Invalid("gate covers an unknown place", fields={"covers": f"no place {path!r}"})
+                raise Invalid("gate covers an unknown place",
+                              fields={"covers": Text("no place {path}", path=repr(path))})
 
     async def gate(self, community_id: str, gate_id: str) -> dict:
         doc = await self.db.gates.find_one(

@@ -24,6 +24,7 @@ from pymongo.errors import DuplicateKeyError
 
 from models.access import Principal, permitted
 from models.errors import Conflict, Invalid, NotFound
+from models.messages import Text
 from models.notices import audience_room, building_of
 from models.workflow import SAME, Effect, Effects, Records, Step, Workflow, action, created
 
@@ -213,7 +214,7 @@ class SurveyManager(Records):
                      answers: dict) -> dict:
         doc, room = await self.resident_survey(principal, community_id, survey_id)
         if doc["state"] != "open":
-            raise Conflict(f"the survey is {doc['state']}", code="survey_not_open")
+            raise Conflict(Text("the survey is {state}", state=doc["state"]), code="survey_not_open")
         checked = self._check_answers(doc, answers)
         entry = {"_id": self._key(doc, principal, room), "survey_id": doc["_id"],
                  "answers": checked, "at": self.clock.now(),

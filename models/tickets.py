@@ -31,6 +31,7 @@ from models.bindings import rooms_in
 from models.common import object_id
 from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
     Unprocessable
+from models.messages import Text
 from models.photos import process_upload
 from models.workflow import PREVIOUS, Effect, Effects, Pending, Required, Step, Workflow, action
 from server import metrics
@@ -165,7 +166,7 @@ FEED = Effect("ticket.feed", _feed)
 
 
 def _reason(action_name: str) -> Required:
-    return Required("reason", "a reason is required", f"required to {action_name}")
+    return Required("reason", "a reason is required", Text("required to {action}", action=action_name))
 
 
 def history_entry(principal: Principal, now: datetime, action_name: str, source, target, reason,
@@ -444,14 +445,16 @@ class TicketManager:
         if kind == "complaint" and category in COMPLAINT_CATEGORIES:
             return "complaint"
         choices = REPAIR_CATEGORIES if kind == "repair" else COMPLAINT_CATEGORIES
-        raise Invalid("unknown category", fields={"category": f"one of {', '.join(choices)}"})
+        raise Invalid("unknown category",
+                      fields={"category": Text("one of {choices}", choices=", ".join(choices))})
 
     @staticmethod
     def _check_priority(kind: str, priority: str) -> None:
         allowed = sla.REPAIR_PRIORITIES if kind == "repair" else ("complaint",)
         if priority not in allowed:
             raise Invalid("priority does not fit the ticket",
-                          fields={"priority": f"one of {', '.join(allowed)} for a {kind}"})
+                          fields={"priority": Text("{choices} for a {noun}",
+                                                   choices=", ".join(allowed), noun=kind)})
 
     async def _check_resident(self, community_id: str, resident_id: str) -> None:
         if not await self.bindings.is_resident_of(resident_id, community_id):
@@ -465,7 +468,7 @@ class TicketManager:
                 raise Invalid("not the resident's room",
                               fields={"place_path": "one of the resident's rooms"})
         elif place_path and await self.places.place_by_path(community_id, place_path) is None:
-            raise Invalid("no such place", fields={"place_path": f"no place {place_path!r}"})
+            raise Invalid("no such place", fields={"place_path": Text("no place {path}", path=repr(place_path))})
         if area == "gate" or category == "gate":
             if not gate_id:
                 raise Invalid("which gate?", fields={"gate_id": "required for a gate ticket"})
@@ -559,7 +562,7 @@ class TicketManager:
         ticket = await self.get(principal, community_id, ticket_id)
         self._check_priority(ticket["kind"], priority)
         if ticket["state"] in TERMINAL:
-            raise Conflict(f"the ticket is {ticket['state']}", code="illegal_transition",
+            raise Conflict(Text("the ticket is {state}", state=ticket["state"]), code="illegal_transition",
                            extra={"state": ticket["state"], "allowed": []})
         if priority == ticket["priority"]:
             return ticket
@@ -597,7 +600,8 @@ class TicketManager:
         if updated is None:
             fresh = await self.get(principal, community_id, ticket_id)
             if fresh["state"] not in URGEABLE:
-                raise Conflict(f"a {fresh['state']} ticket cannot be urged", code="not_urgeable")
+                raise Conflict(Text("a {state} ticket cannot be urged", state=fresh["state"]),
+                               code="not_urgeable")
             wait = fresh["last_urge_at"] + URGE_EVERY - now
             raise RateLimited("you urged this ticket a moment ago",
                               retry_after=max(int(wait.total_seconds()) + 1, 1))
@@ -647,14 +651,16 @@ class TicketManager:
         if stage is None:
             raise Forbidden("only the resident, customer service or the worker add photos")
         if ticket["state"] not in PHOTO_STAGES[stage]:
-            raise Conflict(f"no {stage} photos on a {ticket['state']} ticket", code="illegal_transition",
+            raise Conflict(Text("no {stage} photos on a {state} ticket", stage=stage, state=ticket["state"]),
+                           code="illegal_transition",
                            extra={"state": ticket["state"], "allowed": []})
         if not uploads:
             raise Invalid("no photo in the upload", fields={"photo": "required"})
         room = MAX_PHOTOS - ticket["photo_counts"][stage]
         if len(uploads) > room:
-            raise Unprocessable(f"at most {MAX_PHOTOS} {stage} photos per ticket",
-                                code="too_many_photos", fields={"photo": f"{room} more allowed"})
+            raise Unprocessable(Text("at most {limit} {stage} photos per ticket", limit=MAX_PHOTOS,
+                                     stage=stage), code="too_many_photos",
+                                fields={"photo": Text("{count} more allowed", count=room)})
         processed = [await process_upload(data) for data in uploads]  # all checked before any is kept
         now = self.clock.now()
         stored, entries = [], []
@@ -678,8 +684,9 @@ class TicketManager:
         if updated is None:  # someone else's upload took the last places: keep nothing
             for file_id in stored:
                 await self.photos.delete(file_id)
-            raise Unprocessable(f"at most {MAX_PHOTOS} {stage} photos per ticket",
-                                code="too_many_photos", fields={"photo": "no more allowed"})
+            raise Unprocessable(Text("at most {limit} {stage} photos per ticket", limit=MAX_PHOTOS,
+                                     stage=stage), code="too_many_photos",
+                                fields={"photo": "no more allowed"})
         return updated
 
     async def photo(self, principal: Principal, community_id: str, ticket_id: str, photo_id: str,

@@ -30,6 +30,7 @@ from pymongo import ReturnDocument
 from models.access import Principal
 from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.messages import Text
 
 PREVIOUS = "<previous>"  # the target "back to the state recorded in `previous_field`"
 SAME = "<same>"  # the target "stay": an edit, a pin
@@ -146,11 +147,13 @@ class Workflow:
         if chosen is None:
             noun = self.kind_of(doc) or self.noun
             done = self.by_name[name].done if name in self.by_name else name
-            raise Conflict(f"a {noun} that is {self.state_words.get(doc['state'], doc['state'])}"
-                           f" cannot be {done}", code="illegal_transition",
+            raise Conflict(Text("a {noun} that is {state} cannot be {done}", noun=noun,
+                                state=self.state_words.get(doc["state"], doc["state"]), done=done),
+                           code="illegal_transition",
                            extra={"state": doc["state"], "allowed": self.allowed(principal, doc)})
         if not chosen.actors & self.roles(principal, doc):
-            raise Forbidden(f"{name} is for the {' or '.join(sorted(chosen.actors))}")
+            raise Forbidden(Text("{action} is for the {actors}", action=name,
+                                 actors=tuple(sorted(chosen.actors))))
         return chosen
 
     async def run(self, collection, principal: Principal, doc: dict, name: str, fields: dict,
@@ -180,7 +183,7 @@ class Workflow:
              "$inc": {**step.inc, "version": 1}},
             return_document=ReturnDocument.AFTER)
         if updated is None:
-            raise Conflict(f"the {self.noun} changed meanwhile; reload it", code="stale")
+            raise Conflict(Text("the {noun} changed meanwhile; reload it", noun=self.noun), code="stale")
         return updated, self.effects_of(step, updated)
 
     def effects_of(self, step: Step, updated: dict) -> list[Pending]:
@@ -213,7 +216,7 @@ class Records:
             {"_id": object_id(record_id, self.workflow.noun),
              "community_id": ObjectId(community_id)})
         if doc is None:
-            raise NotFound(f"{self.workflow.noun} not found")
+            raise NotFound(Text("{what} not found", what=self.workflow.noun))
         return doc
 
     async def checked(self, community_id: str, fields: dict) -> dict:

@@ -27,6 +27,11 @@ async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
     tabs = page.get_by_role("tablist").first
     await expect(page.get_by_label("名称")).to_have_value("Garden st")
     await page.get_by_label("地址").fill("幸福路 8 号")
+    # A refusal reads in the office's language: the server's hint for the field, in Chinese.
+    await page.get_by_label("时区").fill("Mars/Olympus")
+    await page.get_by_role("button", name="保存").click()
+    await expect(page.locator(".van-field__error-message")).to_have_text(
+        "应为 IANA 时区名，例如 Asia/Shanghai")
     await page.get_by_label("时区").fill("Asia/Urumqi")
     await page.get_by_role("button", name="保存").click()
     await expect(page.get_by_role("status")).to_have_text("已保存")

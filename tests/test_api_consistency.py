@@ -36,11 +36,11 @@ async def test_an_unknown_field_is_named(app, api_client):
     reply = await api_client.post("/api/auth/staff", {"username": "a", "password": "b",
                                                       "pasword": "typo"})
     assert reply.status == 400 and reply.error["code"] == "invalid_field"
-    assert reply.error["fields"] == {"pasword": "unknown field"}
+    assert reply.error["fields"] == {"pasword": "未知字段"}  # Chinese unless asked (test_messages)
     c = await make_community(app, "unk")
     reply = await api_client.get(f"/api/communities/{c.id}/places?kinds=room",
                                  token=c.tokens["admin"])
-    assert reply.status == 400 and reply.error["fields"] == {"kinds": "unknown field"}
+    assert reply.status == 400 and reply.error["fields"] == {"kinds": "未知字段"}
 
 
 async def test_one_error_code_for_a_bad_field(app, api_client):
@@ -70,7 +70,11 @@ async def test_conflict_messages_read_as_sentences(app, api_client):
     reply = await api_client.post(f"/api/communities/{c.id}/tickets/{ticket['id']}/transitions",
                                   {"action": "follow_up"}, token=c.tokens["manager"])
     assert reply.status == 409
-    assert reply.error["message"] == "a repair that is submitted cannot be followed up"
+    assert reply.error["message"] == "报修已提交，不能回访"
+    english = await api_client.post(f"/api/communities/{c.id}/tickets/{ticket['id']}/transitions",
+                                    {"action": "follow_up"}, token=c.tokens["manager"],
+                                    headers={"Accept-Language": "en"})
+    assert english.error["message"] == "a repair that is submitted cannot be followed up"
     assert all(a.done for a in WORKFLOW.actions)  # every action has its words
 
 

@@ -93,7 +93,7 @@ async def test_login_with_phone_number(app, api_client):
 
     taken = await wechat_login(api_client, "dou", phone_code=fresh_code("phone-13912345678"))
     assert taken.status == 409
-    assert taken.error["fields"] == {"phone_code": "phone already bound"}
+    assert taken.error["fields"] == {"phone_code": "手机号已被绑定"}
 
 
 @pytest.mark.parametrize("prefix, status, error_code", [
@@ -116,14 +116,14 @@ async def test_a_login_code_works_once(api_client):
     reused = await api_client.post("/api/auth/wechat", {"code": once})
     assert reused.status == 401
     assert reused.error["code"] == "wechat_code_used"
-    assert reused.error["fields"] == {"code": "already used"}
+    assert reused.error["fields"] == {"code": "已被使用"}
 
 
 async def test_bad_phone_code_creates_nobody(app, api_client):
     reply = await wechat_login(api_client, "fay", phone_code=fresh_code("bad"))
     assert reply.status == 400
     assert (reply.error["code"], reply.error["fields"]) == (
-        "wechat_code_invalid", {"phone_code": "invalid or expired"})
+        "wechat_code_invalid", {"phone_code": "无效或已过期"})
     assert await app.db.residents.count_documents({}) == 0
 
 

@@ -122,14 +122,14 @@ async def test_csv_rows_with_errors_are_reported_and_write_nothing_of_themselves
     reply = await upload(app, api_client, c, csv_file(rows))
     assert reply.status == 202, reply.body
     report = reply.body
-    assert [(e["row"], e["column"], e["problem"]) for e in report["errors"]] == [
-        (3, "phone", "expected an 11-digit mainland mobile number, like 13800138000"),
-        (4, "lease_end", "required for a tenant"),
-        (5, "room", "expected 1-8 letters or digits, like 3 or 1201"),
-        (5, "relation", "expected owner, family or tenant (业主, 家属, 租户)"),
+    assert [(e["row"], e["column"], e["problem"]) for e in report["errors"]] == [  # Chinese by default
+        (3, "phone", "应为 11 位大陆手机号，例如 13800138000"),
+        (4, "lease_end", "租户必填"),
+        (5, "room", "应为 1-8 个字母或数字，例如 3 或 1201"),
+        (5, "relation", "应为业主、家属或租户"),
         (7, "area_m2", "room 1-1-103 has area 80.0 in row 2"),
-        (9, "lease_end", "the lease has already ended"),
-        (10, "relation", "required when the row names a resident"),
+        (9, "lease_end", "租期已结束"),
+        (10, "relation", "填写了住户时必填"),
     ]
     assert (report["rows"], report["created"], report["unchanged"], report["failed"]) == (8, 2, 0, 6)
     paths = await room_paths(app, c)
@@ -328,7 +328,7 @@ async def test_a_far_column_per_row_is_refused_naming_the_limit(app, api_client)
     assert len(data) < 64 * 1024
     reply = await upload(app, api_client, c, data, XLSX_MIME)
     assert reply.status == 400
-    assert "at most 32 columns" in reply.error["fields"]["file"]
+    assert "最多 32 列" in reply.error["fields"]["file"]
     assert await room_paths(app, c) == set(c.places)
 
 
@@ -337,7 +337,7 @@ async def test_a_file_that_unpacks_too_large_is_refused_naming_the_limit(app, ap
     c = await make_community(app, "imp-zip")
     reply = await upload(app, api_client, c, unpacking_bomb(), XLSX_MIME)
     assert reply.status == 400
-    assert "unpacks to more than 64 MiB" in reply.error["fields"]["file"]
+    assert "解压后超过 64 MiB" in reply.error["fields"]["file"]
 
 
 async def resident_elsewhere(app, api_client, phone: str, name: str):

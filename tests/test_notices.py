@@ -97,12 +97,12 @@ async def test_a_notice_goes_from_draft_to_published_to_withdrawn_with_its_histo
     again = await site.act("customer_service", notice["id"], "edit", title="x")
     assert again.status == 409 and again.error["code"] == "illegal_transition"
     assert again.error["allowed"] == ["pin", "unpin", "withdraw"]
-    assert again.error["message"] == "a notice that is published cannot be edited"
+    assert again.error["message"] == "通知已发布，不能修改"  # Chinese unless asked
 
     [listed] = await site.listed("ann")
     assert (listed["id"], listed["read_at"]) == (notice["id"], None)
     no_reason = await site.act("manager", notice["id"], "withdraw")
-    assert no_reason.status == 400 and no_reason.error["fields"] == {"reason": "required to withdraw"}
+    assert no_reason.status == 400 and no_reason.error["fields"] == {"reason": "撤回时必填"}
     withdrawn = await site.act("manager", notice["id"], "withdraw", reason="时间有误")
     assert withdrawn.body["state"] == "withdrawn"
     assert await site.listed("ann") == []
@@ -124,7 +124,7 @@ async def test_who_may_write_publish_and_read(site):
     bad = await site.write(audience={"places": ["1-1-101"]})
     assert bad.status == 400 and "audience.places" in bad.error["fields"]
     unknown = await site.write(audience={"places": ["9"]})
-    assert unknown.status == 400 and unknown.error["fields"] == {"audience.places": "no place '9'"}
+    assert unknown.status == 400 and unknown.error["fields"] == {"audience.places": "没有地点 '9'"}
 
 
 async def test_the_audience_is_buildings_units_owners_or_everyone(site):
@@ -223,7 +223,7 @@ async def test_wechat_messages_go_to_those_who_granted_one_and_only_once(app, si
 async def test_a_scheduled_notice_appears_when_its_time_comes(app, site, clock):
     notice_id = (await site.write(title="消防演练")).body["id"]
     past = await site.act("manager", notice_id, "schedule", publish_at=clock.now().isoformat())
-    assert past.status == 400 and past.error["fields"] == {"publish_at": "must be in the future"}
+    assert past.status == 400 and past.error["fields"] == {"publish_at": "须晚于现在"}
     first = (clock.now() + timedelta(hours=2)).isoformat()
     assert (await site.act("manager", notice_id, "schedule", publish_at=first)).status == 200
     later = (clock.now() + timedelta(hours=3)).isoformat()

@@ -120,12 +120,12 @@ async def test_png_webp_and_heic_are_accepted(ticket):
 
 
 @pytest.mark.parametrize("data, problem", [
-    (b"GIF89a" + b"\0" * 100, "not a JPEG, PNG, WebP or HEIC image"),
-    (b"hello, this is text", "not a JPEG, PNG, WebP or HEIC image"),
-    (b"\xff\xd8\xff" + b"\x13" * 500, "the image data is damaged"),
-    (png_header_only(8000, 6000), "more than 40 million pixels"),
-    (png_header_only(20000, 20000), "more than 40 million pixels"),  # Pillow's bomb check
-    (b"\xff\xd8\xff" + b"\0" * MAX_BYTES, "larger than 10 MB"),
+    (b"GIF89a" + b"\0" * 100, "不是 JPEG、PNG、WebP 或 HEIC 图片"),
+    (b"hello, this is text", "不是 JPEG、PNG、WebP 或 HEIC 图片"),
+    (b"\xff\xd8\xff" + b"\x13" * 500, "图片数据已损坏"),
+    (png_header_only(8000, 6000), "超过 40 百万像素"),
+    (png_header_only(20000, 20000), "超过 40 百万像素"),  # Pillow's bomb check
+    (b"\xff\xd8\xff" + b"\0" * MAX_BYTES, "大于 10 MB"),
 ])
 async def test_bad_uploads_are_refused_and_nothing_is_kept(app, ticket, data, problem):
     reply = await upload(ticket, "ann", image_bytes("PNG"), data)
@@ -156,7 +156,7 @@ async def test_worker_photos_are_their_own_stage_and_only_while_working(ticket):
     body, headers = multipart()
     empty = await ticket.http.call("POST", ticket.photos, raw=body, headers=headers,
                                    token=ticket.w.tokens["ann"])
-    assert empty.status == 400 and empty.error["fields"] == {"photo": "required"}
+    assert empty.status == 400 and empty.error["fields"] == {"photo": "必填"}
 
 
 async def test_signed_links_show_a_photo_without_a_bearer_header_until_they_expire(

@@ -34,7 +34,7 @@ async def test_deeply_nested_json_is_refused_on_every_json_route(app, api_client
         reply = await api_client.call(method.upper(), fill(template, c.id, {}), raw=DEEP,
                                       token=token)
         assert reply.status == 400, (template, method, reply.body)
-        assert reply.error["code"] == "bad_json" and "nested" in reply.error["message"]
+        assert reply.error["code"] == "bad_json" and "嵌套" in reply.error["message"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
@@ -49,7 +49,7 @@ async def test_invalid_utf8_in_a_query_string_names_the_parameter(app, api_clien
     reply = await api_client.get(f"/api/communities/{c.id}/places?kind=%ff%fe",
                                  token=c.tokens["admin"])
     assert reply.status == 400
-    assert reply.error["fields"] == {"kind": "not valid UTF-8"}
+    assert reply.error["fields"] == {"kind": "不是有效的 UTF-8"}
 
 
 @pytest.mark.asyncio

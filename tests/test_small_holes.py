@@ -98,7 +98,7 @@ async def test_worker_passes_are_capped_by_the_community_setting(app, api_client
             "hours": {"start": "08:00", "end": "18:00"}}
     ten_years = {**body, "valid_to": (START + timedelta(days=3650)).isoformat()}
     reply = await api_client.post(path, ten_years, token=c.tokens["manager"])
-    assert reply.status == 400 and "90 days" in reply.error["fields"]["valid_to"]
+    assert reply.status == 400 and "90 天" in reply.error["fields"]["valid_to"]
     within = {**body, "valid_to": (START + timedelta(days=90)).isoformat()}
     assert (await api_client.post(path, within, token=c.tokens["manager"])).status == 201
 
@@ -106,7 +106,7 @@ async def test_worker_passes_are_capped_by_the_community_setting(app, api_client
                                         {"$set": {"settings.worker_pass_max_days": 30}})
     app.passes._communities.clear()  # the settings cache, as after its short lifetime
     reply = await api_client.post(path, within, token=c.tokens["manager"])
-    assert reply.status == 400 and "30 days" in reply.error["fields"]["valid_to"]
+    assert reply.status == 400 and "30 天" in reply.error["fields"]["valid_to"]
 
 
 @pytest.mark.asyncio

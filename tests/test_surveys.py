@@ -94,14 +94,14 @@ async def test_answers_are_checked_and_only_open_surveys_take_them(s):
     assert bad.status == 400
     assert bad.error["fields"] == {"answers.q1": "one of o1, o2, o3", "answers.q2": "a list of o1, o2, o3",
                                    "answers.q4": "no such question"}
-    assert (await s.answer("ann", sid, q2=["o1"])).error["fields"] == {"answers.q1": "required"}
+    assert (await s.answer("ann", sid, q2=["o1"])).error["fields"] == {"answers.q1": "必填"}
     assert (await s.act("ann", sid, "close")).status == 403
     closed = await s.act("manager", sid, "close")
     assert closed.body["state"] == "closed" and closed.body["allowed_actions"] == []
     late = await s.answer("ann", sid, q1="o1")
     assert late.status == 409 and late.error["code"] == "survey_not_open"
     edit = await s.act("manager", sid, "edit", title="x")
-    assert edit.status == 409 and edit.error["message"] == "a survey that is closed cannot be edited"
+    assert edit.status == 409 and edit.error["message"] == "问卷已关闭，不能修改"  # Chinese unless asked
 
 
 async def test_a_satisfaction_question_needs_satisfied_options(s):
@@ -110,7 +110,7 @@ async def test_a_satisfaction_question_needs_satisfied_options(s):
     assert reply.status == 400 and "questions.0.satisfaction" in reply.error["fields"]
     one = await s.http.post(s.base, {"title": "x", "questions": [
         {"kind": "single", "text": "?", "options": [{"text": "only"}]}]}, token=s.token("manager"))
-    assert one.status == 400 and one.error["fields"] == {"questions.0.options": "at least two"}
+    assert one.status == 400 and one.error["fields"] == {"questions.0.options": "至少两个"}
     assert (await s.http.post(s.base, {"title": "x", "questions": [WORDS]},
                               token=s.token("ann"))).status == 403
 

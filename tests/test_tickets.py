@@ -85,7 +85,7 @@ async def test_worker_returns_job_and_dispatcher_reassigns(t, world):
     tid = (await t.report()).body["id"]
     await t.through(tid, "assign")
     reply = await t.act("maintenance", tid, "return")
-    assert reply.status == 400 and reply.error["fields"] == {"reason": "required to return"}
+    assert reply.status == 400 and reply.error["fields"] == {"reason": "退回时必填"}
     reply = await t.act("maintenance", tid, "return", reason="needs an electrician")
     assert reply.body["state"] == "returned"
     assert reply.body["history"][-1]["reason"] == "needs an electrician"
@@ -98,7 +98,7 @@ async def test_worker_returns_job_and_dispatcher_reassigns(t, world):
                         assignee_id=world.c.staff["maintenance"])
     assert reply.body["assignee_id"] == world.c.staff["maintenance"]
     bad = await t.act("customer_service", tid, "reassign", reason="x", assignee_id="0" * 24)
-    assert bad.status == 400 and bad.error["fields"] == {"assignee_id": "no such worker here"}
+    assert bad.status == 400 and bad.error["fields"] == {"assignee_id": "本小区没有这位维修人员"}
 
 
 async def test_resident_cancels_before_work_starts_but_not_after(t):
@@ -168,7 +168,7 @@ async def test_customer_service_files_a_phone_call_for_a_resident(t, world):
     assert (await t.get("ann", ticket["id"])).status == 200
     missing = await t.report("customer_service", kind="complaint", category="noise", area="other",
                              place_path=None)
-    assert missing.status == 400 and missing.error["fields"] == {"resident_id": "required for staff"}
+    assert missing.status == 400 and missing.error["fields"] == {"resident_id": "工作人员操作时必填"}
     assert (await t.report("maintenance", resident_id=world.ann)).status == 403
 
 
@@ -189,11 +189,11 @@ async def test_bad_reports_name_the_field_and_write_nothing(t, world, app):
 
 async def test_gate_tickets_link_to_a_gate_of_the_community(t, world, app):
     reply = await t.report(category="gate", area="gate", place_path=None)
-    assert reply.status == 400 and reply.error["fields"] == {"gate_id": "required for a gate ticket"}
+    assert reply.status == 400 and reply.error["fields"] == {"gate_id": "门禁类工单必填"}
     other = await app.places.create_community("Elsewhere", "else")
     foreign = await app.places.create_gate(str(other["_id"]), "g", "g", "pedestrian", [""])
     reply = await t.report(category="gate", area="gate", place_path=None, gate_id=str(foreign["_id"]))
-    assert reply.status == 400 and reply.error["fields"] == {"gate_id": "unknown gate"}
+    assert reply.status == 400 and reply.error["fields"] == {"gate_id": "未知的门"}
     reply = await t.report(category="gate", area="gate", place_path=None,
                            gate_id=world.c.gates["u1-1"])
     assert reply.status == 201 and reply.body["gate_id"] == world.c.gates["u1-1"]

@@ -5,7 +5,7 @@
 // module's memory and is renewed by itself before it expires. Calls that the cookie
 // authenticates carry the CSRF token from the readable `xiaoqu_csrf` cookie as a header.
 import { reactive } from 'vue'
-import { addMessages, t } from './i18n'
+import { addMessages, i18n, t } from './i18n'
 
 const SESSION = '/api/auth/session'
 const RENEW_AT = 0.8 // of the access token's lifetime
@@ -45,7 +45,9 @@ function csrfToken() {
 async function send(url, options) {
   let response
   try {
-    response = await fetch(url, { credentials: 'same-origin', ...options })
+    // The server words its errors in the page's language (codes stay the same).
+    const headers = { 'Accept-Language': i18n.lang, ...options.headers }
+    response = await fetch(url, { credentials: 'same-origin', ...options, headers })
   } catch {
     markOffline()
     throw new ApiError(0, { code: 'network' })

@@ -7,15 +7,7 @@ const DEFAULT_ZONE = 'Asia/Shanghai'
 const formats = new Map()
 
 function zoneOf(c) {
-  if (c?.time_zone) return c.time_zone // IANA name, from /api/me
-  const settings = c?.settings ?? {}
-  if (settings.timezone) return settings.timezone
-  if (Number.isInteger(settings.utc_offset_minutes)) {
-    // Etc/GMT zones have inverted signs and whole hours only; others fall back to China.
-    const hours = -settings.utc_offset_minutes / 60
-    if (Number.isInteger(hours)) return hours === 0 ? 'UTC' : `Etc/GMT${hours > 0 ? '+' : ''}${hours}`
-  }
-  return DEFAULT_ZONE
+  return c?.time_zone || DEFAULT_ZONE // IANA name, from /api/me
 }
 
 function formatter(kind) {
