@@ -198,7 +198,7 @@ class APIHandler(tornado.web.RequestHandler):
                 store := await self.app.stores.recheck()):
             # Known down (server/stores.py, StoreHealth): say so now, not after the
             # driver's timeouts.
-            raise Unavailable(f"{store} is not answering", code="store_unavailable",
+            raise Unavailable(Text("{store} is not answering", store=store), code="store_unavailable",
                               extra={"store": store})
         if spec.public:
             return

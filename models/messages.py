@@ -215,6 +215,8 @@ ZH: dict[str, str] = {
     "too many unknown short codes; try later": "无效数字码过多，请稍后再试",
     "the gate's bridge is offline": "门禁控制器离线",
     "the bridge did not acknowledge the command": "门禁控制器没有确认开门指令",
+    "no gate hub in this process to ask the bridge": "此进程中没有门禁服务，无法询问门禁控制器",
+    "the bridge did not say what it did": "门禁控制器没有回报执行结果",
     "the gate refuses opening now: {reason}": "此门现在不能开启：{reason}",
     "dispatch to someone who handles alarms here": "请派给本小区负责告警的人员",
     "cannot {action} an alarm that is {state}": "告警{state}，不能{action}",
