@@ -27,6 +27,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel
 from models.access import Principal, permitted
 from models.bindings import rooms_in
 from models.errors import DomainError, Invalid, NotFound
+from models.messages import Text
 from models.passes import quarters
 from models.workflow import SAME, Effect, Effects, Records, Required, Step, Workflow, action, \
     created
@@ -97,7 +98,7 @@ def _feed(step: Step, permit: dict) -> dict:
 
 
 def _reason(name: str) -> Required:
-    return Required("reason", "a reason is required", f"required to {name}")
+    return Required("reason", "a reason is required", Text("required to {action}", action=name))
 
 
 PERMIT_WORKFLOW = Workflow("permit", (
@@ -163,7 +164,7 @@ class DecorationManager(Records):
         missing = [w for w in FORBIDDEN_WORKS if w not in acknowledged]
         if missing:
             raise Invalid("each forbidden work must be acknowledged",
-                          fields={"acknowledged": f"missing {', '.join(missing)}"})
+                          fields={"acknowledged": Text("missing {items}", items=", ".join(missing))})
         now = self.clock.now()
         doc = {"community_id": ObjectId(community_id), "resident_id": ObjectId(principal.id),
                "room_path": room_path, "start": start, "end": end, "company": company,

@@ -27,6 +27,7 @@ from pymongo.errors import DuplicateKeyError
 from models.access import Principal, permitted
 from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.messages import Text
 from models.workflow import SAME, Effect, Effects, Step, Workflow, action, created
 
 log = logging.getLogger("xiaoqu.patrols")
@@ -102,7 +103,7 @@ class PatrolManager:
     async def add_checkpoint(self, community_id: str, *, code: str, name: str,
                              place_path: str | None, checklist: list[str]) -> dict:
         if place_path and await self.places.place_by_path(community_id, place_path) is None:
-            raise Invalid("no such place", fields={"place_path": f"no place {place_path!r}"})
+            raise Invalid("no such place", fields={"place_path": Text("no place {path}", path=repr(place_path))})
         doc = {"community_id": ObjectId(community_id), "code": code, "name": name,
                "place_path": place_path, "checklist": checklist, "created_at": self.clock.now()}
         try:
@@ -132,7 +133,8 @@ class PatrolManager:
             raise Invalid("no such route", fields={"route_id": "unknown route"})
         if window_minutes > every_minutes:
             raise Invalid("a round ends before the next starts",
-                          fields={"window_minutes": f"at most every_minutes ({every_minutes})"})
+                          fields={"window_minutes": Text("at most every_minutes ({minutes})",
+                                                            minutes=every_minutes)})
         if (role is None) == (staff_id is None):
             raise Invalid("assign a role or a person", fields={"role": "role or staff_id, one"})
         doc = {"community_id": ObjectId(community_id), "route_id": route["_id"], "name": name,
@@ -188,7 +190,8 @@ class PatrolManager:
         now = self.clock.now()
         if abs(now - scanned_at) > CLOCK_SKEW:
             raise Invalid("the scan is not from now: scan the tag again",
-                          fields={"scanned_at": f"within {int(CLOCK_SKEW.total_seconds())} s of the server"})
+                          fields={"scanned_at": Text("within {seconds} s of the server",
+                                                        seconds=int(CLOCK_SKEW.total_seconds()))})
         plan = await self._plan(community_id, plan_id)
         round_doc = await self.current_round(plan, now)
         if round_doc is None:
@@ -207,7 +210,7 @@ class PatrolManager:
         unknown = set(answers) - set(checkpoint["checklist"])
         if unknown or set(answers.values()) - set(ANSWERS):
             raise Invalid("answer the checkpoint's checklist with ok or problem",
-                          fields={"answers": f"items: {', '.join(checkpoint['checklist'])}"})
+                          fields={"answers": Text("items: {items}", items=", ".join(checkpoint["checklist"]))})
         visit = {"checkpoint_id": checkpoint["_id"], "by": principal.id, "device": device,
                  "at": now, "scanned_at": scanned_at, "location": location, "answers": answers,
                  "note": note, "problem": "problem" in answers.values()}
