@@ -116,7 +116,8 @@ _ROLES = {
 PARAM_WORDS_ZH = {
     "state": _STATES, "done": _DONE, "action": _DONE, "actors": _ROLES, "audience": _ROLES,
     "noun": {"repair": "报修", "complaint": "投诉", "ticket": "工单", "binding": "绑定申请",
-             "alarm": "告警", "pass": "通行证", "notice": "通知", "survey": "问卷"},
+             "alarm": "告警", "pass": "通行证", "notice": "通知", "survey": "问卷",
+             "permit": "装修许可"},
     "stage": {"report": "报修", "work": "完工"},
     "reason": {"locked": "门已锁定（应急）", "gate_closed": "不在开放时间内",
                "outside_hours": "不在通行时段内", "gate_not_allowed": "无权通过此门"},

@@ -63,7 +63,7 @@ async def p(app, api_client):
 
 async def test_the_owner_applies_with_every_forbidden_work_acknowledged(p):
     reply = await p.apply("tom")  # family, not the owner
-    assert reply.status == 400 and reply.error["fields"] == {"room_path": "a room you own"}
+    assert reply.status == 400 and reply.error["fields"] == {"room_path": "应为您名下的房间"}  # Chinese unless asked
     reply = await p.apply(acknowledged=["load_bearing_walls"])
     assert reply.status == 400 and "moving_gas_pipes" in reply.error["fields"]["acknowledged"]
     bad = await p.apply(workers=[{"name": "x", "id_last4": "12", "phone": "1"}])
@@ -138,14 +138,14 @@ async def test_a_violation_suspends_the_passes_at_once_until_rectified(app, p):
 
 async def test_rejection_needs_a_reason_and_the_owner_may_withdraw(p):
     first = (await p.apply()).body["id"]
-    assert (await p.act("manager", first, "reject")).error["fields"] == {"reason": "required to reject"}
+    assert (await p.act("manager", first, "reject")).error["fields"] == {"reason": "拒绝时必填"}
     rejected = await p.act("manager", first, "reject", reason="图纸不全")
     assert rejected.body["state"] == "rejected" and rejected.body["passes"] == []
     second = (await p.apply()).body["id"]
     assert (await p.act("tom", second, "withdraw")).status == 404  # not tom's
     assert (await p.act("ann", second, "withdraw")).body["state"] == "withdrawn"
     again = await p.act("ann", second, "withdraw")
-    assert again.status == 409 and again.error["message"] == "a permit that is withdrawn cannot be withdrawn"
+    assert again.status == 409 and again.error["message"] == "装修许可已撤回，不能撤回"
 
 
 async def test_every_permit_action_names_known_states():

@@ -78,7 +78,7 @@ async def test_a_round_is_walked_in_order_within_its_window(app, p, clock):
 async def test_a_stale_or_foreign_scan_is_refused(p, clock):
     stale = await p.check_in(p.plan, "A1", scanned_at=(clock.now() - timedelta(minutes=10)).isoformat())
     assert stale.status == 400 and "scanned_at" in stale.error["fields"]
-    assert (await p.check_in(p.plan, "ZZ")).error["fields"] == {"code": "unknown checkpoint code"}
+    assert (await p.check_in(p.plan, "ZZ")).error["fields"] == {"code": "未知的巡更点编号"}  # Chinese unless asked
     assert (await p.check_in(p.plan, "A1", who="maintenance")).status == 403  # plan is the guards'
     assert (await p.check_in(p.plan, "A1", who="customer_service")).status == 403
     bad = await p.check_in(p.plan, "A1", answers={"paint": "ok"})
@@ -113,7 +113,7 @@ async def test_a_missed_round_is_raised_on_the_feed_and_counted(app, p, clock):
 
 async def test_plans_check_their_route_and_assignee(p):
     bad = await p.post("manager", "/patrol-routes", {"name": "x", "checkpoints": ["0" * 24]})
-    assert bad.status == 400 and bad.error["fields"] == {"checkpoints": "unknown or repeated checkpoint"}
+    assert bad.status == 400 and bad.error["fields"] == {"checkpoints": "巡更点未知或重复"}
     plans = (await p.http.get(f"{p.base}/patrol-plans", token=p.c.tokens["security"])).body
     route_id = plans[0]["route_id"]
     wide = await p.post("manager", "/patrol-plans", {
@@ -125,4 +125,4 @@ async def test_plans_check_their_route_and_assignee(p):
         "window_minutes": 30})
     assert nobody.status == 400 and "role" in nobody.error["fields"]
     taken = await p.post("manager", "/patrol-checkpoints", {"code": "A1", "name": "again"})
-    assert taken.status == 400 and taken.error["fields"] == {"code": "already a checkpoint"}
+    assert taken.status == 400 and taken.error["fields"] == {"code": "已是巡更点"}
