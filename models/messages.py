@@ -218,6 +218,8 @@ ZH: dict[str, str] = {
     "the bridge did not acknowledge the command": "门禁控制器没有确认开门指令",
     "no gate hub in this process to ask the bridge": "此进程中没有门禁服务，无法询问门禁控制器",
     "the bridge did not say what it did": "门禁控制器没有回报执行结果",
+    "the bridge is offline: asked again later": "门禁控制器离线：稍后会再询问",
+    "the bridge did not answer: asked again later": "门禁控制器没有应答：稍后会再询问",
     "the gate refuses opening now: {reason}": "此门现在不能开启：{reason}",
     "dispatch to someone who handles alarms here": "请派给本小区负责告警的人员",
     "cannot {action} an alarm that is {state}": "告警{state}，不能{action}",
