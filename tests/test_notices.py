@@ -254,7 +254,7 @@ async def test_images_go_with_a_draft_and_are_shown_by_signed_links(site, http_c
     image = await http_client.fetch(base_url + shown["photos"][1]["url"])  # no bearer: signed
     assert image.headers["Content-Type"] == "image/jpeg" and b"GPS" not in image.body
     late = await site.http.call("POST", path, raw=body, headers=headers, token=site.token("manager"))
-    assert late.status == 400 and late.error["fields"] == {"photo": "not now"}
+    assert late.status == 400 and late.error["fields"] == {"photo": "现在不行"}
     refused = await site.http.call("POST", path, raw=body, headers=headers, token=site.token("ann"))
     assert refused.status == 403
 
