@@ -49,6 +49,11 @@ class MalformedToken(ValueError):
     """The text is not a well-formed version-1 token (any structural problem)."""
 
 
+def valid_hours(start: int, end: int) -> bool:
+    """A daily window in quarter hours; start > end runs across midnight."""
+    return 0 <= start < QUARTERS_PER_DAY and 0 < end <= QUARTERS_PER_DAY and start != end
+
+
 @dataclass(frozen=True)
 class Payload:
     kind: str
@@ -70,9 +75,14 @@ class Payload:
         entries = [s.encode() for s in self.scope]
         if any(not 0 <= len(e) <= MAX_SCOPE_ENTRY for e in entries) or len(entries) > 255:
             raise ValueError("scope entries must be at most 32 bytes, at most 255 of them")
+        # A window ending at midnight ("20:00"-"00:00") ends at the day's last quarter: the
+        # format keeps 0 for a start only, and a pass its own decoder refuses must not be issued.
+        start, end = self.hours[0], self.hours[1] or QUARTERS_PER_DAY
+        if not valid_hours(start, end):
+            raise ValueError(f"bad daily hours {self.hours}")
         head = HEADER.pack(VERSION, KIND_CODES[self.kind], self.key_id, self.not_before,
                            self.expires, self.nonce, self.community_tag, self.subject,
-                           self.max_entries, self.hours[0], self.hours[1], len(entries))
+                           self.max_entries, start, end, len(entries))
         return head + b"".join(bytes([len(e)]) + e for e in entries)
 
     @classmethod
@@ -85,7 +95,7 @@ class Payload:
             raise MalformedToken(f"unsupported version {version}")
         if kind not in KINDS:
             raise MalformedToken(f"unknown kind {kind}")
-        if not (start < QUARTERS_PER_DAY and 0 < end <= QUARTERS_PER_DAY and start != end):
+        if not valid_hours(start, end):
             raise MalformedToken("bad hours")
         if expires <= not_before:
             raise MalformedToken("expires before it starts")

@@ -222,6 +222,20 @@ async def test_worker_pass_hours_gates_and_permissions(app, api_client):
     assert [p["id"] for p in listed.body] == [worker["id"]]
 
 
+async def test_a_worker_window_ending_at_midnight_lets_the_worker_in_that_evening(app, api_client):
+    c = await make_community(app, "wrk-night")
+    created = await api_client.post(f"/api/communities/{c.id}/passes/workers", {
+        "name": "夜班保洁", "purpose": "night cleaning", "approval_ref": "NC-1", "gates": ["main"],
+        "valid_from": iso(START), "valid_to": iso(START + timedelta(days=2)),
+        "hours": {"start": "20:00", "end": "00:00"}}, token=c.tokens["customer_service"])
+    assert created.status == 201, created.body
+    token = created.body["token"]
+    assert (await scan(api_client, c, token))["reason"] == "outside_hours"  # 10:00 local
+    app.clock.advance(12 * 3600)  # 22:00 local
+    c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
+    assert (await scan(api_client, c, token))["reason"] == "ok"
+
+
 async def test_walk_in_is_printable_single_entry(app, api_client):
     c = await make_community(app, "walk")
     path = f"/api/communities/{c.id}/passes/walkins?format=png_data_url"
