@@ -287,9 +287,10 @@ class AccessLogExportHandler(APIHandler):
         q = self.query
         body = await self.app.access_log_reader.export(
             community_id, q.format, self.lang(q.lang), max_rows=EXPORT_MAX_ROWS, **_query_args(q))
-        stamp = self.app.clock.now().strftime("%Y%m%d-%H%M%S")
+        name = await self.app.access_log_reader.export_name(community_id, q.format,
+                                                               self.app.clock.now())
         self.set_header("Content-Type", EXPORT_TYPES[q.format])
-        self.set_header("Content-Disposition", f'attachment; filename="access-log-{stamp}.{q.format}"')
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
         self.finish(body)
 
 

@@ -321,6 +321,11 @@ class AccessLogReader:
                           for field in CODED if item.get(field)}})
         return presented
 
+    async def export_name(self, community_id: str, fmt: str, now: datetime) -> str:
+        """The export's file name, stamped with the community's local time like its rows."""
+        zone = community_zone(await self.places.community(community_id))
+        return f"access-log-{now.astimezone(zone):%Y%m%d-%H%M%S}.{fmt}"
+
     async def export(self, community_id: str, fmt: str, lang: str = "zh",
                      person: str | None = None, max_rows: int = 100_000, **filters) -> bytes:
         """The filtered lines as CSV or XLSX, with headers and words in `lang`."""

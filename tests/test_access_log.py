@@ -139,6 +139,9 @@ async def test_exports_in_chinese_by_default_english_on_request(app, api_client,
     local = datetime.strptime(rows[0]["时间"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=CHINA)
     assert abs(local - app.clock.now()) < timedelta(minutes=1)
     assert rows[0]["门禁"] == "main" and rows[0]["方式"] == "保安扫码"
+    # The file is named by the same local time as its rows, not UTC.
+    assert exported.headers["Content-Disposition"] == \
+        f'attachment; filename="access-log-{app.clock.now().astimezone(CHINA):%Y%m%d-%H%M%S}.csv"'
 
     english = await api_client.get(base + "?format=csv", token=c.tokens["admin"],
                                    headers={"Accept-Language": "en-GB,en;q=0.9"})
