@@ -24,7 +24,7 @@ import tornado.netutil
 from gate_bridge import logs
 from server.app import XiaoquApp
 from scripts.fake_wechat import start_fake_wechat
-from server.embedded import start_mongo, start_redis
+from server.embedded import RestartableMongo, start_mongo, start_redis
 from server.settings import load_settings
 from server.stores import connect_mongo, connect_redis
 
@@ -60,6 +60,16 @@ def own_redis(redis_dir):
     `redis_url` with its url)."""
     with start_redis(redis_dir) as redis:
         yield redis
+
+
+@pytest.fixture
+def mongo_store(tmp_path):
+    """A MongoDB-protocol server of the test's own, for tests that kill and restart it (on
+    the same port and data); they override `mongo_url` with its url."""
+    store = RestartableMongo(tmp_path / "mongo.sqlite3")
+    store.start()
+    yield store
+    store.close()
 
 
 @pytest.fixture(scope="session")

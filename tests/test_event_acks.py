@@ -6,21 +6,12 @@ import asyncio
 import pytest
 
 from gate_bridge import protocol as p
-from server.embedded import RestartableMongo
 from server.gate_hub import GateHub, HubOptions
 from tests.builders import make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def mongo_store(tmp_path):
-    store = RestartableMongo(tmp_path / "mongo.sqlite3")
-    store.start()
-    yield store
-    store.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 
 from models.common import ManualClock
 from models.outbox import FIRST_BACKOFF, backoff
-from server.embedded import RestartableMongo
 from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
@@ -83,13 +82,6 @@ async def test_the_worker_runs_what_was_left(app):
 class TestStoreDownAfterTheChange:
     """The change saved, then the store dies before its effect is stored: `add` does not fail
     the change, keeps the effect, and it runs once the store is back — once."""
-
-    @pytest.fixture
-    def mongo_store(self, tmp_path):
-        store = RestartableMongo(tmp_path / "mongo.sqlite3")
-        store.start()
-        yield store
-        store.close()
 
     @pytest.fixture
     def mongo_url(self, mongo_store):

@@ -9,7 +9,6 @@ import pytest
 
 from models.common import ManualClock
 from models.gate_access import OUTCOME_GRACE, command_key
-from server.embedded import RestartableMongo
 from tests.builders import make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
@@ -33,14 +32,6 @@ async def bridged(app, hub, tmp_path, code="r1"):
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
     return c, creds, sim
-
-
-@pytest.fixture
-def mongo_store(tmp_path):
-    store = RestartableMongo(tmp_path / "mongo.sqlite3")
-    store.start()
-    yield store
-    store.close()
 
 
 class TestStoreDiesAfterTheDoorActed:
