@@ -253,6 +253,13 @@ class APIHandler(tornado.web.RequestHandler):
             self.span.end()
             self.app.requests_finished()
 
+    def photo_uploads(self) -> list[bytes]:
+        """The `photo` files of a multipart body (a body of another kind is refused by name)."""
+        uploads = [f["body"] for f in self.request.files.get("photo", [])]
+        if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):
+            raise Invalid("send multipart/form-data with `photo` files", fields={"photo": "required"})
+        return uploads
+
     def json_body(self) -> Any:
         if not self.request.body.strip():
             return {}  # no body: an empty object, so the schema names what is missing

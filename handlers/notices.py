@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
-from models.errors import Invalid
 from models.notices import ACTIONS as NOTICE_ACTIONS, MAX_PHOTOS, STATES, WHO
 from models.photos import MAX_BYTES
 from models.surveys import ACTIONS as SURVEY_ACTIONS, PER, QUESTION_KINDS
@@ -134,10 +133,7 @@ class NoticePhotosHandler(APIHandler):
          status=201, permission="notices.write", max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD,
          uploads=("multipart/form-data",), upload_field="photo", upload_many=True)
     async def post(self, community_id, notice_id):
-        uploads = [f["body"] for f in self.request.files.get("photo", [])]
-        if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):
-            raise Invalid("send multipart/form-data with `photo` files", fields={"photo": "required"})
-        doc = await self.app.notices.add_photos(community_id, notice_id, uploads)
+        doc = await self.app.notices.add_photos(community_id, notice_id, self.photo_uploads())
         self.write_json(self.app.notices.view(doc, self.principal))
 
 

@@ -9,8 +9,11 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from handlers.base import APIHandler, Strict, api
+from handlers.tickets import MULTIPART_OVERHEAD, Ticket
 from models.access import STAFF_ROLES
-from models.patrols import ANSWERS, public
+from models.patrols import ANSWERS, MAX_VISIT_PHOTOS, public
+from models.photos import MAX_BYTES
+from models.tickets import REPAIR_CATEGORIES
 
 
 class CheckpointIn(Strict):
@@ -48,6 +51,10 @@ class CheckInIn(Strict):
     location: Location | None = None
     answers: dict[str, Literal[ANSWERS]] = Field({}, max_length=20)
     note: str = Field("", max_length=500)
+
+
+class FindingTicketIn(Strict):
+    category: Literal[tuple(REPAIR_CATEGORIES)] = Field("other", description="sets its priority")
 
 
 class StatsQuery(Strict):
@@ -92,13 +99,35 @@ class CheckInHandler(APIHandler):
     async def post(self, community_id, plan_id):
         doc = await self.app.patrols.check_in(self.principal, community_id, plan_id,
                                               **self.body.model_dump())
-        self.write_json(public(doc))
+        self.write_json(self.app.patrols.view(doc))
+
+
+class VisitPhotosHandler(APIHandler):
+    @api(f"Add photos to your visit (multipart, field `photo`, ≤ {MAX_VISIT_PHOTOS} per visit)",
+         response=dict, status=201, permission="patrols.check_in",
+         max_body=MAX_VISIT_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD,
+         uploads=("multipart/form-data",), upload_field="photo", upload_many=True)
+    async def post(self, community_id, round_id, index):
+        doc = await self.app.patrols.add_visit_photos(self.principal, community_id, round_id,
+                                                      int(index), self.photo_uploads())
+        self.write_json(self.app.patrols.view(doc))
+
+
+class VisitTicketHandler(APIHandler):
+    @api("Make the repair ticket of a visit's problem (201), or show the one made (200)",
+         body=FindingTicketIn, response=Ticket, status=201, permission="patrols.read")
+    async def post(self, community_id, round_id, index):
+        doc, made = await self.app.patrols.ticket_for_visit(self.principal, community_id, round_id,
+                                                            int(index), self.body.category)
+        self.set_status(201 if made else 200)
+        self.write_json(self.app.tickets.view(doc, self.principal))
 
 
 class RoundsHandler(APIHandler):
     @api("A plan's rounds, newest first", response=list[dict], permission="patrols.read")
     async def get(self, community_id, plan_id):
-        self.write_json([public(d) for d in await self.app.patrols.rounds(community_id, plan_id)])
+        self.write_json([self.app.patrols.view(d)
+                         for d in await self.app.patrols.rounds(community_id, plan_id)])
 
 
 class StatsHandler(APIHandler):
@@ -115,5 +144,9 @@ routes = [
     ("/api/communities/{community_id}/patrol-plans", PlansHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/check-ins", CheckInHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/rounds", RoundsHandler),
+    ("/api/communities/{community_id}/patrol-rounds/{round_id}/visits/{index:[0-9]+}/photos",
+     VisitPhotosHandler),
+    ("/api/communities/{community_id}/patrol-rounds/{round_id}/visits/{index:[0-9]+}/ticket",
+     VisitTicketHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/stats", StatsHandler),
 ]

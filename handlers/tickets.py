@@ -10,7 +10,6 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
-from models.errors import Invalid
 from models.kpi import MAX_SERIES, PERIODS
 from models.notifications import public_message
 from models.photos import MAX_BYTES
@@ -86,8 +85,9 @@ class Ticket(BaseModel):
     area: str
     place_path: str | None
     gate_id: str | None
-    resident_id: str
+    resident_id: str | None = Field(description="none for a repair staff found (see `source`)")
     channel: str
+    source: dict | None = Field(None, description="the patrol visit or inspection that found it")
     priority: str
     suggested_priority: str
     state: str
@@ -201,10 +201,8 @@ class PhotosHandler(APIHandler):
          max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD, uploads=("multipart/form-data",),
          upload_field="photo", upload_many=True)
     async def post(self, community_id, ticket_id):
-        uploads = [f["body"] for f in self.request.files.get("photo", [])]
-        if not uploads and not self.request.headers.get("Content-Type", "").startswith("multipart/"):
-            raise Invalid("send multipart/form-data with `photo` files", fields={"photo": "required"})
-        doc = await self.app.tickets.add_photos(self.principal, community_id, ticket_id, uploads)
+        doc = await self.app.tickets.add_photos(self.principal, community_id, ticket_id,
+                                                self.photo_uploads())
         self.write_json(self.app.tickets.view(doc, self.principal))
 
 

@@ -67,6 +67,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patrols.read": ALL_STAFF,
     "patrols.manage": frozenset({"admin", "manager", "security_lead"}),
     "patrols.check_in": frozenset({"admin", "manager", "security", "security_lead", "maintenance"}),
+    # A problem found on a round or an inspection becomes a repair ticket: whoever found it
+    # (the patrol and equipment managers check that), or the office and dispatch desk.
+    "findings.ticket": frozenset({"admin", "manager", "customer_service", "security_lead"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.

@@ -316,6 +316,12 @@ ZH: dict[str, str] = {
     "not the next checkpoint of the route": "不是路线上的下一个巡更点",
     "answer the checkpoint's checklist with ok or problem": "请用 ok 或 problem 回答巡更点的检查项",
     "items: {items}": "检查项：{items}",
+    "round not found": "未找到该轮巡更", "visit not found": "未找到该巡更点记录",
+    "only who checked in adds the visit's photos": "只有打卡人可以为该记录添加照片",
+    "at most {limit} photos per visit": "每个巡更点记录最多 {limit} 张照片",
+    "the round changed meanwhile: try again": "该轮巡更刚被修改，请重试",
+    "only who found it or the office makes its ticket": "只有发现人或管理处可以为其报修",
+    "nothing was found wrong here": "此处未发现问题",
     # -- notices and surveys --------------------------------------------------------------------
     "notice not found": "未找到该通知", "survey not found": "未找到该问卷",
     "nothing to change": "没有要修改的内容", "give a field to change": "请给出要修改的项",

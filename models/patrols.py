@@ -21,13 +21,15 @@ import logging
 from datetime import datetime, timedelta
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from models.access import Principal, permitted
 from models.common import object_id
-from models.errors import Conflict, Forbidden, Invalid, NotFound
+from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from models.messages import Text
+from models.photos import store_uploads
+from models.tickets import Finding
 from models.workflow import SAME, Effect, Effects, Step, Workflow, action, created
 
 log = logging.getLogger("xiaoqu.patrols")
@@ -41,6 +43,7 @@ INDEXES = {
 }
 
 CLOCK_SKEW = timedelta(minutes=2)
+MAX_VISIT_PHOTOS = 3
 ANSWERS = ("ok", "problem")
 SCHEDULER = Principal("system", "patrols")
 
@@ -86,12 +89,16 @@ def public(doc: dict) -> dict:
 
 
 class PatrolManager:
-    def __init__(self, db, clock, *, places, notifier, effects: Effects):
+    def __init__(self, db, clock, *, places, notifier, effects: Effects, tickets, photos,
+                 photo_links):
         self.db = db
         self.clock = clock
         self.places = places
         self.notifier = notifier
         self.effects = effects
+        self.tickets = tickets
+        self.photos = photos
+        self.photo_links = photo_links
         effects.register("patrol.feed", self._feed)
 
     async def _feed(self, key: str, payload: dict) -> None:
@@ -220,6 +227,82 @@ class PatrolManager:
                                                     {"visit": visit}, now, context=self)
         await self.effects.emit(effects)
         return updated
+
+    # -- a visit's photos and the repair ticket of its problem ------------------------
+
+    async def _visit(self, community_id: str, round_id: str, index: int) -> tuple[dict, dict]:
+        doc = await self.db.patrol_rounds.find_one({"_id": round_id,
+                                                    "community_id": ObjectId(community_id)})
+        if doc is None:
+            raise NotFound("round not found")
+        if not 0 <= index < len(doc["visits"]):
+            raise NotFound("visit not found")
+        return doc, doc["visits"][index]
+
+    async def _change_visit(self, doc: dict, index: int, change) -> dict:
+        """Write `change(visit)` into the round, conditional on its version like the
+        workflow's writes (a check-in rewrites the visits it read); re-read on a race."""
+        for _ in range(5):
+            visits = [dict(v) for v in doc["visits"]]
+            change(visits[index])
+            updated = await self.db.patrol_rounds.find_one_and_update(
+                {"_id": doc["_id"], "version": doc["version"]},
+                {"$set": {"visits": visits}, "$inc": {"version": 1}},
+                return_document=ReturnDocument.AFTER)
+            if updated is not None:
+                return updated
+            doc = await self.db.patrol_rounds.find_one({"_id": doc["_id"]})
+        raise Conflict("the round changed meanwhile: try again", code="version_conflict")
+
+    async def add_visit_photos(self, principal: Principal, community_id: str, round_id: str,
+                               index: int, uploads: list[bytes]) -> dict:
+        doc, visit = await self._visit(community_id, round_id, index)
+        if visit["by"] != principal.id:
+            raise Forbidden("only who checked in adds the visit's photos")
+        if not uploads:
+            raise Invalid("no photo in the upload", fields={"photo": "required"})
+        room = MAX_VISIT_PHOTOS - len(visit.get("photos", []))
+        if len(uploads) > room:
+            raise Unprocessable(Text("at most {limit} photos per visit", limit=MAX_VISIT_PHOTOS),
+                                code="too_many_photos",
+                                fields={"photo": Text("{count} more allowed", count=room)})
+        stored, entries = await store_uploads(
+            self.photos, uploads, {"round_id": round_id, "community_id": community_id},
+            by=principal.id, at=self.clock.now())
+
+        def add(v: dict) -> None:
+            v["photos"] = [*v.get("photos", []), *entries][:MAX_VISIT_PHOTOS]
+        return await self._change_visit(doc, index, add)
+
+    async def ticket_for_visit(self, principal: Principal, community_id: str, round_id: str,
+                               index: int, category: str) -> tuple[dict, bool]:
+        """The repair ticket of a visit's problem, in one step: made by the ticket manager at
+        the checkpoint's place with the visit's note and photos, and linked both ways (the
+        ticket's `source`, the visit's `ticket_id`). Asked again, the same ticket."""
+        doc, visit = await self._visit(community_id, round_id, index)
+        if visit["by"] != principal.id and not permitted(principal, community_id, "findings.ticket"):
+            raise Forbidden("only who found it or the office makes its ticket")
+        if not visit["problem"]:
+            raise Conflict("nothing was found wrong here", code="no_problem")
+        checkpoint = await self.db.checkpoints.find_one({"_id": visit["checkpoint_id"]})
+        failed = [item for item, answer in visit["answers"].items() if answer == "problem"]
+        ticket, made = await self.tickets.from_finding(principal, Finding(
+            community_id, "patrol", f"{round_id}:{index}",
+            f"巡更发现：{checkpoint['name']}（{checkpoint['code']}）{'、'.join(failed)}",
+            visit["note"], checkpoint["place_path"], tuple(visit.get("photos", ())), category))
+        if visit.get("ticket_id") != ticket["_id"]:
+            await self._change_visit(doc, index, lambda v: v.update(ticket_id=ticket["_id"]))
+        return ticket, made
+
+    def view(self, doc: dict) -> dict:
+        """A round as the API shows it: its visits' photos with signed links for an <img>."""
+        shown = public(doc)
+        shown["visits"] = [{**v, "photos": [{**p, "url": self.photo_links.url(p["id"]),
+                                              "thumbnail_url": self.photo_links.url(
+                                                  p["thumbnail_id"] or p["id"])}
+                                             for p in v.get("photos", [])]}
+                           for v in doc.get("visits", [])]
+        return shown
 
     async def sweep(self, now: datetime) -> int:
         """Mark the rounds whose window closed as missed; make the rounds nobody started so

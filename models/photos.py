@@ -147,6 +147,23 @@ async def process_upload(data: bytes) -> Processed:
     return await asyncio.to_thread(process, data)
 
 
+async def store_uploads(store, uploads: list[bytes], meta: dict, **entry) -> tuple[list[str], list[dict]]:
+    """Check every upload, then keep each with its thumbnail: (the stored file ids, one
+    entry per photo — id, thumbnail_id, content_type, width, height and `entry`'s fields)."""
+    processed = [await process_upload(data) for data in uploads]  # all checked before any is kept
+    stored, entries = [], []
+    for item in processed:
+        full = await store.put(item.data, item.content_type, meta)
+        stored.append(full)
+        thumb = None
+        if item.thumbnail is not None:
+            thumb = await store.put(item.thumbnail, "image/jpeg", {**meta, "thumbnail_of": full})
+            stored.append(thumb)
+        entries.append({"id": full, "thumbnail_id": thumb, "content_type": item.content_type,
+                        **entry, "width": item.width, "height": item.height})
+    return stored, entries
+
+
 class GridFSPhotoStore:
     """Photo bytes in MongoDB GridFS. Anything with put/get/delete can replace it."""
 

@@ -20,10 +20,12 @@ tickets.dispatch / tickets.followup (models/access.py) in the ticket's community
 
 import copy
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from models import sla
 from models.access import Principal, permitted
@@ -32,7 +34,7 @@ from models.common import object_id
 from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, RateLimited, \
     Unprocessable
 from models.messages import Text
-from models.photos import process_upload
+from models.photos import store_uploads
 from models.workflow import PREVIOUS, Effect, Effects, Pending, Required, Step, Workflow, action
 from server import metrics
 
@@ -45,6 +47,7 @@ INDEXES = {
         IndexModel([("resident_id", ASCENDING), ("created_at", DESCENDING)]),
         IndexModel([("assignee_id", ASCENDING), ("state", ASCENDING)]),
         IndexModel([("sla_next_at", ASCENDING)], sparse=True),
+        IndexModel([("source_key", ASCENDING)], unique=True, sparse=True),  # one per finding
     ],
 }
 
@@ -134,7 +137,7 @@ def _ask(step: Step) -> None:
 def tell(word: str, text: str, *, with_reason: bool = False) -> Effect:
     """The resident is told (in-app, and by WeChat when they subscribed) — of staff's doing."""
     def build(step: Step, ticket: dict) -> dict | None:
-        if not step.principal.is_staff:
+        if not step.principal.is_staff or ticket["resident_id"] is None:  # (staff found it)
             return None
         said = f"{text}：{ticket['history'][-1]['reason']}" if with_reason else text
         return {"ticket": {k: ticket[k] for k in ("_id", "resident_id", "community_id")},
@@ -288,7 +291,8 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
         "id": str(doc["_id"]), "community_id": str(doc["community_id"]), "kind": doc["kind"],
         "category": doc["category"], "description": doc["description"], "area": doc["area"],
         "place_path": doc.get("place_path"), "gate_id": doc.get("gate_id"),
-        "resident_id": str(doc["resident_id"]), "channel": doc["channel"],
+        "resident_id": doc["resident_id"] and str(doc["resident_id"]), "channel": doc["channel"],
+        "source": doc.get("source"),
         "preferred_time": doc.get("preferred_time"), "appointment": doc.get("appointment"),
         "priority": doc["priority"], "suggested_priority": doc["suggested_priority"],
         "state": doc["state"], "assignee_id": doc.get("assignee_id"), "team": doc.get("team"),
@@ -306,6 +310,33 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
         view.update(flags=doc.get("flags", []), escalations=doc.get("escalations", []),
                     urges=doc.get("urges", []), worker_pass_id=doc.get("worker_pass_id"))
     return view
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A problem staff found on a round or an inspection, to be repaired: `source` names
+    what found it ("patrol", "inspection": the ticket's channel) and `ref` the finding
+    there, so one finding makes one ticket. `photos` are entries already stored (as
+    models/photos.store_uploads makes them): the ticket shows the same files."""
+    community_id: str
+    source: str
+    ref: str
+    title: str
+    note: str = ""
+    place_path: str | None = None
+    photos: tuple[dict, ...] = ()
+    category: str = "other"
+
+
+def _new_ticket(principal: Principal, now: datetime, reason: str, **fields) -> dict:
+    """A submitted ticket's document: `fields` over the defaults of a new one."""
+    return {"appointment": None, "state": "submitted", "assignee_id": None, "team": None,
+            "rating": None, "comment": None, "rework_count": 0, "urge_count": 0, "urges": [],
+            "last_urge_at": None, "photos": [], "photo_counts": {stage: 0 for stage in PHOTO_STAGES},
+            "flags": [], "flagged": False, "escalations": [], "created_at": now,
+            "updated_at": now, "version": 1,
+            "history": [history_entry(principal, now, "submit", None, "submitted", reason)],
+            **fields, "sla_next_at": sla.sla_next_at(fields["clocks"])}
 
 
 class TicketManager:
@@ -419,24 +450,47 @@ class TicketManager:
                 minutes=targets["complaint_response_minutes"]))
             if on_behalf:  # a person took the call: that is the first response
                 sla.stop(clocks["response"], now)
-        doc = {
-            "community_id": ObjectId(community_id), "kind": kind, "category": category,
-            "description": description, **place, "resident_id": ObjectId(resident_id),
-            "channel": "phone" if on_behalf else "app", "preferred_time": preferred,
-            "appointment": None, "priority": priority, "suggested_priority": suggested,
-            "state": "submitted", "assignee_id": None, "team": None, "rating": None,
-            "comment": None, "rework_count": 0, "urge_count": 0, "urges": [], "last_urge_at": None,
-            "photos": [], "photo_counts": {stage: 0 for stage in PHOTO_STAGES}, "flags": [],
-            "flagged": False, "escalations": [], "clocks": clocks,
-            "sla_next_at": sla.sla_next_at(clocks),
-            "first_response_at": now if on_behalf else None, "created_at": now,
-            "updated_at": now, "version": 1,
-            "history": [history_entry(principal, now, "submit", None, "submitted",
-                                    "phone call" if on_behalf else "")],
-        }
+        doc = _new_ticket(
+            principal, now, "phone call" if on_behalf else "", community_id=ObjectId(community_id),
+            kind=kind, category=category, description=description, **place,
+            resident_id=ObjectId(resident_id), channel="phone" if on_behalf else "app",
+            preferred_time=preferred, priority=priority, suggested_priority=suggested,
+            clocks=clocks, first_response_at=now if on_behalf else None)
         await self.db.tickets.insert_one(doc)
         await self._staff_event(doc, "ticket.created", "created")
         return doc
+
+    async def from_finding(self, principal: Principal, finding: Finding) -> tuple[dict, bool]:
+        """The repair ticket of a finding — made now, or the one made before: (ticket, made).
+        It belongs to no resident: staff found it, so nobody is told but the staff feed, and
+        it is closed by the office's follow-up rather than a resident's confirmation."""
+        cid, key = finding.community_id, f"{finding.source}:{finding.ref}"
+        if made := await self.db.tickets.find_one({"source_key": key}):
+            return made, False
+        suggested = self._suggest("repair", finding.category)
+        if finding.place_path and await self.places.place_by_path(cid, finding.place_path) is None:
+            raise Invalid("no such place", fields={"place_path": Text("no place {path}",
+                                                                      path=repr(finding.place_path))})
+        now = self.clock.now()
+        targets = await self.targets.get(cid)
+        clocks = {"on_site": sla.new_clock(now, sla.on_site_budget(suggested, targets, now, None)),
+                  "response": None, "followup": None}
+        photos = [{**p, "stage": "report"} for p in finding.photos[:MAX_PHOTOS]]
+        description = f"{finding.title}：{finding.note}" if finding.note else finding.title
+        doc = _new_ticket(
+            principal, now, key, community_id=ObjectId(cid), kind="repair",
+            category=finding.category, description=description, area="other",
+            place_path=finding.place_path, gate_id=None, resident_id=None,
+            channel=finding.source, source={"kind": finding.source, "ref": finding.ref},
+            source_key=key, preferred_time=None, priority=suggested,
+            suggested_priority=suggested, clocks=clocks, first_response_at=now, photos=photos,
+            photo_counts={"report": len(photos), "work": 0})
+        try:
+            await self.db.tickets.insert_one(doc)
+        except DuplicateKeyError:  # the same finding, sent twice at once: the other made it
+            return await self.db.tickets.find_one({"source_key": key}), False
+        await self._staff_event(doc, "ticket.created", "created")
+        return doc, True
 
     @staticmethod
     def _suggest(kind: str, category: str) -> str:
@@ -661,21 +715,9 @@ class TicketManager:
             raise Unprocessable(Text("at most {limit} {stage} photos per ticket", limit=MAX_PHOTOS,
                                      stage=stage), code="too_many_photos",
                                 fields={"photo": Text("{count} more allowed", count=room)})
-        processed = [await process_upload(data) for data in uploads]  # all checked before any is kept
-        now = self.clock.now()
-        stored, entries = [], []
-        meta = {"ticket_id": str(ticket["_id"]), "community_id": community_id}
-        for item in processed:
-            full = await self.photos.put(item.data, item.content_type, meta)
-            stored.append(full)
-            thumb = None
-            if item.thumbnail is not None:
-                thumb = await self.photos.put(item.thumbnail, "image/jpeg",
-                                              {**meta, "thumbnail_of": full})
-                stored.append(thumb)
-            entries.append({"id": full, "thumbnail_id": thumb, "content_type": item.content_type,
-                            "stage": stage, "by": principal.id, "at": now,
-                            "width": item.width, "height": item.height})
+        stored, entries = await store_uploads(
+            self.photos, uploads, {"ticket_id": str(ticket["_id"]), "community_id": community_id},
+            stage=stage, by=principal.id, at=self.clock.now())
         updated = await self.db.tickets.find_one_and_update(
             {"_id": ticket["_id"], f"photo_counts.{stage}": {"$lte": MAX_PHOTOS - len(entries)}},
             {"$push": {"photos": {"$each": entries}},

@@ -127,7 +127,9 @@ class XiaoquApp(tornado.web.Application):
                                             access_log=self.access_log,
                                             notifier=self.notifier, effects=self.effects)
         self.patrols = PatrolManager(self.db, self.clock, places=self.places,
-                                     notifier=self.notifier, effects=self.effects)
+                                     notifier=self.notifier, effects=self.effects,
+                                     tickets=self.tickets, photos=photos,
+                                     photo_links=photo_links)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

@@ -1,56 +1,14 @@
 """Patrols over HTTP with the injectable clock: order and timing windows, who may check in, a
 scan that is not from now, missed rounds raised on the feed, the plan's figures."""
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import timedelta
 
 import pytest
-import pytest_asyncio
 
-from models.common import ManualClock
-from tests.builders import make_community
+from tests.patrol_support import START, clock, p  # noqa: F401 (fixtures)
 from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
-
-START = datetime.combine(datetime.now(UTC).date(), time(0, 0), UTC)
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(START)
-
-
-class Patrol:
-    def __init__(self, app, http, c):
-        self.app, self.http, self.c = app, http, c
-        self.base = f"/api/communities/{c.id}"
-
-    async def post(self, who, path, body):
-        return await self.http.post(self.base + path, body, token=self.c.tokens[who])
-
-    async def check_in(self, plan_id, code, who="security", **over):
-        body = {"code": code, "device": f"{who}-phone", "scanned_at": self.app.clock.now().isoformat(),
-                **over}
-        return await self.post(who, f"/patrol-plans/{plan_id}/check-ins", body)
-
-
-@pytest_asyncio.fixture
-async def p(app, api_client):
-    c = await make_community(app, "pt")
-    patrol = Patrol(app, api_client, c)
-    ids = []
-    for code, name in (("A1", "北门"), ("A2", "地库"), ("A3", "东侧围墙")):
-        reply = await patrol.post("security_lead", "/patrol-checkpoints",
-                                  {"code": code, "name": name, "checklist": ["lights", "locks"]})
-        assert reply.status == 201, reply.body
-        ids.append(reply.body["id"])
-    route = await patrol.post("manager", "/patrol-routes", {"name": "夜间巡更", "checkpoints": ids})
-    plan = await patrol.post("manager", "/patrol-plans", {
-        "route_id": route.body["id"], "name": "每 2 小时", "starts_at": START.isoformat(),
-        "every_minutes": 120, "window_minutes": 60, "role": "security"})
-    assert plan.status == 201, plan.body
-    patrol.plan = plan.body["id"]
-    return patrol
 
 
 async def test_a_round_is_walked_in_order_within_its_window(app, p, clock):
