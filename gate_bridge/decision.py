@@ -9,7 +9,7 @@ single-use code, one of a pass's entries) is described by `use_claim`; the
 bridge consumes it offline in its local store (`decide(..., nonces=store)`),
 the server atomically in Redis (models/passes.py), both from the same claim.
 
-Local time (gate hours, a pass's daily window) is the wall clock of the community's IANA
+Local time (gate hours, a pass's daily window and working days) is the wall clock of the community's IANA
 time zone, read with zoneinfo on both sides (`local_minute`), so a daylight-saving change
 needs no new config: the bridge is pushed the zone's name, not an offset.
 
@@ -23,12 +23,13 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gate_bridge.protocol import DEFAULT_PULSE_MS, MODES
-from gate_bridge.passes import (CODE_KINDS, PLACE_SCOPED, MalformedToken, Payload, community_tag,
-                                find_key, signature_valid, split)
+from gate_bridge.passes import (CODE_KINDS, EVERY_DAY, PLACE_SCOPED, MalformedToken, Payload,
+                                community_tag, find_key, signature_valid, split)
 
 # The fixed list of reasons, in the order the checks run.
 REASONS = ("ok", "malformed", "unknown_code", "unknown_key", "wrong_community", "bad_signature",
-           "not_yet_valid", "expired", "gate_not_allowed", "outside_hours", "revoked",
+           "not_yet_valid", "expired", "gate_not_allowed", "outside_hours", "outside_days",
+           "revoked",
            "locked", "gate_closed", "used_up", "replayed")
 DEFAULT_SKEW = 5
 DEFAULT_TIME_ZONE = "Asia/Shanghai"  # a community's zone unless it says otherwise
@@ -183,10 +184,15 @@ def zone_info(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
+def local_time(now: float, zone: str) -> datetime:
+    """The zone's wall clock at `now` (Unix time). Across a daylight-saving change it jumps
+    or repeats, and so does everything read from it."""
+    return datetime.fromtimestamp(now, zone_info(zone))
+
+
 def local_minute(now: float, zone: str) -> int:
-    """Minutes since local midnight on the zone's wall clock at `now` (Unix time). Across a
-    daylight-saving change the wall clock jumps or repeats, and so does this."""
-    local = datetime.fromtimestamp(now, zone_info(zone))
+    """Minutes since local midnight at `now`."""
+    local = local_time(now, zone)
     return local.hour * 60 + local.minute
 
 
@@ -196,6 +202,19 @@ def within_hours(payload: Payload, gate: GateInfo, now: float) -> bool:
     if start < end:
         return start <= quarter < end
     return quarter >= start or quarter < end  # a window across midnight
+
+
+def on_working_day(payload: Payload, gate: GateInfo, now: float) -> bool:
+    """The local weekday is one of the pass's days. The hours after midnight of a window
+    across midnight belong to the day the window started (Friday 22:00–02:00 is a Friday)."""
+    if payload.days == EVERY_DAY:
+        return True
+    local = local_time(now, gate.time_zone)
+    start, end = payload.hours
+    day = local.weekday()
+    if start > end and (local.hour * 60 + local.minute) // 15 < end:
+        day = (day - 1) % 7
+    return bool(payload.days >> day & 1)
 
 
 def within_gate_hours(gate: GateInfo, now: float) -> bool:
@@ -244,6 +263,8 @@ def verify(token_text: str, gate: GateInfo, now: float, keys: Mapping,
         return Decision(False, "gate_not_allowed", payload)
     if not within_hours(payload, gate, now):
         return Decision(False, "outside_hours", payload)
+    if not on_working_day(payload, gate, now):
+        return Decision(False, "outside_days", payload)
     if payload.subject_id in revoked:
         return Decision(False, "revoked", payload)
     refusal = gate_refusal(payload.kind, gate, now)

@@ -6,7 +6,7 @@ so it imports only the standard library, `cryptography` and `base45`.
 
     token    = Base45(payload || signature)            QR alphanumeric mode
     signed   = b"XQP1" || community id (12 bytes) || payload
-    payload  = fixed 37-byte header || scope entries   (layout below, big-endian)
+    payload  = fixed 37-byte header || scope entries [|| working days]   (below, big-endian)
 
 Binding the full community id into the signature (not just the 4-byte tag the
 payload carries) means a tag collision between two communities can never let a
@@ -35,6 +35,12 @@ ID_BYTES = 12
 HEADER = struct.Struct(">BBBII6s4s12sBBBB")
 QUARTERS_PER_DAY = 96
 MAX_SCOPE_ENTRY = 32
+# Working days: one optional byte after the scope, bit 0 = Monday ... bit 6 = Sunday. Every
+# day is its absence (the one encoding of it), so passes made before it stay valid as they
+# are, and a verifier that does not know the byte refuses such a pass (trailing bytes) rather
+# than letting a worker in on a day off.
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+EVERY_DAY = (1 << len(WEEKDAYS)) - 1
 
 KINDS = {1: "resident", 2: "visitor", 3: "worker", 4: "staff"}
 KIND_CODES = {name: code for code, name in KINDS.items()}
@@ -47,6 +53,20 @@ PLACE_SCOPED = frozenset({"resident"})
 
 class MalformedToken(ValueError):
     """The text is not a well-formed version-1 token (any structural problem)."""
+
+
+def days_mask(names) -> int:
+    """("mon", "fri") -> 0b10001; None = every day."""
+    if names is None:
+        return EVERY_DAY
+    mask = 0
+    for name in names:
+        mask |= 1 << WEEKDAYS.index(name)
+    return mask
+
+
+def day_names(mask: int) -> list[str]:
+    return [name for i, name in enumerate(WEEKDAYS) if mask >> i & 1]
 
 
 def valid_hours(start: int, end: int) -> bool:
@@ -66,6 +86,7 @@ class Payload:
     max_entries: int = 0  # 0 = unlimited
     hours: tuple[int, int] = (0, QUARTERS_PER_DAY)  # daily window in quarter hours, local time
     scope: tuple[str, ...] = ()
+    days: int = EVERY_DAY  # working days (WEEKDAYS bits), local time
 
     @property
     def subject_id(self) -> str:
@@ -80,10 +101,13 @@ class Payload:
         start, end = self.hours[0], self.hours[1] or QUARTERS_PER_DAY
         if not valid_hours(start, end):
             raise ValueError(f"bad daily hours {self.hours}")
+        if not 0 < self.days <= EVERY_DAY:
+            raise ValueError(f"bad working days {self.days:#x}")
         head = HEADER.pack(VERSION, KIND_CODES[self.kind], self.key_id, self.not_before,
                            self.expires, self.nonce, self.community_tag, self.subject,
                            self.max_entries, start, end, len(entries))
-        return head + b"".join(bytes([len(e)]) + e for e in entries)
+        days = b"" if self.days == EVERY_DAY else bytes([self.days])
+        return head + b"".join(bytes([len(e)]) + e for e in entries) + days
 
     @classmethod
     def unpack(cls, data: bytes) -> "Payload":
@@ -112,10 +136,15 @@ class Payload:
             except UnicodeDecodeError:
                 raise MalformedToken("scope entry is not UTF-8") from None
             offset += 1 + size
-        if offset != len(data):
+        days = EVERY_DAY
+        if offset == len(data) - 1:
+            days = data[offset]
+            if not 0 < days < EVERY_DAY:  # every day is the byte's absence
+                raise MalformedToken("bad working days")
+        elif offset != len(data):
             raise MalformedToken("trailing bytes after the scope")
         return cls(KINDS[kind], key_id, not_before, expires, nonce, tag, subject, max_entries,
-                   (start, end), tuple(scope))
+                   (start, end), tuple(scope), days)
 
 
 # Payload bytes that keep a token within QR version 7 at level M (178 alphanumeric

@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from gate_bridge.decision import STAFF_GATE_ROLES
 from handlers.base import APIHandler, Strict, api
+from handlers.passes import DAYS_HELP, Days
 from models.access import STAFF_ROLES, visible_communities
 from models.bridges import announce_config
 from models.places import (COMMUNITY_CODE, DEFAULT_TIME_ZONE, PATH_FORMAT, PLACE_KINDS,
@@ -26,6 +27,9 @@ class CommunitySettings(Strict):
     worker_pass_max_days: int | None = Field(
         None, ge=1, le=366, description="how far ahead a worker pass may run "
                                         "(default: WORKER_PASS_MAX_DAYS)")
+    decoration_days: Days | None = Field(
+        None, description="decoration permits' " + DAYS_HELP + " (default; approval may choose "
+                          "others)")
     staff_gate_roles: list[Literal[STAFF_ROLES]] | None = Field(
         None, max_length=len(STAFF_ROLES),
         description="the staff roles whose staff codes open the gates (a gate's own "

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
+from handlers.passes import DAYS_HELP, Days
 from models.decoration import ACTIONS, CHECKLIST, FORBIDDEN_WORKS, STATES
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
@@ -37,6 +38,8 @@ class PermitActionIn(Strict):
     reason: str = Field("", max_length=500, description="reject, suspend, resume")
     hours_start: str | None = Field(None, pattern=HHMM, description='approve: daily, e.g. "08:00"')
     hours_end: str | None = Field(None, pattern=HHMM, description='approve: e.g. "18:00"')
+    days: Days | None = Field(None, description="approve: " + DAYS_HELP + "; default: the "
+                                                "community's decoration_days")
     deposit: float | None = Field(None, ge=0, le=1_000_000, description="approve: yuan, if charged")
     checklist: dict[str, Literal["ok", "problem"]] | None = Field(
         None, description="inspect: " + ", ".join(CHECKLIST))
@@ -64,6 +67,7 @@ class Permit(BaseModel):
     acknowledged: list[str]
     state: str
     hours: list[str] | None
+    days: list[str] | None
     deposit: float | None
     deposit_returned: float | None
     passes: list[dict]

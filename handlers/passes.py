@@ -13,9 +13,10 @@ from typing import Literal
 
 import qrcode
 import qrcode.image.svg
-from pydantic import AwareDatetime, BaseModel, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, conlist, field_validator
 
 from gate_bridge.decision import zone_info
+from gate_bridge.passes import WEEKDAYS
 from handlers.base import APIHandler, Strict, api, to_json
 from models.passes import hhmm, quarters
 
@@ -87,6 +88,12 @@ class Hours(Strict):
         return quarters(self.start), quarters(self.end)
 
 
+# Working days of a worker pass, e.g. ["mon", "tue", "wed", "thu", "fri"]; null = every day.
+Days = conlist(Literal[WEEKDAYS], min_length=1, max_length=7)
+DAY_ZH = dict(zip(WEEKDAYS, "一二三四五六日"))
+DAYS_HELP = f"working days, community local time: some of {', '.join(WEEKDAYS)}; null = every day"
+
+
 class InvitationIn(Strict):
     name: str = Field(min_length=1, max_length=40)
     phone: str | None = Field(None, pattern=r"^\+?[0-9-]{5,20}$")
@@ -110,6 +117,7 @@ class WorkerIn(Strict):
     valid_from: AwareDatetime
     valid_to: AwareDatetime
     hours: Hours
+    days: Days | None = Field(None, description=DAYS_HELP)
     max_entries: int = Field(0, ge=0, le=255, description="0 = unlimited")
 
     @field_validator("hours")
@@ -151,6 +159,7 @@ class Pass(BaseModel):
     max_entries: int
     entries_used: int
     hours: Hours | None
+    days: list[str] | None = Field(description="working days; null = every day")
     approval_ref: str | None
     share_url: str
     token: str | None = Field(description="printable passes only (walk-in, worker)")
@@ -237,7 +246,7 @@ class PassHandler(APIHandler):
                "room_path": doc["host_room"], "gates": doc["gates"],
                "valid_from": doc["valid_from"], "valid_to": doc["valid_to"],
                "max_entries": doc["max_entries"], "entries_used": await passes.entries_used(doc),
-               "hours": hours, "approval_ref": doc["approval_ref"],
+               "hours": hours, "days": doc.get("days"), "approval_ref": doc["approval_ref"],
                "share_url": f"{self.app.config.public_base_url}/p/{doc['share_id']}",
                "token": doc["token"], "created_at": doc["created_at"]}
         if doc["token"] and fmt != "json":
@@ -313,7 +322,7 @@ class WorkerPassesHandler(PassHandler):
             self.principal, community_id, name=b.name, phone=b.phone, company=b.company,
             purpose=b.purpose, room_path=b.room_path, gates=b.gates, valid_from=b.valid_from,
             valid_to=b.valid_to, hours=b.hours.as_quarters(), max_entries=b.max_entries,
-            approval_ref=b.approval_ref)
+            approval_ref=b.approval_ref, days=b.days)
         self.write_json(await self.show(doc, fmt=self.query.format))
 
 
@@ -397,6 +406,9 @@ class SharePageHandler(APIHandler):
             return value.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
         hours = doc["hours"] and f"{hhmm(doc['hours'][0])}–{hhmm(doc['hours'][1])}"
+        if doc.get("days"):
+            hours = (f"{hours or '00:00–24:00'} · {'、'.join('周' + DAY_ZH[d] for d in doc['days'])}"
+                     f" ({', '.join(d.capitalize() for d in doc['days'])})")
         fields = {"name": doc["visitor"]["name"], "community": conf.name,
                   "address": conf.address, "room": doc["host_room"] or "",
                   "valid_from": local(doc["valid_from"]), "valid_to": local(doc["valid_to"]),

@@ -28,7 +28,7 @@ from models.access import Principal, permitted
 from models.bindings import rooms_in
 from models.errors import DomainError, Invalid, NotFound
 from models.messages import Text
-from models.passes import quarters
+from models.passes import quarters, working_days
 from models.workflow import SAME, Effect, Effects, Records, Required, Step, Workflow, action, \
     created
 
@@ -63,8 +63,9 @@ def _approve(step: Step) -> None:
         step.fields.get("hours_end") or DEFAULT_HOURS[1]
     if end <= start:
         raise Invalid("working hours end after they start", fields={"hours_end": "after hours_start"})
-    step.sets.update(hours=[start, end], deposit=step.fields.get("deposit"),
-                     approved_by=step.principal.id)
+    # Days not chosen: the community's default (DecorationManager.act puts it in the fields).
+    step.sets.update(hours=[start, end], days=working_days(step.fields.get("days")),
+                     deposit=step.fields.get("deposit"), approved_by=step.principal.id)
 
 
 def _inspect(step: Step) -> None:
@@ -124,7 +125,7 @@ def public_permit(doc: dict, principal: Principal) -> dict:
             "resident_id": str(doc["resident_id"]), "room_path": doc["room_path"],
             "start": doc["start"], "end": doc["end"], "company": doc["company"],
             "manager_phone": doc["manager_phone"], "scope": doc["scope"], "workers": doc["workers"],
-            "acknowledged": doc["acknowledged"], "state": doc["state"], "hours": doc.get("hours"),
+            "acknowledged": doc["acknowledged"], "state": doc["state"], "hours": doc.get("hours"), "days": doc.get("days"),
             "deposit": doc.get("deposit"), "deposit_returned": doc.get("deposit_returned"),
             "passes": doc.get("passes", []), "inspections": doc.get("inspections", 0),
             "history": doc["history"], "version": doc["version"], "created_at": doc["created_at"],
@@ -187,6 +188,8 @@ class DecorationManager(Records):
     async def act(self, principal: Principal, community_id: str, record_id: str,
                   action_name: str, **fields) -> dict:
         await self.visible(principal, community_id, record_id)  # residents: only their own
+        if action_name == "approve" and fields.get("days") is None:
+            fields["days"] = (await self.passes.community_settings(community_id)).decoration_days
         return await super().act(principal, community_id, record_id, action_name, **fields)
 
     async def search(self, principal: Principal, community_id: str, state: str | None) -> list[dict]:
@@ -235,7 +238,8 @@ class DecorationManager(Records):
                         company=permit["company"], purpose=f"装修 {permit['room_path']}",
                         room_path=permit["room_path"], gates=None, valid_from=permit["start"],
                         valid_to=permit["end"], hours=tuple(quarters(h) for h in permit["hours"]),
-                        max_entries=0, approval_ref=f"permit {permit['_id']}")
+                        days=permit.get("days"), max_entries=0,
+                        approval_ref=f"permit {permit['_id']}")
                 except DomainError as exc:  # e.g. longer than the community allows: said, not retried
                     log.warning("permit %s worker %d: no pass: %s", permit["_id"], i, exc.message)
                     continue

@@ -41,8 +41,9 @@ from pymongo.errors import DuplicateKeyError
 from gate_bridge.decision import (ENTRY_COUNT_RETENTION, STAFF_GATE_ROLES, Decision, GateInfo,
                                   UseClaim, decide, gate_covers, is_short_code, normalize,
                                   use_claim)
-from gate_bridge.passes import (NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
-                                community_tag, fit_scope, publish_key, sign, split)
+from gate_bridge.passes import (EVERY_DAY, NONCE_BYTES, QUARTERS_PER_DAY, MalformedToken, Payload,
+                                community_tag, day_names, days_mask, fit_scope, publish_key, sign,
+                                split)
 from models.access import Principal, permitted, roles_in
 from models.bindings import links_in, rooms_in
 from models.common import from_timestamp, object_id
@@ -115,6 +116,7 @@ class PassSettings:
     name: str
     address: str
     staff_gate_roles: tuple[str, ...]  # whose staff codes open gates without their own list
+    decoration_days: list[str] | None  # a decoration permit's working days unless approval says
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,14 @@ def quarters(hhmm: str) -> int:
     """"08:30" -> 34 (quarter hours since midnight; "24:00" -> 96)."""
     hours, minutes = (int(x) for x in hhmm.split(":"))
     return hours * 4 + minutes // 15
+
+
+def working_days(days) -> list[str] | None:
+    """Days in week order, None for every day (a pass's one form of "every day")."""
+    if days is None:
+        return None
+    mask = days_mask(days)
+    return None if mask == EVERY_DAY else day_names(mask)
 
 
 def hhmm(quarter: int) -> str:
@@ -185,7 +195,8 @@ class PassManager:
                                              self.settings.worker_pass_max_days)),
             time_zone=community_time_zone(doc),
             name=doc["name"], address=doc.get("address", ""),
-            staff_gate_roles=tuple(own.get("staff_gate_roles", STAFF_GATE_ROLES)))
+            staff_gate_roles=tuple(own.get("staff_gate_roles", STAFF_GATE_ROLES)),
+            decoration_days=working_days(own.get("decoration_days")))
         self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
         return value
 
@@ -297,11 +308,12 @@ class PassManager:
 
     async def _sign(self, community_id: str, kind: str, subject: str, not_before: int,
                     expires: int, scope: tuple[str, ...], max_entries: int = 0,
-                    hours: tuple[int, int] = (0, QUARTERS_PER_DAY)) -> str:
+                    hours: tuple[int, int] = (0, QUARTERS_PER_DAY),
+                    days: list[str] | None = None) -> str:
         key = await self.signing_key()
         payload = Payload(kind, key.key_id, not_before, expires, secrets.token_bytes(NONCE_BYTES),
                           community_tag(community_id), bytes.fromhex(subject), max_entries, hours,
-                          scope)
+                          scope, days_mask(days))
         return sign(payload, community_id, key.private)
 
     async def resident_code(self, principal: Principal, community_id: str,
@@ -568,13 +580,14 @@ class PassManager:
                       visitor: dict, purpose: str, room_path: str | None, gates: list[str],
                       valid_from: datetime, valid_to: datetime, max_entries: int,
                       hours: tuple[int, int] | None, refresh: bool, approval_ref: str | None = None,
-                      reason: str = "") -> dict:
+                      reason: str = "", days: list[str] | None = None) -> dict:
         now = self.clock.now()
         doc = {"_id": ObjectId(), "community_id": ObjectId(community_id), "kind": kind,
                "origin": origin, "owner": owner, "visitor": visitor, "purpose": purpose,
                "host_room": room_path, "gates": gates, "valid_from": valid_from,
                "valid_to": valid_to, "max_entries": max_entries,
                "hours": list(hours) if hours else None, "refresh": refresh,
+               "days": working_days(days),
                "share_id": secrets.token_urlsafe(18), "approval_ref": approval_ref,
                "state": "active", "token": None, "created_at": now,
                "history": [{"at": now, "by": f"{owner['kind']}:{owner['id']}", "action": "created",
@@ -589,7 +602,8 @@ class PassManager:
     async def _pass_token(self, doc: dict, not_before: int, expires: int) -> str:
         return await self._sign(str(doc["community_id"]), doc["kind"], str(doc["_id"]),
                                 not_before, expires, tuple(doc["gates"]), doc["max_entries"],
-                                tuple(doc["hours"]) if doc["hours"] else (0, QUARTERS_PER_DAY))
+                                tuple(doc["hours"]) if doc["hours"] else (0, QUARTERS_PER_DAY),
+                                doc.get("days"))
 
     async def invite(self, principal: Principal, community_id: str, *, name: str,
                      phone: str | None, purpose: str, valid_from: datetime, valid_to: datetime,
@@ -628,8 +642,9 @@ class PassManager:
                           phone: str | None, company: str | None, purpose: str,
                           room_path: str | None, gates: list[str], valid_from: datetime,
                           valid_to: datetime, hours: tuple[int, int], max_entries: int,
-                          approval_ref: str) -> dict:
-        """Decoration workers, cleaners, contractors: daily hours within a date range."""
+                          approval_ref: str, days: list[str] | None = None) -> dict:
+        """Decoration workers, cleaners, contractors: daily hours on working days (None:
+        every day) within a date range."""
         conf = await self.community_settings(community_id)
         self._check_window(valid_from, valid_to, conf.worker_pass_max_days)
         if room_path is not None and await self.places.place_by_path(community_id, room_path) is None:
@@ -641,7 +656,7 @@ class PassManager:
                                   purpose=purpose, room_path=room_path, gates=chosen,
                                   valid_from=valid_from, valid_to=valid_to,
                                   max_entries=max_entries, hours=hours, refresh=False,
-                                  approval_ref=approval_ref)
+                                  approval_ref=approval_ref, days=days)
 
     async def issue_worker_pass(self, community_id: str, staff_id: str, place_path: str,
                                 start: datetime, end: datetime, reason: str) -> str | None:

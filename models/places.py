@@ -42,7 +42,7 @@ PATH_FORMAT = ('"<building>-<unit>-<room>": building "3", unit "3-2", room "3-2-
 COMMUNITY_CODE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 # Per-community overrides of deployment settings (models/passes.py reads them).
 COMMUNITY_SETTINGS = ("pass_code_seconds", "invitation_max_days", "worker_pass_max_days",
-                      "staff_gate_roles")
+                      "staff_gate_roles", "decoration_days")
 COMMUNITY_FIELDS = ("name", "address", "time_zone")
 SEGMENT = re.compile(r"^[0-9A-Za-z]{1,8}$")
 GATE_KINDS = ("pedestrian", "unit_door", "barrier")

@@ -6,6 +6,7 @@ from datetime import time as dtime
 import pytest
 from playwright.async_api import expect
 
+from gate_bridge.passes import WEEKDAYS
 from tests.browser import decode_qr
 from tests.builders import make_community, make_resident
 
@@ -113,6 +114,8 @@ async def test_worker_pass_issued_used_and_cancelled(app, admin, api_client):
     start = (now - timedelta(hours=1)).replace(minute=0)
     await form.get_by_label("每日开始").fill(start.strftime("%H:00"))
     await form.get_by_label("每日结束").fill((start + timedelta(hours=4)).strftime("%H:00"))
+    tomorrow = now.weekday() + 1
+    await form.locator(".days").get_by_text("一二三四五六日"[tomorrow % 7], exact=True).click()
     await admin.check_screen(page, "people-worker-form")
     await form.get_by_role("button", name="办理", exact=True).click()
     row = page.locator(".worker-pass", has_text="钱师傅")
@@ -121,6 +124,8 @@ async def test_worker_pass_issued_used_and_cancelled(app, admin, api_client):
                                    token=c.tokens["manager"])).body
     assert (made["visitor"]["company"], made["approval_ref"], made["gates"]) == \
         ("好家装修", "ZX-2026-17", ["main"])
+    days = [d for i, d in enumerate(WEEKDAYS) if i != tomorrow % 7]
+    assert made["days"] == days  # every day but tomorrow (so it works today)
     # From today's midnight to the day's end, on the community's clock.
     since, until = (datetime.fromisoformat(made[key]).astimezone(TOKYO)
                     for key in ("valid_from", "valid_to"))
@@ -133,6 +138,8 @@ async def test_worker_pass_issued_used_and_cancelled(app, admin, api_client):
     detail = page.locator(".pass-detail").first
     await expect(detail.get_by_text("通行 · main · 放行")).to_be_visible()  # its use
     await expect(detail.get_by_text("次数不限")).to_be_visible()
+    await expect(detail.locator(".pass-days")).to_contain_text(
+        " ".join("一二三四五六日"[WEEKDAYS.index(d)] for d in days))
     await admin.check_screen(page, "people-worker-pass")
     await detail.get_by_role("button", name="作废此证").click()
     dialog = page.locator(".van-dialog")

@@ -10,6 +10,7 @@ from bson import ObjectId
 from models.common import ManualClock
 from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
+from tests.gate_fixtures import start_sim_bridge, steady_hub  # noqa: F401 (a fixture)
 from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
@@ -134,6 +135,49 @@ async def test_a_violation_suspends_the_passes_at_once_until_rectified(app, p):
     assert (done.body["state"], done.body["deposit_returned"]) == ("completed", 2000)
     assert all(d["state"] == "cancelled" for d in await p.passes(permit_id))
     assert done.body["allowed_actions"] == []
+
+
+async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_offline(
+        app, p, clock, steady_hub, tmp_path):
+    reply = await p.http.patch(f"/api/communities/{p.c.id}", {"settings": {
+        "decoration_days": ["mon", "tue", "wed", "thu", "fri", "sat"]}}, token=p.tokens["admin"])
+    assert reply.status == 200, reply.body
+    default = (await p.apply()).body["id"]
+    approved = await p.act("manager", default, "approve")
+    assert approved.body["days"] == ["mon", "tue", "wed", "thu", "fri", "sat"]  # the community's
+    chosen = (await p.apply()).body["id"]
+    bad = await p.act("manager", chosen, "approve", days=["mon", "someday"])
+    assert bad.status == 400 and "days.1" in bad.error["fields"]
+    approved = await p.act("manager", chosen, "approve", days=["fri", "mon", "tue", "wed", "thu"])
+    assert approved.body["days"] == ["mon", "tue", "wed", "thu", "fri"]
+    token = (await p.passes(chosen))[0]["token"]
+    creds = await app.bridges.provision(p.c.id, p.c.gates["main"], p.c.staff["admin"])
+    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"],
+                                 clock=app.clock.time, auto_door=False)
+    monday = START + timedelta(days=7 - START.weekday())  # 10:00 in China, inside the hours
+
+    async def scan_at(moment) -> tuple:
+        clock.current = moment
+        outcome = await sim.bridge.handle_scan(token)
+        return outcome["source"], outcome["allow"], outcome["reason"]
+
+    try:
+        await sim.bridge.wait(lambda: (sim.bridge.store.config() or {}).get("gate"))
+        assert await scan_at(monday) == ("server", True, "ok")
+        assert await scan_at(monday + timedelta(days=5)) == ("server", False, "outside_days")
+        await steady_hub.stop()  # the network is down: the bridge decides on its own
+        await sim.bridge.wait(lambda: sim.bridge.writer is None)
+        assert await scan_at(monday + timedelta(days=5)) == ("bridge", False, "outside_days")
+        assert await scan_at(monday + timedelta(days=4)) == ("bridge", True, "ok")  # Friday
+    finally:
+        await sim.stop()
+    p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))[
+        "access_token"]
+    assert await p.scan(token) == "ok"  # the guard's scanner: Friday
+    clock.current = monday + timedelta(days=6)
+    p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))[
+        "access_token"]
+    assert await p.scan(token) == "outside_days"  # Sunday
 
 
 async def test_rejection_needs_a_reason_and_the_owner_may_withdraw(p):

@@ -200,7 +200,7 @@ async def test_worker_pass_hours_gates_and_permissions(app, api_client):
     body = {"name": "张师傅", "company": "装修公司", "purpose": "decoration 1-1-101",
             "approval_ref": "DEC-2026-001", "room_path": "1-1-101", "gates": ["main", "u1-1"],
             "valid_from": iso(START), "valid_to": iso(START + timedelta(days=30)),
-            "hours": {"start": "08:00", "end": "10:15"}}
+            "hours": {"start": "08:00", "end": "10:15"}, "days": ["mon", "tue", "wed", "thu", "fri"]}
     assert (await api_client.post(path, body, token=c.tokens["security"])).status == 403
     assert (await api_client.get(f"/api/communities/{c.id}/passes",
                                  token=c.tokens["maintenance"])).status == 403
@@ -211,12 +211,16 @@ async def test_worker_pass_hours_gates_and_permissions(app, api_client):
     assert created.status == 201, created.body
     worker = created.body
     assert worker["hours"] == {"start": "08:00", "end": "10:15"}
+    assert worker["days"] == ["mon", "tue", "wed", "thu", "fri"]
     assert worker["approval_ref"] == "DEC-2026-001" and worker["token"]
     assert (await scan(api_client, c, worker["token"]))["reason"] == "ok"  # 10:00
     assert (await scan(api_client, c, worker["token"]))["reason"] == "ok"  # unlimited
     app.clock.advance(15 * 60)  # 10:15 local
     c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
     assert (await scan(api_client, c, worker["token"]))["reason"] == "outside_hours"
+    app.clock.advance(5 * 86400 - 15 * 60)  # Saturday 10:00
+    c.tokens["security"] = (await app.auth.start_session(c.staff["security"], "staff"))["access_token"]
+    assert (await scan(api_client, c, worker["token"]))["reason"] == "outside_days"
     listed = await api_client.get(f"/api/communities/{c.id}/passes?kind=worker",
                                   token=c.tokens["security"])
     assert [p["id"] for p in listed.body] == [worker["id"]]

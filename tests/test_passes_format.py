@@ -11,7 +11,8 @@ from nacl.signing import VerifyKey
 from qrcode.util import MODE_8BIT_BYTE, MODE_ALPHA_NUM, QRData
 
 from gate_bridge.decision import GateInfo, decide
-from gate_bridge.passes import Payload, community_tag, fit_scope, sign, split
+from gate_bridge.passes import (EVERY_DAY, MalformedToken, Payload, community_tag, day_names,
+                               days_mask, fit_scope, sign, split)
 
 DOC = (Path(__file__).parent.parent / "docs" / "passes.md").read_text()
 SEED = bytes(range(32))
@@ -110,3 +111,18 @@ def test_pack_refuses_what_it_cannot_encode():
     too_long = Payload("visitor", 1, 1, 2, bytes(6), bytes(4), bytes(12), 0, (0, 96), ("x" * 33,))
     with pytest.raises(ValueError):
         too_long.pack()
+
+
+def test_working_days_are_one_optional_byte_and_every_day_is_its_absence():
+    every_day = doc_payloads()[1]
+    weekdays = Payload(**{**every_day.__dict__, "kind": "worker", "days": days_mask(
+        ("mon", "tue", "wed", "thu", "fri"))})
+    assert weekdays.pack() == Payload(**{**every_day.__dict__, "kind": "worker"}).pack() + b"\x1f"
+    assert Payload.unpack(weekdays.pack()) == weekdays
+    assert Payload.unpack(every_day.pack()).days == EVERY_DAY  # a pass made before days
+    assert day_names(0x3f) == ["mon", "tue", "wed", "thu", "fri", "sat"]
+    for bad in (b"\x00", b"\x7f", b"\x80", b"\x1f\x1f"):  # every day has one encoding
+        with pytest.raises(MalformedToken):
+            Payload.unpack(every_day.pack() + bad)
+    with pytest.raises(ValueError):
+        Payload(**{**every_day.__dict__, "days": 0}).pack()

@@ -12,7 +12,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from gate_bridge.decision import (ENTRY_COUNT_RETENTION, GateInfo, decide, gate_covers,
                                   gate_info, use_claim, verify)
-from gate_bridge.passes import HEADER, SIGNATURE_BYTES, Payload, community_tag, sign
+from gate_bridge.passes import HEADER, SIGNATURE_BYTES, Payload, community_tag, days_mask, sign
 from models.access_log import AccessLog
 from models.gate_access import GateAccess
 from models.gate_commands import CommandAudit
@@ -88,7 +88,8 @@ def test_structural_problems_are_malformed():
                  good[:1] + b"\x09" + good[1 + 1:],  # kind
                  good[:34] + bytes([0, 0]) + good[36:],  # empty hours
                  good[:3] + (NOW + 60).to_bytes(4, "big") + NOW.to_bytes(4, "big") + good[11:],
-                 good + b"x",  # trailing byte
+                 good + b"xy",  # trailing bytes (one would be the working days)
+                 good + b"\x7f",  # every day spelled out: its encoding is no byte
                  good[:-1],  # truncated scope
                  good[:36] + b"\x01\x02\xff\xfe"):  # scope not UTF-8
         assert check(base45.b45encode(data + sig).decode()).reason == "malformed", data.hex()
@@ -177,6 +178,33 @@ def test_night_window_wraps_midnight():
     assert check(night, now=NOW + 15 * 3600).reason == "ok"  # 23:00 local
     assert check(night, now=NOW + 21 * 3600).reason == "ok"  # 05:00 local
     assert check(night, now=NOW + 3600).reason == "outside_hours"  # 09:00 local
+
+
+def test_working_days_are_local_and_a_night_shift_belongs_to_the_day_it_starts():
+    # NOW is Thursday 2026-01-01, 08:00 in China (Wednesday 19:00 in New York).
+    week = visitor(kind="worker", not_before=NOW - 7 * 86400, expires=NOW + 14 * 86400,
+                   days=days_mask(("mon", "tue", "wed", "thu", "fri")))
+    day = 86400
+    assert check(token(week)).reason == "ok"  # Thursday
+    assert check(token(week), now=NOW + 2 * day).reason == "outside_days"  # Saturday
+    assert check(token(week), now=NOW + 3 * day).reason == "outside_days"  # Sunday
+    assert check(token(week), now=NOW + 4 * day).reason == "ok"  # Monday
+    saturdays = token(replace(week, days=days_mask(("sat",))))
+    assert check(saturdays, now=NOW + 2 * day).reason == "ok"
+    york = replace(MAIN, time_zone="America/New_York")
+    assert check(saturdays, york, now=NOW + 2 * day).reason == "outside_days"  # Friday there
+    assert check(saturdays, york, now=NOW + 3 * day).reason == "ok"  # Saturday 19:00 there
+    night = token(replace(week, hours=(88, 24)))  # Monday to Friday, 22:00-06:00
+    assert check(night, now=NOW + day + 15 * 3600).reason == "ok"  # Friday 23:00
+    assert check(night, now=NOW + day + 21 * 3600).reason == "ok"  # Saturday 05:00: Friday's
+    assert check(night, now=NOW + 2 * day + 15 * 3600).reason == "outside_days"  # Saturday 23:00
+    assert check(night, now=NOW + 3 * day + 21 * 3600).reason == "outside_days"  # Monday 05:00
+    assert check(night, now=NOW + 4 * day + 15 * 3600).reason == "ok"  # Monday 23:00
+    assert check(night, now=NOW + 2 * day + 12 * 3600).reason == "outside_hours"  # hours first
+    nonces = MemoryNonces()
+    counted = token(replace(week, max_entries=1))
+    assert check(counted, now=NOW + 2 * day, nonces=nonces).reason == "outside_days"
+    assert check(counted, nonces=nonces).reason == "ok"  # the refusal took no entry
 
 
 def test_exits_do_not_use_entries_but_resident_codes_are_single_use_both_ways():
