@@ -10,7 +10,10 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
 from handlers.passes import DAYS_HELP, Days
-from models.decoration import ACTIONS, CHECKLIST, FORBIDDEN_WORKS, STATES
+from handlers.tickets import MULTIPART_OVERHEAD
+from models.decoration import (ACTIONS, CHECKLIST, FORBIDDEN_WORKS, INSPECTION_PHOTOS,
+                               PHOTO_LIMITS, STATES)
+from models.photos import MAX_BYTES
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
@@ -45,6 +48,8 @@ class PermitActionIn(Strict):
         None, description="inspect: " + ", ".join(CHECKLIST))
     findings: str = Field("", max_length=1000, description="inspect")
     violation: bool = Field(False, description="inspect: a violation was found")
+    photos: list[str] = Field([], max_length=INSPECTION_PHOTOS,
+                              description="inspect: ids of the permit's inspection photos")
     deposit_returned: float | None = Field(None, ge=0, le=1_000_000, description="accept")
     notes: str = Field("", max_length=1000, description="accept")
 
@@ -72,6 +77,8 @@ class Permit(BaseModel):
     deposit_returned: float | None
     passes: list[dict]
     inspections: int
+    photos: list[dict] = Field(description="drawings and photos: stage application (the owner's) "
+                                           "or inspection; `url`/`thumbnail_url` signed links")
     history: list[dict]
     allowed_actions: list[str]
 
@@ -110,6 +117,25 @@ class PermitActionHandler(APIHandler):
         self.write_json(self.app.decoration.view(doc, self.principal))
 
 
+class PhotoStageQuery(Strict):
+    stage: Literal[tuple(PHOTO_LIMITS)] = Field(
+        "application", description="application: the owner's drawings and photos while "
+                                   "submitted; inspection: an inspector's while the work runs")
+
+
+class PermitPhotosHandler(APIHandler):
+    @api(f"Add drawings/photos (multipart, field `photo`, ≤ {MAX_BYTES >> 20} MB each; "
+         f"per permit ≤ {PHOTO_LIMITS['application']} application, "
+         f"≤ {PHOTO_LIMITS['inspection']} inspection)", query=PhotoStageQuery, response=Permit,
+         status=201, permission="decoration.read",
+         max_body=PHOTO_LIMITS["application"] * MAX_BYTES + MULTIPART_OVERHEAD,
+         uploads=("multipart/form-data",), upload_field="photo", upload_many=True)
+    async def post(self, community_id, permit_id):
+        doc = await self.app.decoration.add_photos(self.principal, community_id, permit_id,
+                                                   self.query.stage, self.photo_uploads())
+        self.write_json(self.app.decoration.view(doc, self.principal))
+
+
 class PermitEntriesHandler(APIHandler):
     @api("The gate log's lines of the permit's worker passes, newest first, with the worker",
          response=list[dict], permission="decoration.read", audience="staff")
@@ -122,4 +148,5 @@ routes = [
     ("/api/communities/{community_id}/decoration-permits/{permit_id}", PermitHandler),
     ("/api/communities/{community_id}/decoration-permits/{permit_id}/actions", PermitActionHandler),
     ("/api/communities/{community_id}/decoration-permits/{permit_id}/entries", PermitEntriesHandler),
+    ("/api/communities/{community_id}/decoration-permits/{permit_id}/photos", PermitPhotosHandler),
 ]

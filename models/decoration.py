@@ -11,8 +11,9 @@ with dates, company, the site manager's phone, the scope of work, the workers
 acknowledged one by one. The office (decoration.manage) approves with the daily
 working hours and a deposit, or rejects with a reason; approval issues one worker
 pass per worker (models/passes.py) for the gates leading to the room, inside the
-hours and the permit's dates. Staff who inspect (decoration.inspect) record daily
-site inspections — a checklist, findings — in the permit's history; a violation
+hours, on the working days and the permit's dates. The owner attaches drawings and
+photos to the application; staff who inspect (decoration.inspect) record daily site
+inspections — a checklist, findings, photos — in the permit's history; a violation
 suspends the permit and its passes stop at once; once rectified it resumes with
 new passes; final acceptance (验收) closes it, records the deposit's return and
 ends the passes. Pass changes are outbox effects keyed by the permit's version.
@@ -22,13 +23,14 @@ import logging
 from datetime import datetime
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 
 from models.access import Principal, permitted
 from models.bindings import rooms_in
-from models.errors import DomainError, Invalid, NotFound
+from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unprocessable
 from models.messages import Text
 from models.passes import quarters, working_days
+from models.photos import store_uploads
 from models.workflow import SAME, Effect, Effects, Records, Required, Step, Workflow, action, \
     created
 
@@ -48,6 +50,13 @@ FORBIDDEN_WORKS = ("load_bearing_walls", "closing_balconies", "moving_gas_pipes"
 CHECKLIST = ("fire_safety", "waste_removal", "noise_hours", "structure_untouched",
              "common_areas_clean")
 DEFAULT_HOURS = ("08:00", "18:00")
+# Photos a permit keeps, by stage: the owner's drawings and photos while the office decides;
+# the inspectors' while the work runs (each inspection cites up to INSPECTION_PHOTOS of them).
+PHOTO_LIMITS = {"application": 9, "inspection": 60}
+PHOTO_STATES = {"application": frozenset({"submitted"}),
+                "inspection": frozenset({"approved", "suspended"})}
+PHOTO_ROLES = {"application": frozenset({"owner"}), "inspection": frozenset({"inspector", "office"})}
+INSPECTION_PHOTOS = 9
 
 
 def roles_on(principal: Principal, permit: dict) -> set[str]:
@@ -75,8 +84,13 @@ def _inspect(step: Step) -> None:
         raise Invalid("unknown checklist item",
                       fields={f"checklist.{k}": f"one of {', '.join(CHECKLIST)}" for k in sorted(unknown)})
     step.sets["last_inspected_at"] = step.now
+    photos = step.fields.get("photos") or []
+    taken = {p["id"] for p in step.doc.get("photos", []) if p["stage"] == "inspection"}
+    if not set(photos) <= taken:
+        raise Invalid("photos must be this permit's inspection photos",
+                      fields={"photos": "upload them first (stage inspection)"})
     step.history.update(checklist=checklist, findings=step.fields.get("findings") or "",
-                        violation=bool(step.fields.get("violation")))
+                        violation=bool(step.fields.get("violation")), photos=photos)
     step.inc["inspections"] = 1
 
 
@@ -120,7 +134,7 @@ PERMIT_WORKFLOW = Workflow("permit", (
 ACTIONS = PERMIT_WORKFLOW.names
 
 
-def public_permit(doc: dict, principal: Principal) -> dict:
+def public_permit(doc: dict, principal: Principal, photo_url) -> dict:
     return {"id": str(doc["_id"]), "community_id": str(doc["community_id"]),
             "resident_id": str(doc["resident_id"]), "room_path": doc["room_path"],
             "start": doc["start"], "end": doc["end"], "company": doc["company"],
@@ -128,6 +142,9 @@ def public_permit(doc: dict, principal: Principal) -> dict:
             "acknowledged": doc["acknowledged"], "state": doc["state"], "hours": doc.get("hours"), "days": doc.get("days"),
             "deposit": doc.get("deposit"), "deposit_returned": doc.get("deposit_returned"),
             "passes": doc.get("passes", []), "inspections": doc.get("inspections", 0),
+            "photos": [{**p, "url": photo_url(p["id"]),
+                        "thumbnail_url": photo_url(p["thumbnail_id"] or p["id"])}
+                       for p in doc.get("photos", [])],
             "history": doc["history"], "version": doc["version"], "created_at": doc["created_at"],
             "allowed_actions": PERMIT_WORKFLOW.allowed(principal, doc)}
 
@@ -137,8 +154,10 @@ class DecorationManager(Records):
     workflow = PERMIT_WORKFLOW
 
     def __init__(self, db, clock, *, bindings, passes_manager, access_log, notifier,
-                 effects: Effects):
+                 effects: Effects, photos, photo_links):
         self.db = db
+        self.photos = photos
+        self.photo_links = photo_links
         self.access_log = access_log  # the gate log: the workers' entries
         self.clock = clock
         self.bindings = bindings
@@ -149,7 +168,7 @@ class DecorationManager(Records):
         effects.register("decoration.feed", self._feed)
 
     def view(self, doc: dict, principal: Principal) -> dict:
-        return public_permit(doc, principal)
+        return public_permit(doc, principal, self.photo_links.url)
 
     async def apply(self, principal: Principal, community_id: str, *, room_path: str,
                     start: datetime, end: datetime, company: str, manager_phone: str, scope: str,
@@ -171,6 +190,7 @@ class DecorationManager(Records):
                "room_path": room_path, "start": start, "end": end, "company": company,
                "manager_phone": manager_phone, "scope": scope, "workers": workers,
                "acknowledged": sorted(acknowledged), "state": "submitted", "passes": [],
+               "photos": [], "photo_counts": dict.fromkeys(PHOTO_LIMITS, 0),
                "inspections": 0, "created_at": now, "updated_at": now, "version": 1,
                "history": [created(principal, now, "submitted")]}
         await self.db.decoration_permits.insert_one(doc)
@@ -191,6 +211,40 @@ class DecorationManager(Records):
         if action_name == "approve" and fields.get("days") is None:
             fields["days"] = (await self.passes.community_settings(community_id)).decoration_days
         return await super().act(principal, community_id, record_id, action_name, **fields)
+
+    async def add_photos(self, principal: Principal, community_id: str, permit_id: str,
+                         stage: str, uploads: list[bytes]) -> dict:
+        """The owner's drawings and photos (while submitted) or an inspector's (while the
+        work runs), at most PHOTO_LIMITS[stage] per permit; all kept or none."""
+        permit = await self.visible(principal, community_id, permit_id)
+        if not roles_on(principal, permit) & PHOTO_ROLES[stage]:
+            raise Forbidden(Text("no {stage} photos from you", stage=stage))
+        if permit["state"] not in PHOTO_STATES[stage]:
+            raise Conflict(Text("no {stage} photos on a {state} permit", stage=stage,
+                                state=permit["state"]), code="illegal_transition",
+                           extra={"state": permit["state"], "allowed": []})
+        if not uploads:
+            raise Invalid("no photo in the upload", fields={"photo": "required"})
+        limit = PHOTO_LIMITS[stage]
+        left = limit - permit.get("photo_counts", {}).get(stage, 0)
+        too_many = Unprocessable(Text("at most {limit} {stage} photos per permit", limit=limit,
+                                      stage=stage), code="too_many_photos",
+                                 fields={"photo": Text("{count} more allowed", count=max(left, 0))})
+        if len(uploads) > left:
+            raise too_many
+        stored, entries = await store_uploads(
+            self.photos, uploads, {"permit_id": permit_id, "community_id": community_id},
+            stage=stage, by=principal.id, at=self.clock.now())
+        # The count is checked again as it is raised: a concurrent upload cannot overfill.
+        updated = await self.db.decoration_permits.find_one_and_update(
+            {"_id": permit["_id"], f"photo_counts.{stage}": {"$not": {"$gt": limit - len(entries)}}},
+            {"$push": {"photos": {"$each": entries}}, "$inc": {f"photo_counts.{stage}": len(entries)}},
+            return_document=ReturnDocument.AFTER)
+        if updated is None:
+            for file_id in stored:
+                await self.photos.delete(file_id)
+            raise too_many
+        return updated
 
     async def search(self, principal: Principal, community_id: str, state: str | None) -> list[dict]:
         query: dict = {"community_id": ObjectId(community_id)}

@@ -125,7 +125,8 @@ class XiaoquApp(tornado.web.Application):
         self.decoration = DecorationManager(self.db, self.clock, bindings=self.bindings,
                                             passes_manager=self.passes,
                                             access_log=self.access_log,
-                                            notifier=self.notifier, effects=self.effects)
+                                            notifier=self.notifier, effects=self.effects,
+                                            photos=photos, photo_links=photo_links)
         self.patrols = PatrolManager(self.db, self.clock, places=self.places,
                                      notifier=self.notifier, effects=self.effects,
                                      tickets=self.tickets, photos=photos,

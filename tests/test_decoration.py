@@ -11,6 +11,7 @@ from models.common import ManualClock
 from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import start_sim_bridge, steady_hub  # noqa: F401 (a fixture)
+from tests.test_photos import image_bytes, multipart, phone_photo
 from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
 pytestmark = pytest.mark.asyncio
@@ -46,6 +47,11 @@ class Permits:
         permit = (await self.http.get(f"{self.base}/{permit_id}", token=self.tokens["manager"])).body
         return [await self.app.db.passes.find_one({"_id": ObjectId(p["id"])})
                 for p in permit["passes"]]
+
+    async def upload(self, who, permit_id, *files, stage="application"):
+        body, headers = multipart(*files)
+        return await self.http.call("POST", f"{self.base}/{permit_id}/photos?stage={stage}",
+                                    raw=body, headers=headers, token=self.tokens[who])
 
     async def scan(self, token):
         reply = await self.http.post(f"/api/communities/{self.c.id}/gates/{self.c.gates['main']}/check",
@@ -178,6 +184,38 @@ async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_of
     p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))[
         "access_token"]
     assert await p.scan(token) == "outside_days"  # Sunday
+
+
+async def test_drawings_go_with_the_application_and_inspections_cite_their_photos(
+        p, http_client, base_url):
+    permit_id = (await p.apply()).body["id"]
+    assert (await p.upload("tom", permit_id, image_bytes("PNG"))).status == 404  # not his
+    assert (await p.upload("manager", permit_id, image_bytes("PNG"))).status == 403  # the owner's
+    reply = await p.upload("ann", permit_id, image_bytes("PNG"), phone_photo())
+    assert reply.status == 201, reply.body
+    assert [(ph["stage"], ph["content_type"]) for ph in reply.body["photos"]] == [
+        ("application", "image/png"), ("application", "image/jpeg")]
+    drawing = await http_client.fetch(base_url + reply.body["photos"][1]["url"])  # signed: no bearer
+    assert drawing.headers["Content-Type"] == "image/jpeg" and b"GPS" not in drawing.body
+    too_many = await p.upload("ann", permit_id, *[image_bytes("PNG")] * 8)
+    assert too_many.status == 422 and too_many.error["fields"] == {"photo": "还可上传 7 张"}
+    early = await p.upload("maintenance", permit_id, image_bytes("PNG"), stage="inspection")
+    assert early.status == 409  # nothing to inspect before approval
+    await p.act("manager", permit_id, "approve")
+    late = await p.upload("ann", permit_id, image_bytes("PNG"))
+    assert late.status == 409  # the office has decided on the drawings it saw
+
+    site = await p.upload("maintenance", permit_id, phone_photo(), stage="inspection")
+    assert site.status == 201, site.body
+    photo_id = site.body["photos"][-1]["id"]
+    bad = await p.act("maintenance", permit_id, "inspect", photos=[site.body["photos"][0]["id"]])
+    assert bad.status == 400 and "photos" in bad.error["fields"]  # a drawing is no site photo
+    inspected = await p.act("maintenance", permit_id, "inspect", checklist={"fire_safety": "ok"},
+                            photos=[photo_id])
+    assert inspected.status == 200, inspected.body
+    assert inspected.body["history"][-1]["photos"] == [photo_id]
+    mine = (await p.http.get(f"{p.base}/{permit_id}", token=p.tokens["ann"])).body
+    assert [ph["stage"] for ph in mine["photos"]] == ["application", "application", "inspection"]
 
 
 async def test_rejection_needs_a_reason_and_the_owner_may_withdraw(p):
