@@ -72,7 +72,9 @@ def load_config(path: str) -> tuple[BridgeConfig, dict]:
 
 
 class SessionEnded(Exception):
-    pass
+    def __init__(self, text: str, retry_after: float | None = None):
+        super().__init__(text)
+        self.retry_after = retry_after  # the hub said `busy`: not before this many seconds
 
 
 class Bridge:
@@ -98,6 +100,7 @@ class Bridge:
         self.server_mode = ((store.config() or {}).get("rules") or {}).get("mode", "normal")
         self.fire_input = False
         self.failures, self.last_failure = 0, None  # sessions that ended, and why the last did
+        self.busy_refusals = 0  # hellos the hub answered `busy` (it had enough handshakes)
         self.mode = "normal"
         self.pending_scans: dict[str, asyncio.Future] = {}
         self.decided_locally: collections.deque = collections.deque(maxlen=256)
@@ -136,18 +139,26 @@ class Bridge:
         try:
             while True:
                 before = self.sessions
+                retry_after = 0.0
                 try:
                     await self._session()
                 except (OSError, TimeoutError, SessionEnded, ssl.SSLError) as exc:
                     self.failures += 1
                     self.last_failure = f"{type(exc).__name__}: {exc}"
-                    log.warning("%s: session ended: %s: %s", self.config.bridge_id,
-                                type(exc).__name__, exc)
+                    retry_after = getattr(exc, "retry_after", None) or 0.0
+                    if retry_after:
+                        self.busy_refusals += 1
+                        log.info("%s: hub busy, back in %.1f s or more",
+                                 self.config.bridge_id, retry_after)
+                    else:
+                        log.warning("%s: session ended: %s: %s", self.config.bridge_id,
+                                    type(exc).__name__, exc)
                 self.changes.changed()
                 attempt = 0 if self.sessions > before else attempt + 1
-                # Full jitter: a hub restart must not be followed by every bridge at once.
+                # Full jitter: a hub restart must not be followed by every bridge at once;
+                # a busy hub's retry_after comes first (gate-protocol.md §4.2).
                 cap = min(self.config.backoff_max, self.config.backoff_base * 2 ** attempt)
-                await asyncio.sleep(random.uniform(0, cap))
+                await asyncio.sleep(retry_after + random.uniform(0, cap))
         finally:
             scans.cancel()
             for task in list(self.tasks):
@@ -230,7 +241,7 @@ class Bridge:
             await writer.drain()
         if self.session.closed:
             ended = self.session.closed_by
-            raise SessionEnded(f"{ended.code}: {ended.text}")
+            raise SessionEnded(f"{ended.code}: {ended.text}", ended.retry_after)
 
     async def send(self, msg: dict) -> None:
         if self.writer is None or self.session is None:

@@ -41,6 +41,11 @@ ERROR = "error"          # {code, message, ref_op?}
 # The error answering an events frame the hub did not store (nor will ack past): the
 # bridge sends again, after a backoff, everything after `upto` (its last ack).
 EVENTS_NOT_STORED = "events_not_stored"
+# The hub's answer to a hello while it has as many handshakes in progress as it takes (a
+# reconnect storm): {code: "busy", retry_after: seconds}, then it hangs up. The bridge comes
+# back no sooner than that, plus jitter (gate_bridge/bridge.py).
+BUSY = "busy"
+MAX_RETRY_AFTER = 300.0  # a larger retry_after is taken for a broken hub's, not obeyed
 BYE = "bye"              # {reason}
 
 # Command acknowledgement levels, in order; a command's final level is one of FINAL_LEVELS.

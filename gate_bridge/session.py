@@ -91,6 +91,7 @@ class Closed:
     code: str
     text: str
     by_peer: bool = False
+    retry_after: float | None = None  # a `busy` hub's word on when to come back (seconds)
 
 
 HEARTBEAT_DUE = HeartbeatDue()
@@ -347,12 +348,13 @@ class Session:
             events.append(self.close("rate_limited", "too many frames"))
         return False
 
-    def _end(self, code: str, text: str, tell: bool, by_peer: bool = False) -> Closed:
+    def _end(self, code: str, text: str, tell: bool, by_peer: bool = False,
+             retry_after: float | None = None) -> Closed:
         if self.state != CLOSED:
             if tell:
                 self.send(p.error(code, text))
             self.state = CLOSED
-            self.closed_by = Closed(code, text, by_peer)
+            self.closed_by = Closed(code, text, by_peer, retry_after)
         return self.closed_by
 
     def _timed_out(self, code: str, text: str) -> Closed:
@@ -405,6 +407,15 @@ class ServerSession(Session):
         self.bridge, self.peer_nonce, self.state = bridge, nonce, KEY
         msg["v"] = version
         return Hello(bridge, version, msg)
+
+    def busy(self, retry_after: float) -> Closed:
+        """Refuse the hello for now: the hub has as many handshakes in progress as it takes
+        (a reconnect storm). Said at once, before any store is read, so the bridge comes back
+        after `retry_after` seconds instead of waiting out its handshake deadline."""
+        if self.state != CLOSED:
+            self.send({**p.error(p.BUSY, "too many handshakes in progress; come back later"),
+                       "retry_after": round(retry_after, 3)})
+        return self._end(p.BUSY, "busy", tell=False)
 
     def challenge(self, key: bytes | None) -> None:
         """Answer the hello. An unknown bridge (`key` None) is challenged like any other, with
@@ -461,9 +472,13 @@ class BridgeSession(Session):
         op, state = msg["op"], self.state
         if state == READY:
             return self._ready_frame(msg)
-        if op == p.ERROR:  # refused during the handshake (auth_failed, unsupported_version...)
+        if op == p.ERROR:  # refused during the handshake (auth_failed, busy, ...)
+            retry_after = msg.get("retry_after")
+            if not isinstance(retry_after, (int, float)) or isinstance(retry_after, bool) \
+                    or not 0 < retry_after <= p.MAX_RETRY_AFTER:
+                retry_after = None  # absent or absurd: the bridge's own backoff decides
             return self._end(str(msg.get("code")), str(msg.get("message")), tell=False,
-                             by_peer=True)
+                             by_peer=True, retry_after=retry_after)
         if state == AUTH and op == p.CHALLENGE:
             return self._challenge(msg)
         if state == WELCOME and op == p.WELCOME:

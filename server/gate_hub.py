@@ -40,6 +40,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import signal
 import socket
 import ssl
@@ -68,6 +69,14 @@ PENDING = "gate:pending:"
 OFFLINE_CHANNEL = "gate:offline"  # a bridge whose hub died was declared offline: fail its opens
 WATCHER = "gate_presence_watcher"  # the lease of the one watcher across instances
 CONFIG_CACHE_SECONDS = 60.0  # revocations reach bridges within this even unannounced
+# Bridge credentials (the opened key, bridge and gate docs) kept per process: a reconnect
+# storm must not read and open thousands of sealed keys from the store. Dropped when a key
+# changes (gate:end_sessions, every process), when the community's config changes, when
+# the pub/sub subscription is made again (announcements may have been missed), and after
+# this long at the latest.
+CREDENTIALS_CACHE_SECONDS = CONFIG_CACHE_SECONDS
+MAX_CACHED_CREDENTIALS = 100_000
+MAX_BUSY_RETRY = 30.0  # the longest retry_after a `busy` names
 
 
 @dataclasses.dataclass
@@ -79,6 +88,10 @@ class HubOptions:
     rate: float = 50.0  # frames per second per bridge, sustained
     burst: float = 200.0
     command_ttl: float = p.DEFAULT_TTL
+    # Handshakes (hello to welcome and its follow-up) in progress at once; a hello beyond
+    # that is answered error{busy, retry_after} at once, before any store is read.
+    max_handshakes: int = 64
+    busy_retry: float = 1.0  # the shortest retry_after a busy refusal names (seconds)
     ssl_context: ssl.SSLContext | None = None
     used_per_frame: int = 500  # used codes per config/used frame: ~25 KB, inside the limit
     # The instance's own lease (and the watcher's): None = half a heartbeat, at least 1 s,
@@ -131,6 +144,8 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.session.receive_data(b"")  # the session ends here if it had not already
         self.hub.all.discard(self)
+        if self.worker is None:  # else its handshake step still runs: the slot is freed after
+            self.hub.handshaking.pop(self, None)
         self.hub.lost(self)
         self.hub.changes.changed()
 
@@ -190,6 +205,8 @@ class Connection(asyncio.Protocol):
                 self.hub.changes.changed()
         finally:
             self.inbox = self.worker = None
+            if self.session.closed:  # lost (or refused) during its handshake: the slot is free
+                self.hub.handshaking.pop(self, None)
 
 
 class Waiter:
@@ -238,6 +255,15 @@ class GateHub:
         # delivered command id -> (issuing instance, the connection it went out on)
         self.delivered: dict[str, tuple[str, Connection]] = {}
         self.configs: dict[str, tuple[float, dict]] = {}  # community -> (expires, passes config)
+        self.credentials: dict[str, tuple[float, tuple]] = {}  # bridge -> (expires, creds)
+        # Admission: connections between hello and the end of on_auth (-> when admitted);
+        # refused hellos lately (decaying, time constant 1 s) and a handshake's usual length
+        # make the retry_after of the next refusal.
+        self.handshaking: dict[Connection, float] = {}
+        self.most_handshaking = 0  # the most in progress at once so far
+        self.refusals, self.refused_at = 0.0, 0.0
+        self.handshake_seconds = 0.05
+        self.busy_refused = 0
         self.changes = wire.Changes()
         self.tasks: set[asyncio.Task] = set()  # short side effects (presence, alarms, scans)
         self.background: list[asyncio.Task] = []  # the sweeper and the pub/sub listener
@@ -263,6 +289,13 @@ class GateHub:
             else:
                 self.spawn(handler(conn, event.message))
         elif type(event) is Hello:
+            if len(self.handshaking) >= self.options.max_handshakes:
+                conn.session.busy(self._retry_after())
+                self.busy_refused += 1
+                metrics.HANDSHAKES_BUSY.inc()
+                return
+            self.handshaking[conn] = time.monotonic()
+            self.most_handshaking = max(self.most_handshaking, len(self.handshaking))
             conn.enqueue(self.on_hello, event)
         elif type(event) is Authenticated:
             conn.enqueue(self.on_auth, event)
@@ -359,16 +392,49 @@ class GateHub:
 
     # -- handshake -------------------------------------------------------------------------------
 
+    def _retry_after(self) -> float:
+        """When a refused bridge should come back: the bridges refused lately, spread over
+        the time this hub takes to hand each its turn (`max_handshakes` at a time)."""
+        now = time.monotonic()
+        self.refusals = self.refusals * math.exp(self.refused_at - now) + 1
+        self.refused_at = now
+        spread = self.refusals * self.handshake_seconds / self.options.max_handshakes
+        return min(MAX_BUSY_RETRY, max(self.options.busy_retry, spread))
+
+    def _handshake_done(self, conn: Connection) -> None:
+        started = self.handshaking.pop(conn, None)
+        if started is not None:
+            self.handshake_seconds += 0.2 * (time.monotonic() - started - self.handshake_seconds)
+
     async def on_hello(self, conn: Connection, hello: Hello) -> None:
+        bridge = hello.bridge
         while True:  # a key read while the bridge was being re-keyed is read again
-            conn.key_generation = self.key_changes.get(hello.bridge, 0)
-            conn.creds = await self.bridges.credentials(hello.bridge)
-            if conn.key_generation == self.key_changes.get(hello.bridge, 0):
+            conn.key_generation = self.key_changes.get(bridge, 0)
+            cached = self.credentials.get(bridge)
+            if cached is not None and cached[0] > time.monotonic():
+                conn.creds = cached[1]
+                break
+            conn.creds = await self.bridges.credentials(bridge)
+            if conn.key_generation == self.key_changes.get(bridge, 0):
+                if conn.creds is not None:  # unknown ids are not kept: they cost no key
+                    self._remember_credentials(bridge, conn.creds)
                 break
         conn.config_version = hello.message.get("config_version")
         conn.session.challenge(conn.creds[0] if conn.creds else None)
 
-    async def on_auth(self, conn: Connection, _: Authenticated) -> None:
+    def _remember_credentials(self, bridge: str, creds: tuple) -> None:
+        self.credentials.pop(bridge, None)  # re-inserted last: the oldest go first
+        self.credentials[bridge] = (time.monotonic() + CREDENTIALS_CACHE_SECONDS, creds)
+        while len(self.credentials) > MAX_CACHED_CREDENTIALS:
+            del self.credentials[next(iter(self.credentials))]
+
+    async def on_auth(self, conn: Connection, event: Authenticated) -> None:
+        try:
+            await self._authenticated(conn)
+        finally:
+            self._handshake_done(conn)
+
+    async def _authenticated(self, conn: Connection) -> None:
         _, bridge_doc, gate = conn.creds
         # Presence first: once a bridge holds a welcome, every process sees it online.
         await self.presence.set_present([conn.bridge], self.instance,
@@ -427,6 +493,7 @@ class GateHub:
         """The bridge's key changed or was deleted: close its session here with bye{reason};
         a handshake in progress with the key read before fails at its auth."""
         self.key_changes[bridge] = self.key_changes.get(bridge, 0) + 1
+        self.credentials.pop(bridge, None)
         conn = self.connections.get(bridge)
         if conn is not None:
             self._forget(conn)
@@ -506,6 +573,9 @@ class GateHub:
     async def config_changed(self, community_id: str) -> None:
         """Re-read the gates of a community and push changed configs to their bridges."""
         self.configs.pop(community_id, None)
+        for bridge, (_, creds) in list(self.credentials.items()):  # their gate docs may be old
+            if str(creds[2]["community_id"]) == community_id:
+                del self.credentials[bridge]
         self.app.passes.forget_community(community_id)
         nonces = None
         for conn in list(self.communities.get(community_id, ())):
@@ -722,6 +792,8 @@ class GateHub:
             try:
                 async with self.pubsub_redis.pubsub() as pubsub:
                     await pubsub.subscribe(*channels)
+                    # Key changes announced while unsubscribed were missed: read keys again.
+                    self.credentials.clear()
                     self.subscribed.set()
                     async for message in pubsub.listen():
                         if message["type"] == "message":
@@ -767,6 +839,7 @@ async def start_gate_hub(app, port: int | None = None, address: str = "") -> Gat
     """Start a hub for the app on GATE_PORT (or `port`) and attach it as `app.gate_hub`."""
     settings = app.config
     hub = GateHub(app, HubOptions(heartbeat=settings.gate_heartbeat,
+                                  max_handshakes=settings.gate_max_handshakes,
                                   ssl_context=ssl_context(settings.gate_tls_cert, settings.gate_tls_key)))
     await hub.start(settings.gate_port if port is None else port, address)
     app.gate_hub = hub

@@ -22,6 +22,9 @@ REQUEST_SECONDS = Histogram(
 BRIDGES_CONNECTED = Gauge(
     "xiaoqu_gate_bridges_connected", "Bridges with a session up, by community",
     ["community"], multiprocess_mode="livesum")
+HANDSHAKES_BUSY = Counter(
+    "xiaoqu_gate_handshakes_busy", "Bridge hellos answered `busy` (the hub had as many "
+    "handshakes in progress as it takes: a reconnect storm)")
 DECISIONS = Counter(
     "xiaoqu_gate_decisions", "Access-log lines, by source (gate: a bridge's scan, scanner: a "
     "staff scanner, remote: a remote open, offline: a bridge's own decision), result and reason",

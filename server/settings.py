@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535)
     gate_port: int = Field(7000, ge=0, le=65535)
     gate_heartbeat: float = Field(20.0, gt=0, le=300, description="seconds between heartbeats")
+    gate_max_handshakes: int = Field(64, ge=1, le=100_000,
+                                     description="bridge handshakes in progress at once, per hub")
     # Background jobs (SLA watcher, outbox worker) run in one instance at a time under Redis
     # leases of this length (models/leases.py): a dead holder is replaced within it.
     lease_seconds: float = Field(10.0, ge=1, le=300)

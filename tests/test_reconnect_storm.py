@@ -1,0 +1,117 @@
+"""A reconnect storm: every bridge of a hub that lost them all comes back at once. The hub
+works on a bounded number of handshakes; the rest are told `busy` with a retry-after, and
+come back then (plus jitter) instead of waiting out their handshake deadline."""
+
+import logging
+
+import pytest
+
+from server.gate_hub import GateHub, HubOptions
+from tests.builders import make_community
+from tests.gate_fixtures import start_sim_bridge
+
+pytestmark = pytest.mark.asyncio
+
+BRIDGES = 60
+LIMIT = 5
+
+
+async def provisioned_bridges(app, count: int) -> list[dict]:
+    c = await make_community(app, "storm")
+    creds = []
+    for i in range(count):
+        gate = await app.places.create_gate(c.id, f"s{i}", f"storm {i}", "pedestrian", [""])
+        creds.append(await app.bridges.provision(c.id, str(gate["_id"]), c.staff["admin"]))
+    return creds
+
+
+def watch_handshakes(hub: GateHub) -> dict:
+    """Spy on the hub's real handshake steps: the most connections between the start of
+    their hello's handling and the end of their auth's, at once."""
+    seen = {"now": set(), "most": 0}
+    on_hello, on_auth = hub.on_hello, hub.on_auth
+
+    async def hello(conn, event):
+        seen["now"].add(conn)
+        seen["most"] = max(seen["most"], len(seen["now"]))
+        await on_hello(conn, event)
+
+    async def auth(conn, event):
+        try:
+            await on_auth(conn, event)
+        finally:
+            seen["now"].discard(conn)
+    hub.on_hello, hub.on_auth = hello, auth
+    return seen
+
+
+async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tmp_path, caplog):
+    creds = await provisioned_bridges(app, BRIDGES)
+    hub = GateHub(app, HubOptions(max_handshakes=LIMIT, busy_retry=0.2))
+    await hub.start(0, "127.0.0.1")
+    app.gate_hub = hub
+    seen = watch_handshakes(hub)
+    reads = 0
+    credentials = app.bridges.credentials
+
+    async def counted(bridge_id):
+        nonlocal reads
+        reads += 1
+        return await credentials(bridge_id)
+    app.bridges.credentials = counted
+    caplog.set_level(logging.WARNING, logger="gate_bridge")
+    bridges = [await start_sim_bridge(tmp_path, hub.port, c["bridge_id"], c["secret"],
+                                      connect_timeout=5.0)
+               for c in creds]
+    try:
+        for sessions in (1, 2):
+            for b in bridges:
+                await b.bridge.wait(lambda b=b: b.bridge.sessions == sessions, timeout=60)
+            assert len(hub.connections) == BRIDGES
+            if sessions == 1:
+                first_reads = reads
+                for conn in list(hub.all):  # as if its process died: no bye, sockets reset
+                    conn.transport.abort()
+        ended = [r.getMessage() for r in caplog.records if "session ended" in r.getMessage()]
+        assert len(ended) == BRIDGES, ended  # the abort's, and nothing else: no timeout
+        assert all("connection_lost" in e or "ConnectionResetError" in e for e in ended), ended
+        assert seen["most"] <= LIMIT, f"{seen['most']} handshakes at once"
+        assert hub.busy_refused > 0
+        assert sum(b.bridge.busy_refusals for b in bridges) == hub.busy_refused
+        # The second storm opened no sealed key: every one came from the hub's copies.
+        assert first_reads == BRIDGES and reads == first_reads
+    finally:
+        for bridge in bridges:
+            await bridge.stop()
+        await hub.stop()
+
+
+async def test_a_re_keyed_bridge_is_read_again_on_every_process(app, tmp_path):
+    """A hub's copy of a key is dropped by the re-key's announcement, on every hub: the old
+    secret is refused and the new one let in there at once, not once the copy expires."""
+    [old] = await provisioned_bridges(app, 1)
+    bridge_id = old["bridge_id"]
+    hubs = [GateHub(app, HubOptions()) for _ in range(2)]
+    for hub in hubs:
+        await hub.start(0, "127.0.0.1")
+    app.gate_hub = hubs[0]
+    other = hubs[1]
+    bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, old["secret"])
+    try:
+        await other.wait(lambda: bridge_id in other.connections, timeout=10)
+        await bridge.stop()
+        await other.wait(lambda: bridge_id not in other.connections, timeout=10)
+        assert bridge_id in other.credentials  # the copy the next handshake there would use
+        community = str(other.credentials[bridge_id][1][2]["community_id"])
+        new = await app.bridges.provision(community, old["gate_id"], "staff")
+        bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, old["secret"])
+        await bridge.bridge.wait(lambda: bridge.bridge.failures >= 1, timeout=10)
+        assert "server_auth_failed" in bridge.bridge.last_failure
+        assert bridge.bridge.sessions == 0
+        await bridge.stop()
+        bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, new["secret"])
+        await other.wait(lambda: bridge_id in other.connections, timeout=10)
+    finally:
+        await bridge.stop()
+        for hub in hubs:
+            await hub.stop()
