@@ -289,7 +289,7 @@ class AccessLogReader:
         """Each line with gate_name, person, room, by_name, at_local and `words` for its codes."""
         cid = ObjectId(community_id)
         zone = community_zone(await self.places.community(community_id))
-        gates = {str(g["_id"]): g["name"] for g in await self.places.gates(community_id)}
+        gates = await self.places.gate_names(community_id, {item["gate_id"] for item in items})
         people = {item["subject"] for item in items} | {
             item["by"].partition(":")[2] for item in items if item.get("by")}
         names: dict[str, str] = {}

@@ -290,6 +290,16 @@ class PlaceManager:
         return await self.db.gates.find({"community_id": ObjectId(community_id)}).sort(
             "code", ASCENDING).to_list(None)
 
+    async def gate_names(self, community_id: str, gate_ids) -> dict[str, str]:
+        """id -> name of these gates of the community. A page of lines names a few gates; a
+        community can have thousands (reading them all per page overloaded the store)."""
+        ids = [ObjectId(g) for g in set(gate_ids) if g and ObjectId.is_valid(g)]
+        if not ids:
+            return {}
+        return {str(g["_id"]): g["name"] for g in await self.db.gates.find(
+            {"community_id": ObjectId(community_id), "_id": {"$in": ids}}, {"name": 1}
+        ).to_list(None)}
+
     async def update_gate(self, community_id: str, gate_id: str, changes: dict) -> dict:
         gate = await self.gate(community_id, gate_id)
         if "covers" in changes:
