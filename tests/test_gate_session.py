@@ -142,6 +142,24 @@ def test_bye_ends_the_session_with_its_reason():
     assert closed == Closed("reprovisioned", "the peer said bye", by_peer=True) and bridge.closed
 
 
+@pytest.mark.parametrize("retry_after, kept", [(1.5, 1.5), (0, None), (10_000, None),
+                                                ("soon", None), (True, None)])
+def test_a_busy_hub_refuses_the_hello_at_once_and_names_when_to_come_back(retry_after, kept):
+    clock = Clock()
+    limits = Limits(clock=clock)
+    server, bridge = ServerSession(limits), BridgeSession(limits, "br-1", p.derive_key(
+        p.new_secret()))
+    bridge.hello(firmware="test", caps=[], last_seq=0)
+    assert isinstance(pump(bridge, server)[0], Hello)
+    server.busy(1.5)
+    assert server.closed
+    frame = wire.decode_payload(wire.split(server.data_to_send(), wire.MAX_FRAME)[0][0])[0]
+    assert (frame["code"], frame["retry_after"]) == ("busy", 1.5)
+    [closed] = bridge.receive_data(wire.encode({**frame, "retry_after": retry_after}))
+    assert (closed.code, closed.by_peer, closed.retry_after) == ("busy", True, kept)
+    assert bridge.closed
+
+
 def test_handshake_vectors_in_the_protocol_document():
     """The document's worked example, recomputed here from its inputs."""
     secret = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8"  # bytes 0x00..0x1f

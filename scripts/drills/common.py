@@ -499,11 +499,11 @@ class Drill:
             await asyncio.sleep(every)
 
     async def gates_online(self, base: str, site: Site, timeout: float = 30.0,
-                           online: bool = True) -> bool:
+                           online: bool = True, every: float = 0.1) -> bool:
         """Wait until the API shows every gate of `site` online (or offline)."""
         async def all_there():
             return all(g["online"] is online for g in await self.gates(base, site))
-        return await self.until(all_there, timeout)
+        return await self.until(all_there, timeout, every)
 
     async def close(self) -> None:
         for process in reversed(self.processes):

@@ -55,6 +55,15 @@ async def client(d: Drill, bases: list[str], site, tally: Tally, until: float) -
         await asyncio.sleep(min(rng.expovariate(1 / THINK), max(0.0, until - time.monotonic())))
 
 
+async def store_sampler(d: Drill, mongo, tally: Tally, until: float, every: float) -> None:
+    """The MongoDB-protocol server's RSS against the requests answered so far."""
+    while time.monotonic() < until:
+        await asyncio.sleep(min(every, max(0.0, until - time.monotonic())))
+        done = sum(len(v) for v in tally.latency.values())
+        d.say(f"store: {rss_kb(mongo.pid) / 1024:.0f} MiB after {done} requests "
+              f"({sum(tally.errors.values())} failed)")
+
+
 async def lag_sampler(d: Drill, servers, tally: Tally, until: float) -> None:
     while time.monotonic() < until:
         for server in servers:
@@ -82,8 +91,11 @@ async def drill(d: Drill) -> None:
     groups = [site.creds[i::PROCESSES] for i in range(PROCESSES)]
     simulators = [await d.simulated_bridges(group, server.gate_port, name=f"bridges{i}")
                   for i, (group, server) in enumerate(zip(groups, servers))]
+    started = time.monotonic()
+    # Polled once a second: the gate list of thousands of gates is a heavy read itself.
     d.check(f"{bridges} bridges online across {PROCESSES} processes",
-            await d.gates_online(servers[0].base, site, timeout=120 + bridges / 20))
+            await d.gates_online(servers[0].base, site, timeout=120 + bridges / 20, every=1.0),
+            f"in {time.monotonic() - started:.1f} s")
     everyone = [*servers, *simulators, mongo, redis]
     rss = [rss_line("start", everyone)]
     d.say(rss[0])
@@ -94,6 +106,7 @@ async def drill(d: Drill) -> None:
     work = [asyncio.create_task(client(d, [s.base for s in servers], site, tally, until))
             for _ in range(clients)]
     work.append(asyncio.create_task(lag_sampler(d, servers, tally, until)))
+    work.append(asyncio.create_task(store_sampler(d, mongo, tally, until, max(5.0, seconds / 10))))
     await asyncio.sleep(seconds / 2)
     rss.append(rss_line("middle", everyone))
     d.say(rss[-1])
@@ -111,6 +124,8 @@ async def drill(d: Drill) -> None:
     d.say(f"errors: {sum(tally.errors.values())} of {requests}"
           + "".join(f"\n    {n} × {what}" for what, n in tally.errors.most_common()))
     sessions_lost = sum(sum("session ended" in line for line in s.err) for s in simulators)
+    busy = sum(sum("hub busy" in line for line in s.err) for s in simulators)
+    d.say(f"hellos answered busy (came back after their retry_after): {busy}")
     d.check("no request failed", not tally.errors, f"{dict(tally.errors)}")
     d.check("every app client got answers", requests >= clients, f"{requests} requests")
     d.check("no bridge session ended", sessions_lost == 0, f"{sessions_lost}")
