@@ -11,7 +11,8 @@ from pydantic import AwareDatetime, Field
 from handlers.base import APIHandler, Strict, api
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
 from models.access import STAFF_ROLES
-from models.patrols import ANSWERS, MAX_VISIT_PHOTOS, public
+from models.check_ins import ANSWERS
+from models.patrols import MAX_VISIT_PHOTOS, public
 from models.photos import MAX_BYTES
 from models.tickets import REPAIR_CATEGORIES
 

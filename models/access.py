@@ -70,6 +70,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     # A problem found on a round or an inspection becomes a repair ticket: whoever found it
     # (the patrol and equipment managers check that), or the office and dispatch desk.
     "findings.ticket": frozenset({"admin", "manager", "customer_service", "security_lead"}),
+    # Equipment (models/equipment.py): everyone on staff reads the register; the office keeps
+    # it; guards and technicians inspect (the plans: guards check fire equipment, technicians
+    # maintain it); technicians and the office put a repaired item back in service.
+    "equipment.read": ALL_STAFF,
+    "equipment.manage": OFFICE,
+    "equipment.inspect": frozenset({"admin", "manager", "security", "security_lead", "maintenance"}),
+    "equipment.repair": frozenset({"admin", "manager", "maintenance"}),
     # Gates: security, managers and admins open remotely (with a reason, audited).
     # Residents hold "gates.open" too; the gate manager limits them to gates
     # covering their own rooms.

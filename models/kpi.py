@@ -27,6 +27,7 @@ from models.errors import Invalid
 from models.messages import Text
 from models.places import community_zone
 from models.sla import PRIORITIES
+from models.equipment import figures as equipment_figures
 from models.patrols import completion as patrol_completion
 from models.surveys import latest_satisfaction
 
@@ -168,6 +169,9 @@ class KpiManager:
             "survey_satisfaction": await latest_satisfaction(self.db, community_id, end),
             # patrol rounds whose window closed in the period (models/patrols.py)
             "patrol_completion": await patrol_completion(self.db, community_id, start, end),
+            # inspection_coverage, equipment_overdue, equipment_open_findings at the period's
+            # end or now (models/equipment.py)
+            **await equipment_figures(self.db, community_id, start, end, self.clock.now()),
             "counts": {k: totals[k] for k in ("resolved", "followed_up", "rated", "satisfied",
                                            "reworked", "closed", "cancelled", "breached")},
         }

@@ -91,7 +91,7 @@ _STATES = {  # tickets, bindings, alarms, passes (the English words raise sites 
     "cancelled": "已取消", "pending": "待审核", "approved": "已通过", "rejected": "已拒绝",
     "offered": "待住户确认", "revoked": "已解除", "declined": "已谢绝", "open": "未处理",
     "acknowledged": "已确认", "draft": "为草稿", "scheduled": "已定时", "published": "已发布",
-    "withdrawn": "已撤回",
+    "withdrawn": "已撤回", "in service": "在用", "faulty": "故障", "retired": "已报废",
 }
 _DONE = {  # "… cannot be <done>"
     "assigned": "派单", "reassigned": "改派", "accepted": "接单", "returned": "退回",
@@ -107,17 +107,20 @@ _DONE = {  # "… cannot be <done>"
     "approve": "通过", "reject": "拒绝", "revoke": "解除", "decline": "谢绝",
     "acknowledge": "确认", "dispatch": "派人处理", "edit": "修改", "schedule": "定时发布",
     "publish": "发布", "pin": "置顶", "unpin": "取消置顶", "withdraw": "撤回", "open": "开放",
+    "inspected": "巡检", "repaired": "修复", "retired": "报废", "check": "巡检", "fault": "报故障",
+    "repair": "修复", "retire": "报废",
 }
 _ROLES = {
     "resident": "住户", "dispatcher": "调度（客服）", "assignee": "被派人员", "followup": "回访客服",
     "staff": "工作人员", "editor": "编辑", "scheduler": "定时任务", "admin": "管理员", "manager": "经理", "customer_service": "客服",
     "security": "保安", "security_lead": "保安队长", "maintenance": "维修工",
+    "office": "管理处", "inspector": "巡检人员", "technician": "维修人员",
 }
 PARAM_WORDS_ZH = {
     "state": _STATES, "done": _DONE, "action": _DONE, "actors": _ROLES, "audience": _ROLES,
     "noun": {"repair": "报修", "complaint": "投诉", "ticket": "工单", "binding": "绑定申请",
              "alarm": "告警", "pass": "通行证", "notice": "通知", "survey": "问卷",
-             "permit": "装修许可"},
+             "permit": "装修许可", "equipment": "设备"},
     "stage": {"report": "报修", "work": "完工", "application": "申请", "inspection": "巡查"},
     "reason": {"locked": "门已锁定（应急）", "gate_closed": "不在开放时间内",
                "outside_hours": "不在通行时段内", "outside_days": "今天不是通行日",
@@ -125,7 +128,8 @@ PARAM_WORDS_ZH = {
     "what": {"object": "对象", "pass": "通行证", "ticket": "工单", "community": "小区",
              "gate": "门", "place": "地点", "resident": "住户", "staff": "工作人员",
              "binding": "绑定申请", "alarm": "告警", "import": "导入", "photo": "照片",
-             "message": "消息", "notice": "通知", "survey": "问卷"},
+             "message": "消息", "notice": "通知", "survey": "问卷", "equipment": "设备",
+             "inspection": "巡检记录"},
 }
 
 # English template -> Chinese. Messages first, then the hints `fields` carry.
@@ -328,6 +332,18 @@ ZH: dict[str, str] = {
     "the round changed meanwhile: try again": "该轮巡更刚被修改，请重试",
     "only who found it or the office makes its ticket": "只有发现人或管理处可以为其报修",
     "nothing was found wrong here": "此处未发现问题",
+    # -- equipment and inspections ----------------------------------------------------------------
+    "that tag code is taken here": "本小区已有此标签编号", "already an item's tag": "已是某台设备的标签",
+    "no item has this tag code": "没有设备使用这个标签编号", "no such item": "没有这台设备",
+    "unknown tag code": "未知的标签编号", "this is another item's tag": "这是另一台设备的标签",
+    "not this item's tag": "不是这台设备的标签",
+    "answer the item's checklist with ok or problem": "请用 ok 或 problem 回答设备的检查项",
+    "say what the problem is": "请说明发现的问题", "required for a problem": "有问题时必填",
+    "say what was done": "请说明维修内容", "required to repair": "修复时必填",
+    "say why it is retired": "请说明报废原因", "required to retire": "报废时必填",
+    "only the inspector adds photos to an inspection": "只有巡检人本人可以给巡检记录加照片",
+    "at most {limit} photos per inspection": "每条巡检记录最多 {limit} 张照片",
+    "inspection not found": "未找到该巡检记录",
     # -- notices and surveys --------------------------------------------------------------------
     "notice not found": "未找到该通知", "survey not found": "未找到该问卷",
     "nothing to change": "没有要修改的内容", "give a field to change": "请给出要修改的项",

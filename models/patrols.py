@@ -10,7 +10,7 @@ or a person. Rounds are records of ROUND_WORKFLOW (models/workflow.py):
 
 A check-in names the checkpoint's code and is refused unless it is the next one of
 the route (order), inside the round's window (timing), from someone the plan
-assigns, sent at once (`scanned_at` within CLOCK_SKEW of the server's clock: a
+assigns, sent at once (`scanned_at` near the server's clock: models/check_ins.py, a
 queued or replayed scan is refused). The tag's code alone is no proof, so each
 check-in records who (the signed-in account), the device and, when the phone gives
 it, the location. `sweep(now)` marks rounds whose window closed as missed and raises
@@ -25,6 +25,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from models.access import Principal, permitted
+from models.check_ins import check_answers, proof
 from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from models.messages import Text
@@ -42,9 +43,7 @@ INDEXES = {
                       IndexModel([("state", ASCENDING), ("ends_at", ASCENDING)])],
 }
 
-CLOCK_SKEW = timedelta(minutes=2)
 MAX_VISIT_PHOTOS = 3
-ANSWERS = ("ok", "problem")
 SCHEDULER = Principal("system", "patrols")
 
 
@@ -195,10 +194,7 @@ class PatrolManager:
                        device: str, scanned_at: datetime, location: dict | None,
                        answers: dict[str, str], note: str) -> dict:
         now = self.clock.now()
-        if abs(now - scanned_at) > CLOCK_SKEW:
-            raise Invalid("the scan is not from now: scan the tag again",
-                          fields={"scanned_at": Text("within {seconds} s of the server",
-                                                        seconds=int(CLOCK_SKEW.total_seconds()))})
+        proven = proof(principal, now, device=device, scanned_at=scanned_at, location=location)
         plan = await self._plan(community_id, plan_id)
         round_doc = await self.current_round(plan, now)
         if round_doc is None:
@@ -214,13 +210,10 @@ class PatrolManager:
         if checkpoint["_id"] != expected:
             raise Conflict("not the next checkpoint of the route", code="wrong_order",
                            extra={"expected": str(expected) if expected else None})
-        unknown = set(answers) - set(checkpoint["checklist"])
-        if unknown or set(answers.values()) - set(ANSWERS):
-            raise Invalid("answer the checkpoint's checklist with ok or problem",
-                          fields={"answers": Text("items: {items}", items=", ".join(checkpoint["checklist"]))})
-        visit = {"checkpoint_id": checkpoint["_id"], "by": principal.id, "device": device,
-                 "at": now, "scanned_at": scanned_at, "location": location, "answers": answers,
-                 "note": note, "problem": "problem" in answers.values()}
+        problem = check_answers(answers, checkpoint["checklist"],
+                                "answer the checkpoint's checklist with ok or problem")
+        visit = {"checkpoint_id": checkpoint["_id"], **proven, "answers": answers, "note": note,
+                 "problem": problem}
         last = done + 1 == len(round_doc["checkpoints"])
         updated, effects = await ROUND_WORKFLOW.run(self.db.patrol_rounds, principal, round_doc,
                                                     "finish" if last else "check_in",
@@ -297,10 +290,7 @@ class PatrolManager:
     def view(self, doc: dict) -> dict:
         """A round as the API shows it: its visits' photos with signed links for an <img>."""
         shown = public(doc)
-        shown["visits"] = [{**v, "photos": [{**p, "url": self.photo_links.url(p["id"]),
-                                              "thumbnail_url": self.photo_links.url(
-                                                  p["thumbnail_id"] or p["id"])}
-                                             for p in v.get("photos", [])]}
+        shown["visits"] = [{**v, "photos": self.photo_links.linked(v.get("photos", []))}
                            for v in doc.get("visits", [])]
         return shown
 

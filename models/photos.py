@@ -61,6 +61,11 @@ class PhotoLinks:
         expires = math.ceil((self.clock.time() + LINK_SECONDS) / LINK_STEP) * LINK_STEP
         return f"{self.PATH}{file_id}?expires={expires}&sig={self._signature(file_id, expires)}"
 
+    def linked(self, photos: list[dict]) -> list[dict]:
+        """Stored photo entries with signed links to each and its thumbnail, for an <img>."""
+        return [{**p, "url": self.url(p["id"]), "thumbnail_url": self.url(p["thumbnail_id"] or p["id"])}
+                for p in photos]
+
     def check(self, file_id: str, expires: int, signature: str) -> float:
         """Seconds the link has left; Forbidden when it is forged or expired."""
         if not hmac.compare_digest(signature.encode(), self._signature(file_id, expires).encode()):

@@ -20,6 +20,7 @@ from models.bindings import BindingManager
 from models.common import Clock
 from models.bridges import BridgeManager
 from models.decoration import DecorationManager
+from models.equipment import EquipmentManager
 from models.gate_access import GateAccess
 from models.gate_alarms import AlarmManager
 from models.gate_commands import CommandAudit
@@ -51,11 +52,11 @@ from server.wechat import WeChatClient
 # Handler modules, each with a `routes` list of ("/path/{param}", Handler).
 HANDLER_MODULES = ("health", "auth", "session", "admin", "communities", "people", "bindings",
                    "imports", "tickets", "feed", "gates", "passes", "notices",
-                   "decoration", "patrols")
+                   "decoration", "patrols", "equipment")
 MODEL_MODULES = ("places", "people", "bindings", "auth", "importer", "tickets", "notifications",
                  "bridges", "gate_events", "gate_alarms", "gate_commands", "gate_modes", "passes",
                  "access_log", "outbox", "notices", "surveys", "decoration",
-                 "patrols")
+                 "patrols", "equipment")
 
 access_log = logging.getLogger("xiaoqu.access")
 PATROL_INTERVAL = 30.0  # seconds between sweeps for missed patrol rounds
@@ -131,6 +132,8 @@ class XiaoquApp(tornado.web.Application):
                                      notifier=self.notifier, effects=self.effects,
                                      tickets=self.tickets, photos=photos,
                                      photo_links=photo_links)
+        self.equipment = EquipmentManager(self.db, self.clock, places=self.places, tickets=self.tickets, photos=photos,
+                                          photo_links=photo_links, effects=self.effects)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)
         self.gate_alarms = AlarmManager(self.db, self.clock, self.notifier)

@@ -84,3 +84,39 @@ async def test_plans_check_their_route_and_assignee(p):
     assert nobody.status == 400 and "role" in nobody.error["fields"]
     taken = await p.post("manager", "/patrol-checkpoints", {"code": "A1", "name": "again"})
     assert taken.status == 400 and taken.error["fields"] == {"code": "已是巡更点"}
+
+
+async def test_unit_doors_stairwells_and_windows_every_three_days(p, clock):
+    """The plans' "unit doors, stairwells and shared windows inspected every 3 days, with
+    records" is a patrol plan: a route of those checkpoints, every 4320 minutes, walked within
+    a day (docs/patrols.md has the same example)."""
+    ids = []
+    for code, name in (("U1", "1单元门"), ("S1", "1单元楼梯间"), ("W1", "1单元公共窗")):
+        reply = await p.post("security_lead", "/patrol-checkpoints", {
+            "code": code, "name": name, "place_path": "1-1", "checklist": ["intact", "clean"]})
+        ids.append(reply.body["id"])
+    route = await p.post("manager", "/patrol-routes", {"name": "楼道巡查", "checkpoints": ids})
+    plan = (await p.post("manager", "/patrol-plans", {
+        "route_id": route.body["id"], "name": "每 3 天", "starts_at": START.isoformat(),
+        "every_minutes": 3 * 24 * 60, "window_minutes": 24 * 60, "role": "maintenance"})).body
+    async def later(seconds):  # and fresh tokens: these outlive a day at most
+        clock.advance(seconds)
+        for who in ("maintenance", "manager"):
+            p.c.tokens[who] = (await p.app.auth.start_session(p.c.staff[who], "staff"))["access_token"]
+
+    await later(9 * 3600)  # day 1, 09:00: the round is open all day
+    for code in ("U1", "S1", "W1"):
+        done = await p.check_in(plan["id"], code, who="maintenance", answers={"intact": "ok"})
+        assert done.status == 201, done.body
+    assert done.body["state"] == "completed"
+    await later(24 * 3600)  # day 2: between rounds
+    assert (await p.check_in(plan["id"], "U1", who="maintenance")).error["code"] == "outside_window"
+    await later(2 * 24 * 3600)  # day 4: the next round, walked at one door only
+    assert (await p.check_in(plan["id"], "U1", who="maintenance")).status == 201
+    await later(24 * 3600)
+    await p.app.patrols.sweep(clock.now())
+    rounds = (await p.http.get(f"{p.base}/patrol-plans/{plan['id']}/rounds",
+                               token=p.c.tokens["manager"])).body
+    assert [(r["starts_at"][:10], r["state"], len(r["visits"])) for r in rounds] == [
+        ((START + timedelta(days=3)).date().isoformat(), "missed", 1),
+        (START.date().isoformat(), "completed", 3)]

@@ -1,0 +1,180 @@
+"""The equipment register (设备台账) and inspections (巡检) over HTTP.
+
+Thin: the rules live in models/equipment.py (items are a workflow of models/workflow.py; an
+inspection's proof is models/check_ins.py's, as a patrol check-in's).
+"""
+
+from datetime import date
+from typing import Literal
+
+from pydantic import Field
+
+from handlers.base import APIHandler, Strict, api
+from handlers.patrols import CheckInIn
+from handlers.tickets import MULTIPART_OVERHEAD, Ticket
+from models.equipment import ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, public
+from models.photos import MAX_BYTES
+from models.tickets import REPAIR_CATEGORIES
+
+KIND = Literal[tuple(KINDS)]
+TAG_CODE = r"^[A-Za-z0-9-]{1,16}$"
+
+
+class ItemIn(Strict):
+    kind: KIND
+    name: str = Field(min_length=1, max_length=60)
+    tag_code: str = Field(pattern=TAG_CODE, description="on its tag (QR/NFC), unique here")
+    place_path: str | None = Field(None, max_length=32)
+    serial: str = Field("", max_length=60)
+    model: str = Field("", max_length=60)
+    installed_on: date | None = None
+    expires_on: date | None = Field(None, description="an extinguisher's pressure/refill date, a "
+                                                      "certificate's end: due then at the latest")
+    interval_days: int | None = Field(None, ge=1, le=366,
+                                      description="days between inspections; default by kind")
+
+
+class ItemChange(Strict):
+    name: str | None = Field(None, min_length=1, max_length=60)
+    tag_code: str | None = Field(None, pattern=TAG_CODE)
+    place_path: str | None = Field(None, max_length=32)
+    serial: str | None = Field(None, max_length=60)
+    model: str | None = Field(None, max_length=60)
+    installed_on: date | None = None
+    expires_on: date | None = None
+    interval_days: int | None = Field(None, ge=1, le=366, description="null: the kind's default")
+
+
+class ListQuery(Strict):
+    kind: KIND | None = None
+    state: Literal[STATES] | None = None
+    overdue: bool = False
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class InspectionIn(CheckInIn):
+    equipment_id: str | None = Field(None, min_length=24, max_length=24,
+                                     description="when inspecting from the item: its tag must match")
+
+
+class ItemView:
+    def view(self, doc: dict) -> dict:
+        return {**public(doc, self.app.clock.now()),
+                "allowed_actions": ITEM_WORKFLOW.allowed(self.principal, doc)}
+
+
+class ItemsHandler(ItemView, APIHandler):
+    @api("The register: overdue first, then by due date (filter by kind, state, overdue)",
+         query=ListQuery, response=list[dict], permission="equipment.read")
+    async def get(self, community_id):
+        now = self.app.clock.now()
+        docs = await self.app.equipment.items(community_id, **self.query.model_dump())
+        self.write_json([public(d, now) for d in docs])
+
+    @api("Register an item", body=ItemIn, response=dict, status=201, permission="equipment.manage")
+    async def post(self, community_id):
+        doc = await self.app.equipment.register(self.principal, community_id,
+                                                **self.body.model_dump())
+        self.write_json(self.view(doc))
+
+
+
+class KindsHandler(APIHandler):
+    @api("The kinds of equipment with their default interval (days) and checklist",
+         response=dict, permission="equipment.read")
+    async def get(self, community_id):
+        self.write_json({k: {"interval_days": days, "checklist": list(items)}
+                         for k, (days, items) in KINDS.items()})
+
+
+class ItemHandler(ItemView, APIHandler):
+    @api("One item with its history (the audit trail)", response=dict, permission="equipment.read")
+    async def get(self, community_id, item_id):
+        self.write_json(self.view(await self.app.equipment.get(community_id, item_id)))
+
+    @api("Edit an item (the office)", body=ItemChange, response=dict, permission="equipment.read")
+    async def patch(self, community_id, item_id):
+        doc = await self.app.equipment.edit(self.principal, community_id, item_id,
+                                            self.body.model_dump(exclude_unset=True))
+        self.write_json(self.view(doc))
+
+
+class ByCodeHandler(ItemView, APIHandler):
+    @api("The item a tag code names (what a scan opens)", response=dict, permission="equipment.read")
+    async def get(self, community_id, code):
+        self.write_json(self.view(await self.app.equipment.by_code(community_id, code)))
+
+
+class ActionHandler(ItemView, APIHandler):
+    @api("Repair (back in service) or retire an item, with a reason; 409 lists the allowed "
+         "actions", body=ReasonIn, response=dict, permission="equipment.read")
+    async def post(self, community_id, item_id, action):
+        if action == "repair":
+            doc = await self.app.equipment.repair(self.principal, community_id, item_id,
+                                                  self.body.reason)
+        else:
+            doc = await self.app.equipment.act(self.principal, community_id, item_id, action,
+                                               reason=self.body.reason)
+        self.write_json(self.view(doc))
+
+
+class InspectionTicketIn(Strict):
+    category: Literal[tuple(REPAIR_CATEGORIES)] | None = Field(
+        None, description="sets its priority; default by kind (elevator: lift, gate, pump: plumbing)")
+
+
+class InspectionsHandler(ItemView, APIHandler):
+    @api("Inspect the item whose tag was scanned (a problem marks it faulty)",
+         body=InspectionIn, response=dict, status=201, permission="equipment.inspect")
+    async def post(self, community_id):
+        record, item = await self.app.equipment.inspect(self.principal, community_id,
+                                                        **self.body.model_dump())
+        self.write_json({"inspection": self.app.equipment.view_inspection(record),
+                         "item": self.view(item)})
+
+
+class ItemInspectionsHandler(APIHandler):
+    @api("An item's inspections, newest first", response=list[dict], permission="equipment.read")
+    async def get(self, community_id, item_id):
+        docs = await self.app.equipment.inspections(community_id, item_id)
+        self.write_json([self.app.equipment.view_inspection(d) for d in docs])
+
+
+class InspectionPhotosHandler(APIHandler):
+    @api(f"Add photos to one's inspection (multipart, field `photo`, ≤ {MAX_PHOTOS})",
+         response=dict, status=201, permission="equipment.inspect",
+         max_body=MAX_PHOTOS * MAX_BYTES + MULTIPART_OVERHEAD, uploads=("multipart/form-data",),
+         upload_field="photo", upload_many=True)
+    async def post(self, community_id, inspection_id):
+        doc = await self.app.equipment.add_photos(self.principal, community_id, inspection_id,
+                                                  self.photo_uploads())
+        self.write_json(self.app.equipment.view_inspection(doc))
+
+
+class InspectionTicketHandler(APIHandler):
+    @api("Make the repair ticket of an inspection's problem (201), or show the one made (200)",
+         body=InspectionTicketIn, response=Ticket, status=201, permission="equipment.read")
+    async def post(self, community_id, inspection_id):
+        doc, made = await self.app.equipment.ticket_for(self.principal, community_id,
+                                                         inspection_id, self.body.category)
+        self.set_status(201 if made else 200)
+        self.write_json(self.app.tickets.view(doc, self.principal))
+
+
+ITEM = "{item_id:[0-9a-f]+}"  # (not "by-code", "inspections")
+routes = [
+    ("/api/communities/{community_id}/equipment", ItemsHandler),
+    ("/api/communities/{community_id}/equipment-kinds", KindsHandler),
+    ("/api/communities/{community_id}/equipment/by-code/{code}", ByCodeHandler),
+    ("/api/communities/{community_id}/equipment/inspections", InspectionsHandler),
+    ("/api/communities/{community_id}/equipment/inspections/{inspection_id}/photos",
+     InspectionPhotosHandler),
+    ("/api/communities/{community_id}/equipment/inspections/{inspection_id}/ticket",
+     InspectionTicketHandler),
+    (f"/api/communities/{{community_id}}/equipment/{ITEM}", ItemHandler),
+    (f"/api/communities/{{community_id}}/equipment/{ITEM}/{{action:repair|retire}}", ActionHandler),
+    (f"/api/communities/{{community_id}}/equipment/{ITEM}/inspections", ItemInspectionsHandler),
+]
