@@ -32,7 +32,7 @@ setLang(localStorage.getItem('xiaoqu.lang') || 'zh')
 addMessages({
   zh: {
     'app.title': '小区物业', 'tab.today': '今日', 'tab.tickets': '工单', 'tab.gates': '门禁',
-    'tab.people': '住户', 'tab.more': '更多', 'more.access_log': '通行记录', 'more.kpi': '考核指标', 'more.notices': '公告', 'more.surveys': '满意度调查',
+    'tab.people': '住户', 'tab.more': '更多', 'more.access_log': '通行记录', 'more.kpi': '考核指标', 'more.notices': '公告', 'more.surveys': '满意度调查', 'more.equipment': '设备巡检',
     'more.settings': '设置', 'more.language': '语言 Language', 'more.community': '当前小区',
     'more.sign_out': '退出登录', 'more.signed_in_as': '登录账号', 'offline.banner': '网络连接已断开，正在重连…',
     'common.retry': '重试', 'common.loading': '加载中…', 'common.empty': '暂无', 'common.cancel': '取消',
@@ -42,7 +42,7 @@ addMessages({
   },
   en: {
     'app.title': 'Property office', 'tab.today': 'Today', 'tab.tickets': 'Tickets', 'tab.gates': 'Gates',
-    'tab.people': 'People', 'tab.more': 'More', 'more.access_log': 'Access log', 'more.kpi': 'KPIs', 'more.notices': 'Notices', 'more.surveys': 'Surveys',
+    'tab.people': 'People', 'tab.more': 'More', 'more.access_log': 'Access log', 'more.kpi': 'KPIs', 'more.notices': 'Notices', 'more.surveys': 'Surveys', 'more.equipment': 'Equipment',
     'more.settings': 'Settings', 'more.language': 'Language 语言', 'more.community': 'Community',
     'more.sign_out': 'Sign out', 'more.signed_in_as': 'Signed in as',
     'offline.banner': 'Connection lost, reconnecting…', 'common.retry': 'Retry',
