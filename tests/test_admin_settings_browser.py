@@ -67,7 +67,7 @@ async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
     await dialog.get_by_text("经理").click()
     await dialog.get_by_role("button", name="保存").click()
     await expect(dialog.get_by_role("alert")).to_have_text(
-        "小区至少要有一位管理员，请先指定另一位管理员")
+        "小区至少需要一名管理员：请先任命其他管理员")
     await dialog.get_by_role("button", name="取消").click()
     await expect(dialog).to_be_hidden()
     await admin.check_screen(page, "settings-staff")

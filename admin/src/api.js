@@ -5,7 +5,7 @@
 // module's memory and is renewed by itself before it expires. Calls that the cookie
 // authenticates carry the CSRF token from the readable `xiaoqu_csrf` cookie as a header.
 import { reactive } from 'vue'
-import { addMessages, i18n, t } from './i18n'
+import { i18n, t, words } from './i18n'
 
 const SESSION = '/api/auth/session'
 const RENEW_AT = 0.8 // of the access token's lifetime
@@ -28,13 +28,15 @@ export class ApiError extends Error {
     this.detail = error
   }
 
-  /** Words a guard understands, in the page's language; the server's text as a last resort. */
+  /**
+   * Words a guard understands, in the page's language: the server's own (it words every error
+   * in the Accept-Language this module sends, models/messages.py), else the page's for what
+   * no server said (no connection, a proxy's bare status page).
+   */
   get words() {
+    if (this.detail.message) return this.detail.message
     const key = `error.${this.code}`
-    const text = t(key)
-    if (text !== key) return text
-    const status = `error.http_${this.status}`
-    return t(status) !== status ? t(status) : this.message
+    return t(key) !== key ? t(key) : this.code
   }
 }
 
@@ -175,43 +177,14 @@ export function markOffline() {
   setTimeout(poll, HEALTH_POLL_MS[0])
 }
 
-addMessages({
-  zh: {
-    'error.network': '连不上服务器，请检查网络', 'error.bad_credentials': '用户名或密码错误',
-    'error.locked_out': '失败次数过多，请稍后再试', 'error.account_disabled': '账号已停用，请联系管理员',
-    'error.token_expired': '登录已过期，请重新登录', 'error.token_revoked': '已在别处退出，请重新登录',
-    'error.bad_refresh_token': '登录已失效，请重新登录', 'error.refresh_reused': '登录已失效，请重新登录',
-    'error.csrf_failed': '页面已过期，请刷新后重试', 'error.illegal_transition': '工单状态已变化，此操作不可用',
-    'error.stale': '别人刚改过这张工单，请刷新后再试', 'error.invalid_field': '填写有误，请检查标红的项',
-    'error.bad_json': '提交的内容有误', 'error.bad_photo': '照片无法识别，请换一张',
-    'error.too_many_photos': '照片太多了', 'error.gate_offline': '门禁离线，无法开门',
-    'error.no_ack': '门禁没有回应', 'error.store_unavailable': '服务器暂时不可用，请稍后再试',
-    'error.rate_limited': '操作太频繁，请稍后再试', 'error.http_401': '请先登录',
-    'error.http_403': '您没有权限做这件事', 'error.http_404': '找不到，可能已被删除',
-    'error.http_409': '状态已变化，请刷新', 'error.http_413': '文件太大', 'error.http_422': '无法处理这个请求',
-    'error.http_429': '操作太频繁，请稍后再试', 'error.http_500': '服务器出错了，请稍后再试',
-    'error.http_503': '服务器暂时不可用，请稍后再试',
-  },
-  en: {
-    'error.network': 'Cannot reach the server; check the network',
-    'error.bad_credentials': 'Wrong username or password',
-    'error.locked_out': 'Too many failed attempts; try again later',
-    'error.account_disabled': 'Account disabled; ask an administrator',
-    'error.token_expired': 'Signed out after a while; sign in again',
-    'error.token_revoked': 'Signed out elsewhere; sign in again',
-    'error.bad_refresh_token': 'Session ended; sign in again',
-    'error.refresh_reused': 'Session ended; sign in again',
-    'error.csrf_failed': 'This page is out of date; reload and retry',
-    'error.illegal_transition': 'The ticket has moved on; that step is no longer possible',
-    'error.stale': 'Someone just changed this ticket; reload and retry',
-    'error.invalid_field': 'Please check the highlighted fields', 'error.bad_json': 'Bad request',
-    'error.bad_photo': 'This photo cannot be read; try another', 'error.too_many_photos': 'Too many photos',
-    'error.gate_offline': 'The gate is offline', 'error.no_ack': 'The gate did not answer',
-    'error.store_unavailable': 'The server is busy; try again later',
-    'error.rate_limited': 'Too many attempts; try again later', 'error.http_401': 'Please sign in',
-    'error.http_403': 'You may not do this', 'error.http_404': 'Not found; it may have been removed',
-    'error.http_409': 'It changed meanwhile; reload', 'error.http_413': 'File too large',
-    'error.http_422': 'This request cannot be handled', 'error.http_429': 'Too many attempts; wait a little',
-    'error.http_500': 'Server error; try again later', 'error.http_503': 'The server is busy; try again later',
-  },
+// Only what no server answer words: the server says its own errors (see ApiError.words).
+words('error', {
+  network: ['连不上服务器，请检查网络', 'Cannot reach the server; check the network'],
+  http_401: ['请先登录', 'Please sign in'], http_403: ['您没有权限做这件事', 'You may not do this'],
+  http_404: ['找不到，可能已被删除', 'Not found; it may have been removed'],
+  http_409: ['状态已变化，请刷新', 'It changed meanwhile; reload'], http_413: ['文件太大', 'File too large'],
+  http_422: ['无法处理这个请求', 'This request cannot be handled'],
+  http_429: ['操作太频繁，请稍后再试', 'Too many attempts; wait a little'],
+  http_500: ['服务器出错了，请稍后再试', 'Server error; try again later'],
+  http_503: ['服务器暂时不可用，请稍后再试', 'The server is busy; try again later'],
 })

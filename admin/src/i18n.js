@@ -1,5 +1,5 @@
-// Words on screen: Chinese first, English on request. Each screen adds its own words
-// with addMessages() next to its code, so screens never edit one shared table.
+// Words on screen: Chinese first, English on request. Each screen declares its own words
+// with words() next to its code, so screens never edit one shared table.
 import { reactive } from 'vue'
 import { Locale } from 'vant'
 import enUS from 'vant/es/locale/lang/en-US'
@@ -10,8 +10,21 @@ const VANT = { zh: ['zh-CN', zhCN], en: ['en-US', enUS] }
 const messages = { zh: {}, en: {} }
 export const i18n = reactive({ lang: 'zh' })
 
-export function addMessages(table) {
-  for (const lang of Object.keys(messages)) Object.assign(messages[lang], table[lang])
+/**
+ * The one way to declare words: under a prefix, each name once with its Chinese and English
+ * side by side, so no language can miss a word the other has.
+ *
+ *   const ticketState = words('state', { submitted: ['待派单', 'To dispatch'], … })
+ *
+ * registers `state.submitted` for t(), and answers the table as a label: a server value (a
+ * state, a kind, a role) to its words in the page's language, `ticketState(ticket.state)`.
+ */
+export function words(prefix, table) {
+  for (const [name, [zh, en]] of Object.entries(table)) {
+    messages.zh[`${prefix}.${name}`] = zh
+    messages.en[`${prefix}.${name}`] = en
+  }
+  return (value, params) => t(`${prefix}.${value}`, params)
 }
 
 /** The text for `key` in the chosen language; `{name}` placeholders filled from params. */
@@ -29,27 +42,24 @@ export function setLang(lang) {
 
 setLang(localStorage.getItem('xiaoqu.lang') || 'zh')
 
-addMessages({
-  zh: {
-    'app.title': '小区物业', 'tab.today': '今日', 'tab.tickets': '工单', 'tab.gates': '门禁',
-    'tab.people': '住户', 'tab.more': '更多', 'more.access_log': '通行记录', 'more.kpi': '考核指标', 'more.notices': '公告', 'more.surveys': '满意度调查', 'more.equipment': '设备巡检',
-    'more.settings': '设置', 'more.language': '语言 Language', 'more.community': '当前小区',
-    'more.sign_out': '退出登录', 'more.signed_in_as': '登录账号', 'offline.banner': '网络连接已断开，正在重连…',
-    'common.retry': '重试', 'common.loading': '加载中…', 'common.empty': '暂无', 'common.cancel': '取消',
-    'common.confirm': '确定', 'common.back': '返回', 'common.save': '保存', 'common.coming': '此页面正在建设中',
-    'switch.title': '切换小区', 'role.admin': '管理员', 'role.manager': '经理',
-    'role.customer_service': '客服', 'role.security': '保安', 'role.maintenance': '维修',
-  },
-  en: {
-    'app.title': 'Property office', 'tab.today': 'Today', 'tab.tickets': 'Tickets', 'tab.gates': 'Gates',
-    'tab.people': 'People', 'tab.more': 'More', 'more.access_log': 'Access log', 'more.kpi': 'KPIs', 'more.notices': 'Notices', 'more.surveys': 'Surveys', 'more.equipment': 'Equipment',
-    'more.settings': 'Settings', 'more.language': 'Language 语言', 'more.community': 'Community',
-    'more.sign_out': 'Sign out', 'more.signed_in_as': 'Signed in as',
-    'offline.banner': 'Connection lost, reconnecting…', 'common.retry': 'Retry',
-    'common.loading': 'Loading…', 'common.empty': 'Nothing here', 'common.cancel': 'Cancel',
-    'common.confirm': 'OK', 'common.back': 'Back', 'common.save': 'Save', 'common.coming': 'This screen is being built',
-    'switch.title': 'Switch community', 'role.admin': 'Admin', 'role.manager': 'Manager',
-    'role.customer_service': 'Customer service', 'role.security': 'Security',
-    'role.maintenance': 'Maintenance',
-  },
+words('app', { title: ['小区物业', 'Property office'] })
+words('tab', {
+  today: ['今日', 'Today'], tickets: ['工单', 'Tickets'], gates: ['门禁', 'Gates'], people: ['住户', 'People'],
+  more: ['更多', 'More'],
+})
+words('more', {
+  access_log: ['通行记录', 'Access log'], kpi: ['考核指标', 'KPIs'], notices: ['公告', 'Notices'],
+  surveys: ['满意度调查', 'Surveys'], equipment: ['设备巡检', 'Equipment'], settings: ['设置', 'Settings'], language: ['语言 Language', 'Language 语言'],
+  community: ['当前小区', 'Community'], sign_out: ['退出登录', 'Sign out'], signed_in_as: ['登录账号', 'Signed in as'],
+})
+words('offline', { banner: ['网络连接已断开，正在重连…', 'Connection lost, reconnecting…'] })
+words('common', {
+  retry: ['重试', 'Retry'], loading: ['加载中…', 'Loading…'], empty: ['暂无', 'Nothing here'],
+  cancel: ['取消', 'Cancel'], confirm: ['确定', 'OK'], back: ['返回', 'Back'], save: ['保存', 'Save'],
+  coming: ['此页面正在建设中', 'This screen is being built'],
+})
+words('switch', { title: ['切换小区', 'Switch community'] })
+export const roleName = words('role', {
+  admin: ['管理员', 'Admin'], manager: ['经理', 'Manager'], customer_service: ['客服', 'Customer service'],
+  security: ['保安', 'Security'], maintenance: ['维修', 'Maintenance'],
 })

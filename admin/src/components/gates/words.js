@@ -1,49 +1,32 @@
 // Words shared by the Gates screen's parts (board, remote open, alarms).
-import { addMessages } from '../../i18n'
+import { words } from '../../i18n'
 import '../../alarm-words'
 
-addMessages({
-  zh: {
-    'gates.board': '门禁状态', 'gates.alarms': '告警', 'gates.online': '在线', 'gates.offline': '离线',
-    'gates.no_bridge': '未接入', 'gates.last_seen': '最后在线 {time}', 'gates.none': '还没有门禁',
-    'gates.open': '远程开门', 'gates.mode': '切换模式', 'gates.community_mode': '全小区模式',
-    'gates.open_title': '远程开门：{gate}', 'gates.reason': '开门理由', 'gates.reason_required': '请填写开门理由',
-    'gates.mode_title': '切换模式：{scope}', 'gates.mode_reason': '原因', 'gates.mode_set': '已切换为：{mode}',
-    'gates.progress': '开门进度', 'gates.close_progress': '关闭',
-    'mode.normal': '正常', 'mode.locked': '封闭管控', 'mode.open': '常开（消防）',
-    'level.sent': '已发送', 'level.received': '门禁已收到', 'level.actuated': '已执行开锁',
-    'level.opened': '门已打开', 'level.not_opened': '门未打开', 'level.refused': '门禁拒绝执行',
-    'level.gate_offline': '门禁离线', 'level.no_ack': '门禁无回应', 'level.waiting': '等待中',
-    'level.result': '结果',
-    'alarms.none': '没有未处理的告警', 'alarms.show_closed': '显示已关闭', 'alarms.acknowledge': '确认',
-    'alarms.dispatch': '派人', 'alarms.close': '关闭', 'alarms.note': '备注', 'alarms.note_required': '请填写备注',
-    'alarms.acknowledge_title': '确认告警', 'alarms.close_title': '关闭告警（处理结果）',
-    'alarms.dispatch_title': '派给 {name}', 'alarms.choose_person': '派给谁', 'alarms.assignee': '处理人：{name}',
-    'alarms.to_me': '派给我', 'alarms.whole_community': '全小区',
-    'state.open': '未处理', 'state.acknowledged': '处理中', 'state.closed': '已关闭',
-    'error.gate_timeout': '门禁没有回应', 'error.locked': '封闭管控中，不能开门', 'error.gate_closed': '不在开放时间',
-    'error.bad_transition': '告警状态已变化，请刷新', 'error.no_gate_hub': '门禁服务未运行',
-  },
-  en: {
-    'gates.board': 'Status', 'gates.alarms': 'Alarms', 'gates.online': 'online', 'gates.offline': 'offline',
-    'gates.no_bridge': 'no bridge', 'gates.last_seen': 'last seen {time}', 'gates.none': 'No gates yet',
-    'gates.open': 'Open remotely', 'gates.mode': 'Change mode', 'gates.community_mode': 'Whole community',
-    'gates.open_title': 'Open remotely: {gate}', 'gates.reason': 'Reason', 'gates.reason_required': 'Say why',
-    'gates.mode_title': 'Change mode: {scope}', 'gates.mode_reason': 'Reason', 'gates.mode_set': 'Now: {mode}',
-    'gates.progress': 'Opening', 'gates.close_progress': 'Close',
-    'mode.normal': 'Normal', 'mode.locked': 'Lockdown', 'mode.open': 'Held open (fire)',
-    'level.sent': 'Sent', 'level.received': 'Received', 'level.actuated': 'Unlocked',
-    'level.opened': 'Door opened', 'level.not_opened': 'Door did not open', 'level.refused': 'Gate refused',
-    'level.gate_offline': 'Gate offline', 'level.no_ack': 'No answer', 'level.waiting': 'Waiting',
-    'level.result': 'Result',
-    'alarms.none': 'No open alarms', 'alarms.show_closed': 'Show closed', 'alarms.acknowledge': 'Acknowledge',
-    'alarms.dispatch': 'Dispatch', 'alarms.close': 'Close', 'alarms.note': 'Note', 'alarms.note_required': 'Add a note',
-    'alarms.acknowledge_title': 'Acknowledge the alarm', 'alarms.close_title': 'Close the alarm (what was done)',
-    'alarms.dispatch_title': 'Send {name}', 'alarms.choose_person': 'Send whom', 'alarms.assignee': 'Handled by {name}',
-    'alarms.to_me': 'for me', 'alarms.whole_community': 'Whole community',
-    'state.open': 'open', 'state.acknowledged': 'in hand', 'state.closed': 'closed',
-    'error.gate_timeout': 'The gate did not answer', 'error.locked': 'Lockdown: cannot open',
-    'error.gate_closed': 'The gate is closed at this hour', 'error.bad_transition': 'The alarm changed; reload',
-    'error.no_gate_hub': 'The gate service is not running',
-  },
+words('gates', {
+  board: ['门禁状态', 'Status'], alarms: ['告警', 'Alarms'], online: ['在线', 'online'], offline: ['离线', 'offline'],
+  no_bridge: ['未接入', 'no bridge'], last_seen: ['最后在线 {time}', 'last seen {time}'],
+  none: ['还没有门禁', 'No gates yet'], open: ['远程开门', 'Open remotely'], mode: ['切换模式', 'Change mode'],
+  community_mode: ['全小区模式', 'Whole community'], open_title: ['远程开门：{gate}', 'Open remotely: {gate}'],
+  reason: ['开门理由', 'Reason'], reason_required: ['请填写开门理由', 'Say why'],
+  mode_title: ['切换模式：{scope}', 'Change mode: {scope}'], mode_reason: ['原因', 'Reason'],
+  mode_set: ['已切换为：{mode}', 'Now: {mode}'], progress: ['开门进度', 'Opening'], close_progress: ['关闭', 'Close'],
+})
+export const gateMode = words('mode', {
+  normal: ['正常', 'Normal'], locked: ['封闭管控', 'Lockdown'], open: ['常开（消防）', 'Held open (fire)'],
+})
+export const openLevel = words('level', {
+  sent: ['已发送', 'Sent'], received: ['门禁已收到', 'Received'], actuated: ['已执行开锁', 'Unlocked'],
+  opened: ['门已打开', 'Door opened'], not_opened: ['门未打开', 'Door did not open'],
+  refused: ['门禁拒绝执行', 'Gate refused'], gate_offline: ['门禁离线', 'Gate offline'], no_ack: ['门禁无回应', 'No answer'],
+  waiting: ['等待中', 'Waiting'], result: ['结果', 'Result'],
+})
+words('alarms', {
+  none: ['没有未处理的告警', 'No open alarms'], show_closed: ['显示已关闭', 'Show closed'],
+  acknowledge: ['确认', 'Acknowledge'], dispatch: ['派人', 'Dispatch'], close: ['关闭', 'Close'],
+  note: ['备注', 'Note'], note_required: ['请填写备注', 'Add a note'],
+  acknowledge_title: ['确认告警', 'Acknowledge the alarm'],
+  close_title: ['关闭告警（处理结果）', 'Close the alarm (what was done)'],
+  dispatch_title: ['派给 {name}', 'Send {name}'], choose_person: ['派给谁', 'Send whom'],
+  assignee: ['处理人：{name}', 'Handled by {name}'], to_me: ['派给我', 'for me'],
+  whole_community: ['全小区', 'Whole community'],
 })
