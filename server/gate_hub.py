@@ -260,7 +260,6 @@ class GateHub:
         # refused hellos lately (decaying, time constant 1 s) and a handshake's usual length
         # make the retry_after of the next refusal.
         self.handshaking: dict[Connection, float] = {}
-        self.most_handshaking = 0  # the most in progress at once so far
         self.refusals, self.refused_at = 0.0, 0.0
         self.handshake_seconds = 0.05
         self.busy_refused = 0
@@ -289,13 +288,12 @@ class GateHub:
             else:
                 self.spawn(handler(conn, event.message))
         elif type(event) is Hello:
-            if len(self.handshaking) >= self.options.max_handshakes:
+            if len(self.handshaking) >= self.admitting():
                 conn.session.busy(self._retry_after())
                 self.busy_refused += 1
                 metrics.HANDSHAKES_BUSY.inc()
                 return
             self.handshaking[conn] = time.monotonic()
-            self.most_handshaking = max(self.most_handshaking, len(self.handshaking))
             conn.enqueue(self.on_hello, event)
         elif type(event) is Authenticated:
             conn.enqueue(self.on_auth, event)
@@ -392,13 +390,21 @@ class GateHub:
 
     # -- handshake -------------------------------------------------------------------------------
 
+    def admitting(self) -> int:
+        """Handshakes taken at once: `max_handshakes`, fewer while they take longer than a
+        quarter of the deadline (a slow store: more at once would only queue there, and miss
+        the deadline together)."""
+        target = self.options.auth_timeout / 4
+        most = self.options.max_handshakes
+        return max(1, min(most, int(most * target / max(self.handshake_seconds, 1e-3))))
+
     def _retry_after(self) -> float:
         """When a refused bridge should come back: the bridges refused lately, spread over
-        the time this hub takes to hand each its turn (`max_handshakes` at a time)."""
+        the time this hub takes to hand each its turn (`admitting()` at a time)."""
         now = time.monotonic()
         self.refusals = self.refusals * math.exp(self.refused_at - now) + 1
         self.refused_at = now
-        spread = self.refusals * self.handshake_seconds / self.options.max_handshakes
+        spread = self.refusals * self.handshake_seconds / self.admitting()
         return min(MAX_BUSY_RETRY, max(self.options.busy_retry, spread))
 
     def _handshake_done(self, conn: Connection) -> None:

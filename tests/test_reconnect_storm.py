@@ -86,6 +86,17 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
         await hub.stop()
 
 
+async def test_a_hub_whose_handshakes_are_slow_takes_fewer_at_once(app):
+    """Handshakes slower than a quarter of the deadline (a slow store) would only queue there
+    and miss the deadline together: the hub takes fewer at once, never none."""
+    hub = GateHub(app, HubOptions(max_handshakes=64, auth_timeout=4.0))
+    assert hub.admitting() == 64
+    hub.handshake_seconds = 2.0
+    assert hub.admitting() == 32
+    hub.handshake_seconds = 1000.0
+    assert hub.admitting() == 1
+
+
 async def test_a_re_keyed_bridge_is_read_again_on_every_process(app, tmp_path):
     """A hub's copy of a key is dropped by the re-key's announcement, on every hub: the old
     secret is refused and the new one let in there at once, not once the copy expires."""
