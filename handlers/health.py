@@ -76,7 +76,8 @@ class MetricsHandler(OperatorsHandler):
     @api("Prometheus metrics", response=str, public=True, content_type=CONTENT_TYPE_LATEST)
     async def get(self):
         try:  # a store reading, taken at the scrape; the rest is served without it
-            await asyncio.wait_for(self.app.gate_alarms.count_open(), READY_TIMEOUT)
+            await asyncio.wait_for(asyncio.gather(
+                self.app.gate_alarms.count_open(), self.app.outbox.count_pending()), READY_TIMEOUT)
         except (TimeoutError, pymongo.errors.PyMongoError):
             pass  # counted in xiaoqu_store_errors; the gauge keeps its last value
         metrics.jobs_read(self.app.jobs)

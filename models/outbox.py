@@ -21,6 +21,13 @@ done runs it again once its claim lapses.
 
 A handler is `async def handler(key: str, payload: dict) -> None` (the key first, as
 models.workflow.Effects calls its handlers), registered with `outbox.handle(kind, handler)`.
+
+An effect that keeps failing waits for ever, so it must be seen: `count_pending`, read at
+each scrape of /metrics, sets xiaoqu_outbox_pending and xiaoqu_outbox_oldest_pending_seconds
+per kind (the age since the oldest pending effect was stored; a remote open's intent is
+pending for its wait, ttl and grace, about a minute, before it is due), and the
+XiaoquOutboxStuck alert fires on an effect pending for a quarter of an hour
+(deploy/prometheus/alerts.yml).
 """
 
 import asyncio
@@ -29,6 +36,8 @@ from datetime import datetime, timedelta
 
 from pymongo import ASCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from server import metrics
 
 log = logging.getLogger("xiaoqu.outbox")
 
@@ -220,6 +229,24 @@ class Outbox:
     async def pending(self) -> int:
         """Effects not yet done (stored), for operators and tests."""
         return await self.db.outbox.count_documents({"state": "pending"})
+
+    async def count_pending(self) -> None:
+        """Set the pending gauges from the store, for every kind with a handler here (one
+        whose effects all ran reads 0; a kind no handler knows is counted as "other")."""
+        rows = await (await self.db.outbox.aggregate([
+            {"$match": {"state": "pending"}},
+            {"$group": {"_id": "$kind", "n": {"$sum": 1}, "oldest": {"$min": "$created_at"}}},
+        ])).to_list(None)
+        now = self.clock.now()
+        counts = {kind: [0, None] for kind in [*self.handlers, "other"]}
+        for row in rows:
+            count = counts[row["_id"] if row["_id"] in self.handlers else "other"]
+            count[0] += row["n"]
+            count[1] = row["oldest"] if count[1] is None else min(count[1], row["oldest"])
+        for kind, (n, oldest) in counts.items():
+            metrics.OUTBOX_PENDING.labels(kind).set(n)
+            metrics.OUTBOX_OLDEST.labels(kind).set(
+                0 if oldest is None else max(0.0, (now - oldest).total_seconds()))
 
     async def settled(self) -> None:
         """Wait for the runs this process started (tests, shutdown)."""

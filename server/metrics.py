@@ -49,6 +49,13 @@ ALARMS_RAISED = Counter("xiaoqu_gate_alarms_raised", "Alarms raised, by kind", [
 ALARMS_OPEN = Gauge(
     "xiaoqu_gate_alarms_open", "Alarms not yet acknowledged or closed, by kind (read at scrape)",
     ["kind"], multiprocess_mode="mostrecent")
+OUTBOX_PENDING = Gauge(
+    "xiaoqu_outbox_pending", "Outbox effects stored and not yet done, by kind (read at scrape)",
+    ["kind"], multiprocess_mode="mostrecent")
+OUTBOX_OLDEST = Gauge(
+    "xiaoqu_outbox_oldest_pending_seconds", "Age of the oldest pending outbox effect, by kind "
+    "(0: none pending; read at scrape): an effect whose handler keeps failing grows it",
+    ["kind"], multiprocess_mode="mostrecent")
 
 SLA_ESCALATIONS = Counter(
     "xiaoqu_sla_escalations", "SLA clocks reaching near_breach (the warning) or breach",

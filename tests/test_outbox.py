@@ -2,12 +2,13 @@
 with backoff, kept through a store outage and run once it is back — never lost, never doubled."""
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from models.common import ManualClock
-from models.outbox import FIRST_BACKOFF, backoff
+from models.outbox import FIRST_BACKOFF, MAX_BACKOFF, backoff
 from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
@@ -98,3 +99,26 @@ class TestStoreDownAfterTheChange:
         await app.outbox.settled()
         assert done.runs == [("k1", {"n": 1})]
         assert await app.outbox.drain() == 0 and await app.outbox.pending() == 0
+
+
+async def test_a_stuck_effect_shows_on_metrics_until_it_runs(app, api_client, clock):
+    async def gauges() -> dict[str, float]:
+        text = (await api_client.get("/metrics")).body
+        return {name: float(value) for name, value in re.findall(
+            r'^(xiaoqu_outbox_\w+)\{kind="test\.stuck"\} (\S+)$', text, re.M)}
+    done = Recorder(failures=3)
+    app.outbox.handle("test.stuck", done)
+    assert await gauges() == {"xiaoqu_outbox_pending": 0, "xiaoqu_outbox_oldest_pending_seconds": 0}
+    await app.outbox.add("k1", "test.stuck", {})
+    await app.outbox.add("k2", "test.stuck", {}, run=False, due=clock.now() + timedelta(hours=1))
+    await app.outbox.settled()  # k1 failed once
+    clock.advance(600)
+    assert await app.outbox.drain() == 0  # and again
+    clock.advance(400)
+    assert await gauges() == {"xiaoqu_outbox_pending": 2,
+                              "xiaoqu_outbox_oldest_pending_seconds": 1000}
+    done.failures = 0
+    clock.advance(MAX_BACKOFF)
+    assert await app.outbox.drain() == 1  # k1 ran; k2 is not due yet
+    assert await gauges() == {"xiaoqu_outbox_pending": 1,
+                              "xiaoqu_outbox_oldest_pending_seconds": 1000 + MAX_BACKOFF}
