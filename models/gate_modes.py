@@ -8,7 +8,6 @@ change raises an alarm and is announced to the hubs, which push it to their brid
 (the bridge keeps the last mode it was told while its link is down).
 """
 
-import time
 from datetime import datetime
 
 from bson import ObjectId
@@ -18,6 +17,7 @@ from gate_bridge.decision import MODES
 from models.bridges import announce_config
 from models.errors import Invalid
 from models.messages import Text
+from models.read_cache import ReadCache
 
 INDEXES = {
     "gate_modes": [IndexModel([("community_id", ASCENDING)])],
@@ -42,13 +42,15 @@ class ModeManager:
         self.clock = clock
         self.places = places
         self.alarms = alarms
-        self._cache: dict[str, tuple[float, dict]] = {}
+        self.cache = ReadCache(self._read_modes, CACHE_SECONDS)
 
     async def modes(self, community_id: str, fresh: bool = False) -> dict:
         """{"community": mode, "gates": {gate id: mode}} for the modes not `normal`."""
-        cached = self._cache.get(community_id)
-        if not fresh and cached and cached[0] > time.monotonic():
-            return cached[1]
+        if fresh:
+            self.cache.forget(community_id)
+        return await self.cache.get(community_id)
+
+    async def _read_modes(self, community_id: str) -> dict:
         docs = await self.db.gate_modes.find({"community_id": ObjectId(community_id)}).to_list(None)
         value = {"community": "normal", "gates": {}}
         for doc in docs:
@@ -56,7 +58,6 @@ class ModeManager:
                 value["community"] = doc["mode"]
             else:
                 value["gates"][str(doc["gate_id"])] = doc["mode"]
-        self._cache[community_id] = (time.monotonic() + CACHE_SECONDS, value)
         return value
 
     async def modes_at(self, community_id: str, gate_id: str, at: datetime) -> tuple[str, str]:
@@ -93,7 +94,7 @@ class ModeManager:
         change = {"_id": ObjectId(), "community_id": cid, "gate_id": gid, "mode": mode,
                   "previous": previous, "reason": reason, "by": by, "at": now, "source": "staff"}
         await self.db.gate_mode_changes.insert_one(change)
-        self._cache.pop(community_id, None)
+        self.cache.forget(community_id)
         await self.alarms.raise_alarm({"community_id": cid, "gate_id": gid, "_id": None},
                                       "mode_changed", f"mode:{change['_id']}",
                                       {"mode": mode, "previous": previous, "reason": reason,

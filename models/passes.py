@@ -52,6 +52,7 @@ from models.messages import Text
 from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import community_time_zone
+from models.read_cache import ReadCache
 from models.seeding import Seeded
 
 log = logging.getLogger("xiaoqu.passes")
@@ -174,7 +175,7 @@ class PassManager:
         self._ring: dict[int, SigningKey] = {}
         self._ring_at = float("-inf")
         self._ring_lock = asyncio.Lock()
-        self._communities: dict[str, tuple[float, PassSettings]] = {}
+        self.communities = ReadCache(self._read_settings, CACHE_SECONDS)
         self._use_script = redis.register_script(USE_SCRIPT)
         self._seed_script = redis.register_script(SEED_SCRIPT)
         self.uses = Seeded(redis, SEEDED, self._seed_uses)
@@ -182,12 +183,12 @@ class PassManager:
     # -- settings and keys ----------------------------------------------------------------------
 
     async def community_settings(self, community_id: str) -> PassSettings:
-        cached = self._communities.get(community_id)
-        if cached and cached[0] > time.monotonic():
-            return cached[1]
+        return await self.communities.get(community_id)
+
+    async def _read_settings(self, community_id: str) -> PassSettings:
         doc = await self.places.community(community_id)
         own = doc.get("settings") or {}
-        value = PassSettings(
+        return PassSettings(
             code_seconds=int(own.get("pass_code_seconds", self.settings.pass_code_seconds)),
             invitation_max_days=int(own.get("invitation_max_days",
                                             self.settings.invitation_max_days)),
@@ -197,19 +198,20 @@ class PassManager:
             name=doc["name"], address=doc.get("address", ""),
             staff_gate_roles=tuple(own.get("staff_gate_roles", STAFF_GATE_ROLES)),
             decoration_days=working_days(own.get("decoration_days")))
-        self._communities[community_id] = (time.monotonic() + CACHE_SECONDS, value)
-        return value
 
     def forget_community(self, community_id: str) -> None:
         """Drop this process's copy of a community's settings (they changed)."""
-        self._communities.pop(community_id, None)
+        self.communities.forget(community_id)
 
     async def key_ring(self, reload: bool = False) -> dict[int, SigningKey]:
         """Active keys by id (cached); creates the first key of a fresh deployment."""
         age = time.monotonic() - self._ring_at
         if age < CACHE_SECONDS and not (reload and age > KEY_RELOAD_SECONDS):
             return self._ring
+        stale_at = self._ring_at
         async with self._ring_lock:
+            if self._ring_at > stale_at:  # read while this caller waited: one read for all
+                return self._ring
             docs = await self.db.pass_keys.find({"state": "active"}).to_list(None)
             if not docs:
                 await self.rotate_key()

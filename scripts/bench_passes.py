@@ -174,9 +174,12 @@ async def bench_verifier(app, cid, gate, decisions) -> None:
 
 
 async def paced_inserts(db, line: dict, count: int, rate: float) -> list[float]:
-    """Milliseconds per insert_one of copies of `line` into a scratch collection, `rate` per
-    second: the durable write every gate answer now waits for, measured alone."""
+    """Milliseconds per insert_one of copies of `line` into a scratch collection indexed like
+    the access log, `rate` per second: the durable write every gate answer now waits for,
+    measured alone."""
+    from models.access_log import INDEXES
     scratch = db[f"bench_lines_{os.getpid()}"]
+    await scratch.create_indexes(INDEXES["access_log"])
     latencies = []
     start = time.perf_counter()
     for i in range(count):

@@ -209,6 +209,8 @@ class XiaoquApp(tornado.web.Application):
     async def close(self) -> None:
         await self.imports.close()
         await self.access_log.flush()
+        for cache in (self.passes.communities, self.gate_modes.cache):
+            await cache.settle()
         for job in self.jobs:
             await job.stop()
         await self.outbox.close()

@@ -104,7 +104,7 @@ async def test_worker_passes_are_capped_by_the_community_setting(app, api_client
 
     await app.db.communities.update_one({"code": "cap"},
                                         {"$set": {"settings.worker_pass_max_days": 30}})
-    app.passes._communities.clear()  # the settings cache, as after its short lifetime
+    app.passes.communities.clear()  # the settings cache, as after its short lifetime
     reply = await api_client.post(path, within, token=c.tokens["manager"])
     assert reply.status == 400 and "30 天" in reply.error["fields"]["valid_to"]
 
