@@ -40,6 +40,7 @@ async def test_concurrent_scans_share_their_reads_and_one_group_commit(app):
     assert [frames[-1]["allow"] for frames in answers] == [True] * len(codes)
     # The community's settings, its modes and the key ring: read once each for all of them.
     assert store_commands("mongodb", "find") - finds == 3
-    # Their lines: the first scan's insert, and the rest gathered while it was in flight.
-    assert store_commands("mongodb", "insert") - inserts <= 2
+    # Their lines: group commits (the first scan's alone, then those decided while it was in
+    # flight, ...: 3 here), not an insert per scan.
+    assert store_commands("mongodb", "insert") - inserts < len(codes) / 3
     assert await app.db.access_log.count_documents({"scan": {"$exists": True}}) == len(codes)
