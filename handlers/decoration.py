@@ -137,10 +137,12 @@ class PermitPhotosHandler(APIHandler):
 
 
 class PermitEntriesHandler(APIHandler):
-    @api("The gate log's lines of the permit's worker passes, newest first, with the worker",
+    @api("The gate log's lines of the permit's worker passes, newest first, with the worker, "
+         "gate_name, at_local and words for their codes (as the access log shows them)",
          response=list[dict], permission="decoration.read", audience="staff")
     async def get(self, community_id, permit_id):
-        self.write_json(await self.app.decoration.entries(community_id, permit_id))
+        lines = await self.app.decoration.entries(community_id, permit_id)
+        self.write_json(await self.app.access_log_reader.present(community_id, lines, self.lang()))
 
 
 routes = [

@@ -104,6 +104,7 @@ async def test_approval_gives_each_worker_a_pass_inside_hours_and_dates(app, p, 
     assert entries.status == 200, entries.body
     assert [(e["worker"], e["result"], e["reason"]) for e in entries.body] == [
         ("张师傅", "deny", "outside_hours"), ("张师傅", "allow", "ok")]
+    assert (entries.body[0]["gate_name"], entries.body[0]["words"]["reason"]) == ("main", "不在通行时段")
     assert (await p.http.get(f"{p.base}/{permit_id}/entries", token=p.tokens["ann"])).status == 403
     clock.current = START + timedelta(days=21)  # after the permit
     p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))["access_token"]

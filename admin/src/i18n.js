@@ -49,7 +49,7 @@ words('tab', {
 })
 words('more', {
   access_log: ['通行记录', 'Access log'], kpi: ['考核指标', 'KPIs'], notices: ['公告', 'Notices'],
-  surveys: ['满意度调查', 'Surveys'], equipment: ['设备巡检', 'Equipment'], settings: ['设置', 'Settings'], language: ['语言 Language', 'Language 语言'],
+  surveys: ['满意度调查', 'Surveys'], equipment: ['设备巡检', 'Equipment'], decoration: ['装修管理', 'Decoration permits'], settings: ['设置', 'Settings'], language: ['语言 Language', 'Language 语言'],
   community: ['当前小区', 'Community'], sign_out: ['退出登录', 'Sign out'], signed_in_as: ['登录账号', 'Signed in as'],
 })
 words('offline', { banner: ['网络连接已断开，正在重连…', 'Connection lost, reconnecting…'] })
