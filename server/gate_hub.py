@@ -846,6 +846,7 @@ async def start_gate_hub(app, port: int | None = None, address: str = "") -> Gat
     settings = app.config
     hub = GateHub(app, HubOptions(heartbeat=settings.gate_heartbeat,
                                   max_handshakes=settings.gate_max_handshakes,
+                                  command_ttl=settings.gate_command_ttl,
                                   ssl_context=ssl_context(settings.gate_tls_cert, settings.gate_tls_key)))
     await hub.start(settings.gate_port if port is None else port, address)
     app.gate_hub = hub

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
     # Seconds after a remote open's wait and ttl before the outbox takes its sender for dead
     # (it never recorded the outcome) and asks the bridge what it did.
     gate_outcome_grace: float = Field(30.0, ge=0, le=3600)
+    # Seconds an open command may still act after it was issued (the bridge refuses it later).
+    gate_command_ttl: float = Field(5.0, gt=0, le=60)
     gate_tls_cert: str | None = None  # PEM chain; without it the hub speaks plain TCP (lab/demo)
     gate_tls_key: str | None = None
     # Production refuses plain TCP to bridges unless this says so (e.g. a TLS-terminating
