@@ -33,10 +33,13 @@ async def test_admin_sets_targets_and_staff_and_provisions_a_bridge_seen_once(
     await expect(page.locator(".van-field__error-message")).to_have_text(
         "应为 IANA 时区名，例如 Asia/Shanghai")
     await page.get_by_label("时区").fill("Asia/Urumqi")
+    for day in "六日":  # decoration permits: Monday to Friday unless an approval says otherwise
+        await page.locator(".days").get_by_text(day, exact=True).click()
     await page.get_by_role("button", name="保存").click()
     await expect(page.get_by_role("status")).to_have_text("已保存")
     community = (await api_client.get(f"/api/communities/{c.id}", token=c.tokens["manager"])).body
     assert (community["address"], community["time_zone"]) == ("幸福路 8 号", "Asia/Urumqi")
+    assert community["settings"]["decoration_days"] == ["mon", "tue", "wed", "thu", "fri"]
     await admin.check_screen(page, "settings-community")
 
     await tabs.get_by_role("tab", name="时限").click()
