@@ -292,8 +292,9 @@ class NoticeManager(Records):
 
     async def _deliver(self, key: str, payload: dict) -> None:
         """Write down the recipients, send WeChat messages to those who granted one, then say
-        so on the staff feed. Idempotent: recipients are keyed by notice and person, and a
-        message already tried (`wechat` set) is not tried again."""
+        so on the staff feed. Idempotent: recipients are keyed by notice and person, a
+        message settled (`wechat` set) is not tried again, and one whose try died unsettled
+        is sent at most once by its send key (models/notifications.py)."""
         notice = await self.db.notices.find_one({"_id": payload["notice_id"]})
         if notice is None or notice["state"] != "published":
             return
@@ -311,10 +312,12 @@ class NoticeManager(Records):
         data = {"thing1": title[:20],
                 "time2": notice["published_at"].astimezone(zone).strftime("%Y-%m-%d %H:%M")}
         page = f"{self.page}?id={notice['_id']}"
-        async for r in self.db.notice_recipients.find(
-                {"notice_id": notice["_id"], "resident_id": {"$in": sorted(credited)}, "wechat": None}):
-            outcome = await self.notifier.send_subscribe(r["resident_id"], self.template,
-                                                         (str(notice["_id"]), "*"), data, page)
+        # Every recipient not yet settled: the credited ones, and one an earlier try left
+        # unsettled (its credit spent, it is no longer `credited`; its send key says more).
+        async for r in self.db.notice_recipients.find({"notice_id": notice["_id"], "wechat": None}):
+            outcome = await self.notifier.send_subscribe(
+                f"{key}:{r['resident_id']}", r["resident_id"], self.template,
+                (str(notice["_id"]), "*"), data, page)
             await self.db.notice_recipients.update_one({"_id": r["_id"]}, {"$set": {"wechat": outcome}})
         await self.notifier.community_event(str(notice["community_id"]), "notice.delivered",
                                             notice={"id": str(notice["_id"]), "title": notice["title"],

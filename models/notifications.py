@@ -11,6 +11,10 @@ are one-time: each "accept" in the mini-program allows one send, so the credits
 the client reports are counted per resident, template and ticket (or for any
 ticket), one is spent per send, and WeChat's 43101 ("no subscription") means
 there was none after all.
+
+A subscribe message is sent at most once per key (the outbox effect's key, and the
+recipient's where one effect tells many): `wechat_sends` records the attempt before WeChat
+is asked and its outcome after (docs/wechat.md, "Sent once").
 """
 
 import asyncio
@@ -23,6 +27,7 @@ from datetime import datetime
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from models.common import object_id
 from models.errors import DomainError, NotFound
@@ -33,7 +38,8 @@ from server.stores import connect_redis_pubsub
 log = logging.getLogger("xiaoqu.notifications")
 
 INDEXES = {
-    "messages": [IndexModel([("resident_id", ASCENDING), ("at", DESCENDING)])],
+    "messages": [IndexModel([("resident_id", ASCENDING), ("at", DESCENDING)]),
+                 IndexModel([("key", ASCENDING)], unique=True, sparse=True)],
     "subscribe_credits": [IndexModel([("resident_id", ASCENDING)])],
 }
 
@@ -112,31 +118,51 @@ class Notifier:
 
     # -- residents --------------------------------------------------------------
 
-    async def tell_resident(self, ticket: dict, kind: str, text: str) -> None:
-        """In-app message always; a WeChat subscribe message when a credit allows one."""
+    async def tell_resident(self, key: str, ticket: dict, kind: str, text: str) -> None:
+        """In-app message always; a WeChat subscribe message when a credit allows one. Once
+        per `key` (the outbox effect's): a retry writes no second message and sends no
+        second WeChat message."""
         now = self.clock.now()
-        doc = {"resident_id": ticket["resident_id"], "community_id": ticket["community_id"],
-               "ticket_id": ticket["_id"], "kind": kind, "text": text, "at": now, "read": False}
-        doc["wechat"] = await self._send_wechat(ticket, kind, text, now)
-        metrics.NOTIFICATIONS.labels("wechat", doc["wechat"]).inc()
-        await self.db.messages.insert_one(doc)
-        metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
-
-    async def _send_wechat(self, ticket: dict, kind: str, text: str, now: datetime) -> str:
+        doc = {"key": key, "resident_id": ticket["resident_id"],
+               "community_id": ticket["community_id"], "ticket_id": ticket["_id"], "kind": kind,
+               "text": text, "at": now, "read": False, "wechat": None}
+        try:
+            await self.db.messages.insert_one(doc)
+            metrics.NOTIFICATIONS.labels("in_app", "sent").inc()
+        except DuplicateKeyError:  # written by an earlier try of this effect
+            doc = await self.db.messages.find_one({"key": key})
+        if doc["wechat"] is not None:
+            return
         zone = community_zone(await self.places.community(str(ticket["community_id"])))
         data = {"character_string1": str(ticket["_id"])[-8:], "phrase2": kind,
-                "thing3": text[:20], "time4": now.astimezone(zone).strftime("%Y-%m-%d %H:%M")}
-        return await self.send_subscribe(ticket["resident_id"], self.template,
-                                         (str(ticket["_id"]), ANY_TICKET), data,
-                                         f"{self.page}?id={ticket['_id']}")
+                "thing3": text[:20], "time4": doc["at"].astimezone(zone).strftime("%Y-%m-%d %H:%M")}
+        outcome = await self.send_subscribe(key, ticket["resident_id"], self.template,
+                                            (str(ticket["_id"]), ANY_TICKET), data,
+                                            f"{self.page}?id={ticket['_id']}")
+        await self.db.messages.update_one({"_id": doc["_id"]}, {"$set": {"wechat": outcome}})
 
-    async def send_subscribe(self, resident_id: ObjectId, template: str, scopes: tuple[str, ...],
-                             data: dict, page: str) -> str:
-        """Spend a credit (the first scope that has one) and send; the outcome ("sent",
-        "no_credit", "no_openid", "failed") is returned for the caller to record."""
+    async def send_subscribe(self, key: str, resident_id: ObjectId, template: str,
+                             scopes: tuple[str, ...], data: dict, page: str) -> str:
+        """Send one subscribe message for `key`, spending a credit (the first scope that has
+        one), at most once: the outcome ("sent", "no_credit", "no_openid", "failed", or
+        "unknown") is recorded under the key, and a key asked again answers it unsent.
+
+        The attempt is written before WeChat is asked ("sending") and its outcome after. A
+        key found "sending" is one whose earlier try died while WeChat was asked: WeChat's
+        send has no idempotency key, so it may have been delivered, and it is settled
+        "unknown" rather than sent again (the in-app message tells the resident either way)."""
+        send = await self.db.wechat_sends.find_one_and_update(
+            {"_id": key}, {"$setOnInsert": {"state": "claimed", "resident_id": resident_id,
+                                            "template": template, "at": self.clock.now()}},
+            upsert=True, return_document=ReturnDocument.AFTER)
+        if send["state"] == "sending":
+            return await self._settle(key, "sending", "unknown")
+        if send["state"] != "claimed":
+            return send["state"]
+        # Claimed, WeChat not asked yet: a try that died here left nothing to repeat.
         resident = await self.db.residents.find_one({"_id": resident_id})
         if not resident or not resident.get("openid"):
-            return "no_openid"
+            return await self._settle(key, "claimed", "no_openid")
         credit = None
         for scope in scopes:
             credit = await self.db.subscribe_credits.find_one_and_update(
@@ -145,7 +171,12 @@ class Notifier:
             if credit is not None:
                 break
         if credit is None:
-            return "no_credit"
+            return await self._settle(key, "claimed", "no_credit")
+        began = await self.db.wechat_sends.update_one(
+            {"_id": key, "state": "claimed"}, {"$set": {"state": "sending", "credit": credit["_id"]}})
+        if not began.modified_count:  # another runner of this key began first: it sends
+            await self._return_credit(credit["_id"])
+            return (await self.db.wechat_sends.find_one({"_id": key}))["state"]
         try:
             await self.wechat.send_subscribe_message(resident["openid"], template, data, page=page)
         except DomainError as exc:
@@ -153,12 +184,21 @@ class Notifier:
                 # WeChat says the user has none: our count was stale, forget it.
                 await self.db.subscribe_credits.update_one({"_id": credit["_id"]},
                                                            {"$set": {"count": 0}})
-                return "no_credit"
+                return await self._settle(key, "sending", "no_credit")
             # Not delivered for another reason: the credit is still the user's.
-            await self.db.subscribe_credits.update_one({"_id": credit["_id"]}, {"$inc": {"count": 1}})
+            await self._return_credit(credit["_id"])
             log.warning("WeChat subscribe message not sent: %s", exc.message)
-            return "failed"
-        return "sent"
+            return await self._settle(key, "sending", "failed")
+        return await self._settle(key, "sending", "sent")
+
+    async def _settle(self, key: str, state: str, outcome: str) -> str:
+        await self.db.wechat_sends.update_one(
+            {"_id": key, "state": state}, {"$set": {"state": outcome, "settled_at": self.clock.now()}})
+        metrics.NOTIFICATIONS.labels("wechat", outcome).inc()
+        return outcome
+
+    async def _return_credit(self, credit_id: str) -> None:
+        await self.db.subscribe_credits.update_one({"_id": credit_id}, {"$inc": {"count": 1}})
 
     async def credited(self, template: str, resident_ids: list[ObjectId]) -> list[ObjectId]:
         """Those of `resident_ids` holding a credit for `template` (any scope)."""

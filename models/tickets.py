@@ -573,7 +573,7 @@ class TicketManager:
             await self.effects.emit(effects)
 
     async def _tell_resident(self, key: str, payload: dict) -> None:
-        await self.notifier.tell_resident(payload["ticket"], payload["kind"], payload["text"])
+        await self.notifier.tell_resident(key, payload["ticket"], payload["kind"], payload["text"])
 
     async def _feed(self, key: str, payload: dict) -> None:
         await self.notifier.community_event(payload["community_id"], payload["kind"],

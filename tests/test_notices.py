@@ -10,6 +10,7 @@ from bson import ObjectId
 
 from models.common import ManualClock
 from models.notices import NOTICE_WORKFLOW, STATES
+from models.outbox import backoff
 from tests.builders import make_community, make_resident
 from tests.test_photos import image_bytes, multipart, phone_photo
 from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
@@ -218,6 +219,37 @@ async def test_wechat_messages_go_to_those_who_granted_one_and_only_once(app, si
     doc = await app.db.notices.find_one({"title": "紧急停电"})
     await app.notices._deliver("again", {"notice_id": doc["_id"]})
     assert len(await _sent(http_client, settings, openids)) == 2
+
+
+async def test_dying_after_one_wechat_send_the_retry_sends_the_others_once(
+        app, site, http_client, settings, clock, monkeypatch):
+    template = settings.wechat_notice_template
+    granted = ["ann", "zoe"]
+    openids = {f"openid-{name}-{site.c.code}" for name in site.people}
+    for name in granted:
+        await site.http.post("/api/me/subscriptions", {"results": {template: "accept"}},
+                             token=site.token(name))
+        await http_client.fetch(f"{settings.wechat_base_url}/_fake/credits", method="POST",
+                                body=json.dumps({"openid": f"openid-{name}-{site.c.code}",
+                                                 "template_id": template, "count": 2}))
+    send = app.notifier.wechat.send_subscribe_message
+
+    async def dies_after_sending(*args, **kwargs):
+        await send(*args, **kwargs)
+        raise ConnectionError("the process died before it recorded the send")
+    monkeypatch.setattr(app.notifier.wechat, "send_subscribe_message", dies_after_sending)
+    await site.published(title="停电")
+    monkeypatch.undo()
+    assert len(await _sent(http_client, settings, openids)) == 1  # the first, then death
+
+    clock.advance(backoff(1))
+    assert await app.outbox.drain() == 1  # the delivery's retry
+    await app.outbox.settled()
+    sent = await _sent(http_client, settings, openids)
+    assert sorted(m["touser"] for m in sent) == sorted(f"openid-{n}-{site.c.code}" for n in granted)
+    outcomes = sorted([r["wechat"] async for r in app.db.notice_recipients.find(
+        {"resident_id": {"$in": [ObjectId(site.people[n][0]) for n in granted]}})])
+    assert outcomes == ["sent", "unknown"]  # the one that died: maybe delivered, never twice
 
 
 async def test_a_scheduled_notice_appears_when_its_time_comes(app, site, clock):

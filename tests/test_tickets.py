@@ -271,7 +271,7 @@ async def test_wechat_messages_spend_reported_credits(t, world, app, http_client
 
     await t.through(tid, "assign")  # one credit: sent
     await t.through(tid, "accept", "check_in")  # none left: in-app only
-    sent = await _fake_wechat_sent(http_client, settings)
+    sent = await _fake_wechat_sent(http_client, settings, tid)
     assert [(m["touser"], m["data"]["phrase2"]["value"]) for m in sent] == [("openid-ann", "已派单")]
     assert sent[0]["page"] == f"pages/tickets/detail?id={tid}"
     # The time the resident reads is on the community's wall clock (its zone), not UTC.
@@ -295,12 +295,13 @@ async def _fake_wechat_credit(http_client, settings, openid, template):
                             body=f'{{"openid": "{openid}", "template_id": "{template}", "count": 1}}')
 
 
-async def _fake_wechat_sent(http_client, settings):
-    """Ticket messages sent (the fake serves the whole session: notices' tests send too)."""
+async def _fake_wechat_sent(http_client, settings, tid):
+    """The ticket's messages sent (the fake serves the whole session: other tests send too)."""
     import json
     reply = await http_client.fetch(f"{settings.wechat_base_url}/_fake/stats")
     return [m for m in json.loads(reply.body)["sent"]
-            if m["template_id"] == settings.wechat_ticket_template]
+            if m["template_id"] == settings.wechat_ticket_template
+            and m["page"].endswith(f"id={tid}")]
 
 
 async def test_in_room_visit_gives_the_worker_a_door_pass_until_resolved(t, world, app):

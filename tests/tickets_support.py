@@ -41,10 +41,12 @@ class World:
             self.tokens[who] = (await app.auth.start_session(sub, aud))["access_token"]
 
 
-async def make_world(app, code: str = "t") -> World:
+async def make_world(app, code: str = "t", tag: str = "") -> World:
+    """`tag` ends the residents' names (and so their openids): the fake WeChat's credits
+    for an openid outlive a test."""
     c = await make_community(app, code)
-    ann, ann_token = await make_resident(app, c, "ann", "1-1-101")
-    bob, bob_token = await make_resident(app, c, "bob", "1-1-102")
+    ann, ann_token = await make_resident(app, c, f"ann{tag}", "1-1-101")
+    bob, bob_token = await make_resident(app, c, f"bob{tag}", "1-1-102")
     return World(c, ann, bob, {**c.tokens, "ann": ann_token, "bob": bob_token})
 
 
