@@ -7,23 +7,25 @@ inspection's proof is models/check_ins.py's, as a patrol check-in's).
 from datetime import date
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from handlers.base import APIHandler, Strict, api
+from handlers.imports import UPLOADS, ImportQuery, ImportsHandler, RowError
 from handlers.patrols import CheckInIn
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
-from models.equipment import ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, public
+from models.equipment import ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, TAG_CODE, public
+from models.importer import MAX_FILE_BYTES
+from models.messages import say
 from models.photos import MAX_BYTES
 from models.tickets import REPAIR_CATEGORIES
 
 KIND = Literal[tuple(KINDS)]
-TAG_CODE = r"^[A-Za-z0-9-]{1,16}$"
 
 
 class ItemIn(Strict):
     kind: KIND
     name: str = Field(min_length=1, max_length=60)
-    tag_code: str = Field(pattern=TAG_CODE, description="on its tag (QR/NFC), unique here")
+    tag_code: str = Field(pattern=TAG_CODE.pattern, description="on its tag (QR/NFC), unique here")
     place_path: str | None = Field(None, max_length=32)
     serial: str = Field("", max_length=60)
     model: str = Field("", max_length=60)
@@ -36,7 +38,7 @@ class ItemIn(Strict):
 
 class ItemChange(Strict):
     name: str | None = Field(None, min_length=1, max_length=60)
-    tag_code: str | None = Field(None, pattern=TAG_CODE)
+    tag_code: str | None = Field(None, pattern=TAG_CODE.pattern)
     place_path: str | None = Field(None, max_length=32)
     serial: str | None = Field(None, max_length=60)
     model: str | None = Field(None, max_length=60)
@@ -64,6 +66,29 @@ class ItemView:
     def view(self, doc: dict) -> dict:
         return {**public(doc, self.app.clock.now()),
                 "allowed_actions": ITEM_WORKFLOW.allowed(self.principal, doc)}
+
+
+class RegisterImport(BaseModel):
+    rows: int
+    created: int
+    existing: int = Field(description="tag codes already in the register: left as they are")
+    failed: int = Field(description="rows refused because of errors; nothing of them was written")
+    errors: list[RowError]
+
+
+class RegisterImportHandler(ImportsHandler):
+    @api("Register items from an .xlsx or .csv sheet (columns kind, name, tag_code, place_path, "
+         "serial, model, installed_on, expires_on, interval_days, or their Chinese headers); "
+         "rows with a problem are reported and skipped", query=ImportQuery,
+         response=RegisterImport, permission="equipment.manage", uploads=UPLOADS,
+         max_body=MAX_FILE_BYTES)
+    async def post(self, community_id):
+        data, hint = self._upload()
+        report = await self.app.equipment.import_register(self.principal, community_id, data,
+                                                          self.query.format or hint)
+        lang = self.lang()
+        report["errors"] = [{**e, "problem": say(e["problem"], lang)} for e in report["errors"]]
+        self.write_json(report)
 
 
 class ItemsHandler(ItemView, APIHandler):
@@ -168,6 +193,7 @@ ITEM = "{item_id:[0-9a-f]+}"  # (not "by-code", "inspections")
 routes = [
     ("/api/communities/{community_id}/equipment", ItemsHandler),
     ("/api/communities/{community_id}/equipment-kinds", KindsHandler),
+    ("/api/communities/{community_id}/equipment/import", RegisterImportHandler),
     ("/api/communities/{community_id}/equipment/by-code/{code}", ByCodeHandler),
     ("/api/communities/{community_id}/equipment/inspections", InspectionsHandler),
     ("/api/communities/{community_id}/equipment/inspections/{inspection_id}/photos",

@@ -20,6 +20,7 @@ until the item is repaired.
 """
 
 import logging
+import re
 from datetime import UTC, date, datetime, time, timedelta
 
 from bson import ObjectId
@@ -29,7 +30,9 @@ from pymongo.errors import DuplicateKeyError
 from models.access import Principal, permitted
 from models.check_ins import check_answers, proof
 from models.common import object_id
+from models.common import insert_new
 from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
+from models.importer import cell_text, day_of, error as row_error, table
 from models.messages import Text
 from models.photos import store_uploads
 from models.places import community_zone
@@ -64,6 +67,25 @@ TICKET_CATEGORIES = {"elevator": "lift", "gate": "gate", "pump": "plumbing"}
 DEFAULT_INTERVALS = {kind: days for kind, (days, _) in KINDS.items()}
 STATES = ("in_service", "faulty", "retired")
 MAX_PHOTOS = 6
+TAG_CODE = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+MAX_IMPORT_ROWS = 5000
+# Bulk import of the register (models/importer.py reads the sheet within its bounds):
+# column -> accepted headers (the third is named when a required one is missing).
+IMPORT_COLUMNS = {
+    "kind": ("kind", "type", "类型", "设备类型", "种类"),
+    "name": ("name", "名称", "设备名称"),
+    "tag_code": ("tag_code", "tag", "标签编号", "编号", "标签", "二维码编号"),
+    "place_path": ("place_path", "place", "位置", "安装位置"),
+    "serial": ("serial", "出厂编号", "序列号"),
+    "model": ("model", "型号", "规格型号"),
+    "installed_on": ("installed_on", "installed", "安装日期"),
+    "expires_on": ("expires_on", "expires", "有效期至", "有效期", "到期日期"),
+    "interval_days": ("interval_days", "interval", "巡检周期", "周期"),
+}
+KIND_WORDS = {**{k: k for k in KINDS}, "灭火器": "fire_extinguisher", "消火栓": "hydrant",
+              "烟感": "smoke_detector", "烟感探测器": "smoke_detector", "应急灯": "emergency_light",
+              "水泵": "pump", "消防泵": "pump", "生活水泵": "pump", "电梯": "elevator",
+              "门禁": "gate", "道闸": "gate", "其他": "other"}
 EDITABLE = ("name", "place_path", "serial", "model", "installed_on", "expires_on",
             "interval_days", "tag_code")
 
@@ -157,9 +179,10 @@ class EquipmentManager(Records):
         self.photo_links = photo_links
         self.effects = effects
 
-    async def _stored(self, community_id: str, fields: dict) -> dict:
-        """Field values as stored: the place exists, the expiry as a time on the community's clock."""
-        if fields.get("place_path") and await self.places.place_by_path(
+    async def _stored(self, community_id: str, fields: dict, zone=None) -> dict:
+        """Field values as stored: the place exists, the expiry as a time on the community's
+        clock (`zone` given: an import, which checked the places itself)."""
+        if zone is None and fields.get("place_path") and await self.places.place_by_path(
                 community_id, fields["place_path"]) is None:
             raise Invalid("no such place", fields={"place_path": Text(
                 "no place {path}", path=repr(fields["place_path"]))})
@@ -170,7 +193,7 @@ class EquipmentManager(Records):
         if "expires_on" in fields:
             out["expires_at"] = None
             if fields["expires_on"]:
-                zone = community_zone(await self.places.community(community_id))
+                zone = zone or community_zone(await self.places.community(community_id))
                 out["expires_at"] = datetime.combine(fields["expires_on"], time(), zone).astimezone(UTC)
         return out
 
@@ -186,20 +209,49 @@ class EquipmentManager(Records):
                        tag_code: str, place_path: str | None = None, serial: str = "",
                        model: str = "", installed_on: date | None = None,
                        expires_on: date | None = None, interval_days: int | None = None) -> dict:
-        now = self.clock.now()
-        fields = await self._stored(community_id, {
-            "place_path": place_path, "installed_on": installed_on, "expires_on": expires_on})
-        doc = {"community_id": ObjectId(community_id), "kind": kind, "name": name,
-               "tag_code": tag_code, "serial": serial, "model": model,
-               "interval_days": interval_days, "state": "in_service", "last_checked_at": None,
-               "last_result": None, "open_findings": 0, "created_at": now, "updated_at": now,
-               "version": 1, "history": [created(principal, now, "in_service")], **fields}
-        doc.update(due_fields(doc))
+        doc = await self._new(principal, community_id, {
+            "kind": kind, "name": name, "tag_code": tag_code, "serial": serial, "model": model,
+            "interval_days": interval_days, "place_path": place_path,
+            "installed_on": installed_on, "expires_on": expires_on})
         try:
             await self.db.equipment.insert_one(doc)
         except DuplicateKeyError:
             raise Invalid("that tag code is taken here", fields={"tag_code": "already an item's tag"}) from None
         return doc
+
+    async def _new(self, principal: Principal, community_id: str, fields: dict, zone=None) -> dict:
+        now = self.clock.now()
+        doc = {"community_id": ObjectId(community_id), "state": "in_service",
+               "last_checked_at": None, "last_result": None, "open_findings": 0,
+               "created_at": now, "updated_at": now, "version": 1,
+               "history": [created(principal, now, "in_service")],
+               **await self._stored(community_id, fields, zone)}
+        return doc | due_fields(doc)
+
+    async def import_register(self, principal: Principal, community_id: str, data: bytes,
+                              fmt: str | None) -> dict:
+        """Register the items of a sheet: rows with a problem are reported and skipped, the
+        others registered; a tag code already in the register is left as it is, so sending
+        the file again changes nothing."""
+        rows, headers = table(data, fmt, IMPORT_COLUMNS, ("kind", "name", "tag_code"))
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise Invalid("too many rows", fields={"file": Text(
+                "at most {limit} rows per import; split it", limit=MAX_IMPORT_ROWS)})
+        places = set(await self.places.by_path(ObjectId(community_id)))
+        zone = community_zone(await self.places.community(community_id))
+        docs, errors, failed, seen = [], [], 0, set()
+        for number, raw in rows:
+            fields, problems = _import_row(raw, places, seen)
+            errors += [row_error(number, column, headers.get(column), text)
+                       for column, text in problems]
+            if problems:
+                failed += 1
+                continue
+            seen.add(fields["tag_code"])
+            docs.append(await self._new(principal, community_id, fields, zone))
+        made = await insert_new(self.db.equipment, docs)
+        return {"rows": len(rows), "created": len(made), "existing": len(docs) - len(made),
+                "failed": failed, "errors": errors}
 
     async def edit(self, principal: Principal, community_id: str, item_id: str, changes: dict) -> dict:
         if not changes:
@@ -325,6 +377,44 @@ class EquipmentManager(Records):
             await self.db.equipment_inspections.update_one({"_id": doc["_id"]},
                                                            {"$set": {"ticket_id": ticket["_id"]}})
         return ticket, made
+
+
+def _import_row(raw: dict, places: set[str], seen: set[str]) -> tuple[dict, list[tuple[str, str]]]:
+    """One sheet row's fields, or its problems as (column, problem)."""
+    text = {column: cell_text(raw.get(column)) for column in IMPORT_COLUMNS}
+    fields: dict = {"serial": text["serial"] or "", "model": text["model"] or "",
+                    "place_path": text["place_path"], "interval_days": None}
+    problems = []
+    for column in ("kind", "name", "tag_code"):
+        if text[column] is None:
+            problems.append((column, "required"))
+    if text["kind"]:
+        fields["kind"] = KIND_WORDS.get(text["kind"].lower())
+        if fields["kind"] is None:
+            problems.append(("kind", Text("one of {choices}", choices=", ".join(KINDS))))
+    if text["name"]:
+        fields["name"] = text["name"][:60]
+    if text["tag_code"]:
+        fields["tag_code"] = text["tag_code"]
+        if not TAG_CODE.match(text["tag_code"]):
+            problems.append(("tag_code", "1-16 letters, digits or -"))
+        elif text["tag_code"] in seen:
+            problems.append(("tag_code", "already in an earlier row"))
+    if text["place_path"] and text["place_path"] not in places:
+        problems.append(("place_path", Text("no place {path}", path=repr(text["place_path"]))))
+    for column in ("installed_on", "expires_on"):
+        fields[column] = None
+        if text[column]:
+            try:
+                fields[column] = day_of(raw[column])
+            except ValueError as exc:
+                problems.append((column, str(exc)))
+    if text["interval_days"]:
+        if not text["interval_days"].isdigit() or not 1 <= int(text["interval_days"]) <= 366:
+            problems.append(("interval_days", "a number of days, 1 to 366"))
+        else:
+            fields["interval_days"] = int(text["interval_days"])
+    return fields, problems
 
 
 async def figures(db, community_id: str, start: datetime, end: datetime, now: datetime) -> dict:

@@ -108,10 +108,6 @@ def _header_key(text: object) -> str:
     return re.sub(r"[\s*_\-:：]", "", key)
 
 
-HEADER_ALIASES = {_header_key(alias): column for column, aliases in COLUMNS.items()
-                  for alias in aliases}
-
-
 def error(row: int, column: str, header: str | None, problem: str) -> dict:
     return {"row": row, "column": column, "header": header or column, "problem": problem}
 
@@ -208,19 +204,22 @@ def _csv_cells(data: bytes) -> list[tuple]:
         raise Invalid("cannot read the .csv file", fields={"file": str(exc)}) from None
 
 
-def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int], dict[str, str]]:
-    """(index of the header row, column -> position, column -> header text as written)."""
+def _find_header(rows: list[tuple], columns: dict[str, tuple[str, ...]],
+                 required: tuple[str, ...]) -> tuple[int, dict[str, int], dict[str, str]]:
+    """(index of the header row, column -> position, column -> header text as written);
+    `columns`: column -> accepted headers, its third one named when the header is missing."""
+    aliases = {_header_key(alias): column for column, names in columns.items() for alias in names}
     for index, row in enumerate(rows[:HEADER_SEARCH_ROWS]):
         positions: dict[str, int] = {}
         headers: dict[str, str] = {}
         for position, cell in enumerate(row):
-            column = HEADER_ALIASES.get(_header_key(cell)) if cell is not None else None
+            column = aliases.get(_header_key(cell)) if cell is not None else None
             if column and column not in positions:
                 positions[column] = position
                 headers[column] = str(cell).strip()
-        if all(c in positions for c in REQUIRED):
+        if all(c in positions for c in required):
             return index, positions, headers
-    wanted = ", ".join(f"{c} ({COLUMNS[c][2]})" for c in REQUIRED)
+    wanted = ", ".join(f"{c} ({columns[c][2]})" for c in required)
     raise Invalid("no header row with the required columns",
                   fields={"file": Text("the first row must name the columns; required: {wanted}",
                                        wanted=wanted)})
@@ -228,7 +227,7 @@ def _find_header(rows: list[tuple]) -> tuple[int, dict[str, int], dict[str, str]
 
 # -- checking cells ------------------------------------------------------------
 
-def _text(value: object) -> str | None:
+def cell_text(value: object) -> str | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # Excel stores 101 and 13800138000 as floats
     text = "" if value is None else str(value).strip()
@@ -239,7 +238,7 @@ def _segment(column: str) -> Callable[[object], str]:
     suffix = re.compile(rf"(?:{_SUFFIXES[column]})$")
 
     def check(value: object) -> str:
-        text = suffix.sub("", _text(value) or "")
+        text = suffix.sub("", cell_text(value) or "")
         if not SEGMENT.match(text):
             raise ValueError("expected 1-8 letters or digits, like 3 or 1201")
         return text
@@ -260,14 +259,14 @@ def _area(value: object) -> float:
 
 
 def _name(value: object) -> str:
-    text = _text(value) or ""
+    text = cell_text(value) or ""
     if len(text) > 64:
         raise ValueError("at most 64 characters")
     return text
 
 
 def _phone(value: object) -> str:
-    text = _text(value) or ""
+    text = cell_text(value) or ""
     if re.search(r"\d[.,]?\d*[eE]\+?\d+$", text):
         raise ValueError("the phone was saved as a number in scientific notation; "
                          "format the column as text")
@@ -279,20 +278,21 @@ def _phone(value: object) -> str:
 
 
 def _relation(value: object) -> str:
-    relation = RELATION_ALIASES.get((_text(value) or "").lower())
+    relation = RELATION_ALIASES.get((cell_text(value) or "").lower())
     if relation is None:
         raise ValueError("expected owner, family or tenant (业主, 家属, 租户)")
     return relation
 
 
-def _lease_end(value: object) -> date:
-    """The lease's last day (_check_row makes it the moment the lease ends)."""
+def day_of(value: object) -> date:
+    """A day from a cell: a date, or text like 2027-06-30 (a lease's last day: _check_row
+    makes it the moment the lease ends)."""
     if isinstance(value, datetime):
         day = value.date()
     elif isinstance(value, date):
         day = value
     else:
-        match = _DATE.match(_text(value) or "")
+        match = _DATE.match(cell_text(value) or "")
         try:
             day = date(*map(int, match.groups())) if match else None
         except ValueError:
@@ -305,7 +305,7 @@ def _lease_end(value: object) -> date:
 CHECKS: dict[str, Callable[[object], object]] = {
     "building": _segment("building"), "unit": _segment("unit"), "room": _segment("room"),
     "area_m2": _area, "resident_name": _name, "phone": _phone, "relation": _relation,
-    "lease_end": _lease_end,
+    "lease_end": day_of,
 }
 
 
@@ -348,7 +348,7 @@ def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
 
     for column, check in CHECKS.items():
         cell = raw.get(column)
-        if _text(cell) is None:
+        if cell_text(cell) is None:
             continue
         try:
             values[column] = check(cell)
@@ -358,14 +358,14 @@ def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
         last_day = values["lease_end"]
         values["lease_end"] = datetime.combine(last_day + timedelta(days=1), time(), zone).astimezone(UTC)
     for column in REQUIRED:
-        if _text(raw.get(column)) is None:
+        if cell_text(raw.get(column)) is None:
             problem(column, "required")
-    if any(_text(raw.get(c)) is not None for c in RESIDENT_COLUMNS):
+    if any(cell_text(raw.get(c)) is not None for c in RESIDENT_COLUMNS):
         for column in ("resident_name", "phone", "relation"):
-            if _text(raw.get(column)) is None:
+            if cell_text(raw.get(column)) is None:
                 problem(column, "required when the row names a resident")
         relation, lease_end = values.get("relation"), values.get("lease_end")
-        if relation == "tenant" and _text(raw.get("lease_end")) is None:
+        if relation == "tenant" and cell_text(raw.get("lease_end")) is None:
             problem("lease_end", "required for a tenant")
         if relation == "owner" and lease_end is not None:
             problem("lease_end", "an owner has no lease end; leave it empty")
@@ -376,11 +376,25 @@ def _check_row(number: int, raw: dict[str, object], headers: dict[str, str],
     return Row(number=number, **values), []
 
 
+def table(data: bytes, fmt: str | None, columns: dict[str, tuple[str, ...]],
+          required: tuple[str, ...]) -> tuple[list[tuple[int, dict[str, object]]], dict[str, str]]:
+    """A sheet's data rows within the import's bounds — (row number as the spreadsheet shows
+    it, column -> cell), blank rows left out — and the headers as written. Raises Invalid
+    when the file as a whole is unusable."""
+    cells = _cells(data, detect_format(data, fmt))
+    header_index, positions, headers = _find_header(cells, columns, required)
+    rows = []
+    for index, cells_of_row in enumerate(cells[header_index + 1:], start=header_index + 2):
+        raw = {c: cells_of_row[p] for c, p in positions.items() if p < len(cells_of_row)}
+        if any(cell_text(v) is not None for v in raw.values()):
+            rows.append((index, raw))
+    return rows, headers
+
+
 def parse(data: bytes, fmt: str | None, now: datetime, zone: tzinfo) -> Parsed:
     """Read and check every row (dates are days on `zone`'s calendar, the community's).
     Raises Invalid when the file as a whole is unusable."""
-    cells = _cells(data, detect_format(data, fmt))
-    header_index, positions, headers = _find_header(cells)
+    cells, headers = table(data, fmt, COLUMNS, REQUIRED)
     rows: list[Row] = []
     errors: list[dict] = []
     total = failed = 0
@@ -388,10 +402,7 @@ def parse(data: bytes, fmt: str | None, now: datetime, zone: tzinfo) -> Parsed:
     areas: dict[str, tuple[float, int]] = {}
     names: dict[str, tuple[str, int]] = {}
     pairs: dict[tuple[str, str], int] = {}
-    for index, cells_of_row in enumerate(cells[header_index + 1:], start=header_index + 2):
-        raw = {c: cells_of_row[p] for c, p in positions.items() if p < len(cells_of_row)}
-        if all(_text(v) is None for v in raw.values()):
-            continue
+    for index, raw in cells:
         total += 1
         row, row_errors = _check_row(index, raw, headers, now, zone)
         if row is not None:

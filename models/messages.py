@@ -344,6 +344,8 @@ ZH: dict[str, str] = {
     "only the inspector adds photos to an inspection": "只有巡检人本人可以给巡检记录加照片",
     "at most {limit} photos per inspection": "每条巡检记录最多 {limit} 张照片",
     "inspection not found": "未找到该巡检记录",
+    "1-16 letters, digits or -": "1-16 个字母、数字或 -", "already in an earlier row": "与前面某行重复",
+    "a number of days, 1 to 366": "天数，1 到 366",
     # -- notices and surveys --------------------------------------------------------------------
     "notice not found": "未找到该通知", "survey not found": "未找到该问卷",
     "nothing to change": "没有要修改的内容", "give a field to change": "请给出要修改的项",

@@ -252,3 +252,34 @@ async def test_a_problem_becomes_a_repair_ticket_in_one_step(reg):
     assert (again.status, again.body["id"]) == (200, ticket["id"])  # one finding, one ticket
     [latest, _] = (await reg.get("manager", f"/{lift['id']}/inspections")).body
     assert latest["ticket_id"] == ticket["id"]
+
+
+async def test_the_register_is_imported_from_a_sheet_once(reg):
+    sheet = ("类型,名称,标签编号,位置,有效期至,巡检周期\n"
+             "灭火器,1单元灭火器,E1,1-1,2027-06-30,\n"
+             "消防泵,消防泵,P1,,,3\n"
+             "toaster,烤箱,T1,,,\n"
+             "电梯,2号电梯,P1,9-9,明年,400\n"
+             ",,,,,\n").encode()
+    path = f"{reg.base}/import"
+    assert (await reg.http.call("POST", path, raw=sheet, token=await reg.token("maintenance"),
+                                headers={"Content-Type": "text/csv"})).status == 403
+    first = await reg.http.call("POST", path, raw=sheet, token=await reg.token("manager"),
+                                headers={"Content-Type": "text/csv"})
+    assert first.status == 200, first.body
+    report = first.body
+    assert (report["rows"], report["created"], report["existing"], report["failed"]) == (4, 2, 0, 2)
+    assert {(e["row"], e["column"]) for e in report["errors"]} == {
+        (4, "kind"), (5, "tag_code"), (5, "place_path"), (5, "expires_on"), (5, "interval_days")}
+    assert next(e for e in report["errors"] if e["column"] == "tag_code")["problem"] == "与前面某行重复"
+    items = {i["tag_code"]: i for i in (await reg.get("security")).body}
+    assert items["P1"]["interval_days"] == 3 and items["P1"]["kind"] == "pump"
+    e1 = (await reg.get("security", f"/{items['E1']['id']}")).body
+    assert (e1["expires_on"], e1["place_path"], e1["history"][0]["by"]) == \
+        ("2027-06-30", "1-1", reg.c.staff["manager"])
+    again = await reg.http.call("POST", path, raw=sheet, token=await reg.token("manager"),
+                                headers={"Content-Type": "text/csv"})
+    assert (again.body["created"], again.body["existing"]) == (0, 2)
+    headless = await reg.http.call("POST", path, raw=b"a,b\n1,2\n", token=await reg.token("manager"),
+                                   headers={"Content-Type": "text/csv"})
+    assert headless.status == 400 and "file" in headless.error["fields"]
