@@ -20,8 +20,20 @@ from gate_bridge.passes import WEEKDAYS
 from handlers.base import APIHandler, Strict, api, to_json
 from models.passes import hhmm, quarters
 
-PAGE = Template((Path(__file__).parent / "pass_page.html").read_text())
-ENDED_PAGE = Template((Path(__file__).parent / "pass_ended.html").read_text())
+
+def pass_page(part: str) -> Template:
+    """A share-link page: pass_frame.html (the head, the styles both pages share) around
+    `part`, whose styles, main and script are split by `<!-- main -->` and `<!-- script -->`."""
+    here = Path(__file__).parent
+    style, _, rest = (here / part).read_text().partition("<!-- main -->\n")
+    main, _, script = rest.partition("<!-- script -->\n")
+    # Filled now, from our own files; the request's fields are substituted later.
+    frame = Template((here / "pass_frame.html").read_text())
+    return Template(frame.safe_substitute(style=style, main=main, script=script))
+
+
+PAGE = pass_page("pass_page.html")
+ENDED_PAGE = pass_page("pass_ended.html")
 PAGE_CSP = ("default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
             "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
             "base-uri 'none'; form-action 'none'")

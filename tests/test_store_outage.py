@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from server.embedded import RestartableMongo, start_mongo, start_redis
+from server.embedded import start_redis
 from server.stores import FAIL_FAST_SECONDS
 from tests.builders import make_community
 from tests.waiting import until
@@ -19,36 +19,27 @@ pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture
-def own_redis():
-    with start_redis(None) as redis:
-        yield redis
-
-
-@pytest.fixture
-def own_mongodb():
-    with start_mongo(None) as mongo:
-        yield mongo
-
-
-@pytest.fixture
-def redis_url(own_redis):
+def redis_url(own_redis):  # conftest's stores of the test's own
     return own_redis.url
 
 
 @pytest.fixture
-def mongo_url(own_mongodb):
-    return own_mongodb.url
+def mongo_url(mongo_store):
+    return mongo_store.url
 
 
-def stop(service) -> None:
-    service.process.terminate()
-    service.process.wait(10)
+def stop(down: str, own_redis, mongo_store) -> None:
+    if down == "mongodb":
+        mongo_store.kill()
+    else:
+        own_redis.process.terminate()
+        own_redis.process.wait(10)
 
 
 @pytest.mark.parametrize("down, up", [("redis", "mongodb"), ("mongodb", "redis")])
-async def test_a_store_down(app, api_client, request, down, up):
+async def test_a_store_down(app, api_client, own_redis, mongo_store, down, up):
     token = (await make_community(app, "x")).tokens["admin"]
-    stop(request.getfixturevalue(f"own_{down}"))
+    stop(down, own_redis, mongo_store)
 
     ready = await api_client.get("/readyz")
     assert ready.status == 503
@@ -64,21 +55,9 @@ class TestFailFast:
     """A store stopped: the first calls fail as slowly as the driver does, then every call
     answers 503 within FAIL_FAST_SECONDS; the store restarted, calls succeed again."""
 
-    @pytest.fixture
-    def own_mongodb(self, tmp_path):
-        store = RestartableMongo(tmp_path / "mongo.sqlite3")
-        store.start()
-        yield store
-        store.close()
-
-    @pytest.fixture
-    def own_redis(self, redis_dir):
-        with start_redis(redis_dir) as redis:
-            yield redis
-
     @pytest.mark.parametrize("down", ["mongodb", "redis"])
     async def test_known_down_answers_at_once_and_clears_by_itself(
-            self, app, base_url, http_client, own_mongodb, own_redis, redis_dir, down):
+            self, app, base_url, http_client, mongo_store, own_redis, redis_dir, down):
         c = await make_community(app, "ff")
 
         async def call(path: str, method: str = "GET", timeout: float = 60.0):
@@ -91,10 +70,7 @@ class TestFailFast:
         opening = f"/api/communities/{c.id}/gates/{c.gates['main']}/open"
         assert (await call(gates)).code == 200
         with contextlib.ExitStack() as restarted:
-            if down == "mongodb":
-                own_mongodb.kill()
-            else:
-                stop(own_redis)
+            stop(down, own_redis, mongo_store)
             assert (await call(gates)).code == 503  # as slow as the driver's timeouts
             await until(lambda: app.stores.down() == down, 20)
             # Known down: the client gives up after the bound, so a slower answer fails here.
@@ -107,7 +83,7 @@ class TestFailFast:
             assert ready.code == 503 and json.loads(ready.body)[down].startswith("down")
 
             if down == "mongodb":
-                own_mongodb.start()  # same port, same data
+                mongo_store.start()  # same port, same data
             else:
                 port = int(own_redis.url.rsplit(":", 1)[1].split("/")[0])
                 restarted.enter_context(start_redis(redis_dir, port))
