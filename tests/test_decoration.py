@@ -8,6 +8,7 @@ import pytest_asyncio
 from bson import ObjectId
 
 from models.common import ManualClock
+from server.gate_hub import GateHub, HubOptions
 from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import start_sim_bridge, steady_hub  # noqa: F401 (a fixture)
@@ -176,8 +177,19 @@ async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_of
         await sim.bridge.wait(lambda: sim.bridge.writer is None)
         assert await scan_at(monday + timedelta(days=5)) == ("bridge", False, "outside_days")
         assert await scan_at(monday + timedelta(days=4)) == ("bridge", True, "ok")  # Friday
+        hub = GateHub(app, HubOptions())  # the network is back: the server re-checks both
+        await hub.start(steady_hub.port, "127.0.0.1")
+        try:
+            await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0)
+            await hub.wait(lambda: hub.idle)
+        finally:
+            await hub.stop()
     finally:
         await sim.stop()
+    lines = (await app.access_log.query(p.c.id, gate_id=p.c.gates["main"]))["items"]
+    assert sorted((e["source"], e["result"], e["reason"], e.get("flag")) for e in lines) == [
+        ("gate", "allow", "ok", None), ("gate", "deny", "outside_days", None),
+        ("offline", "allow", "ok", None), ("offline", "deny", "outside_days", None)]
     p.tokens["security"] = (await app.auth.start_session(p.c.staff["security"], "staff"))[
         "access_token"]
     assert await p.scan(token) == "ok"  # the guard's scanner: Friday
