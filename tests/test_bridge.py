@@ -106,6 +106,18 @@ async def bridges(tmp_path):
         await sim.stop()
 
 
+@pytest_asyncio.fixture
+async def connected(scripted, bridges):
+    """A bridge (its options given) in session with a scripted hub: (hub, bridge, session)."""
+    async def start(**kw):
+        fake, port = await scripted()
+        sim = await bridges(port, **kw)
+        session = await fake.sessions.get()
+        await session.accept()
+        return fake, sim, session
+    return start
+
+
 async def test_bridge_refuses_a_server_that_cannot_prove_the_key(scripted, bridges):
     fake, port = await scripted(secret=p.new_secret())
     sim = await bridges(port)
@@ -115,11 +127,8 @@ async def test_bridge_refuses_a_server_that_cannot_prove_the_key(scripted, bridg
     assert sim.bridge.sessions == 0
 
 
-async def test_bridge_refuses_a_replayed_challenge(scripted, bridges):
-    real, port = await scripted()
-    sim = await bridges(port)
-    first = await real.sessions.get()
-    await first.accept()
+async def test_bridge_refuses_a_replayed_challenge(scripted, connected):
+    real, sim, first = await connected()
     await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
     # A man in the middle answers the next hello with the challenge recorded before.
     fake, port2 = await scripted(replay_challenge=real.challenges[0])
@@ -131,22 +140,16 @@ async def test_bridge_refuses_a_replayed_challenge(scripted, bridges):
     assert sim.bridge.sessions == 1
 
 
-async def test_an_open_delivered_late_is_refused_and_not_acted_on(scripted, bridges):
-    fake, port = await scripted()
-    sim = await bridges(port)
-    session = await fake.sessions.get()
-    await session.accept()
+async def test_an_open_delivered_late_is_refused_and_not_acted_on(connected):
+    _, sim, session = await connected()
     session.open("late", issued_at=time.time() - 6)
     [ack] = await session.acks("late", 1)
     assert (ack["level"], ack["reason"]) == (p.REFUSED, "expired")
     assert sim.relay.pulses == 0
 
 
-async def test_a_command_id_is_acted_on_once(scripted, bridges):
-    fake, port = await scripted()
-    sim = await bridges(port)
-    session = await fake.sessions.get()
-    await session.accept()
+async def test_a_command_id_is_acted_on_once(connected):
+    _, sim, session = await connected()
     session.open("c1")
     assert [a["level"] for a in await session.acks("c1", 3)] == ["received", "actuated", "opened"]
     session.open("c1")  # the hub resends (say, after a reconnect): report, do not act
@@ -155,11 +158,8 @@ async def test_a_command_id_is_acted_on_once(scripted, bridges):
     assert sim.relay.pulses == 1
 
 
-async def test_events_are_replayed_after_a_reconnect_until_acknowledged(scripted, bridges):
-    fake, port = await scripted()
-    sim = await bridges(port)
-    first = await fake.sessions.get()
-    await first.accept()
+async def test_events_are_replayed_after_a_reconnect_until_acknowledged(connected):
+    fake, sim, first = await connected()
     for i in range(3):
         sim.bridge.record("door_opened", n=i)
     batch = await first.recv(p.EVENTS)
@@ -178,11 +178,8 @@ async def test_events_are_replayed_after_a_reconnect_until_acknowledged(scripted
     await sim.bridge.wait(lambda: sim.bridge.store.count == 0)
 
 
-async def test_a_server_that_does_not_answer_a_scan_in_budget_is_decided_offline(scripted, bridges):
-    fake, port = await scripted()
-    sim = await bridges(port, decision_budget=0.05)
-    session = await fake.sessions.get()
-    await session.accept()
+async def test_a_server_that_does_not_answer_a_scan_in_budget_is_decided_offline(connected):
+    _, sim, session = await connected(decision_budget=0.05)
     await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
     outcome = await sim.bridge.handle_scan("garbage-code")
     assert outcome["source"] == "bridge" and not outcome["allow"]
