@@ -116,9 +116,14 @@ class KindsHandler(APIHandler):
 
 
 class ItemHandler(ItemView, APIHandler):
-    @api("One item with its history (the audit trail)", response=dict, permission="equipment.read")
+    @api("One item with its history (the audit trail), its latest inspections, and `names`: "
+         "staff id -> name of everyone they mention", response=dict, permission="equipment.read")
     async def get(self, community_id, item_id):
-        self.write_json(self.view(await self.app.equipment.get(community_id, item_id)))
+        doc = await self.app.equipment.get(community_id, item_id)
+        inspections = await self.app.equipment.inspections(community_id, item_id)
+        self.write_json({**self.view(doc),
+                         "inspections": [self.app.equipment.view_inspection(i) for i in inspections],
+                         "names": await self.app.equipment.names(doc, inspections)})
 
     @api("Edit an item (the office)", body=ItemChange, response=dict, permission="equipment.read")
     async def patch(self, community_id, item_id):

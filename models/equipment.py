@@ -170,8 +170,9 @@ class EquipmentManager(Records):
     collection = "equipment"
     workflow = ITEM_WORKFLOW
 
-    def __init__(self, db, clock, *, places, tickets, photos, photo_links, effects: Effects):
+    def __init__(self, db, clock, *, places, staff, tickets, photos, photo_links, effects: Effects):
         self.db = db
+        self.staff = staff
         self.tickets = tickets
         self.clock = clock
         self.places = places
@@ -196,6 +197,11 @@ class EquipmentManager(Records):
                 zone = zone or community_zone(await self.places.community(community_id))
                 out["expires_at"] = datetime.combine(fields["expires_on"], time(), zone).astimezone(UTC)
         return out
+
+    async def names(self, item: dict, inspections: list[dict]) -> dict[str, str]:
+        """Who is named in an item's history and inspections: staff id -> name."""
+        return await self.staff.names([h["by"] for h in item.get("history", [])] +
+                                      [i["by"] for i in inspections])
 
     def view_inspection(self, doc: dict) -> dict:
         """An inspection as the API shows it, its photos with signed links for an <img>."""

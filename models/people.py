@@ -292,6 +292,12 @@ class StaffManager:
             {"_id": object_id(staff_id, "staff member"), "active": True,
              f"roles.{community_id}": {"$exists": True}})
 
+    async def names(self, ids) -> dict[str, str]:
+        """Staff id -> name (the username when no name is set), for records that say who."""
+        wanted = [ObjectId(i) for i in set(ids) if ObjectId.is_valid(i)]
+        docs = await self.db.staff.find({"_id": {"$in": wanted}}, {"name": 1, "username": 1}).to_list(None)
+        return {str(d["_id"]): d.get("name") or d["username"] for d in docs}
+
     async def holding(self, community_id: str, role: str) -> list[str]:
         """Ids of the community's active members with `role`."""
         docs = await self.db.staff.find({f"roles.{community_id}": role, "active": True},

@@ -132,7 +132,8 @@ class XiaoquApp(tornado.web.Application):
                                      notifier=self.notifier, effects=self.effects,
                                      tickets=self.tickets, photos=photos,
                                      photo_links=photo_links)
-        self.equipment = EquipmentManager(self.db, self.clock, places=self.places, tickets=self.tickets, photos=photos,
+        self.equipment = EquipmentManager(self.db, self.clock, places=self.places, staff=self.staff,
+                                          tickets=self.tickets, photos=photos,
                                           photo_links=photo_links, effects=self.effects)
         self.kpi = KpiManager(self.db, self.clock, self.places)
         self.gate_presence = GatePresence(redis, self.clock)

@@ -116,6 +116,7 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await page.locator('[data-item="P1"]').click()
     await expect(page.locator('[data-test="state"]')).to_contain_text("故障")
     await expect(page.locator('[data-inspection="problem"]')).to_contain_text("无渗漏：漏水")
+    await expect(page.locator('[data-inspection="problem"]')).to_contain_text("security")  # who
     await admin.check_screen(page, "equipment-detail")
     await page.get_by_role("button", name="修复").click()
     await page.get_by_role("dialog").get_by_label("维修内容").fill("更换密封圈")

@@ -159,7 +159,10 @@ async def test_a_problem_makes_it_faulty_until_a_technician_repairs_it(reg, cloc
     assert twice.status == 409 and twice.error["code"] == "illegal_transition"
     [_, first] = (await reg.get("manager", f"{path}/inspections")).body
     assert first["result"] == "problem" and first["resolved_at"] == fixed.body["repaired_at"]
-    history = (await reg.get("customer_service", path)).body["history"]
+    shown = (await reg.get("customer_service", path)).body
+    assert shown["names"][reg.c.staff["maintenance"]] == "maintenance"  # builders name staff by role
+    assert [i["result"] for i in shown["inspections"]] == ["ok", "problem"]
+    history = shown["history"]
     assert [(h["action"], h["to"]) for h in history] == [
         ("create", "in_service"), ("fault", "faulty"), ("check", "faulty"), ("repair", "in_service")]
     assert history[-1]["reason"] == "充装" and history[-1]["by"] == reg.c.staff["maintenance"]
