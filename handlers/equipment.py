@@ -13,7 +13,7 @@ from handlers.base import APIHandler, Strict, api
 from handlers.imports import UPLOADS, ImportQuery, ImportsHandler, RowError
 from handlers.patrols import CheckInIn
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
-from models.equipment import ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, TAG_CODE, public
+from models.equipment import CHECK_WORDS, ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, TAG_CODE, public
 from models.importer import MAX_FILE_BYTES
 from models.messages import say
 from models.photos import MAX_BYTES
@@ -108,10 +108,12 @@ class ItemsHandler(ItemView, APIHandler):
 
 
 class KindsHandler(APIHandler):
-    @api("The kinds of equipment with their default interval (days) and checklist",
+    @api("The kinds of equipment with their default interval (days), checklist and its words "
+         "([Chinese, English] per item)",
          response=dict, permission="equipment.read")
     async def get(self, community_id):
-        self.write_json({k: {"interval_days": days, "checklist": list(items)}
+        self.write_json({k: {"interval_days": days, "checklist": list(items),
+                             "check_words": {i: CHECK_WORDS[i] for i in items}}
                          for k, (days, items) in KINDS.items()})
 
 

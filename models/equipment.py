@@ -62,6 +62,35 @@ KINDS: dict[str, tuple[int, tuple[str, ...]]] = {
     "gate": (30, ("opens_and_closes", "lock", "reader")),
     "other": (30, ("condition",)),
 }
+# checklist item -> (Chinese, English): the words a screen and a repair ticket show
+CHECK_WORDS = {
+    "pressure_in_green": ("压力指针在绿区", "Pressure in the green"),
+    "seal_intact": ("铅封完好", "Seal intact"),
+    "hose_nozzle": ("喷管完好", "Hose and nozzle"),
+    "not_blocked": ("无遮挡", "Not blocked"),
+    "label_legible": ("标识清晰", "Label legible"),
+    "hose_and_nozzle": ("水带水枪齐全", "Hose and nozzle"),
+    "valve_turns": ("阀门开关灵活", "Valve turns"),
+    "no_leak": ("无渗漏", "No leak"),
+    "cabinet_not_blocked": ("箱门无遮挡", "Cabinet not blocked"),
+    "test_alarm": ("测试报警正常", "Test alarm sounds"),
+    "indicator_light": ("指示灯正常", "Indicator light"),
+    "clean": ("清洁", "Clean"),
+    "lights_on_test": ("试亮正常", "Lights on test"),
+    "battery": ("电池正常", "Battery"),
+    "runs": ("运转正常", "Runs"),
+    "pressure_normal": ("压力正常", "Pressure normal"),
+    "control_panel": ("控制柜正常", "Control panel"),
+    "doors": ("轿门厅门正常", "Doors"),
+    "alarm_button": ("警铃/对讲正常", "Alarm button"),
+    "levelling": ("平层准确", "Levelling"),
+    "lighting": ("照明正常", "Lighting"),
+    "certificate_valid": ("检验合格证有效", "Certificate valid"),
+    "opens_and_closes": ("开闭正常", "Opens and closes"),
+    "lock": ("锁具正常", "Lock"),
+    "reader": ("读卡/扫码正常", "Reader"),
+    "condition": ("外观状况良好", "Condition"),
+}
 # the repair ticket's category for a finding (its priority follows: models/tickets.py)
 TICKET_CATEGORIES = {"elevator": "lift", "gate": "gate", "pump": "plumbing"}
 DEFAULT_INTERVALS = {kind: days for kind, (days, _) in KINDS.items()}
@@ -160,6 +189,7 @@ def public(doc: dict, now: datetime) -> dict:
     shown["interval_days"] = interval(doc).days
     shown["interval_overridden"] = bool(doc.get("interval_days"))
     shown["checklist"] = list(checklist(doc))
+    shown["check_words"] = {item: CHECK_WORDS[item] for item in shown["checklist"]}
     shown["overdue"] = due is not None and due < now
     shown["overdue_days"] = (now - due).days if shown["overdue"] else 0
     shown["expired"] = bool(doc.get("expires_at")) and doc["expires_at"] <= now
@@ -373,7 +403,7 @@ class EquipmentManager(Records):
         if doc["result"] != "problem":
             raise Conflict("nothing was found wrong here", code="no_problem")
         item = await self.db.equipment.find_one({"_id": doc["equipment_id"]})
-        failed = [name for name, answer in doc["answers"].items() if answer == "problem"]
+        failed = [CHECK_WORDS[name][0] for name, answer in doc["answers"].items() if answer == "problem"]
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "inspection", str(doc["_id"]),
             f"巡检发现：{item['name']}（{item['tag_code']}）{'、'.join(failed)}", doc["note"],

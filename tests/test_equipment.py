@@ -68,6 +68,7 @@ async def test_only_the_office_registers_and_plans_follow_the_kind(reg):
     assert item["next_due_at"] == (START + timedelta(days=30)).isoformat()
     assert item["expires_at"] == "2027-06-29T16:00:00+00:00"  # midnight on the community's clock
     assert "pressure_in_green" in item["checklist"]
+    assert item["check_words"]["pressure_in_green"] == ["压力指针在绿区", "Pressure in the green"]
     assert item["history"][0]["by"] == reg.c.staff["manager"]
     lift = await reg.add(kind="elevator", name="2号电梯", tag_code="L2")
     assert (lift.body["interval_days"], lift.body["next_due_at"]) == \
@@ -250,7 +251,7 @@ async def test_a_problem_becomes_a_repair_ticket_in_one_step(reg):
     ticket = made.body
     assert (ticket["kind"], ticket["category"], ticket["priority"], ticket["place_path"]) == \
         ("repair", "lift", "urgent", "1")
-    assert "2号电梯" in ticket["description"] and "警铃不响" in ticket["description"]
+    assert ticket["description"] == "巡检发现：2号电梯（L2）警铃/对讲正常：警铃不响"
     again = await reg.http.post(path, {"category": "other"}, token=await reg.token("customer_service"))
     assert (again.status, again.body["id"]) == (200, ticket["id"])  # one finding, one ticket
     [latest, _] = (await reg.get("manager", f"/{lift['id']}/inspections")).body

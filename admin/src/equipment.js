@@ -1,5 +1,6 @@
-// Words and small helpers of the equipment screens (巡检): kinds, states, checklist items.
-import { words } from './i18n'
+// Words and small helpers of the equipment screens (巡检): kinds, states, actions (the
+// checklist items' words come from the server, with each item: models/equipment.py).
+import { i18n, words } from './i18n'
 
 words('eqkind', {
   fire_extinguisher: ['灭火器', 'Fire extinguisher'], hydrant: ['消火栓', 'Hydrant'],
@@ -10,20 +11,6 @@ words('eqstate', { in_service: ['在用', 'In service'], faulty: ['故障', 'Fau
 words('eqaction', {
   create: ['登记', 'Registered'], edit: ['修改', 'Edited'], check: ['巡检正常', 'Inspected: OK'],
   fault: ['巡检发现问题', 'Inspected: problem'], repair: ['修复', 'Repaired'], retire: ['报废', 'Retired'],
-})
-words('check', {
-  pressure_in_green: ['压力指针在绿区', 'Pressure in the green'], seal_intact: ['铅封完好', 'Seal intact'],
-  hose_nozzle: ['喷管完好', 'Hose and nozzle'], not_blocked: ['无遮挡', 'Not blocked'],
-  label_legible: ['标识清晰', 'Label legible'], hose_and_nozzle: ['水带水枪齐全', 'Hose and nozzle'],
-  valve_turns: ['阀门开关灵活', 'Valve turns'], no_leak: ['无渗漏', 'No leak'],
-  cabinet_not_blocked: ['箱门无遮挡', 'Cabinet not blocked'], test_alarm: ['测试报警正常', 'Test alarm sounds'],
-  indicator_light: ['指示灯正常', 'Indicator light'], clean: ['清洁', 'Clean'],
-  lights_on_test: ['试亮正常', 'Lights on test'], battery: ['电池正常', 'Battery'], runs: ['运转正常', 'Runs'],
-  pressure_normal: ['压力正常', 'Pressure normal'], control_panel: ['控制柜正常', 'Control panel'],
-  doors: ['轿门厅门正常', 'Doors'], alarm_button: ['警铃/对讲正常', 'Alarm button'], levelling: ['平层准确', 'Levelling'],
-  lighting: ['照明正常', 'Lighting'], certificate_valid: ['检验合格证有效', 'Certificate valid'],
-  opens_and_closes: ['开闭正常', 'Opens and closes'], lock: ['锁具正常', 'Lock'], reader: ['读卡/扫码正常', 'Reader'],
-  condition: ['外观状况良好', 'Condition'],
 })
 words('eq', {
   overdue_days: ['逾期 {n} 天', '{n} d overdue'], due: ['{date} 到期', 'due {date}'],
@@ -53,3 +40,5 @@ words('eq', {
 export const KINDS = ['fire_extinguisher', 'hydrant', 'smoke_detector', 'emergency_light', 'pump', 'elevator', 'gate', 'other']
 export const STATES = ['in_service', 'faulty', 'retired']
 export const equipmentBase = (communityId) => `/api/communities/${communityId}/equipment`
+// A checklist item's words, as the server gives them with the item ([Chinese, English]).
+export const checkWord = (item, name) => item.check_words?.[name]?.[i18n.lang === 'zh' ? 0 : 1] ?? name
