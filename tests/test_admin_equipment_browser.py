@@ -103,6 +103,12 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await expect(page.get_by_role("button", name="扫码巡检")).to_be_visible()  # managers inspect too
 
     await page.get_by_role("button", name="返回").click()
+    sheet = "类型,名称,标签编号,位置\n烟感,1单元烟感,S1,1-1\n烤箱,烤箱,T1,\n".encode()
+    await page.locator('[data-test="import"]').set_input_files(
+        {"name": "台账.csv", "mimeType": "text/csv", "buffer": sheet})
+    await expect(page.locator('[data-test="imported"]')).to_have_text("新增 1 台，已有 0 台，1 行有误")
+    await expect(page.get_by_text("第 3 行 类型：")).to_be_visible()
+    await expect(page.locator('[data-item="S1"]')).to_be_visible()
     await page.locator('[data-test="filter-kind"]').select_option("pump")
     await expect(page.locator(".items [data-item]")).to_have_count(1)
     await expect(page.locator('[data-item="P1"]')).to_contain_text("逾期 13 天")
@@ -125,7 +131,7 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await expect(page.locator(".van-steps")).to_contain_text("修复")
 
     await page.goto(admin.base_url + "/admin/kpi")
-    await expect(page.locator('[data-kpi="inspection_coverage"] .figure')).to_have_text("50%")
+    await expect(page.locator('[data-kpi="inspection_coverage"] .figure')).to_have_text("33.3%")  # the pump of 3 items
     await expect(page.locator('[data-kpi="equipment_overdue"] .figure')).to_have_text("0")
     await expect(page.locator('[data-kpi="equipment_open_findings"]')).to_contain_text("目标 ≤ 0 台")
 
