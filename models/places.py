@@ -264,14 +264,36 @@ class PlaceManager:
     async def create_gate(self, community_id: str, code: str, name: str, kind: str,
                           covers_paths: list[str]) -> dict:
         await self._check_covers(community_id, covers_paths)
-        cid = ObjectId(community_id)
-        doc = {"community_id": cid, "key": f"{cid}:{code}", "code": code, "name": name,
-               "kind": kind, "covers": covers_paths, "created_at": self.clock.now()}
+        doc = self._gate_doc(community_id, code, name, kind, covers_paths)
         try:
             await self.db.gates.insert_one(doc)
         except DuplicateKeyError:
             raise Conflict(Text("gate {code} exists", code=repr(code)), fields={"code": "taken"}) from None
         return doc
+
+    async def create_gates(self, community_id: str, gates: list[tuple[str, str, str, list[str]]]
+                           ) -> list[dict]:
+        """Many new gates ((code, name, kind, covers) each) in one insert: a simulated site
+        of thousands (benchmarks, drills). Raises BulkWriteError when a code is taken."""
+        for covers in {tuple(gate[3]) for gate in gates}:
+            await self._check_covers(community_id, list(covers))
+        docs = [self._gate_doc(community_id, *gate) for gate in gates]
+        await self.db.gates.insert_many(docs)
+        return docs
+
+    def _gate_doc(self, community_id: str, code: str, name: str, kind: str,
+                  covers_paths: list[str]) -> dict:
+        cid = ObjectId(community_id)
+        return {"community_id": cid, "key": f"{cid}:{code}", "code": code, "name": name,
+                "kind": kind, "covers": covers_paths, "created_at": self.clock.now()}
+
+    async def set_bridges(self, community_id: str, bridges: dict) -> None:
+        """gate id -> its new bridge's id, in one write (BridgeManager.provision_new)."""
+        now, cid = self.clock.now(), ObjectId(community_id)
+        await self.db.gates.bulk_write([UpdateOne(
+            {"_id": ObjectId(gate_id), "community_id": cid},
+            {"$set": {"bridge_id": bridge_id, "updated_at": now}})
+            for gate_id, bridge_id in bridges.items()], ordered=False)
 
     async def _check_covers(self, community_id: str, paths: list[str]) -> None:
         for path in paths:

@@ -45,7 +45,7 @@ import types
 from pathlib import Path
 
 from gate_bridge import protocol as p
-from gate_bridge.session import BridgeSession, Limits, Received, Welcomed
+from gate_bridge.session import BridgeSession, Closed, Limits, Received, Welcomed
 
 MASTER = b"bench-master-key"
 HEARTBEAT = 20.0
@@ -143,6 +143,14 @@ async def serve_bare() -> None:
     await asyncio.Event().wait()
 
 
+class Refused(ConnectionError):
+    """The hub ended the handshake (`busy`: come back after `retry_after` seconds)."""
+
+    def __init__(self, code: str, retry_after: float | None):
+        super().__init__(code)
+        self.retry_after = retry_after
+
+
 class Client(asyncio.Protocol):
     """One bridge on the bridge's own session: handshake, then what the benchmark sends;
     received application frames go to `on_frame`."""
@@ -168,6 +176,8 @@ class Client(asyncio.Protocol):
         for event in self.session.receive_data(data):
             if type(event) is Welcomed and not self.done.done():
                 self.done.set_result(None)
+            elif type(event) is Closed and not self.done.done():  # e.g. a busy hub's refusal
+                self.done.set_exception(Refused(event.code, event.retry_after))
             elif type(event) is Received and self.on_frame is not None:
                 self.on_frame(event.message)
         self.transport.write(self.session.data_to_send())

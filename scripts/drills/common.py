@@ -444,16 +444,19 @@ class Drill:
                                            {cid: ["admin"]})
             token = (await app.auth.start_session(str(staff["_id"]), "staff"))["access_token"]
 
-            async def gate(i: int) -> tuple[dict, dict]:
-                made = await app.places.create_gate(cid, f"g{i}", f"gate {i}", "pedestrian", [""])
-                cred = await app.bridges.provision(cid, str(made["_id"]), "drill")
-                return ({"id": str(made["_id"]), "code": f"g{i}", "bridge_id": cred["bridge_id"]},
-                        {"bridge_id": cred["bridge_id"], "secret": cred["secret"]})
-            pairs = []
-            for start in range(0, gates, 20):  # a few at a time: thousands for the soak
-                pairs += await asyncio.gather(*(gate(i) for i in range(start, min(gates,
-                                                                                   start + 20))))
-            made, creds = [list(column) for column in zip(*pairs)] if pairs else ([], [])
+            made, creds = [], []
+            # In bulk: one by one, 10,000 gates took 16 minutes to provision. 100 at a time:
+            # the embedded store answers nothing else while it writes a batch, and a client
+            # whose heartbeat it missed for 3 s drops the connection, cancelling the write.
+            for start in range(0, gates, 100):
+                docs = await app.places.create_gates(cid, [
+                    (f"g{i}", f"gate {i}", "pedestrian", [""])
+                    for i in range(start, min(gates, start + 100))])
+                for doc, cred in zip(docs, await app.bridges.provision_new(cid, docs, "drill"),
+                                     strict=True):
+                    made.append({"id": str(doc["_id"]), "code": doc["code"],
+                                 "bridge_id": cred["bridge_id"]})
+                    creds.append({"bridge_id": cred["bridge_id"], "secret": cred["secret"]})
         self.say(f"seeded community {code}: {gates} gates with bridges")
         return Site(cid, made, creds, token)
 
