@@ -93,6 +93,8 @@ class BridgeManager:
             docs.append({"_id": bridge_id, **fields})
             made.append({"bridge_id": bridge_id, "secret": secret, "gate_id": str(gate["_id"]),
                          "provisioned_at": fields["provisioned_at"]})
+        if not docs:
+            return []
         await self.db.bridges.insert_many(docs)
         await self.places.set_bridges(community_id, {c["gate_id"]: c["bridge_id"] for c in made})
         return made
