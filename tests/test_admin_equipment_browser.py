@@ -61,7 +61,7 @@ async def test_a_guard_inspects_an_overdue_item_and_makes_its_repair_ticket(app,
     await expect(page.locator('[data-test="inspected-item"]')).to_contain_text("1单元灭火器")
     await page.locator('[data-check="seal_intact"]').get_by_role("radio", name="有问题").click()
     await page.get_by_label("说明").fill("铅封断了")
-    await page.locator('[data-test="photos"]').set_input_files(
+    await page.locator('[data-test="photos"] input').set_input_files(
         {"name": "seal.png", "mimeType": "image/png", "buffer": image_bytes("PNG")})
     await admin.check_screen(page, "equipment-inspect")
     await page.get_by_role("button", name="提交巡检").click()
