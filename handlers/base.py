@@ -162,8 +162,11 @@ class APIHandler(tornado.web.RequestHandler):
 
     @classmethod
     def allowed_methods(cls) -> list[str]:
-        return [m for m in cls.SUPPORTED_METHODS
-                if getattr(cls, m.lower()) is not getattr(tornado.web.RequestHandler, m.lower())]
+        # per class, once (every request checks its verb against it)
+        if "_allowed" not in cls.__dict__:
+            cls._allowed = [m for m in cls.SUPPORTED_METHODS if getattr(cls, m.lower())
+                            is not getattr(tornado.web.RequestHandler, m.lower())]
+        return cls._allowed
 
     def compute_etag(self) -> str | None:
         # No client keeps a no-store answer to revalidate, so hashing its body is waste

@@ -11,8 +11,9 @@ from nacl.signing import VerifyKey
 from qrcode.util import MODE_8BIT_BYTE, MODE_ALPHA_NUM, QRData
 
 from gate_bridge.decision import GateInfo, decide
-from gate_bridge.passes import (EVERY_DAY, MalformedToken, Payload, community_tag, day_names,
-                               days_mask, fit_scope, sign, split)
+from gate_bridge.passes import (EVERY_DAY, MalformedToken, Payload, b45encode, community_tag,
+                               day_names, days_mask, fit_scope, sign, split)
+from models.passes import Signer
 
 DOC = (Path(__file__).parent.parent / "docs" / "passes.md").read_text()
 SEED = bytes(range(32))
@@ -66,6 +67,19 @@ def test_documented_decisions_hold():
 
     assert decide(token, gate, 1767225630, keys, set(), Store()).reason == "ok"
     assert decide(token, gate, 1767225630, keys, set(), Store()).reason == "replayed"
+
+
+def test_the_servers_signer_makes_the_documented_tokens():
+    """The server signs with libsodium (models.passes.Signer): the same deterministic bytes."""
+    for payload, doc_token in zip(doc_payloads(), vector("token"), strict=True):
+        assert sign(payload, CID, Signer(SEED)) == doc_token
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 37, 100, 101, 255])
+def test_base45_text_is_the_librarys(size):
+    data = bytes((i * 37 + size) % 256 for i in range(size)) + b"\xff" * (size % 2)
+    assert b45encode(data) == base45.b45encode(data).decode()
+    assert base45.b45decode(b45encode(data)) == data
 
 
 def test_pynacl_verifies_the_vector_from_the_docs_alone():
