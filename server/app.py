@@ -79,6 +79,19 @@ def route_pattern(template: str) -> str:
     return re.sub(PARAM, lambda m: f"(?P<{m[1]}>{m[2] or '[^/]+'})", template) + "$"
 
 
+class RouteNode:
+    """The routes that continue a path from here: by a literal next segment, by a `{name}`
+    segment, ending here, or taking the rest (`{name:regex}`)."""
+
+    __slots__ = ("literal", "param", "end", "rest")
+
+    def __init__(self):
+        self.literal: dict[str, RouteNode] = {}
+        self.param: RouteNode | None = None
+        self.end: tuple | None = None  # (order, route, parameter names)
+        self.rest: list[tuple] = []  # (order, route, parameter names, name, regex)
+
+
 class RouteIndex:
     """Finds the route Tornado's rule list would (the first in order whose pattern matches)
     by walking the path's segments through a tree of the templates: Tornado's router runs a
@@ -89,7 +102,7 @@ class RouteIndex:
     must be a template's last part and matches the rest of the path (slashes too)."""
 
     def __init__(self, routes: list[tuple]):
-        self.root: dict = {}  # node: {"lit": {segment: node}, "param": node, "end", "rest"}
+        self.root = RouteNode()
         for order, route in enumerate(routes):
             node, names = self.root, []
             parts = route[0].split("/")
@@ -98,40 +111,41 @@ class RouteIndex:
                 if param and param[2]:
                     if i != len(parts) - 1:
                         raise ValueError(f"{route[0]}: a {{name:regex}} must be the last part")
-                    node.setdefault("rest", []).append(
-                        (order, route, names, param[1], re.compile(param[2] + "$")))
+                    node.rest.append((order, route, names, param[1], re.compile(param[2] + "$")))
                     break
                 if param:
                     names = names + [param[1]]
-                    node = node.setdefault("param", {})
+                    node.param = node.param or RouteNode()
+                    node = node.param
                 elif "{" in part:
                     raise ValueError(f"{route[0]}: a parameter is a whole segment")
                 else:
-                    node = node.setdefault("lit", {}).setdefault(part, {})
+                    node = node.literal.setdefault(part, RouteNode())
             else:
-                node.setdefault("end", (order, route, names))
+                node.end = node.end or (order, route, names)
 
     def match(self, path: str) -> tuple[tuple, dict[str, bytes]] | None:
         """(route, its path parameters as Tornado passes them: unquoted bytes), or None."""
         segments = path.split("/")
+        count = len(segments)
         best = None
         # (node, segments taken, the plain parameters' values so far)
         pending = [(self.root, 0, ())]
         while pending:
             node, taken, values = pending.pop()
-            if taken == len(segments):
-                if (end := node.get("end")) and (best is None or end[0] < best[0]):
+            if taken == count:
+                if (end := node.end) and (best is None or end[0] < best[0]):
                     best = (end[0], end[1], dict(zip(end[2], values)))
                 continue
-            for order, route, names, name, regex in node.get("rest", ()):
+            for order, route, names, name, regex in node.rest:
                 rest = "/".join(segments[taken:])
                 if (best is None or order < best[0]) and regex.match(rest):
                     best = (order, route, dict(zip(names, values)) | {name: rest})
             segment = segments[taken]
-            if (child := node.get("lit", {}).get(segment)) is not None:
+            if (child := node.literal.get(segment)) is not None:
                 pending.append((child, taken + 1, values))
-            if segment and (child := node.get("param")) is not None:
-                pending.append((child, taken + 1, values + (segment,)))
+            if segment and node.param is not None:
+                pending.append((node.param, taken + 1, values + (segment,)))
         if best is None:
             return None
         return best[1], {k: url_unescape(v, encoding=None, plus=False) for k, v in best[2].items()}
