@@ -1,0 +1,139 @@
+"""The request path in CPU instructions, which other work on the machine does not move.
+
+    python -m scripts.bench_request_instructions [--requests 300]
+
+`scripts/bench_passes.py` times the same three handlers under `wrk`; on a shared VM its
+throughput swings by 2x from run to run. Here the server (the handlers of
+`scripts.bench_passes`: resident code issue, bare Tornado JSON, bare + token check, all sent
+the same request) runs under valgrind's callgrind (apt: valgrind) with instrumentation off;
+it is switched on for exactly `--requests` keep-alive requests to one handler at a time, sent
+by this process, and the user-space instructions the server spent are printed per request
+with their ratios. System calls (the kernel's share, the same for every handler) are not
+counted, so the ratio is a little below the one an idle machine's throughput gives.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tornado.httpclient
+import tornado.web
+
+from scripts.bench_passes import AuthOnlyHandler, BareHandler, serve, setup
+from server.app import XiaoquApp
+from server.embedded import start_mongo, start_redis
+from server.settings import load_settings
+from server.stores import connect_mongo, connect_redis
+
+TARGETS = ("ours", "base", "authed")
+
+
+async def run_server(mongo_url: str, redis_url: str, ready: Path) -> None:
+    """The server side (run under callgrind): serves until killed; `ready` gets its ports."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(mongodb_uri=mongo_url, redis_url=redis_url,
+                                 mongodb_db=f"bench_instr_{os.getpid()}", data_dir=Path(tmp))
+        app = XiaoquApp(settings, connect_mongo(mongo_url), connect_redis(redis_url))
+        await app.startup()
+        cid, token, _ = await setup(app)
+        _, port = serve(app)
+        path = f"/api/communities/{cid}/code"
+        headers = {"Authorization": f"Bearer {token}"}
+        BareHandler.body = (await tornado.httpclient.AsyncHTTPClient(force_instance=True).fetch(
+            f"http://127.0.0.1:{port}{path}", headers=headers)).body
+        _, bare_port = serve(tornado.web.Application(
+            [("/bare", BareHandler), ("/auth", AuthOnlyHandler)], xiaoqu=app))
+        targets = {"ours": (port, path), "base": (bare_port, "/bare"),
+                   "authed": (bare_port, "/auth")}
+        ready.write_text(json.dumps({"targets": targets, "token": token}))
+        await asyncio.Event().wait()
+
+
+def send(port: int, path: str, token: str, count: int) -> None:
+    """`count` GETs one after another on one keep-alive connection, each answered 200."""
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+               f"Authorization: Bearer {token}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", port)) as sock, sock.makefile("rb") as answers:
+        for _ in range(count):
+            sock.sendall(request)
+            status = answers.readline()
+            if b" 200 " not in status:
+                raise RuntimeError(f"{path} answered {status!r}")
+            length = 0
+            while (line := answers.readline()) != b"\r\n":
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            answers.read(length)
+
+
+def control(pid: int, *args: str) -> None:
+    subprocess.run(["callgrind_control", *args, str(pid)], check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+
+
+def measure(requests: int) -> dict[str, float]:
+    with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        mongo_url = os.environ.get("MONGODB_URI") or stack.enter_context(start_mongo(None)).url
+        redis_url = os.environ.get("REDIS_URL") or stack.enter_context(start_redis(None)).url
+        ready, out = Path(tmp) / "ready.json", Path(tmp) / "callgrind.out"
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+             sys.executable, "-m", "scripts.bench_request_instructions", "--serve",
+             mongo_url, redis_url, str(ready)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 900
+            while not ready.exists() or not ready.read_text():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server under callgrind did not start")
+                time.sleep(0.5)  # polling a child's start-up, not synchronising a test
+            info = json.loads(ready.read_text())
+            per_request = {}
+            for name in TARGETS:
+                port, path = info["targets"][name]
+                send(port, path, info["token"], 30)  # warm-up: caches, the connection
+                control(server.pid, "--zero")
+                control(server.pid, "--instr=on")
+                send(port, path, info["token"], requests)
+                control(server.pid, "--instr=off")
+                control(server.pid, f"--dump={name}")
+                [dump] = Path(tmp).glob("callgrind.out.*")  # each removed once read
+                totals = next(line for line in dump.read_text().splitlines()
+                              if line.startswith("totals:"))
+                per_request[name] = int(totals.split()[1]) / requests
+                dump.unlink()
+        finally:
+            server.kill()
+            server.wait()
+    return per_request
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="per handler")
+    parser.add_argument("--serve", nargs=3, metavar=("MONGO", "REDIS", "READY"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        asyncio.run(run_server(args.serve[0], args.serve[1], Path(args.serve[2])))
+        return
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise SystemExit("this benchmark needs valgrind (Debian: apt-get install valgrind)")
+    ours, base, authed = (measure(args.requests)[name] for name in TARGETS)
+    print(f"user-space instructions per request: resident code issue {ours / 1e6:.2f} M, "
+          f"bare Tornado JSON {base / 1e6:.2f} M, bare + token check {authed / 1e6:.2f} M; "
+          f"ratio {base / ours:.2f}x (goal >= 0.8x); what the code adds beyond the token check: "
+          f"{(ours - authed) / 1e6:.2f} M")
+
+
+if __name__ == "__main__":
+    main()
