@@ -81,13 +81,15 @@ def route_pattern(template: str) -> str:
 
 class RouteNode:
     """The routes that continue a path from here: by a literal next segment, by a `{name}`
-    segment, ending here, or taking the rest (`{name:regex}`)."""
+    segment, by a segment its `{name:regex}` matches, ending here, or taking the rest
+    (a last `{name:regex}`)."""
 
-    __slots__ = ("literal", "param", "end", "rest")
+    __slots__ = ("literal", "param", "patterns", "end", "rest")
 
     def __init__(self):
         self.literal: dict[str, RouteNode] = {}
         self.param: RouteNode | None = None
+        self.patterns: list[tuple[re.Pattern, RouteNode]] = []
         self.end: tuple | None = None  # (order, route, parameter names)
         self.rest: list[tuple] = []  # (order, route, parameter names, name, regex)
 
@@ -99,7 +101,8 @@ class RouteIndex:
     path, for a route late in the list, a fifth of a whole request's CPU.
 
     A plain `{name}` matches one non-empty segment, as its `[^/]+` does; a `{name:regex}`
-    must be a template's last part and matches the rest of the path (slashes too)."""
+    as a template's last part matches the rest of the path (slashes too), before it one
+    segment (so its regex must not be able to match a slash: refused if it might)."""
 
     def __init__(self, routes: list[tuple]):
         self.root = RouteNode()
@@ -108,12 +111,17 @@ class RouteIndex:
             parts = route[0].split("/")
             for i, part in enumerate(parts):
                 param = re.fullmatch(PARAM, part)
-                if param and param[2]:
-                    if i != len(parts) - 1:
-                        raise ValueError(f"{route[0]}: a {{name:regex}} must be the last part")
+                if param and param[2] and i == len(parts) - 1:
                     node.rest.append((order, route, names, param[1], re.compile(param[2] + "$")))
                     break
-                if param:
+                if param and param[2]:
+                    if re.search(r"[/.]|\\[SWD]|\[\^", param[2]):
+                        raise ValueError(f"{route[0]}: {part} might match a slash")
+                    names = names + [param[1]]
+                    child = RouteNode()
+                    node.patterns.append((re.compile(param[2]), child))
+                    node = child
+                elif param:
                     names = names + [param[1]]
                     node.param = node.param or RouteNode()
                     node = node.param
@@ -146,6 +154,9 @@ class RouteIndex:
                 pending.append((child, taken + 1, values))
             if segment and node.param is not None:
                 pending.append((node.param, taken + 1, values + (segment,)))
+            for regex, child in node.patterns:
+                if regex.fullmatch(segment):
+                    pending.append((child, taken + 1, values + (segment,)))
         if best is None:
             return None
         return best[1], {k: url_unescape(v, encoding=None, plus=False) for k, v in best[2].items()}

@@ -31,11 +31,11 @@ def index_finds(index: RouteIndex, path: str):
 def test_the_index_agrees_with_tornados_rule_list():
     app = tornado.web.Application([(route_pattern(r[0]), *r[1:]) for r in ROUTES])
     index = RouteIndex(ROUTES)
-    paths = [re.sub(PARAM, "a%20b", r[0]) for r in ROUTES]
+    paths = [re.sub(PARAM, filler, r[0]) for r in ROUTES for filler in ("a%20b", "7")]
     paths += ["/", "/api", "/api/", "//", "/admin", "/admin/", "/admin/x/y", "/docs/static",
               "/docs/static/", "/docs/static/a/b.js", "/api/communities//code",
               "/api/communities/a%2Fb/code", "/healthz/", "/nothing"]
-    segments = sorted({part for r in ROUTES for part in r[0].split("/")}) + ["x", ""]
+    segments = sorted({part for r in ROUTES for part in r[0].split("/")}) + ["x", "", "7"]
     draw = random.Random(11)
     paths += ["/" + "/".join(draw.choice(segments) for _ in range(draw.randint(0, 6)))
               for _ in range(5000)]
