@@ -77,6 +77,7 @@ CONFIG_CACHE_SECONDS = 60.0  # revocations reach bridges within this even unanno
 CREDENTIALS_CACHE_SECONDS = CONFIG_CACHE_SECONDS
 MAX_CACHED_CREDENTIALS = 100_000
 MAX_BUSY_RETRY = 30.0  # the longest retry_after a `busy` names
+INITIAL_HANDSHAKES = 4  # the admission window's start (it grows while handshakes are fast)
 
 
 @dataclasses.dataclass
@@ -145,7 +146,7 @@ class Connection(asyncio.Protocol):
         self.session.receive_data(b"")  # the session ends here if it had not already
         self.hub.all.discard(self)
         if self.worker is None:  # else its handshake step still runs: the slot is freed after
-            self.hub.handshaking.pop(self, None)
+            self.hub.handshake_done(self)
         self.hub.lost(self)
         self.hub.changes.changed()
 
@@ -206,7 +207,7 @@ class Connection(asyncio.Protocol):
         finally:
             self.inbox = self.worker = None
             if self.session.closed:  # lost (or refused) during its handshake: the slot is free
-                self.hub.handshaking.pop(self, None)
+                self.hub.handshake_done(self)
 
 
 class Waiter:
@@ -255,6 +256,9 @@ class GateHub:
         # delivered command id -> (issuing instance, the connection it went out on)
         self.delivered: dict[str, tuple[str, Connection]] = {}
         self.configs: dict[str, tuple[float, dict]] = {}  # community -> (expires, passes config)
+        # community -> the one read of its config in flight: a storm of its bridges waits for
+        # it rather than each reading the same config again
+        self.config_reads: dict[str, asyncio.Task] = {}
         self.credentials: dict[str, tuple[float, tuple]] = {}  # bridge -> (expires, creds)
         # Admission: connections between hello and the end of on_auth (-> when admitted);
         # refused hellos lately (decaying, time constant 1 s) and a handshake's usual length
@@ -262,6 +266,7 @@ class GateHub:
         self.handshaking: dict[Connection, float] = {}
         self.refusals, self.refused_at = 0.0, 0.0
         self.handshake_seconds = 0.05
+        self.window = float(min(INITIAL_HANDSHAKES, self.options.max_handshakes))
         self.busy_refused = 0
         self.changes = wire.Changes()
         self.tasks: set[asyncio.Task] = set()  # short side effects (presence, alarms, scans)
@@ -391,12 +396,12 @@ class GateHub:
     # -- handshake -------------------------------------------------------------------------------
 
     def admitting(self) -> int:
-        """Handshakes taken at once: `max_handshakes`, fewer while they take longer than a
-        quarter of the deadline (a slow store: more at once would only queue there, and miss
-        the deadline together)."""
-        target = self.options.auth_timeout / 4
-        most = self.options.max_handshakes
-        return max(1, min(most, int(most * target / max(self.handshake_seconds, 1e-3))))
+        """Handshakes taken at once: a window that starts small, grows by one with each
+        handshake welcomed within a quarter of the deadline and halves with each slower one
+        (timed out included), between 1 and `max_handshakes`. On a slow store more at once would only queue
+        there and miss the deadline together; a cold start must not send the whole limit at
+        once to a store that has not been measured yet."""
+        return int(self.window)
 
     def _retry_after(self) -> float:
         """When a refused bridge should come back: the bridges refused lately, spread over
@@ -407,10 +412,18 @@ class GateHub:
         spread = self.refusals * self.handshake_seconds / self.admitting()
         return min(MAX_BUSY_RETRY, max(self.options.busy_retry, spread))
 
-    def _handshake_done(self, conn: Connection) -> None:
+    def handshake_done(self, conn: Connection) -> None:
+        """Its slot is free. Handshakes that timed out or were lost count too, with the time
+        they took: the limit must come down when they start missing the deadline."""
         started = self.handshaking.pop(conn, None)
-        if started is not None:
-            self.handshake_seconds += 0.2 * (time.monotonic() - started - self.handshake_seconds)
+        if started is None:
+            return
+        took = time.monotonic() - started
+        self.handshake_seconds += 0.2 * (took - self.handshake_seconds)
+        if took > self.options.auth_timeout / 4:  # slow, or timed out: the store is behind
+            self.window = max(1.0, self.window / 2)
+        elif conn.session.ready:  # (a fast refusal or hang-up says nothing about the store)
+            self.window = min(self.options.max_handshakes, self.window + 1)
 
     async def on_hello(self, conn: Connection, hello: Hello) -> None:
         bridge = hello.bridge
@@ -438,7 +451,7 @@ class GateHub:
         try:
             await self._authenticated(conn)
         finally:
-            self._handshake_done(conn)
+            self.handshake_done(conn)
 
     async def _authenticated(self, conn: Connection) -> None:
         _, bridge_doc, gate = conn.creds
@@ -542,10 +555,23 @@ class GateHub:
         them as read at that moment) and not part of the version (deltas keep them current)."""
         community = str(gate["community_id"])
         cached = self.configs.get(community)
-        if cached is None or cached[0] < time.monotonic():
+        if cached is not None and cached[0] >= time.monotonic():
+            return BridgeManager.bridge_config(gate, cached[1])
+        reading = self.config_reads.get(community)
+        if reading is None:
+            reading = self.config_reads[community] = self.spawn(self._read_config(community))
+        return BridgeManager.bridge_config(gate, await asyncio.shield(reading))
+
+    async def _read_config(self, community: str) -> dict:
+        try:
             base = await self.bridges.community_config(community)
-            cached = self.configs[community] = (time.monotonic() + CONFIG_CACHE_SECONDS, base)
-        return BridgeManager.bridge_config(gate, cached[1])
+        finally:
+            current = self.config_reads.get(community) is asyncio.current_task()
+            if current:
+                del self.config_reads[community]
+        if current:  # not superseded by a change meanwhile (config_changed): keep it
+            self.configs[community] = (time.monotonic() + CONFIG_CACHE_SECONDS, base)
+        return base
 
     def push_config(self, conn: Connection, config: dict, nonces: list) -> None:
         """The config with the used codes; a long list goes on in `used` frames, so every
@@ -579,6 +605,7 @@ class GateHub:
     async def config_changed(self, community_id: str) -> None:
         """Re-read the gates of a community and push changed configs to their bridges."""
         self.configs.pop(community_id, None)
+        self.config_reads.pop(community_id, None)  # a read begun before the change is not kept
         for bridge, (_, creds) in list(self.credentials.items()):  # their gate docs may be old
             if str(creds[2]["community_id"]) == community_id:
                 del self.credentials[bridge]

@@ -3,10 +3,11 @@ works on a bounded number of handshakes; the rest are told `busy` with a retry-a
 come back then (plus jitter) instead of waiting out their handshake deadline."""
 
 import logging
+import time
 
 import pytest
 
-from server.gate_hub import GateHub, HubOptions
+from server.gate_hub import Connection, GateHub, HubOptions
 from tests.builders import make_community
 from tests.gate_fixtures import start_sim_bridge
 
@@ -59,6 +60,14 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
         reads += 1
         return await credentials(bridge_id)
     app.bridges.credentials = counted
+    config_reads = 0
+    community_config = app.bridges.community_config
+
+    async def config_counted(community_id):
+        nonlocal config_reads
+        config_reads += 1
+        return await community_config(community_id)
+    app.bridges.community_config = config_counted
     caplog.set_level(logging.WARNING, logger="gate_bridge")
     bridges = [await start_sim_bridge(tmp_path, hub.port, c["bridge_id"], c["secret"],
                                       connect_timeout=5.0)
@@ -78,23 +87,38 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
         assert seen["most"] <= LIMIT, f"{seen['most']} handshakes at once"
         assert hub.busy_refused > 0
         assert sum(b.bridge.busy_refusals for b in bridges) == hub.busy_refused
-        # The second storm opened no sealed key: every one came from the hub's copies.
+        # The second storm opened no sealed key: every one came from the hub's copies; and
+        # the community's config was read once, not once per bridge arriving together.
         assert first_reads == BRIDGES and reads == first_reads
+        assert config_reads == 1
     finally:
         for bridge in bridges:
             await bridge.stop()
         await hub.stop()
 
 
-async def test_a_hub_whose_handshakes_are_slow_takes_fewer_at_once(app):
-    """Handshakes slower than a quarter of the deadline (a slow store) would only queue there
-    and miss the deadline together: the hub takes fewer at once, never none."""
-    hub = GateHub(app, HubOptions(max_handshakes=64, auth_timeout=4.0))
-    assert hub.admitting() == 64
-    hub.handshake_seconds = 2.0
-    assert hub.admitting() == 32
-    hub.handshake_seconds = 1000.0
-    assert hub.admitting() == 1
+async def test_the_hub_takes_more_at_once_while_handshakes_are_fast_and_fewer_when_not(app):
+    """Slow handshakes (a slow store) would only queue there and miss the deadline together:
+    the window starts small, grows while they are fast, halves when one is slow."""
+    hub = GateHub(app, HubOptions(max_handshakes=8, auth_timeout=4.0))
+
+    def handshake(took: float, welcomed: bool = True) -> None:
+        conn = Connection(hub)
+        if welcomed:
+            conn.session.state = "ready"
+        hub.handshaking[conn] = time.monotonic() - took
+        hub.handshake_done(conn)
+    assert hub.admitting() == 4
+    for _ in range(10):
+        handshake(0.1)
+    assert hub.admitting() == 8  # never above the limit
+    handshake(2.0)  # over a quarter of the deadline
+    assert hub.admitting() == 4
+    handshake(0.1, welcomed=False)  # a quick refusal (wrong key) says nothing of the store
+    assert hub.admitting() == 4
+    for _ in range(5):
+        handshake(5.0, welcomed=False)  # timed out
+    assert hub.admitting() == 1  # never none
 
 
 async def test_a_re_keyed_bridge_is_read_again_on_every_process(app, tmp_path):
