@@ -77,7 +77,9 @@ CONFIG_CACHE_SECONDS = 60.0  # revocations reach bridges within this even unanno
 CREDENTIALS_CACHE_SECONDS = CONFIG_CACHE_SECONDS
 MAX_CACHED_CREDENTIALS = 100_000
 MAX_BUSY_RETRY = 30.0  # the longest retry_after a `busy` names
-INITIAL_HANDSHAKES = 4  # the admission window's start (it grows while handshakes are fast)
+# The admission window's start and floor (it grows while handshakes are fast): a few at
+# once always, so a bridge or two arriving is never told `busy` however slow the store.
+INITIAL_HANDSHAKES = 4
 
 
 @dataclasses.dataclass
@@ -398,7 +400,7 @@ class GateHub:
     def admitting(self) -> int:
         """Handshakes taken at once: a window that starts small, grows by one with each
         handshake welcomed within a quarter of the deadline and halves with each slower one
-        (timed out included), between 1 and `max_handshakes`. On a slow store more at once would only queue
+        (timed out included), between INITIAL_HANDSHAKES and `max_handshakes`. On a slow store more at once would only queue
         there and miss the deadline together; a cold start must not send the whole limit at
         once to a store that has not been measured yet."""
         return int(self.window)
@@ -421,7 +423,8 @@ class GateHub:
         took = time.monotonic() - started
         self.handshake_seconds += 0.2 * (took - self.handshake_seconds)
         if took > self.options.auth_timeout / 4:  # slow, or timed out: the store is behind
-            self.window = max(1.0, self.window / 2)
+            self.window = max(float(min(INITIAL_HANDSHAKES, self.options.max_handshakes)),
+                              self.window / 2)
         elif conn.session.ready:  # (a fast refusal or hang-up says nothing about the store)
             self.window = min(self.options.max_handshakes, self.window + 1)
 

@@ -46,28 +46,25 @@ def watch_handshakes(hub: GateHub) -> dict:
     return seen
 
 
+def count_calls(owner, name: str) -> dict:
+    """Count the calls of the real `owner.name` (it still runs)."""
+    count, method = {"calls": 0}, getattr(owner, name)
+
+    async def counted(*args):
+        count["calls"] += 1
+        return await method(*args)
+    setattr(owner, name, counted)
+    return count
+
+
 async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tmp_path, caplog):
     creds = await provisioned_bridges(app, BRIDGES)
     hub = GateHub(app, HubOptions(max_handshakes=LIMIT, busy_retry=0.2))
     await hub.start(0, "127.0.0.1")
     app.gate_hub = hub
     seen = watch_handshakes(hub)
-    reads = 0
-    credentials = app.bridges.credentials
-
-    async def counted(bridge_id):
-        nonlocal reads
-        reads += 1
-        return await credentials(bridge_id)
-    app.bridges.credentials = counted
-    config_reads = 0
-    community_config = app.bridges.community_config
-
-    async def config_counted(community_id):
-        nonlocal config_reads
-        config_reads += 1
-        return await community_config(community_id)
-    app.bridges.community_config = config_counted
+    reads = count_calls(app.bridges, "credentials")  # the store reads, counted as they go by
+    config_reads = count_calls(app.bridges, "community_config")
     caplog.set_level(logging.WARNING, logger="gate_bridge")
     bridges = [await start_sim_bridge(tmp_path, hub.port, c["bridge_id"], c["secret"],
                                       connect_timeout=5.0)
@@ -78,7 +75,7 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
                 await b.bridge.wait(lambda b=b: b.bridge.sessions == sessions, timeout=60)
             assert len(hub.connections) == BRIDGES
             if sessions == 1:
-                first_reads = reads
+                first_reads = reads["calls"]
                 for conn in list(hub.all):  # as if its process died: no bye, sockets reset
                     conn.transport.abort()
         ended = [r.getMessage() for r in caplog.records if "session ended" in r.getMessage()]
@@ -89,8 +86,8 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
         assert sum(b.bridge.busy_refusals for b in bridges) == hub.busy_refused
         # The second storm opened no sealed key: every one came from the hub's copies; and
         # the community's config was read once, not once per bridge arriving together.
-        assert first_reads == BRIDGES and reads == first_reads
-        assert config_reads == 1
+        assert first_reads == BRIDGES and reads["calls"] == first_reads
+        assert config_reads["calls"] == 1
     finally:
         for bridge in bridges:
             await bridge.stop()
@@ -100,7 +97,7 @@ async def test_bridges_reconnecting_at_once_all_get_in_without_a_timeout(app, tm
 async def test_the_hub_takes_more_at_once_while_handshakes_are_fast_and_fewer_when_not(app):
     """Slow handshakes (a slow store) would only queue there and miss the deadline together:
     the window starts small, grows while they are fast, halves when one is slow."""
-    hub = GateHub(app, HubOptions(max_handshakes=8, auth_timeout=4.0))
+    hub = GateHub(app, HubOptions(max_handshakes=16, auth_timeout=4.0))
 
     def handshake(took: float, welcomed: bool = True) -> None:
         conn = Connection(hub)
@@ -109,16 +106,16 @@ async def test_the_hub_takes_more_at_once_while_handshakes_are_fast_and_fewer_wh
         hub.handshaking[conn] = time.monotonic() - took
         hub.handshake_done(conn)
     assert hub.admitting() == 4
-    for _ in range(10):
+    for _ in range(20):
         handshake(0.1)
-    assert hub.admitting() == 8  # never above the limit
+    assert hub.admitting() == 16  # never above the limit
     handshake(2.0)  # over a quarter of the deadline
-    assert hub.admitting() == 4
+    assert hub.admitting() == 8
     handshake(0.1, welcomed=False)  # a quick refusal (wrong key) says nothing of the store
-    assert hub.admitting() == 4
+    assert hub.admitting() == 8
     for _ in range(5):
         handshake(5.0, welcomed=False)  # timed out
-    assert hub.admitting() == 1  # never none
+    assert hub.admitting() == 4  # a few at once always
 
 
 async def test_a_re_keyed_bridge_is_read_again_on_every_process(app, tmp_path):
