@@ -188,6 +188,7 @@ def public(doc: dict, now: datetime) -> dict:
     due = doc.get("due_at")
     shown["interval_days"] = interval(doc).days
     shown["interval_overridden"] = bool(doc.get("interval_days"))
+    shown["kind_interval_days"] = DEFAULT_INTERVALS[doc["kind"]]
     shown["checklist"] = list(checklist(doc))
     shown["check_words"] = {item: CHECK_WORDS[item] for item in shown["checklist"]}
     shown["overdue"] = due is not None and due < now

@@ -130,6 +130,16 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await expect(page.locator('[data-test="state"]')).to_contain_text("在用")
     await expect(page.locator(".van-steps")).to_contain_text("修复")
 
+    # Refilled: the office moves its valid-until date and makes it weekly.
+    await page.get_by_role("button", name="修改信息").click()
+    await page.get_by_label("有效期至").fill("2027-12-31")
+    await page.get_by_label("巡检周期（天）").fill("7")
+    await admin.check_screen(page, "equipment-edit")
+    await page.get_by_role("button", name="保存").click()
+    await expect(page.get_by_text("每 7 天")).to_be_visible()
+    await expect(page.get_by_text("2027-12-31")).to_be_visible()
+    await expect(page.locator(".van-steps")).to_contain_text("修改")
+
     await page.goto(admin.base_url + "/admin/kpi")
     await expect(page.locator('[data-kpi="inspection_coverage"] .figure')).to_have_text("33.3%")  # the pump of 3 items
     await expect(page.locator('[data-kpi="equipment_overdue"] .figure')).to_have_text("0")

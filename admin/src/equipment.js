@@ -35,6 +35,7 @@ words('eq', {
   open_findings: ['未处理问题', 'Open findings'], overdue_count: ['逾期设备', 'Overdue equipment'],
   camera_off: ['无法使用摄像头，请输入编号', 'No camera; type the code'], count: ['{n} 台', '{n}'],
   none_overdue: ['没有逾期设备', 'Nothing overdue'],
+  edit: ['修改信息', 'Edit'], edited: ['已保存', 'Saved'],
   import: ['导入台账', 'Import a sheet'], import_hint: ['.xlsx 或 .csv：类型、名称、标签编号（必填），位置、有效期至、巡检周期…',
     '.xlsx or .csv: kind, name, tag code (required), place, valid until, interval…'],
   imported: ['新增 {created} 台，已有 {existing} 台，{failed} 行有误', '{created} added, {existing} already there, {failed} rows refused'],
