@@ -45,9 +45,12 @@ HHMM = r"^([01][0-9]|2[0-3]):(00|15|30|45)$|^24:00$"
 
 @functools.lru_cache(maxsize=512)
 def qr_image(token: str, fmt: str) -> bytes:
-    """The token as a QR code (alphanumeric mode, level M). Cached: tokens repeat on refresh."""
+    """The token as a QR code (level M; alphanumeric mode, the densest, when it fits — pass
+    tokens do — else bytes). Cached: tokens repeat on refresh."""
     code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4, box_size=8)
-    code.add_data(qrcode.util.QRData(token.encode("ascii"), mode=qrcode.util.MODE_ALPHA_NUM))
+    data = token.encode()
+    code.add_data(qrcode.util.QRData(data, mode=qrcode.util.MODE_ALPHA_NUM
+                                     if qrcode.util.RE_ALPHA_NUM.match(data) else qrcode.util.MODE_8BIT_BYTE))
     code.make(fit=True)
     out = io.BytesIO()
     if fmt == "svg":

@@ -9,10 +9,11 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from handlers.base import APIHandler, Strict, api
+from handlers.passes import image_url
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
 from models.access import STAFF_ROLES
 from models.check_ins import ANSWERS
-from models.patrols import MAX_VISIT_PHOTOS, public
+from models.patrols import MAX_VISIT_PHOTOS, public, tag_payload
 from models.photos import MAX_BYTES
 from models.tickets import REPAIR_CATEGORIES
 
@@ -35,6 +36,8 @@ class PlanIn(Strict):
     starts_at: AwareDatetime = Field(description="the first round's start")
     every_minutes: int = Field(ge=15, le=60 * 24 * 31, description="120: every 2 hours")
     window_minutes: int = Field(ge=5, le=60 * 24 * 31, description="a round is walked within this")
+    late_after_minutes: int | None = Field(None, ge=1, le=60 * 24 * 31, description=(
+        "a round not started this far into its window is raised as late (once)"))
     role: Literal[STAFF_ROLES] | None = None
     staff_id: str | None = Field(None, min_length=24, max_length=24)
 
@@ -58,6 +61,10 @@ class FindingTicketIn(Strict):
     category: Literal[tuple(REPAIR_CATEGORIES)] = Field("other", description="sets its priority")
 
 
+class AlarmsQuery(Strict):
+    hours: int = Field(24, ge=1, le=24 * 31)
+
+
 class StatsQuery(Strict):
     days: int = Field(7, ge=1, le=366)
 
@@ -74,7 +81,24 @@ class CheckpointsHandler(APIHandler):
             community_id, **self.body.model_dump())))
 
 
+class SheetHandler(APIHandler):
+    @api("The checkpoints' tags to print: each with the text its QR code carries and the QR "
+         "as an SVG data URL", response=list[dict], permission="patrols.manage")
+    async def get(self, community_id):
+        tags = []
+        for doc in await self.app.patrols.checkpoints(community_id):
+            payload = tag_payload(doc["code"])
+            tags.append({"id": str(doc["_id"]), "code": doc["code"], "name": doc["name"],
+                         "place_path": doc["place_path"], "payload": payload,
+                         "qr": await image_url(payload, "svg_data_url")})
+        self.write_json(tags)
+
+
 class RoutesHandler(APIHandler):
+    @api("The community's routes", response=list[dict], permission="patrols.read")
+    async def get(self, community_id):
+        self.write_json([public(d) for d in await self.app.patrols.routes(community_id)])
+
     @api("Add a route: checkpoints in order", body=RouteIn, response=dict, status=201,
          permission="patrols.manage")
     async def post(self, community_id):
@@ -124,6 +148,22 @@ class VisitTicketHandler(APIHandler):
         self.write_json(self.app.tickets.view(doc, self.principal))
 
 
+class AlarmsHandler(APIHandler):
+    @api("Rounds raised late or missed in the last hours, newest first", query=AlarmsQuery,
+         response=list[dict], permission="patrols.read")
+    async def get(self, community_id):
+        since = self.app.clock.now() - timedelta(hours=self.query.hours)
+        self.write_json(await self.app.patrols.alarms(community_id, since))
+
+
+class CurrentRoundHandler(APIHandler):
+    @api("The round open now (`null` between windows): its visits and the checkpoints to go",
+         response=dict | None, permission="patrols.read")
+    async def get(self, community_id, plan_id):
+        doc = await self.app.patrols.round_now(community_id, plan_id)
+        self.write_json(doc and self.app.patrols.view(doc))
+
+
 class RoundsHandler(APIHandler):
     @api("A plan's rounds, newest first", response=list[dict], permission="patrols.read")
     async def get(self, community_id, plan_id):
@@ -141,10 +181,13 @@ class StatsHandler(APIHandler):
 
 routes = [
     ("/api/communities/{community_id}/patrol-checkpoints", CheckpointsHandler),
+    ("/api/communities/{community_id}/patrol-checkpoints/sheet", SheetHandler),
     ("/api/communities/{community_id}/patrol-routes", RoutesHandler),
+    ("/api/communities/{community_id}/patrol-alarms", AlarmsHandler),
     ("/api/communities/{community_id}/patrol-plans", PlansHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/check-ins", CheckInHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/rounds", RoundsHandler),
+    ("/api/communities/{community_id}/patrol-plans/{plan_id}/round", CurrentRoundHandler),
     ("/api/communities/{community_id}/patrol-rounds/{round_id}/visits/{index:[0-9]+}/photos",
      VisitPhotosHandler),
     ("/api/communities/{community_id}/patrol-rounds/{round_id}/visits/{index:[0-9]+}/ticket",

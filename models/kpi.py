@@ -28,7 +28,7 @@ from models.messages import Text
 from models.places import community_zone
 from models.sla import PRIORITIES
 from models.equipment import figures as equipment_figures
-from models.patrols import completion as patrol_completion
+from models.patrols import kpi_figures as patrol_figures
 from models.surveys import latest_satisfaction
 
 PERIODS = ("day", "week", "month")
@@ -167,8 +167,8 @@ class KpiManager:
             "urges": {"total": totals["urges"], "tickets": totals["urged_tickets"]},
             # the latest satisfaction survey opened before the period's end (models/surveys.py)
             "survey_satisfaction": await latest_satisfaction(self.db, community_id, end),
-            # patrol rounds whose window closed in the period (models/patrols.py)
-            "patrol_completion": await patrol_completion(self.db, community_id, start, end),
+            # patrol completion, on-time rate and open findings (models/patrols.py)
+            **await patrol_figures(self.db, community_id, start, end),
             # inspection_coverage, equipment_overdue, equipment_open_findings at the period's
             # end or now (models/equipment.py)
             **await equipment_figures(self.db, community_id, start, end, self.clock.now()),

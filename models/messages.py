@@ -346,6 +346,8 @@ ZH: dict[str, str] = {
     "inspection not found": "未找到该巡检记录",
     "1-16 letters, digits or -": "1-16 个字母、数字或 -", "already in an earlier row": "与前面某行重复",
     "a number of days, 1 to 366": "天数，1 到 366",
+    "a round is late before its window closes": "须在巡更时段结束前才算迟到",
+    "less than window_minutes ({minutes})": "须小于时段分钟数（{minutes}）",
     # -- notices and surveys --------------------------------------------------------------------
     "notice not found": "未找到该通知", "survey not found": "未找到该问卷",
     "nothing to change": "没有要修改的内容", "give a field to change": "请给出要修改的项",

@@ -65,10 +65,13 @@ def _visit(step: Step) -> None:
     step.history.update(checkpoint=visit["checkpoint_id"], device=visit["device"])
 
 
-def _feed_missed(step: Step, round_doc: dict) -> dict | None:
-    if step.action.name != "miss":
+ALARMS = {"miss": "patrol.missed", "late": "patrol.late"}
+
+
+def _feed_alarm(step: Step, round_doc: dict) -> dict | None:
+    if step.action.name not in ALARMS:
         return None
-    return {"community_id": str(round_doc["community_id"]), "kind": "patrol.missed",
+    return {"community_id": str(round_doc["community_id"]), "kind": ALARMS[step.action.name],
             "round": {"id": str(round_doc["_id"]), "plan_id": str(round_doc["plan_id"]),
                       "starts_at": round_doc["starts_at"].isoformat(),
                       "done": len(round_doc["visits"]), "of": len(round_doc["checkpoints"])}}
@@ -78,8 +81,16 @@ ROUND_WORKFLOW = Workflow("round", (
     action("check_in", {"open"}, SAME, {"patroller"}, "checked in", apply=_visit),
     action("finish", {"open"}, "completed", {"patroller"}, "finished", apply=_visit,
            stamp="completed_at"),
+    # Not started `late_after_minutes` into its window: raised once, the round stays open.
+    action("late", {"open"}, SAME, {"scheduler"}, "late", stamp="late_at"),
     action("miss", {"open"}, "missed", {"scheduler"}, "missed", stamp="missed_at"),
-), patrol_roles, every=(Effect("patrol.feed", _feed_missed),))
+), patrol_roles, every=(Effect("patrol.feed", _feed_alarm),))
+
+
+def tag_payload(code: str) -> str:
+    """What a checkpoint's QR code carries: its code, marked so the check-in screen knows a
+    checkpoint tag from any other QR code (the code alone, typed, is accepted too)."""
+    return f"XQCP:{code}"
 
 
 def public(doc: dict) -> dict:
@@ -132,7 +143,7 @@ class PatrolManager:
 
     async def add_plan(self, community_id: str, *, route_id: str, name: str, starts_at: datetime,
                        every_minutes: int, window_minutes: int, role: str | None,
-                       staff_id: str | None) -> dict:
+                       staff_id: str | None, late_after_minutes: int | None = None) -> dict:
         route = await self.db.patrol_routes.find_one(
             {"_id": object_id(route_id, "route"), "community_id": ObjectId(community_id)})
         if route is None:
@@ -141,12 +152,16 @@ class PatrolManager:
             raise Invalid("a round ends before the next starts",
                           fields={"window_minutes": Text("at most every_minutes ({minutes})",
                                                             minutes=every_minutes)})
+        if late_after_minutes is not None and late_after_minutes >= window_minutes:
+            raise Invalid("a round is late before its window closes",
+                          fields={"late_after_minutes": Text("less than window_minutes ({minutes})",
+                                                                minutes=window_minutes)})
         if (role is None) == (staff_id is None):
             raise Invalid("assign a role or a person", fields={"role": "role or staff_id, one"})
         doc = {"community_id": ObjectId(community_id), "route_id": route["_id"], "name": name,
                "starts_at": starts_at, "every_minutes": every_minutes,
-               "window_minutes": window_minutes, "assignee": {"role": role, "staff_id": staff_id},
-               "created_at": self.clock.now()}
+               "window_minutes": window_minutes, "late_after_minutes": late_after_minutes,
+               "assignee": {"role": role, "staff_id": staff_id}, "created_at": self.clock.now()}
         await self.db.patrol_plans.insert_one(doc)
         return doc
 
@@ -166,29 +181,47 @@ class PatrolManager:
             raise NotFound("plan not found")
         return plan
 
-    async def current_round(self, plan: dict, now: datetime) -> dict | None:
-        """The round whose window holds `now` (made on first use: its id is plan + start)."""
+    @staticmethod
+    def _window(plan: dict, now: datetime) -> tuple[datetime, datetime] | None:
+        """[start, end) of the plan's round whose window holds `now`, if one does."""
         if now < plan["starts_at"]:
             return None
         every = timedelta(minutes=plan["every_minutes"])
         start = plan["starts_at"] + every * ((now - plan["starts_at"]) // every)
         end = start + timedelta(minutes=plan["window_minutes"])
-        if now >= end:
+        return (start, end) if now < end else None
+
+    async def current_round(self, plan: dict, now: datetime) -> dict | None:
+        """The round whose window holds `now` (made on first use: its id is plan + start)."""
+        window = self._window(plan, now)
+        return window and await self._round(plan, *window)
+
+    async def round_now(self, community_id: str, plan_id: str) -> dict | None:
+        """The plan's open window's round as it stands — unsaved if nobody has started it."""
+        plan = await self._plan(community_id, plan_id)
+        window = self._window(plan, self.clock.now())
+        if window is None:
             return None
-        return await self._round(plan, start, end)
+        doc = await self._new_round(plan, *window)
+        return await self.db.patrol_rounds.find_one({"_id": doc["_id"]}) or doc
 
     async def _round(self, plan: dict, start: datetime, end: datetime) -> dict:
-        route = await self.db.patrol_routes.find_one({"_id": plan["route_id"]})
-        key = f"{plan['_id']}:{int(start.timestamp())}"
-        doc = {"_id": key, "community_id": plan["community_id"], "plan_id": plan["_id"],
-               "starts_at": start, "ends_at": end, "checkpoints": route["checkpoints"],
-               "assignee": plan["assignee"], "visits": [], "state": "open", "version": 1,
-               "history": [created(SCHEDULER, self.clock.now(), "open")]}
+        doc = await self._new_round(plan, start, end)
         try:
             await self.db.patrol_rounds.insert_one(doc)
         except DuplicateKeyError:
-            doc = await self.db.patrol_rounds.find_one({"_id": key})
+            doc = await self.db.patrol_rounds.find_one({"_id": doc["_id"]})
         return doc
+
+    async def _new_round(self, plan: dict, start: datetime, end: datetime) -> dict:
+        route = await self.db.patrol_routes.find_one({"_id": plan["route_id"]})
+        key = f"{plan['_id']}:{int(start.timestamp())}"
+        late = plan.get("late_after_minutes")
+        return {"_id": key, "community_id": plan["community_id"], "plan_id": plan["_id"],
+               "plan_name": plan["name"], "starts_at": start, "ends_at": end,
+               "late_by": late and start + timedelta(minutes=late), "checkpoints": route["checkpoints"],
+               "assignee": plan["assignee"], "visits": [], "state": "open", "version": 1,
+               "history": [created(SCHEDULER, self.clock.now(), "open")]}
 
     async def check_in(self, principal: Principal, community_id: str, plan_id: str, *, code: str,
                        device: str, scanned_at: datetime, location: dict | None,
@@ -295,8 +328,10 @@ class PatrolManager:
         return shown
 
     async def sweep(self, now: datetime) -> int:
-        """Mark the rounds whose window closed as missed; make the rounds nobody started so
-        they are missed too (a plan's rounds since its last known one)."""
+        """Raise the rounds not started `late_after_minutes` into their window as late (once);
+        mark the rounds whose window closed as missed; make the rounds nobody started so
+        they are late and missed too (a plan's rounds since its last known one, and the
+        open one). Answers how many were missed."""
         for plan in await self.db.patrol_plans.find({}).to_list(None):
             last = await self.db.patrol_rounds.find_one({"plan_id": plan["_id"]},
                                                         sort=[("starts_at", DESCENDING)])
@@ -305,6 +340,20 @@ class PatrolManager:
             while start + timedelta(minutes=plan["window_minutes"]) <= now:
                 await self._round(plan, start, start + timedelta(minutes=plan["window_minutes"]))
                 start += every
+            late = plan.get("late_after_minutes")
+            if late is not None and start + timedelta(minutes=late) <= now:
+                await self.current_round(plan, now)
+        for doc in await self.db.patrol_rounds.find(
+                {"state": "open", "late_by": {"$lte": now}, "ends_at": {"$gt": now},
+                 "late_at": None}).to_list(500):
+            if doc["visits"]:
+                continue  # started in time
+            try:
+                _, effects = await ROUND_WORKFLOW.run(self.db.patrol_rounds, SCHEDULER, doc, "late",
+                                                      {}, now, context=self)
+            except Conflict:  # checked in meanwhile
+                continue
+            await self.effects.emit(effects)
         missed = 0
         for doc in await self.db.patrol_rounds.find({"state": "open", "ends_at": {"$lte": now}}).to_list(500):
             try:
@@ -316,6 +365,22 @@ class PatrolManager:
             missed += 1
         return missed
 
+    async def alarms(self, community_id: str, since: datetime) -> list[dict]:
+        """Rounds raised late or missed since `since`, newest first: what the guard console
+        and Today show (a late round that was then walked shows as such)."""
+        docs = await self.db.patrol_rounds.find(
+            {"community_id": ObjectId(community_id),
+             "$or": [{"missed_at": {"$gte": since}}, {"late_at": {"$gte": since}}]},
+            {"history": 0}).sort("starts_at", DESCENDING).to_list(200)
+        return [{"round_id": d["_id"], "plan_id": d["plan_id"], "plan_name": d.get("plan_name"),
+                 "kind": "missed" if d["state"] == "missed" else "late",
+                 "at": d.get("missed_at") or d["late_at"], "state": d["state"],
+                 "starts_at": d["starts_at"], "ends_at": d["ends_at"],
+                 "done": len(d["visits"]), "of": len(d["checkpoints"])} for d in docs]
+
+    async def routes(self, community_id: str) -> list[dict]:
+        return await self.db.patrol_routes.find({"community_id": ObjectId(community_id)}).to_list(200)
+
     async def rounds(self, community_id: str, plan_id: str, limit: int = 50) -> list[dict]:
         plan = await self._plan(community_id, plan_id)
         return await self.db.patrol_rounds.find({"plan_id": plan["_id"]}).sort(
@@ -326,23 +391,54 @@ class PatrolManager:
         plan = await self._plan(community_id, plan_id)
         docs = await self.db.patrol_rounds.find(
             {"plan_id": plan["_id"], "ends_at": {"$gte": since, "$lte": self.clock.now()}},
-            {"state": 1, "visits": 1}).to_list(None)
+            {"state": 1, "visits": 1, "late_by": 1}).to_list(None)
         completed = sum(d["state"] == "completed" for d in docs)
-        problems = sum(v["problem"] for d in docs for v in d["visits"])
         return {"rounds": len(docs), "completed": completed,
                 "missed": sum(d["state"] == "missed" for d in docs),
-                "completion_rate": round(completed / len(docs), 4) if docs else None,
-                "problems_found": problems}
+                "on_time": sum(map(on_time, docs)),
+                "completion_rate": _rate(completed, len(docs)),
+                "on_time_rate": _rate(sum(map(on_time, docs)), len(docs)),
+                "problems_found": sum(v["problem"] for d in docs for v in d["visits"])}
 
 
-async def completion(db, community_id: str, start: datetime, end: datetime) -> dict:
-    """Rounds of every plan whose window closed in [start, end): completed / all (the KPI
-    page's patrol figure, target 100 %: the plans promise every round)."""
+def on_time(round_doc: dict) -> bool:
+    """Walked whole, and started before the plan's `late_after_minutes` passed (if it has one)."""
+    if round_doc["state"] != "completed":
+        return False
+    return not round_doc.get("late_by") or round_doc["visits"][0]["at"] < round_doc["late_by"]
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _judged(value: float | None, target: float, comparison: str, **counts) -> dict:
+    meets = None if value is None else value >= target if comparison == ">=" else value <= target
+    return {"value": value, "target": target, "comparison": comparison, "meets": meets, **counts}
+
+
+async def kpi_figures(db, community_id: str, start: datetime, end: datetime) -> dict:
+    """The KPI page's patrol figures for [start, end), beside the plans' promise (every round,
+    on time, every problem repaired): over the rounds whose window closed in the period,
+    completion (completed / all) and on-time rate (on_time / all), target 100 %; and the
+    problems found in the period not yet turned into a closed ticket, target 0."""
     docs = await db.patrol_rounds.find(
         {"community_id": ObjectId(community_id), "ends_at": {"$gte": start, "$lt": end},
-         "state": {"$in": ["completed", "missed"]}}, {"state": 1}).to_list(None)
-    completed = sum(d["state"] == "completed" for d in docs)
-    value = round(completed / len(docs), 4) if docs else None
-    return {"value": value, "target": 1.0, "comparison": ">=",
-            "meets": None if value is None else value >= 1.0, "completed": completed,
-            "rounds": len(docs)}
+         "state": {"$in": ["completed", "missed"]}},
+        {"state": 1, "visits": 1, "late_by": 1}).to_list(None)
+    completed, timely = sum(d["state"] == "completed" for d in docs), sum(map(on_time, docs))
+    found = await db.patrol_rounds.find(
+        {"community_id": ObjectId(community_id), "starts_at": {"$gte": start, "$lt": end},
+         "visits.problem": True}, {"visits": 1}).to_list(None)
+    problems = [v for d in found for v in d["visits"] if v["problem"]]
+    tickets = [v["ticket_id"] for v in problems if v.get("ticket_id")]
+    closed = await db.tickets.count_documents({"_id": {"$in": tickets}, "state": "closed"}) \
+        if tickets else 0
+    return {
+        "patrol_completion": _judged(_rate(completed, len(docs)), 1.0, ">=", completed=completed,
+                                     rounds=len(docs)),
+        "patrol_on_time": _judged(_rate(timely, len(docs)), 1.0, ">=", on_time=timely,
+                                  rounds=len(docs)),
+        "patrol_open_findings": _judged(len(problems) - closed, 0, "<=", found=len(problems),
+                                        ticketed=len(tickets), closed=closed),
+    }

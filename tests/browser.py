@@ -32,6 +32,7 @@ lives on one loop.
 """
 
 import asyncio
+import contextlib
 import io
 import re
 import shutil
@@ -56,6 +57,7 @@ SCREENS = ROOT / "test-artifacts" / "screens"
 AXE = ROOT / "admin" / "node_modules" / "axe-core" / "axe.min.js"
 PHONE = {"width": 375, "height": 812}
 BLOCKING_IMPACTS = ("serious", "critical")
+SIGN_IN_MS = 30_000
 
 
 def chromium_binary() -> str:
@@ -87,13 +89,14 @@ def decode_qr(png: bytes) -> str:
     return found[0].text
 
 
-@pytest.fixture(scope="session")
-def chromium_endpoint():
-    """One Chromium for the session; its DevTools WebSocket address."""
+@contextlib.contextmanager
+def chromium(*flags: str):
+    """A Chromium of its own (with `flags` besides the usual); its DevTools WebSocket address."""
     with tempfile.TemporaryDirectory() as profile:
         process = subprocess.Popen(
-            [chromium_binary(), *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [chromium_binary(), *FLAGS, *flags, f"--user-data-dir={profile}",
+             "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         endpoint = None
         for line in process.stderr:
             if match := re.search(r"DevTools listening on (ws://\S+)", line):
@@ -110,6 +113,13 @@ def chromium_endpoint():
             process.wait(10)
             drain.join(10)
             process.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def chromium_endpoint():
+    """One Chromium for the session; its DevTools WebSocket address."""
+    with chromium() as endpoint:
+        yield endpoint
 
 
 class AdminPages:
@@ -144,7 +154,9 @@ class AdminPages:
         await page.get_by_label("用户名").fill(username)
         await page.get_by_label("密码").fill(password)
         await page.get_by_role("button", name="登录").click()
-        await expect(page.locator(".van-tabbar")).to_be_visible()
+        # The password check is deliberately slow (a key-derivation hash): more so on a
+        # loaded machine, so the wait allows for it.
+        await expect(page.locator(".van-tabbar")).to_be_visible(timeout=SIGN_IN_MS)
 
     async def check_screen(self, page: Page, name: str) -> None:
         """The screen fits a phone, has no serious accessibility faults, and is saved as a PNG."""
@@ -171,10 +183,11 @@ class AdminPages:
         }""", list(BLOCKING_IMPACTS))
 
 
-@pytest_asyncio.fixture
-async def admin(chromium_endpoint, base_url):
+@contextlib.asynccontextmanager
+async def admin_pages(endpoint: str, base_url: str):
+    """AdminPages in the Chromium at `endpoint`; a page's error or foreign request fails it."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.connect_over_cdp(chromium_endpoint)
+        browser = await playwright.chromium.connect_over_cdp(endpoint)
         pages = AdminPages(browser, base_url)
         try:
             yield pages
@@ -183,3 +196,9 @@ async def admin(chromium_endpoint, base_url):
                 await context.close()
             await browser.close()
     assert not pages.problems, "\n".join(pages.problems)
+
+
+@pytest_asyncio.fixture
+async def admin(chromium_endpoint, base_url):
+    async with admin_pages(chromium_endpoint, base_url) as pages:
+        yield pages

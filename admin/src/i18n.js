@@ -61,5 +61,5 @@ words('common', {
 words('switch', { title: ['切换小区', 'Switch community'] })
 export const roleName = words('role', {
   admin: ['管理员', 'Admin'], manager: ['经理', 'Manager'], customer_service: ['客服', 'Customer service'],
-  security: ['保安', 'Security'], maintenance: ['维修', 'Maintenance'],
+  security: ['保安', 'Security'], security_lead: ['保安队长', 'Security lead'], maintenance: ['维修', 'Maintenance'],
 })

@@ -2,6 +2,8 @@
 // bar (`tab`) or the More menu (`menu`) or neither (`title`), and the permissions (any one
 // of them) the server must grant for it to be shown.
 // To add a screen: write views/Name.vue, add one entry here (see docs/admin.md).
+import './patrols' // the patrol screens' menu words
+
 export const screens = [
   { path: '/today', name: 'today', tab: 'tab.today', icon: 'todo-list-o',
     permissions: ['tickets.read'], component: () => import('./views/Today.vue') },
@@ -38,6 +40,14 @@ export const screens = [
     permissions: ['decoration.read'], component: () => import('./views/Permits.vue') },
   { path: '/decoration/:id', name: 'permit', title: 'more.decoration', permissions: ['decoration.read'],
     component: () => import('./views/PermitDetail.vue') },
+  { path: '/patrol-check-in', name: 'patrol-check-in', menu: 'more.patrol_check_in', icon: 'scan',
+    permissions: ['patrols.check_in'], component: () => import('./views/PatrolCheckIn.vue') },
+  { path: '/patrols', name: 'patrols', menu: 'more.patrols', icon: 'guide-o',
+    permissions: ['patrols.read'], component: () => import('./views/Patrols.vue') },
+  { path: '/patrols/plans/:id', name: 'patrol-plan', title: 'more.patrols', permissions: ['patrols.read'],
+    component: () => import('./views/PatrolPlan.vue') },
+  { path: '/patrols/sheet', name: 'patrol-sheet', title: 'patrol.sheet', permissions: ['patrols.manage'],
+    component: () => import('./views/PatrolSheet.vue') },
   { path: '/settings', name: 'settings', menu: 'more.settings', icon: 'setting-o',
     permissions: ['sla.write', 'staff.write', 'gates.write'],
     component: () => import('./views/Settings.vue') },
