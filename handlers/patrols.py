@@ -81,7 +81,7 @@ class CheckpointsHandler(APIHandler):
             community_id, **self.body.model_dump())))
 
 
-class SheetHandler(APIHandler):
+class TagSheetHandler(APIHandler):
     @api("The checkpoints' tags to print: each with the text its QR code carries and the QR "
          "as an SVG data URL", response=list[dict], permission="patrols.manage")
     async def get(self, community_id):
@@ -148,7 +148,7 @@ class VisitTicketHandler(APIHandler):
         self.write_json(self.app.tickets.view(doc, self.principal))
 
 
-class AlarmsHandler(APIHandler):
+class PatrolAlarmsHandler(APIHandler):
     @api("Rounds raised late or missed in the last hours, newest first", query=AlarmsQuery,
          response=list[dict], permission="patrols.read")
     async def get(self, community_id):
@@ -158,7 +158,7 @@ class AlarmsHandler(APIHandler):
 
 class CurrentRoundHandler(APIHandler):
     @api("The round open now (`null` between windows): its visits and the checkpoints to go",
-         response=dict | None, permission="patrols.read")
+         response=dict, permission="patrols.read")
     async def get(self, community_id, plan_id):
         doc = await self.app.patrols.round_now(community_id, plan_id)
         self.write_json(doc and self.app.patrols.view(doc))
@@ -181,9 +181,9 @@ class StatsHandler(APIHandler):
 
 routes = [
     ("/api/communities/{community_id}/patrol-checkpoints", CheckpointsHandler),
-    ("/api/communities/{community_id}/patrol-checkpoints/sheet", SheetHandler),
+    ("/api/communities/{community_id}/patrol-checkpoints/sheet", TagSheetHandler),
     ("/api/communities/{community_id}/patrol-routes", RoutesHandler),
-    ("/api/communities/{community_id}/patrol-alarms", AlarmsHandler),
+    ("/api/communities/{community_id}/patrol-alarms", PatrolAlarmsHandler),
     ("/api/communities/{community_id}/patrol-plans", PlansHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/check-ins", CheckInHandler),
     ("/api/communities/{community_id}/patrol-plans/{plan_id}/rounds", RoundsHandler),

@@ -28,7 +28,7 @@ words('patrol', {
   rounds: ['巡更记录', 'Rounds'], visit: ['{n}. {name}', '{n}. {name}'], problem: ['有问题', 'Problem'],
   ok: ['正常', 'OK'], make_ticket: ['报修', 'Report repair'], ticket: ['报修单', 'Repair ticket'],
   required: ['请填写必填项', 'Fill in the required fields'], plan: ['巡更计划', 'Patrol plan'], scan: ['扫码打卡', 'Scan'],
-  stop_scan: ['停止扫码', 'Stop scanning'], type_code: ['输入巡更点编号', 'Checkpoint number'],
+  type_code: ['输入巡更点编号', 'Checkpoint number'],
   found: ['已识别巡更点：{name}（{code}）', 'Checkpoint: {name} ({code})'],
   unknown_tag: ['不是本小区的巡更点二维码', 'Not a checkpoint code of this community'],
   next: ['下一个：{name}', 'Next: {name}'], progress: ['本轮进度 {done}/{of}', 'This round {done}/{of}'],
@@ -37,7 +37,6 @@ words('patrol', {
   done: ['本轮巡更已完成', 'Round completed'], wrong_order: ['顺序不对，应先到：{name}', 'Wrong order: go to {name} first'],
   outside_window: ['现在不在巡更时段内', 'No patrol window is open now'], location: ['已记录位置', 'Location recorded'],
   no_location: ['未获取位置', 'No location'],
-  camera_failed: ['无法打开相机，请输入编号', 'The camera did not open: type the number'],
   code_label: ['编号 {code}', 'Number {code}'], choose_plan: ['选择计划', 'Choose a plan'],
   photo_failed: ['照片未上传：{words}', 'Photo not sent: {words}'],
 })
