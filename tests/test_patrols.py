@@ -120,3 +120,26 @@ async def test_unit_doors_stairwells_and_windows_every_three_days(p, clock):
     assert [(r["starts_at"][:10], r["state"], len(r["visits"])) for r in rounds] == [
         ((START + timedelta(days=3)).date().isoformat(), "missed", 1),
         (START.date().isoformat(), "completed", 3)]
+
+
+async def test_the_open_round_the_routes_and_the_tag_sheet(app, p, clock):
+    async def get(path, who="security"):
+        return await p.http.get(p.base + path, token=p.c.tokens[who])
+
+    shown = (await get(f"/patrol-plans/{p.plan}/round")).body  # nobody started it: not saved
+    assert (shown["state"], shown["visits"], len(shown["checkpoints"])) == ("open", [], 3)
+    assert await app.db.patrol_rounds.count_documents({}) == 0
+    assert (await p.check_in(p.plan, "A1")).status == 201
+    assert len((await get(f"/patrol-plans/{p.plan}/round")).body["visits"]) == 1
+    clock.advance(70 * 60)  # 01:10: between windows
+    assert (await get(f"/patrol-plans/{p.plan}/round")).body is None
+
+    [route] = (await get("/patrol-routes")).body
+    assert (route["name"], len(route["checkpoints"])) == ("夜间巡更", 3)
+    assert (await p.post("security_lead", "/patrol-checkpoints",
+                         {"code": "b-1", "name": "后门"})).status == 201  # lower case: a byte-mode QR
+    assert (await get("/patrol-checkpoints/sheet")).status == 403  # guards do not print tags
+    tags = (await get("/patrol-checkpoints/sheet", "security_lead")).body
+    assert [(t["code"], t["payload"]) for t in tags] == [
+        ("A1", "XQCP:A1"), ("A2", "XQCP:A2"), ("A3", "XQCP:A3"), ("b-1", "XQCP:b-1")]
+    assert all(t["qr"].startswith("data:image/svg+xml;base64,") for t in tags)
