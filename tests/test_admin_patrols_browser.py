@@ -5,6 +5,7 @@ of the checkpoint's QR code) — with the problem found turned into a repair tic
 and missed alarms on Today and the guard console."""
 
 import io
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -217,3 +218,24 @@ async def test_late_and_missed_rounds_alarm_on_today_and_the_guard_console(app, 
     await page.get_by_role("tab", name="巡更").click()
     await expect(page.locator('.patrol-alarm[data-alarm="late"]')).to_contain_text("已巡 0/3")
     await admin.check_screen(page, "gates-patrol-alarms")
+
+
+async def test_a_plans_rounds_show_the_visits_and_turn_a_problem_into_a_ticket(app, admin, api_client):
+    p = await set_up(app, api_client, "pr", datetime.now(UTC) - timedelta(minutes=5))
+    assert (await p.check_in(p.plan, "A1")).status == 201
+    assert (await p.check_in(p.plan, "A2", answers={"locks": "problem"}, note="门锁松动")).status == 201
+    page = await admin.open()
+    await admin.sign_in(page, "pr-manager")
+    await page.get_by_role("tab", name="更多").click()
+    await page.get_by_text("巡更管理").click()
+    await page.locator(".plan-row").filter(has_text="每 2 小时").click()
+    visits = page.locator(".visit")
+    await expect(visits).to_have_count(2)
+    await expect(visits.nth(1)).to_contain_text("2. 1 栋大堂")
+    await expect(visits.nth(1)).to_contain_text("有问题：locks · 门锁松动")
+    await admin.check_screen(page, "patrol-plan-rounds")
+    await visits.nth(1).get_by_role("button", name="报修").click()
+    await expect(visits.nth(1).get_by_role("button", name="报修单")).to_be_visible()
+    ticket_id = (await rounds(p, p.plan))[0]["visits"][1]["ticket_id"]
+    await visits.nth(1).get_by_role("button", name="报修单").click()
+    await expect(page).to_have_url(re.compile(f"/tickets/{ticket_id}$"))
