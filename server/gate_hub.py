@@ -400,9 +400,9 @@ class GateHub:
     def admitting(self) -> int:
         """Handshakes taken at once: a window that starts small, grows by one with each
         handshake welcomed within a quarter of the deadline and halves with each slower one
-        (timed out included), between INITIAL_HANDSHAKES and `max_handshakes`. On a slow store more at once would only queue
-        there and miss the deadline together; a cold start must not send the whole limit at
-        once to a store that has not been measured yet."""
+        (timed out included), between INITIAL_HANDSHAKES and `max_handshakes`. On a slow
+        store more at once would only queue there and miss the deadline together; a cold
+        start must not send the whole limit at once to a store not measured yet."""
         return int(self.window)
 
     def _retry_after(self) -> float:
