@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 from handlers.base import APIHandler, Strict, api
 from handlers.imports import UPLOADS, ImportQuery, ImportsHandler, RowError
 from handlers.patrols import CheckInIn
+from handlers.tag_sheet import tag_sheet
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
-from models.equipment import CHECK_WORDS, ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, TAG_CODE, public
+from models.equipment import CHECK_WORDS, ITEM_WORKFLOW, KINDS, MAX_PHOTOS, STATES, TAG_CODE, TAG_PREFIX, public
 from models.importer import MAX_FILE_BYTES
 from models.messages import say
 from models.photos import MAX_BYTES
@@ -107,6 +108,16 @@ class ItemsHandler(ItemView, APIHandler):
 
 
 
+class TagSheetHandler(APIHandler):
+    @api("The items' tags to print (all but the retired): each with the text its QR code "
+         "carries (`XQEQ:<tag code>`) and the QR as an SVG data URL", response=list[dict],
+         permission="equipment.manage")
+    async def get(self, community_id):
+        self.write_json(await tag_sheet(TAG_PREFIX, [
+            {"id": str(d["_id"]), "code": d["tag_code"], "name": d["name"], "place_path": d["place_path"]}
+            for d in await self.app.equipment.tagged(community_id)]))
+
+
 class KindsHandler(APIHandler):
     @api("The kinds of equipment with their default interval (days), checklist and its words "
          "([Chinese, English] per item)",
@@ -196,12 +207,13 @@ class InspectionTicketHandler(APIHandler):
         self.write_json(self.app.tickets.view(doc, self.principal))
 
 
-ITEM = "{item_id:[0-9a-f]+}"  # (not "by-code", "inspections")
+ITEM = "{item_id:[0-9a-f]+}"  # (not "by-code", "inspections", "sheet")
 routes = [
     ("/api/communities/{community_id}/equipment", ItemsHandler),
     ("/api/communities/{community_id}/equipment-kinds", KindsHandler),
     ("/api/communities/{community_id}/equipment/import", RegisterImportHandler),
     ("/api/communities/{community_id}/equipment/by-code/{code}", ByCodeHandler),
+    ("/api/communities/{community_id}/equipment/sheet", TagSheetHandler),
     ("/api/communities/{community_id}/equipment/inspections", InspectionsHandler),
     ("/api/communities/{community_id}/equipment/inspections/{inspection_id}/photos",
      InspectionPhotosHandler),

@@ -9,11 +9,11 @@ from typing import Literal
 from pydantic import AwareDatetime, Field
 
 from handlers.base import APIHandler, Strict, api
-from handlers.passes import image_url
+from handlers.tag_sheet import tag_sheet
 from handlers.tickets import MULTIPART_OVERHEAD, Ticket
 from models.access import STAFF_ROLES
 from models.check_ins import ANSWERS
-from models.patrols import MAX_VISIT_PHOTOS, public, tag_payload
+from models.patrols import MAX_VISIT_PHOTOS, TAG_PREFIX, public
 from models.photos import MAX_BYTES
 from models.tickets import REPAIR_CATEGORIES
 
@@ -85,13 +85,9 @@ class TagSheetHandler(APIHandler):
     @api("The checkpoints' tags to print: each with the text its QR code carries and the QR "
          "as an SVG data URL", response=list[dict], permission="patrols.manage")
     async def get(self, community_id):
-        tags = []
-        for doc in await self.app.patrols.checkpoints(community_id):
-            payload = tag_payload(doc["code"])
-            tags.append({"id": str(doc["_id"]), "code": doc["code"], "name": doc["name"],
-                         "place_path": doc["place_path"], "payload": payload,
-                         "qr": await image_url(payload, "svg_data_url")})
-        self.write_json(tags)
+        self.write_json(await tag_sheet(TAG_PREFIX, [
+            {"id": str(d["_id"]), "code": d["code"], "name": d["name"], "place_path": d["place_path"]}
+            for d in await self.app.patrols.checkpoints(community_id)]))
 
 
 class RoutesHandler(APIHandler):

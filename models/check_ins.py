@@ -16,6 +16,13 @@ CLOCK_SKEW = timedelta(minutes=2)
 ANSWERS = ("ok", "problem")
 
 
+def tag_payload(prefix: str, code: str) -> str:
+    """What a tag's QR code carries: its code, marked with what it is on (`XQCP` a patrol
+    checkpoint, `XQEQ` a piece of equipment) so a scanning screen knows its own tags from
+    any other QR code; the code alone, typed, is accepted too."""
+    return f"{prefix}:{code}"
+
+
 def proof(principal: Principal, now: datetime, *, device: str, scanned_at: datetime,
           location: dict | None) -> dict:
     """The record of a check-in at `now`, or 400 when the scan is not from now."""

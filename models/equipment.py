@@ -97,6 +97,7 @@ DEFAULT_INTERVALS = {kind: days for kind, (days, _) in KINDS.items()}
 STATES = ("in_service", "faulty", "retired")
 MAX_PHOTOS = 6
 TAG_CODE = re.compile(r"^[A-Za-z0-9-]{1,16}$")
+TAG_PREFIX = "XQEQ"  # an item's printed tag: models/check_ins.tag_payload
 MAX_IMPORT_ROWS = 5000
 # Bulk import of the register (models/importer.py reads the sheet within its bounds):
 # column -> accepted headers (the third is named when a required one is missing).
@@ -312,6 +313,13 @@ class EquipmentManager(Records):
         docs = await self.db.equipment.find(query, {"history": 0}).sort(
             [("due_at", ASCENDING), ("name", ASCENDING)]).to_list(2000)
         return sorted(docs, key=lambda d: d["due_at"] is None)  # (None sorts first in MongoDB)
+
+    async def tagged(self, community_id: str) -> list[dict]:
+        """The items whose tags hang on them, for the print sheet: all but the retired (a
+        faulty item is still inspected after its repair), by place then tag code."""
+        return await self.db.equipment.find(
+            {"community_id": ObjectId(community_id), "state": {"$ne": "retired"}},
+            {"history": 0}).sort([("place_path", ASCENDING), ("tag_code", ASCENDING)]).to_list(None)
 
     async def by_code(self, community_id: str, code: str) -> dict:
         doc = await self.db.equipment.find_one({"community_id": ObjectId(community_id),

@@ -87,10 +87,7 @@ ROUND_WORKFLOW = Workflow("round", (
 ), patrol_roles, every=(Effect("patrol.feed", _feed_alarm),))
 
 
-def tag_payload(code: str) -> str:
-    """What a checkpoint's QR code carries: its code, marked so the check-in screen knows a
-    checkpoint tag from any other QR code (the code alone, typed, is accepted too)."""
-    return f"XQCP:{code}"
+TAG_PREFIX = "XQCP"  # a checkpoint's tag: models/check_ins.tag_payload
 
 
 def public(doc: dict) -> dict:

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+import qrcode
 import zxingcpp
 from PIL import Image
 from playwright.async_api import Page, async_playwright, expect
@@ -113,6 +114,34 @@ def chromium(*flags: str):
             process.wait(10)
             drain.join(10)
             process.stderr.close()
+
+
+CAMERA_FRAME = (640, 480)
+
+
+def qr_video(path: Path, text: str, frames: int = 5) -> None:
+    """A Y4M video (4:2:0) of `text`'s QR code on white, for Chromium's fake camera."""
+    code = qrcode.make(text, border=4).get_image().convert("RGB")
+    width, height = CAMERA_FRAME
+    side = height * 3 // 4
+    image = Image.new("RGB", CAMERA_FRAME, "white")
+    image.paste(code.resize((side, side), Image.NEAREST), ((width - side) // 2, (height - side) // 2))
+    y, cb, cr = image.convert("YCbCr").split()
+    half = (width // 2, height // 2)
+    frame = b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
+    with open(path, "wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F10:1 Ip A1:1 C420jpeg\n".encode())
+        out.write(frame * frames)
+
+
+@contextlib.contextmanager
+def camera_chromium(video: Path, text: str):
+    """A Chromium whose camera shows `text`'s QR code (written to `video`) and grants the
+    camera unasked; its DevTools WebSocket address, for `admin_pages`."""
+    qr_video(video, text)
+    with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                  f"--use-file-for-fake-video-capture={video}") as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="session")
@@ -201,4 +230,12 @@ async def admin_pages(endpoint: str, base_url: str):
 @pytest_asyncio.fixture
 async def admin(chromium_endpoint, base_url):
     async with admin_pages(chromium_endpoint, base_url) as pages:
+        yield pages
+
+
+@pytest_asyncio.fixture
+async def camera(camera_endpoint, base_url):
+    """AdminPages in a Chromium with a fake camera: the test module defines `camera_endpoint`
+    (a module-scoped fixture over `camera_chromium`, showing the tag its tests scan)."""
+    async with admin_pages(camera_endpoint, base_url) as pages:
         yield pages

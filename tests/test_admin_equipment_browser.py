@@ -1,6 +1,7 @@
 """The equipment screens in Chromium: the Today count of overdue items, the overdue list
 most overdue first, an inspection at a typed tag code with a problem, photo and one-step
-repair ticket; the office registers an item, filters the register, repairs it; the KPI rows."""
+repair ticket; a guard's camera scanning an item's printed tag; the office registers an item,
+imports the register, prints the items' QR sheet, filters the register, repairs it; the KPI rows."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -8,7 +9,10 @@ import pytest
 from playwright.async_api import expect
 
 from models.access import Principal
+from models.check_ins import tag_payload
 from models.common import Clock
+from models.equipment import TAG_PREFIX
+from tests.browser import camera_chromium, decode_qr
 from tests.builders import make_community
 from tests.test_photos import image_bytes
 
@@ -28,6 +32,14 @@ class ShiftedClock(Clock):
 @pytest.fixture
 def clock():
     return ShiftedClock()
+
+
+@pytest.fixture(scope="module")
+def camera_endpoint(tmp_path_factory):
+    """A Chromium whose camera shows item E1's printed tag."""
+    with camera_chromium(tmp_path_factory.mktemp("camera") / "e1.y4m",
+                         tag_payload(TAG_PREFIX, "E1")) as endpoint:
+        yield endpoint
 
 
 async def register(app, c, days_ago, **item):
@@ -109,6 +121,18 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await expect(page.locator('[data-test="imported"]')).to_have_text("新增 1 台，已有 0 台，1 行有误")
     await expect(page.get_by_text("第 3 行 类型：")).to_be_visible()
     await expect(page.locator('[data-item="S1"]')).to_be_visible()
+    await page.get_by_role("button", name="打印设备二维码").click()
+    tag = page.locator('.tag[data-code="S1"]')
+    await expect(tag).to_contain_text("1单元烟感")
+    await expect(tag).to_contain_text("编号 S1")
+    await expect(page.locator(".tag")).to_have_count(3)  # H2, P1, S1
+    assert decode_qr(await tag.locator("img").screenshot()) == "XQEQ:S1"
+    await admin.check_screen(page, "equipment-sheet")
+    await page.emulate_media(media="print")
+    await expect(page.get_by_role("button", name="打印")).to_be_hidden()
+    await expect(tag).to_be_visible()
+    await page.emulate_media(media="screen")
+    await page.get_by_role("button", name="返回").click()
     await page.locator('[data-test="filter-kind"]').select_option("pump")
     await expect(page.locator(".items [data-item]")).to_have_count(1)
     await expect(page.locator('[data-item="P1"]')).to_contain_text("逾期 13 天")
@@ -144,6 +168,21 @@ async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     await expect(page.locator('[data-kpi="inspection_coverage"] .figure')).to_have_text("33.3%")  # the pump of 3 items
     await expect(page.locator('[data-kpi="equipment_overdue"] .figure')).to_have_text("0")
     await expect(page.locator('[data-kpi="equipment_open_findings"]')).to_contain_text("目标 ≤ 0 台")
+
+
+async def test_a_guard_scans_a_printed_tag_and_gets_its_inspect_form(app, camera):
+    c = await make_community(app, "ed")
+    await register(app, c, 1, kind="fire_extinguisher", name="1单元灭火器", tag_code="E1", place_path="1-1")
+    page = await camera.open()
+    await page.context.grant_permissions(["camera"])
+    await camera.sign_in(page, "ed-security")
+    await page.goto(camera.base_url + "/admin/equipment/inspect")
+    await page.get_by_role("button", name="扫码").click()
+    await expect(page.locator('[data-test="inspected-item"]')).to_contain_text("1单元灭火器")
+    await expect(page.get_by_label("标签编号")).to_have_value("E1")
+    await expect(page.locator('[data-check="seal_intact"]')).to_be_visible()
+    await page.get_by_role("button", name="提交巡检").click()
+    await expect(page.locator('[data-test="saved"]')).to_contain_text("已记录：正常")
 
 
 async def test_staff_who_only_read_see_the_register_but_not_its_controls(app, admin):

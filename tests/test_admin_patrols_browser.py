@@ -9,48 +9,24 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import pytest_asyncio
-import qrcode
 from PIL import Image
 from playwright.async_api import expect
 
-from models.patrols import tag_payload
-from tests.browser import admin_pages, chromium, decode_qr
+from models.check_ins import tag_payload
+from models.patrols import TAG_PREFIX
+from tests.browser import camera_chromium, decode_qr
 from tests.builders import make_community
 from tests.patrol_support import set_up
 
 pytestmark = pytest.mark.asyncio
-FRAME = (640, 480)
-
-
-def qr_video(path, text: str, frames: int = 5) -> None:
-    """A Y4M video (4:2:0) of `text`'s QR code on white, for Chromium's fake camera."""
-    code = qrcode.make(text, border=4).get_image().convert("RGB")
-    side = FRAME[1] * 3 // 4
-    image = Image.new("RGB", FRAME, "white")
-    image.paste(code.resize((side, side), Image.NEAREST), ((FRAME[0] - side) // 2, (FRAME[1] - side) // 2))
-    y, cb, cr = image.convert("YCbCr").split()
-    half = (FRAME[0] // 2, FRAME[1] // 2)
-    frame = b"FRAME\n" + y.tobytes() + cb.resize(half).tobytes() + cr.resize(half).tobytes()
-    with open(path, "wb") as out:
-        out.write(f"YUV4MPEG2 W{FRAME[0]} H{FRAME[1]} F10:1 Ip A1:1 C420jpeg\n".encode())
-        out.write(frame * frames)
 
 
 @pytest.fixture(scope="module")
 def camera_endpoint(tmp_path_factory):
-    """A Chromium whose camera shows checkpoint A2's tag (and grants the camera unasked)."""
-    video = tmp_path_factory.mktemp("camera") / "a2.y4m"
-    qr_video(video, tag_payload("A2"))
-    with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                  f"--use-file-for-fake-video-capture={video}") as endpoint:
+    """A Chromium whose camera shows checkpoint A2's tag."""
+    with camera_chromium(tmp_path_factory.mktemp("camera") / "a2.y4m",
+                         tag_payload(TAG_PREFIX, "A2")) as endpoint:
         yield endpoint
-
-
-@pytest_asyncio.fixture
-async def camera(camera_endpoint, base_url):
-    async with admin_pages(camera_endpoint, base_url) as pages:
-        yield pages
 
 
 def png() -> bytes:

@@ -287,3 +287,20 @@ async def test_the_register_is_imported_from_a_sheet_once(reg):
     headless = await reg.http.call("POST", path, raw=b"a,b\n1,2\n", token=await reg.token("manager"),
                                    headers={"Content-Type": "text/csv"})
     assert headless.status == 400 and "file" in headless.error["fields"]
+
+
+async def test_the_tag_sheet_prints_each_item_in_service_once(reg):
+    await reg.add(tag_code="E1", place_path="1-1")
+    await reg.add(tag_code="h-2", kind="hydrant", name="北门消火栓")  # lower case: a byte-mode QR
+    gone = (await reg.add(tag_code="E3", name="旧灭火器")).body
+    assert (await reg.post("manager", f"/{gone['id']}/retire", {"reason": "报废更换"})).status == 200
+    assert (await reg.inspect("E1", answers={"seal_intact": "problem"}, note="铅封断了")).status == 201
+
+    assert (await reg.get("security", "/sheet")).status == 403  # the office prints the tags
+    tags = (await reg.get("manager", "/sheet")).body
+    # the faulty E1 keeps its tag (it is inspected again once repaired); retired E3 is left out
+    assert [(t["code"], t["name"], t["payload"]) for t in tags] == [
+        ("h-2", "北门消火栓", "XQEQ:h-2"), ("E1", "1号楼灭火器", "XQEQ:E1")]
+    assert all(t["qr"].startswith("data:image/svg+xml;base64,") for t in tags)
+    other = await make_community(reg.app, "ou")
+    assert (await reg.http.get(reg.base + "/sheet", token=other.tokens["manager"])).status == 404

@@ -36,6 +36,7 @@ words('eq', {
   count: ['{n} 台', '{n}'],
   none_overdue: ['没有逾期设备', 'Nothing overdue'],
   edit: ['修改信息', 'Edit'], edited: ['已保存', 'Saved'],
+  sheet: ['设备二维码', 'Equipment QR codes'], print: ['打印设备二维码', 'Print the QR codes'],
   import: ['导入台账', 'Import a sheet'], import_hint: ['.xlsx 或 .csv：类型、名称、标签编号（必填），位置、有效期至、巡检周期…',
     '.xlsx or .csv: kind, name, tag code (required), place, valid until, interval…'],
   imported: ['新增 {created} 台，已有 {existing} 台，{failed} 行有误', '{created} added, {existing} already there, {failed} rows refused'],

@@ -1,5 +1,5 @@
-// Guard patrols (巡更, docs/patrols.md): the words every patrol screen shares, what a
-// checkpoint's QR code carries, and this phone's stable id for check-ins.
+// Guard patrols (巡更, docs/patrols.md): the words every patrol screen shares and this
+// phone's stable id for check-ins.
 import { words } from './i18n'
 import { session } from './session'
 
@@ -22,7 +22,7 @@ words('patrol', {
   window: ['时段（分钟）', 'Window (minutes)'], late_after: ['迟到（分钟）', 'Late after (minutes)'],
   late_hint: ['开始后多久未打卡算迟到（可不填）', 'Not started by then is late (optional)'], assignee: ['指派', 'Assign to'],
   role: ['角色', 'Role'], person: ['人员编号', 'Staff id'], print: ['打印巡更点二维码', 'Print checkpoint QR codes'],
-  sheet: ['巡更点二维码', 'Checkpoint QR codes'], print_now: ['打印', 'Print'],
+  sheet: ['巡更点二维码', 'Checkpoint QR codes'],
   every_label: ['每 {every} 分钟 · 时段 {window} 分钟', 'Every {every} min · window {window} min'],
   stats: ['近 7 天：完成 {completed}/{rounds} · 准时 {on_time} · 发现问题 {problems}', 'Last 7 days: {completed}/{rounds} done · {on_time} on time · {problems} problems'],
   rounds: ['巡更记录', 'Rounds'], visit: ['{n}. {name}', '{n}. {name}'], problem: ['有问题', 'Problem'],
@@ -37,7 +37,7 @@ words('patrol', {
   done: ['本轮巡更已完成', 'Round completed'], wrong_order: ['顺序不对，应先到：{name}', 'Wrong order: go to {name} first'],
   outside_window: ['现在不在巡更时段内', 'No patrol window is open now'], location: ['已记录位置', 'Location recorded'],
   no_location: ['未获取位置', 'No location'],
-  code_label: ['编号 {code}', 'Number {code}'], choose_plan: ['选择计划', 'Choose a plan'],
+  choose_plan: ['选择计划', 'Choose a plan'],
   photo_failed: ['照片未上传：{words}', 'Photo not sent: {words}'],
 })
 words('patrol.alarm', {
@@ -48,12 +48,6 @@ words('patrol.state', {
 })
 
 export const patrolBase = () => `/api/communities/${session.communityId}`
-
-/** The checkpoint code a scanned QR text carries (models/patrols.tag_payload), or null. */
-export function tagCode(text) {
-  const match = /^XQCP:([A-Za-z0-9-]{1,16})$/.exec(text.trim())
-  return match ? match[1] : null
-}
 
 /** This phone's id: made once and kept, so the server sees each check-in's device. */
 export function deviceId() {

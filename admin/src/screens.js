@@ -34,6 +34,8 @@ export const screens = [
     permissions: ['equipment.read'], component: () => import('./views/Equipment.vue') },
   { path: '/equipment/inspect', name: 'equipment-inspect', title: 'more.equipment',
     permissions: ['equipment.inspect'], component: () => import('./views/EquipmentInspect.vue') },
+  { path: '/equipment/sheet', name: 'equipment-sheet', title: 'eq.sheet',
+    permissions: ['equipment.manage'], component: () => import('./views/EquipmentSheet.vue') },
   { path: '/equipment/:id', name: 'equipment-item', title: 'more.equipment', permissions: ['equipment.read'],
     component: () => import('./views/EquipmentDetail.vue') },
   { path: '/decoration', name: 'permits', menu: 'more.decoration', icon: 'brush-o',
