@@ -108,7 +108,7 @@ class ItemsHandler(ItemView, APIHandler):
 
 
 
-class TagSheetHandler(APIHandler):
+class EquipmentSheetHandler(APIHandler):
     @api("The items' tags to print (all but the retired): each with the text its QR code "
          "carries (`XQEQ:<tag code>`) and the QR as an SVG data URL", response=list[dict],
          permission="equipment.manage")
@@ -213,7 +213,7 @@ routes = [
     ("/api/communities/{community_id}/equipment-kinds", KindsHandler),
     ("/api/communities/{community_id}/equipment/import", RegisterImportHandler),
     ("/api/communities/{community_id}/equipment/by-code/{code}", ByCodeHandler),
-    ("/api/communities/{community_id}/equipment/sheet", TagSheetHandler),
+    ("/api/communities/{community_id}/equipment/sheet", EquipmentSheetHandler),
     ("/api/communities/{community_id}/equipment/inspections", InspectionsHandler),
     ("/api/communities/{community_id}/equipment/inspections/{inspection_id}/photos",
      InspectionPhotosHandler),
