@@ -33,11 +33,14 @@ def route_permission(app, template: str, method: str) -> str | None:
 
 def fill(template: str, community_id: str, ids: dict[str, str]) -> str:
     def value(match):
-        name = match[1]
+        name, pattern = match[1], match[2] or "[^/]+"
         if name == "community_id":
             return community_id
-        return ids.get(name, str(ObjectId()))
-    return re.sub(r"{(\w+)(?::[^}]+)?}", value, template)
+        # A parameter with its own pattern (a visit's {index:[0-9]+}, an {action:repair|retire})
+        # gets a value it accepts.
+        return next(v for v in (ids.get(name), str(ObjectId()), "0", pattern.split("|")[0])
+                    if v is not None and re.fullmatch(pattern, v))
+    return re.sub(r"{(\w+)(?::([^}]+))?}", value, template)
 
 
 @pytest.mark.asyncio
