@@ -1,8 +1,10 @@
 """Patrol screens in Chromium: set-up (checkpoints with checklists, a route in order, a plan),
 the printable QR sheet, and the guard's check-in — by typing the number, with the server's
 refusals shown, and by scanning the tag with the phone camera (a fake camera playing a video
-of the checkpoint's QR code) — with the problem found turned into a repair ticket; the late
-and missed alarms on Today and the guard console."""
+of the checkpoint's QR code) or by reading its NFC sticker — with the problem found turned
+into a repair ticket; the late and missed alarms on Today and the guard console."""
+
+import json
 
 import io
 import re
@@ -35,9 +37,34 @@ def png() -> bytes:
     return out.getvalue()
 
 
-async def guard_page(admin, p, who="security"):
-    """The guard signed in on the check-in screen, the phone's position known."""
+# Web NFC stands in for the phone's NFC hardware, which headless desktop Chromium has not:
+# `NDEFReader` as the spec has it, whose scan() either delivers one tag carrying `text` (an
+# NDEF text record) or is refused the way a browser refuses (`refusal`, a DOMException name).
+# The scan's signal is kept so the test sees the page stop scanning.
+NFC_READER = """(([text, refusal]) => {
+  window.NDEFReader = class NDEFReader extends EventTarget {
+    async scan({ signal } = {}) {
+      window.nfcSignal = signal
+      if (refusal) throw new DOMException('refused', refusal)
+      const data = new DataView(new TextEncoder().encode(text).buffer)
+      const message = { records: [{ recordType: 'text', mediaType: null, id: '', encoding: 'utf-8', lang: 'zh', data }] }
+      queueMicrotask(() => this.dispatchEvent(Object.assign(new Event('reading'), { serialNumber: '04:a2:5c', message })))
+    }
+  }
+})(%s)"""
+
+
+def nfc_reader(text: str = "", refusal: str = "") -> str:
+    return NFC_READER % json.dumps([text, refusal])
+
+
+async def guard_page(admin, p, who="security", init_script=None):
+    """The guard signed in on the check-in screen, the phone's position known (with
+    `init_script` run in the page before its own scripts)."""
     page = await admin.open()
+    if init_script:
+        await page.add_init_script(init_script)
+        await page.reload()
     await page.context.grant_permissions(["geolocation", "camera"])
     await page.context.set_geolocation({"latitude": 31.23, "longitude": 121.47, "accuracy": 8})
     await admin.sign_in(page, f"{p.c.code}-{who}")
@@ -62,6 +89,8 @@ async def test_check_in_by_typing_the_number_and_the_refusals(app, admin, api_cl
     closed = await p.add_plan(now - timedelta(minutes=90), name="已过时段")
     page = await guard_page(admin, p)
     await expect(page.locator(".round-progress")).to_contain_text("本轮进度 0/3下一个：北门（A1）")
+    await expect(page.get_by_role("button", name="扫码打卡")).to_be_visible()
+    await expect(page.get_by_role("button", name="读取NFC")).to_have_count(0)  # no Web NFC here
 
     await type_code(page, "A1")
     await expect(page.locator(".checklist")).to_contain_text("已识别巡更点：北门（A1）")
@@ -124,6 +153,36 @@ async def test_check_in_by_scanning_the_tag_with_the_camera(app, camera, api_cli
                                token=p.c.tokens["customer_service"])).body
     assert (ticket["place_path"], ticket["channel"], len(ticket["photos"])) == ("1-1", "patrol", 1)
     await camera.check_screen(page, "patrol-check-in-scanned")
+
+
+async def test_check_in_by_reading_the_nfc_tag(app, admin, api_client):
+    p = await set_up(app, api_client, "pn", datetime.now(UTC) - timedelta(minutes=5))
+    assert (await p.check_in(p.plan, "A1")).status == 201  # A2, on the sticker, is next
+    page = await guard_page(admin, p, init_script=nfc_reader(tag_payload(TAG_PREFIX, "A2")))
+    await page.get_by_role("button", name="读取NFC").click()
+    await expect(page.locator(".checklist")).to_contain_text("已识别巡更点：1 栋大堂（A2）")
+    assert await page.evaluate("() => window.nfcSignal.aborted")  # read once, then stopped
+    await page.get_by_role("button", name="提交打卡").click()
+    await expect(page.locator("[data-test=sent]")).to_contain_text("已打卡：1 栋大堂")
+    first, second = (await rounds(p, p.plan))[0]["visits"]
+    [checkpoint] = [c for c in (await p.http.get(f"{p.base}/patrol-checkpoints", token=p.c.tokens["manager"])).body
+                    if c["code"] == "A2"]
+    assert second["checkpoint_id"] == checkpoint["id"] and second["by"] == p.c.staff["security"]
+
+
+async def test_a_refused_nfc_read_says_so(app, admin, api_client):
+    p = await set_up(app, api_client, "pd", datetime.now(UTC) - timedelta(minutes=5))
+    page = await guard_page(admin, p, init_script=nfc_reader(refusal="NotAllowedError"))
+    await page.get_by_role("button", name="读取NFC").click()
+    await expect(page.locator(".scanner [role=alert]")).to_have_text(
+        "未允许使用NFC，请在浏览器设置中允许，或输入编号")
+    await admin.check_screen(page, "patrol-nfc-refused")
+    reading = page.get_by_role("dialog", name="读取NFC")
+    await reading.get_by_role("button", name="取消").click()
+    await expect(reading).to_be_hidden()
+    await type_code(page, "A1")  # typing still works
+    await expect(page.locator(".checklist")).to_contain_text("已识别巡更点：北门（A1）")
+    assert not any(r["visits"] for r in await rounds(p, p.plan))
 
 
 async def test_set_up_checkpoints_routes_plans_and_print_the_tags(app, admin, api_client):
