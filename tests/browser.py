@@ -34,6 +34,7 @@ lives on one loop.
 import asyncio
 import contextlib
 import io
+import json
 import re
 import shutil
 import subprocess
@@ -142,6 +143,28 @@ def camera_chromium(video: Path, text: str):
     with chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                   f"--use-file-for-fake-video-capture={video}") as endpoint:
         yield endpoint
+
+
+# A page's Web NFC, standing in for the phone's NFC hardware (headless desktop Chromium has none):
+# `NDEFReader` as the spec has it, whose scan() either delivers one tag carrying `text` (an
+# NDEF text record) or is refused the way a browser refuses (`refusal`, a DOMException name).
+# The scan's signal is kept so the test sees the page stop scanning.
+NFC_READER = """(([text, refusal]) => {
+  window.NDEFReader = class NDEFReader extends EventTarget {
+    async scan({ signal } = {}) {
+      window.nfcSignal = signal
+      if (refusal) throw new DOMException('refused', refusal)
+      const data = new DataView(new TextEncoder().encode(text).buffer)
+      const message = { records: [{ recordType: 'text', mediaType: null, id: '', encoding: 'utf-8', lang: 'zh', data }] }
+      queueMicrotask(() => this.dispatchEvent(Object.assign(new Event('reading'), { serialNumber: '04:a2:5c', message })))
+    }
+  }
+})(%s)"""
+
+
+def nfc_reader(text: str = "", refusal: str = "") -> str:
+    return NFC_READER % json.dumps([text, refusal])
+
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """The equipment screens in Chromium: the Today count of overdue items, the overdue list
 most overdue first, an inspection at a typed tag code with a problem, photo and one-step
-repair ticket; a guard's camera scanning an item's printed tag; the office registers an item,
+repair ticket; a guard's camera scanning an item's printed tag, or the phone reading its NFC sticker; the office registers an item,
 imports the register, prints the items' QR sheet, filters the register, repairs it; the KPI rows."""
 
 from datetime import UTC, datetime, timedelta
@@ -12,7 +12,7 @@ from models.access import Principal
 from models.check_ins import tag_payload
 from models.common import Clock
 from models.equipment import TAG_PREFIX
-from tests.browser import camera_chromium, decode_qr
+from tests.browser import camera_chromium, decode_qr, nfc_reader
 from tests.builders import make_community
 from tests.test_photos import image_bytes
 
@@ -183,6 +183,23 @@ async def test_a_guard_scans_a_printed_tag_and_gets_its_inspect_form(app, camera
     await expect(page.locator('[data-check="seal_intact"]')).to_be_visible()
     await page.get_by_role("button", name="提交巡检").click()
     await expect(page.locator('[data-test="saved"]')).to_contain_text("已记录：正常")
+
+
+async def test_a_guard_reads_an_items_nfc_sticker_and_inspects_it(app, admin, api_client):
+    c = await make_community(app, "en")
+    item = await register(app, c, 1, kind="fire_extinguisher", name="2单元灭火器", tag_code="E2", place_path="1-1")
+    page = await admin.open()
+    await page.add_init_script(nfc_reader(tag_payload(TAG_PREFIX, "E2")))
+    await admin.sign_in(page, "en-security")
+    await page.goto(admin.base_url + "/admin/equipment/inspect")
+    await admin.check_screen(page, "equipment-inspect-nfc")  # three buttons still fit
+    await page.get_by_role("button", name="读取NFC").click()
+    await expect(page.locator('[data-test="inspected-item"]')).to_contain_text("2单元灭火器")
+    await page.get_by_role("button", name="提交巡检").click()
+    await expect(page.locator('[data-test="saved"]')).to_contain_text("已记录：正常")
+    [record] = (await api_client.get(f"/api/communities/{c.id}/equipment/{item['_id']!s}/inspections",
+                                     token=c.tokens["manager"])).body
+    assert record["by"] == c.staff["security"]
 
 
 async def test_staff_who_only_read_see_the_register_but_not_its_controls(app, admin):

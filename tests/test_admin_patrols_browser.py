@@ -4,7 +4,6 @@ refusals shown, and by scanning the tag with the phone camera (a fake camera pla
 of the checkpoint's QR code) or by reading its NFC sticker — with the problem found turned
 into a repair ticket; the late and missed alarms on Today and the guard console."""
 
-import json
 
 import io
 import re
@@ -16,7 +15,7 @@ from playwright.async_api import expect
 
 from models.check_ins import tag_payload
 from models.patrols import TAG_PREFIX
-from tests.browser import camera_chromium, decode_qr
+from tests.browser import camera_chromium, decode_qr, nfc_reader
 from tests.builders import make_community
 from tests.patrol_support import set_up
 
@@ -35,27 +34,6 @@ def png() -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (32, 24), "orange").save(out, "PNG")
     return out.getvalue()
-
-
-# Web NFC stands in for the phone's NFC hardware, which headless desktop Chromium has not:
-# `NDEFReader` as the spec has it, whose scan() either delivers one tag carrying `text` (an
-# NDEF text record) or is refused the way a browser refuses (`refusal`, a DOMException name).
-# The scan's signal is kept so the test sees the page stop scanning.
-NFC_READER = """(([text, refusal]) => {
-  window.NDEFReader = class NDEFReader extends EventTarget {
-    async scan({ signal } = {}) {
-      window.nfcSignal = signal
-      if (refusal) throw new DOMException('refused', refusal)
-      const data = new DataView(new TextEncoder().encode(text).buffer)
-      const message = { records: [{ recordType: 'text', mediaType: null, id: '', encoding: 'utf-8', lang: 'zh', data }] }
-      queueMicrotask(() => this.dispatchEvent(Object.assign(new Event('reading'), { serialNumber: '04:a2:5c', message })))
-    }
-  }
-})(%s)"""
-
-
-def nfc_reader(text: str = "", refusal: str = "") -> str:
-    return NFC_READER % json.dumps([text, refusal])
 
 
 async def guard_page(admin, p, who="security", init_script=None):
