@@ -794,13 +794,18 @@ class GateHub:
 
     async def _watch(self) -> None:
         """One pass of the presence watcher (the instance holding its lease): the bridges of
-        holders whose lease lapsed are offline unless they reconnected elsewhere — recorded
-        once per dead holder (event, alarm, staff feed), and their waiting opens end now.
+        holders whose lease lapsed, other than this one, are offline unless they reconnected
+        elsewhere — recorded once per dead holder (event, alarm, staff feed), and their waiting
+        opens end now.
         Only after a lease of working Redis here: after a Redis outage every lease has
         lapsed, and the live instances need one renewal to take theirs again."""
         if not self.renewing_since or time.monotonic() - self.renewing_since < self.options.lease:
             return
         for holder, since in await self.presence.dead_holders():
+            if holder == self.instance:
+                # Our own lease lapsed while this process stalled (it is running this): its
+                # bridges are connected, and the lease keeper takes the lease again.
+                continue
             for bridge_id, outcome in await self.presence.orphans(holder):
                 doc = None if outcome == "elsewhere" else await self.bridges.bridge(bridge_id)
                 if doc is not None:

@@ -301,7 +301,10 @@ async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, hub, peers,
     flagged = await api_client.get(f"/api/communities/{c.id}/access-log?flag=double_use",
                                    token=c.tokens["security"])
     assert [line["reason"] for line in flagged.body["items"]] == ["replayed"]
-    kinds = sorted(a["kind"] for a in await app.gate_alarms.alarms(c.id))
+    # The claims' alarms only: this raw peer sends no heartbeats, so a loaded machine's
+    # 0.6 s pause rightly ends its session, and that bridge_offline is not about the claims.
+    kinds = sorted(a["kind"] for a in await app.gate_alarms.alarms(c.id)
+                   if a["kind"] != "bridge_offline")
     assert kinds == ["double_use", "invalid_offline_claim", "invalid_offline_claim",
                      "invalid_offline_claim"]
     # The good code's use was taken by the replay: online it is now refused.

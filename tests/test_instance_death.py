@@ -95,3 +95,30 @@ async def test_an_instance_whose_lease_lapsed_takes_it_again_and_its_bridges_bac
     finally:
         peer.close()
         await hub.stop()
+
+
+async def test_an_instance_stalled_past_its_lease_does_not_declare_its_own_bridges_offline(app):
+    c = await make_community(app, "d3")
+    cred = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT))
+    await hub.start(0, "127.0.0.1")
+    await hub.watcher.stop()  # the test plays the watcher
+    peer = await RawPeer.connect(hub.port)
+    bridge = cred["bridge_id"]
+    try:
+        _, welcome = await peer.handshake(bridge, cred["secret"])
+        assert welcome["op"] == p.WELCOME
+        await hub.wait(lambda: hub.idle)
+        # The loop stalled past the lease (renewals included) and, on waking, the watcher's
+        # pass runs before the lease keeper's renewal: the lapsed holder is this live process.
+        await app.redis.delete(f"gate:instance:{hub.instance}")
+        hub.renewing_since = time.monotonic() - hub.options.lease
+        await hub._watch()
+        assert hub.declared_offline == 0
+        assert await app.gate_presence.owner(bridge) == hub.instance
+        assert not [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "bridge_offline"]
+        await hub.wait(lambda: hub.lapses == 1 and hub.idle, timeout=HEARTBEAT)  # the keeper
+        assert await app.redis.exists(f"gate:instance:{hub.instance}")
+    finally:
+        peer.close()
+        await hub.stop()
