@@ -21,7 +21,7 @@ from server.gate_hub import GateHub, HubOptions
 
 HEARTBEAT = 0.2  # seconds: heartbeat-loss tests finish well under a second
 
-__all__ = ["hub", "steady_hub", "peers", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
+__all__ = ["hub", "steady_hub", "peers", "steady_peers", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
 
 
 @pytest_asyncio.fixture
@@ -53,6 +53,19 @@ async def _started(app, options: HubOptions):
 @pytest_asyncio.fixture
 async def peers(hub):
     """`await peers(codec="msgpack")` -> a RawPeer connected to the hub; all closed afterwards."""
+    async for connect in _peers(hub):
+        yield connect
+
+
+@pytest_asyncio.fixture
+async def steady_peers(steady_hub):
+    """`peers` of the `steady_hub`: a raw peer sends no heartbeats, and on the `hub` fixture's
+    timings a loaded machine's pause ends its session (heartbeat_lost, auth_timeout)."""
+    async for connect in _peers(steady_hub):
+        yield connect
+
+
+async def _peers(hub):
     opened = []
 
     async def connect(codec: str = "msgpack") -> "RawPeer":
