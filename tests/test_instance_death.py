@@ -3,6 +3,7 @@ instance notices by the dead one's lapsed lease and declares its bridges offline
 heartbeat — event, alarm, the gate list — and an open waiting on such a bridge fails fast."""
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -64,22 +65,30 @@ async def test_a_killed_instance_s_bridges_are_declared_offline_by_another(app, 
     assert not await app.redis.hlen(f"gate:pending:{creds[0]['bridge_id']}")
 
 
-async def test_an_instance_whose_lease_lapsed_takes_it_again_and_its_bridges_back(app):
-    c = await make_community(app, "d2")
+@contextlib.asynccontextmanager
+async def watched_by_the_test(app, code):
+    """A hub whose watcher the test plays, holding a raw peer's bridge: (hub, community, bridge)."""
+    c = await make_community(app, code)
     cred = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT))
     await hub.start(0, "127.0.0.1")
-    await hub.watcher.stop()  # the test plays the watcher
+    await hub.watcher.stop()
     peer = await RawPeer.connect(hub.port)
-    bridge = cred["bridge_id"]
-
-    async def statuses():
-        return [e["type"] for e in await app.db.gate_events.find(
-            {"bridge": bridge, "seq": None}).sort("at", 1).to_list(None)]
     try:
-        _, welcome = await peer.handshake(bridge, cred["secret"])
+        _, welcome = await peer.handshake(cred["bridge_id"], cred["secret"])
         assert welcome["op"] == p.WELCOME
         await hub.wait(lambda: hub.idle)
+        yield hub, c, cred["bridge_id"]
+    finally:
+        peer.close()
+        await hub.stop()
+
+
+async def test_an_instance_whose_lease_lapsed_takes_it_again_and_its_bridges_back(app):
+    async with watched_by_the_test(app, "d2") as (hub, _, bridge):
+        async def statuses():
+            return [e["type"] for e in await app.db.gate_events.find(
+                {"bridge": bridge, "seq": None}).sort("at", 1).to_list(None)]
         # The process stalled past its lease, nobody noticed: it takes the lease again.
         await app.redis.delete(f"gate:instance:{hub.instance}")
         await hub.wait(lambda: hub.lapses == 1 and hub.idle, timeout=HEARTBEAT)
@@ -92,23 +101,10 @@ async def test_an_instance_whose_lease_lapsed_takes_it_again_and_its_bridges_bac
         await hub.wait(lambda: hub.lapses == 2 and hub.idle, timeout=HEARTBEAT)
         assert await app.gate_presence.owner(bridge) == hub.instance
         assert await statuses() == ["online", "online"]
-    finally:
-        peer.close()
-        await hub.stop()
 
 
 async def test_an_instance_stalled_past_its_lease_does_not_declare_its_own_bridges_offline(app):
-    c = await make_community(app, "d3")
-    cred = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    hub = GateHub(app, HubOptions(heartbeat=HEARTBEAT))
-    await hub.start(0, "127.0.0.1")
-    await hub.watcher.stop()  # the test plays the watcher
-    peer = await RawPeer.connect(hub.port)
-    bridge = cred["bridge_id"]
-    try:
-        _, welcome = await peer.handshake(bridge, cred["secret"])
-        assert welcome["op"] == p.WELCOME
-        await hub.wait(lambda: hub.idle)
+    async with watched_by_the_test(app, "d3") as (hub, c, bridge):
         # The loop stalled past the lease (renewals included) and, on waking, the watcher's
         # pass runs before the lease keeper's renewal: the lapsed holder is this live process.
         await app.redis.delete(f"gate:instance:{hub.instance}")
@@ -119,6 +115,3 @@ async def test_an_instance_stalled_past_its_lease_does_not_declare_its_own_bridg
         assert not [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "bridge_offline"]
         await hub.wait(lambda: hub.lapses == 1 and hub.idle, timeout=HEARTBEAT)  # the keeper
         assert await app.redis.exists(f"gate:instance:{hub.instance}")
-    finally:
-        peer.close()
-        await hub.stop()
