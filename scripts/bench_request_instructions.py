@@ -1,6 +1,6 @@
 """The request path in CPU instructions, which other work on the machine does not move.
 
-    python -m scripts.bench_request_instructions [--requests 300]
+    python -m scripts.bench_request_instructions [--requests 300] [--keep DIR]
 
 `scripts/bench_passes.py` times the same three handlers under `wrk`; on a shared VM its
 throughput swings by 2x from run to run. Here the server (the handlers of
@@ -10,6 +10,8 @@ it is switched on for exactly `--requests` keep-alive requests to one handler at
 by this process, and the user-space instructions the server spent are printed per request
 with their ratios. System calls (the kernel's share, the same for every handler) are not
 counted, so the ratio is a little below the one an idle machine's throughput gives.
+`--keep DIR` keeps each handler's callgrind profile there (`DIR/ours.callgrind`, …) for
+`callgrind_annotate --inclusive=yes`.
 """
 
 import argparse
@@ -80,7 +82,7 @@ def control(pid: int, *args: str) -> None:
                    stderr=subprocess.DEVNULL)
 
 
-def measure(requests: int) -> dict[str, float]:
+def measure(requests: int, keep: Path | None = None) -> dict[str, float]:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         mongo_url = os.environ.get("MONGODB_URI") or stack.enter_context(start_mongo(None)).url
         redis_url = os.environ.get("REDIS_URL") or stack.enter_context(start_redis(None)).url
@@ -110,7 +112,10 @@ def measure(requests: int) -> dict[str, float]:
                 totals = next(line for line in dump.read_text().splitlines()
                               if line.startswith("totals:"))
                 per_request[name] = int(totals.split()[1]) / requests
-                dump.unlink()
+                if keep:
+                    shutil.move(dump, keep / f"{name}.callgrind")
+                else:
+                    dump.unlink()
         finally:
             server.kill()
             server.wait()
@@ -120,6 +125,8 @@ def measure(requests: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300, help="per handler")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="keep each handler's callgrind profile in DIR")
     parser.add_argument("--serve", nargs=3, metavar=("MONGO", "REDIS", "READY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -128,7 +135,8 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("this benchmark needs valgrind (Debian: apt-get install valgrind)")
-    ours, base, authed = (measure(args.requests)[name] for name in TARGETS)
+    per_request = measure(args.requests, args.keep)
+    ours, base, authed = (per_request[name] for name in TARGETS)
     print(f"user-space instructions per request: resident code issue {ours / 1e6:.2f} M, "
           f"bare Tornado JSON {base / 1e6:.2f} M, bare + token check {authed / 1e6:.2f} M; "
           f"ratio {base / ours:.2f}x (goal >= 0.8x); what the code adds beyond the token check: "
