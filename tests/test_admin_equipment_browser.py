@@ -1,6 +1,7 @@
 """The equipment screens in Chromium: the Today count of overdue items, the overdue list
 most overdue first, an inspection at a typed tag code with a problem, photo and one-step
-repair ticket; a guard's camera scanning an item's printed tag, or the phone reading its NFC sticker; the office registers an item,
+repair ticket; a guard's camera scanning an item's printed tag, or the phone reading its NFC sticker;
+one phone recorded as one device by a patrol check-in and an inspection; the office registers an item,
 imports the register, prints the items' QR sheet, filters the register, repairs it; the KPI rows."""
 
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from models.common import Clock
 from models.equipment import TAG_PREFIX
 from tests.browser import camera_chromium, decode_qr, nfc_reader
 from tests.builders import make_community
+from tests.patrol_support import set_up
 from tests.test_photos import image_bytes
 
 pytestmark = pytest.mark.asyncio
@@ -89,7 +91,7 @@ async def test_a_guard_inspects_an_overdue_item_and_makes_its_repair_ticket(app,
                                      token=c.tokens["manager"])).body
     assert (record["by"], record["answers"]["seal_intact"], len(record["photos"])) == \
         (c.staff["security"], "problem", 1)
-    assert record["device"].startswith("admin-") and record["ticket_id"]
+    assert record["device"].startswith("phone-") and record["ticket_id"]
     ticket = (await api_client.get(f"/api/communities/{c.id}/tickets/{record['ticket_id']}",
                                    token=c.tokens["manager"])).body
     assert "1单元灭火器" in ticket["description"] and len(ticket["photos"]) == 1
@@ -200,6 +202,30 @@ async def test_a_guard_reads_an_items_nfc_sticker_and_inspects_it(app, admin, ap
     [record] = (await api_client.get(f"/api/communities/{c.id}/equipment/{item['_id']!s}/inspections",
                                      token=c.tokens["manager"])).body
     assert record["by"] == c.staff["security"]
+
+
+async def test_one_phone_is_one_device_for_a_patrol_check_in_and_an_inspection(app, admin, api_client):
+    p = await set_up(app, api_client, "ev", datetime.now(UTC) - timedelta(minutes=5))
+    item = await register(app, p.c, 1, kind="pump", name="生活水泵", tag_code="P1")
+    page = await admin.open()
+    await admin.sign_in(page, "ev-security")
+    await page.goto(admin.base_url + "/admin/patrol-check-in")
+    await expect(page.locator(".round-progress")).to_contain_text("下一个：北门（A1）")
+    await page.locator("#checkpoint-code").fill("A1")
+    await page.get_by_role("button", name="确定").click()
+    await page.get_by_role("button", name="提交打卡").click()
+    await expect(page.locator("[data-test=sent]")).to_contain_text("已打卡：北门")
+    await page.goto(admin.base_url + "/admin/equipment/inspect")
+    await page.get_by_label("标签编号").fill("P1")
+    await page.get_by_role("button", name="查找").click()
+    await page.get_by_role("button", name="提交巡检").click()
+    await expect(page.locator('[data-test="saved"]')).to_contain_text("已记录：正常")
+
+    [visit] = (await api_client.get(f"{p.base}/patrol-plans/{p.plan}/rounds",
+                                    token=p.c.tokens["manager"])).body[0]["visits"]
+    [record] = (await api_client.get(f"{p.base}/equipment/{item['_id']!s}/inspections",
+                                     token=p.c.tokens["manager"])).body
+    assert visit["device"].startswith("phone-") and record["device"] == visit["device"]
 
 
 async def test_staff_who_only_read_see_the_register_but_not_its_controls(app, admin):

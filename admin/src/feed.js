@@ -11,9 +11,9 @@ const FINAL = new Set([4000, 4403, 4404]) // replaced, forbidden, no such commun
 export const feedState = reactive({ down: false, lastId: null, communityId: null })
 
 const listeners = new Set()
-// Each tab is its own device, so a second tab does not replace the first one's socket
-// (check-ins and inspections name it too).
-export const device = sessionStorage.getItem('xiaoqu.device') ||
+// Each tab is its own feed device, so a second tab does not replace the first one's socket
+// (check-ins name the phone instead: components/tags.js deviceId).
+const device = sessionStorage.getItem('xiaoqu.device') ||
   `admin-${Math.random().toString(36).slice(2, 10)}`
 sessionStorage.setItem('xiaoqu.device', device)
 

@@ -1,5 +1,4 @@
-// Guard patrols (巡更, docs/patrols.md): the words every patrol screen shares and this
-// phone's stable id for check-ins.
+// Guard patrols (巡更, docs/patrols.md): the words every patrol screen shares.
 import { words } from './i18n'
 import { session } from './session'
 
@@ -48,13 +47,3 @@ words('patrol.state', {
 })
 
 export const patrolBase = () => `/api/communities/${session.communityId}`
-
-/** This phone's id: made once and kept, so the server sees each check-in's device. */
-export function deviceId() {
-  let id = localStorage.getItem('xiaoqu.patrol-device')
-  if (!id) {
-    id = `phone-${crypto.randomUUID()}`
-    localStorage.setItem('xiaoqu.patrol-device', id)
-  }
-  return id
-}

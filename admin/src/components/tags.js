@@ -8,3 +8,15 @@ export function tagCode(prefix, text) {
   const match = new RegExp(`^${prefix}:([A-Za-z0-9-]{1,16})$`).exec(text.trim())
   return match ? match[1] : null
 }
+
+/** This phone's id, sent with every check-in at a tag (patrol or inspection; the proof
+ * records it, models/check_ins.proof): made once and kept, so one phone is one device. */
+export function deviceId() {
+  // The key predates equipment inspections; kept so phones already in use keep their id.
+  let id = localStorage.getItem('xiaoqu.patrol-device')
+  if (!id) {
+    id = `phone-${crypto.randomUUID()}`
+    localStorage.setItem('xiaoqu.patrol-device', id)
+  }
+  return id
+}
