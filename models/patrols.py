@@ -30,7 +30,7 @@ from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from models.messages import Text
 from models.photos import store_uploads
-from models.tickets import Finding
+from models.tickets import Finding, ended_findings
 from models.workflow import SAME, Effect, Effects, Step, Workflow, action, created
 
 log = logging.getLogger("xiaoqu.patrols")
@@ -418,7 +418,8 @@ async def kpi_figures(db, community_id: str, start: datetime, end: datetime) -> 
     """The KPI page's patrol figures for [start, end), beside the plans' promise (every round,
     on time, every problem repaired): over the rounds whose window closed in the period,
     completion (completed / all) and on-time rate (on_time / all), target 100 %; and the
-    problems found in the period not yet turned into a closed ticket, target 0."""
+    problems found in the period whose ticket has not ended (none made, or not closed or
+    cancelled yet), target 0."""
     docs = await db.patrol_rounds.find(
         {"community_id": ObjectId(community_id), "ends_at": {"$gte": start, "$lt": end},
          "state": {"$in": ["completed", "missed"]}},
@@ -429,13 +430,12 @@ async def kpi_figures(db, community_id: str, start: datetime, end: datetime) -> 
          "visits.problem": True}, {"visits": 1}).to_list(None)
     problems = [v for d in found for v in d["visits"] if v["problem"]]
     tickets = [v["ticket_id"] for v in problems if v.get("ticket_id")]
-    closed = await db.tickets.count_documents({"_id": {"$in": tickets}, "state": "closed"}) \
-        if tickets else 0
+    ended = await ended_findings(db, tickets)
     return {
         "patrol_completion": _judged(_rate(completed, len(docs)), 1.0, ">=", completed=completed,
                                      rounds=len(docs)),
         "patrol_on_time": _judged(_rate(timely, len(docs)), 1.0, ">=", on_time=timely,
                                   rounds=len(docs)),
-        "patrol_open_findings": _judged(len(problems) - closed, 0, "<=", found=len(problems),
-                                        ticketed=len(tickets), closed=closed),
+        "patrol_open_findings": _judged(len(problems) - sum(ended.values()), 0, "<=",
+                                        found=len(problems), ticketed=len(tickets), **ended),
     }

@@ -328,6 +328,19 @@ class Finding:
     category: str = "other"
 
 
+async def ended_findings(db, ticket_ids: list) -> dict[str, int]:
+    """How many of these finding tickets have ended, by end state: `closed` (repaired and
+    followed up) or `cancelled` (the office decided no repair is due). Either ends the
+    finding: its ticket is the one it can have (`from_finding`), so nothing else could."""
+    ended = dict.fromkeys(sorted(TERMINAL), 0)
+    if ticket_ids:
+        for row in await (await db.tickets.aggregate([
+                {"$match": {"_id": {"$in": ticket_ids}, "state": {"$in": sorted(TERMINAL)}}},
+                {"$group": {"_id": "$state", "n": {"$sum": 1}}}])).to_list(None):
+            ended[row["_id"]] = row["n"]
+    return ended
+
+
 def _new_ticket(principal: Principal, now: datetime, reason: str, **fields) -> dict:
     """A submitted ticket's document: `fields` over the defaults of a new one."""
     return {"appointment": None, "state": "submitted", "assignee_id": None, "team": None,

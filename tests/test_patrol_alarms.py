@@ -132,3 +132,13 @@ async def test_kpi_on_time_rate_and_open_findings_beside_their_targets(app, p, l
         assert reply.status == 200, reply.body
     findings = (await kpi())["patrol_open_findings"]
     assert (findings["value"], findings["ticketed"], findings["closed"]) == (1, 2, 1)
+
+    # The office decides the lamp needs no repair: a cancelled ticket ends its finding too
+    # (asked again, the finding's ticket is the same cancelled one: nothing else could end it).
+    lamp = (await p.post("security", f"/patrol-rounds/{round_id}/visits/1/ticket", {})).body
+    reply = await p.http.post(f"{p.base}/tickets/{lamp['id']}/transitions", {"action": "cancel"},
+                              token=cs)
+    assert reply.status == 200, reply.body
+    findings = (await kpi())["patrol_open_findings"]
+    assert (findings["value"], findings["closed"], findings["cancelled"], findings["meets"]) == \
+        (0, 1, 1, True)
