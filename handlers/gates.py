@@ -8,7 +8,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from gate_bridge.decision import DEFAULT_RULES, MODES, effective_mode
 from models.access import STAFF_ROLES
 from handlers.base import APIHandler, Strict, api
-from models.access_log import WORDS
+from models.access_log import code_words
 from models.messages import LANGS
 from models.bridges import announce_config
 from models.errors import Unavailable
@@ -303,7 +303,7 @@ class AccessLogWordsHandler(APIHandler):
          "for filter choices", query=LangQuery, response=dict[str, dict[str, str]],
          permission="access_log.read")
     async def get(self, community_id):
-        self.write_json(WORDS[self.lang(self.query.lang)])
+        self.write_json(code_words(self.lang(self.query.lang)))
 
 
 class AlarmsHandler(APIHandler):

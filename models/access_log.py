@@ -33,7 +33,7 @@ from pymongo.errors import BulkWriteError
 
 from models.common import DUPLICATE_KEY, insert_new
 from models.errors import Invalid
-from models.messages import Text
+from models.messages import Text, in_lang
 from models.places import community_zone, place_label
 
 log = logging.getLogger("xiaoqu.access_log")
@@ -190,59 +190,56 @@ class AccessLog:
 
 # -- presentation --------------------------------------------------------------------------
 
-# Words for the codes a line carries; a code without words here is shown as it is.
+# Words for the codes a line carries, each (Chinese, English) as every word table here
+# (models/messages.in_lang); a code without words here is shown as it is.
 WORDS = {
-    "zh": {
-        "result": {"allow": "通过", "deny": "拒绝"},
-        "direction": {"in": "进", "out": "出"},
-        "source": {"gate": "门禁扫码", "scanner": "保安扫码", "remote": "远程开门",
-                   "offline": "离线判定"},
-        "kind": {"resident": "住户", "visitor": "访客", "worker": "工人", "staff": "员工"},
-        "flag": {"invalid_claim": "离线放行无效", "double_use": "重复使用"},
-        "reason": {
-            "ok": "正常", "malformed": "无法识别的码", "unknown_code": "未知的码",
-            "unknown_key": "码的密钥已失效", "wrong_community": "不是本小区的码",
-            "bad_signature": "码被篡改", "not_yet_valid": "尚未生效", "expired": "已过期",
-            "gate_not_allowed": "此门不在通行范围", "outside_hours": "不在通行时段",
-            "outside_days": "非通行日",
-            "revoked": "已作废或停用", "locked": "封闭管控中", "gate_closed": "不在开放时间",
-            "used_up": "次数已用完", "replayed": "码已用过", "rate_limited": "尝试过于频繁",
-            "gate_offline": "门禁离线", "no_ack": "门禁无回应", "not_opened": "门未打开",
-            "refused": "门禁拒绝执行", "received": "门禁已收到，未动作", "invalid_claim": "无效",
-            "no_config": "门禁未获配置"},
-    },
-    "en": {
-        "result": {"allow": "allowed", "deny": "refused"},
-        "direction": {"in": "in", "out": "out"},
-        "source": {"gate": "gate scan", "scanner": "guard scan", "remote": "remote open",
-                   "offline": "decided offline"},
-        "kind": {"resident": "resident", "visitor": "visitor", "worker": "worker",
-                 "staff": "staff"},
-        "flag": {"invalid_claim": "invalid offline entry", "double_use": "used twice"},
-        "reason": {
-            "ok": "ok", "malformed": "unreadable code", "unknown_code": "unknown code",
-            "unknown_key": "code key retired", "wrong_community": "another community's code",
-            "bad_signature": "tampered code", "not_yet_valid": "not valid yet",
-            "expired": "expired", "gate_not_allowed": "gate not on the pass",
-            "outside_hours": "outside the pass's hours", "outside_days": "not a working day",
-            "revoked": "cancelled or suspended",
-            "locked": "lockdown", "gate_closed": "gate closed at this hour",
-            "used_up": "no entries left", "replayed": "code already used",
-            "rate_limited": "too many tries", "gate_offline": "gate offline",
-            "no_ack": "gate did not answer", "not_opened": "door did not open",
-            "refused": "gate refused", "received": "received, not actuated",
-            "invalid_claim": "invalid", "no_config": "bridge had no config"},
-    },
+    "result": {"allow": ("通过", "allowed"), "deny": ("拒绝", "refused")},
+    "direction": {"in": ("进", "in"), "out": ("出", "out")},
+    "source": {
+        "gate": ("门禁扫码", "gate scan"), "scanner": ("保安扫码", "guard scan"),
+        "remote": ("远程开门", "remote open"), "offline": ("离线判定", "decided offline")},
+    "kind": {
+        "resident": ("住户", "resident"), "visitor": ("访客", "visitor"),
+        "worker": ("工人", "worker"), "staff": ("员工", "staff")},
+    "flag": {
+        "invalid_claim": ("离线放行无效", "invalid offline entry"),
+        "double_use": ("重复使用", "used twice")},
+    "reason": {
+        "ok": ("正常", "ok"), "malformed": ("无法识别的码", "unreadable code"),
+        "unknown_code": ("未知的码", "unknown code"),
+        "unknown_key": ("码的密钥已失效", "code key retired"),
+        "wrong_community": ("不是本小区的码", "another community's code"),
+        "bad_signature": ("码被篡改", "tampered code"),
+        "not_yet_valid": ("尚未生效", "not valid yet"), "expired": ("已过期", "expired"),
+        "gate_not_allowed": ("此门不在通行范围", "gate not on the pass"),
+        "outside_hours": ("不在通行时段", "outside the pass's hours"),
+        "outside_days": ("非通行日", "not a working day"),
+        "revoked": ("已作废或停用", "cancelled or suspended"), "locked": ("封闭管控中", "lockdown"),
+        "gate_closed": ("不在开放时间", "gate closed at this hour"),
+        "used_up": ("次数已用完", "no entries left"), "replayed": ("码已用过", "code already used"),
+        "rate_limited": ("尝试过于频繁", "too many tries"),
+        "gate_offline": ("门禁离线", "gate offline"), "no_ack": ("门禁无回应", "gate did not answer"),
+        "not_opened": ("门未打开", "door did not open"), "refused": ("门禁拒绝执行", "gate refused"),
+        "received": ("门禁已收到，未动作", "received, not actuated"),
+        "invalid_claim": ("无效", "invalid"), "no_config": ("门禁未获配置", "bridge had no config")},
 }
-CODED = tuple(WORDS["zh"])
-# Export columns: (field of a presented line, Chinese header, English header).
-EXPORT_COLUMNS = (
-    ("at_local", "时间", "Time"), ("gate_name", "门禁", "Gate"), ("direction", "方向", "Direction"),
-    ("result", "结果", "Result"), ("reason", "原因", "Reason"), ("kind", "类型", "Kind"),
-    ("person", "姓名", "Name"), ("room", "房间", "Room"), ("source", "方式", "Source"), ("by_name", "开门人", "Opened by"),
-    ("open_reason", "开门理由", "Reason given"), ("flag", "核对", "Check"),
-)
-SHEET_TITLE = {"zh": "通行记录", "en": "access log"}
+CODED = tuple(WORDS)
+
+
+def code_words(lang: str) -> dict[str, dict[str, str]]:
+    """WORDS in one language: what a line's `words` and the filter choices show."""
+    return {field: {code: in_lang(pair, lang) for code, pair in codes.items()}
+            for field, codes in WORDS.items()}
+
+
+# Export columns: field of a presented line -> its header.
+EXPORT_COLUMNS = {
+    "at_local": ("时间", "Time"), "gate_name": ("门禁", "Gate"), "direction": ("方向", "Direction"),
+    "result": ("结果", "Result"), "reason": ("原因", "Reason"), "kind": ("类型", "Kind"),
+    "person": ("姓名", "Name"), "room": ("房间", "Room"), "source": ("方式", "Source"),
+    "by_name": ("开门人", "Opened by"), "open_reason": ("开门理由", "Reason given"), "flag": ("核对", "Check"),
+}
+SHEET_TITLE = ("通行记录", "access log")
 LOCAL_TIME = "%Y-%m-%d %H:%M:%S"
 EXPORT_PAGE = 500
 
@@ -308,7 +305,7 @@ class AccessLogReader:
             names[str(doc["_id"])] = (doc.get("visitor") or {}).get("name") or ""
             if doc.get("host_room"):
                 rooms[str(doc["_id"])] = [doc["host_room"]]
-        words = WORDS[lang]
+        words = code_words(lang)
         presented = []
         for item in items:
             subject = item.get("subject")
@@ -339,12 +336,12 @@ class AccessLogReader:
             cursor = page["next_cursor"]
             if not cursor:
                 break
-        headers = [column[1 if lang == "zh" else 2] for column in EXPORT_COLUMNS]
-        table = [[_cell(row, field) for field, _, _ in EXPORT_COLUMNS] for row in rows[:max_rows]]
+        headers = [in_lang(header, lang) for header in EXPORT_COLUMNS.values()]
+        table = [[_cell(row, field) for field in EXPORT_COLUMNS] for row in rows[:max_rows]]
         if fmt == "csv":
             return _csv(headers, table)
         return await asyncio.get_running_loop().run_in_executor(
-            None, _xlsx, SHEET_TITLE[lang], headers, table)
+            None, _xlsx, in_lang(SHEET_TITLE, lang), headers, table)
 
 
 def _cell(row: dict, field: str):

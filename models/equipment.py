@@ -33,7 +33,7 @@ from models.common import object_id
 from models.common import insert_new
 from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from models.importer import cell_text, day_of, error as row_error, table
-from models.messages import Text
+from models.messages import Text, in_lang
 from models.photos import store_uploads
 from models.places import community_zone
 from models.tickets import Finding
@@ -412,7 +412,8 @@ class EquipmentManager(Records):
         if doc["result"] != "problem":
             raise Conflict("nothing was found wrong here", code="no_problem")
         item = await self.db.equipment.find_one({"_id": doc["equipment_id"]})
-        failed = [CHECK_WORDS[name][0] for name, answer in doc["answers"].items() if answer == "problem"]
+        failed = [in_lang(CHECK_WORDS[name], "zh")
+                  for name, answer in doc["answers"].items() if answer == "problem"]
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "inspection", str(doc["_id"]),
             f"巡检发现：{item['name']}（{item['tag_code']}）{'、'.join(failed)}", doc["note"],

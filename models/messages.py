@@ -45,6 +45,13 @@ def negotiate(accept_language: str, chosen: str | None = None) -> str:
     return DEFAULT_LANG
 
 
+def in_lang(words: tuple[str, str], lang: str) -> str:
+    """One language's words of a (Chinese, English) pair: the one form of the server's word
+    tables (models/access_log.py, models/places.py, models/equipment.py CHECK_WORDS), as the
+    admin's `words(prefix, {name: [zh, en]})` is of its own."""
+    return words[LANGS.index(lang)]
+
+
 def say(text: str, lang: str) -> str:
     """The words of `text` (a string or a Text) in `lang`."""
     if lang == "en" or not isinstance(text, str):

@@ -22,7 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from gate_bridge.decision import DEFAULT_TIME_ZONE, zone_info
 from models.common import insert_new, object_id
 from models.errors import Conflict, Invalid, NotFound
-from models.messages import Text
+from models.messages import Text, in_lang
 
 INDEXES = {
     "communities": [IndexModel([("code", ASCENDING)], unique=True)],
@@ -47,9 +47,10 @@ COMMUNITY_FIELDS = ("name", "address", "time_zone")
 SEGMENT = re.compile(r"^[0-9A-Za-z]{1,8}$")
 GATE_KINDS = ("pedestrian", "unit_door", "barrier")
 # How a place path reads to people: "1-2-1201" -> 1栋2单元1201室 / Bldg 1, Unit 2, Room 1201.
-PLACE_LABELS = {"zh": ("{}栋", "{}单元", "{}室"), "en": ("Bldg {}", "Unit {}", "Room {}")}
-PLACE_LABEL_JOIN = {"zh": "", "en": ", "}
-WHOLE_COMMUNITY = {"zh": "全小区", "en": "whole community"}
+# Each (Chinese, English), the form of the server's word tables (models/messages.in_lang).
+PLACE_LABELS = (("{}栋", "Bldg {}"), ("{}单元", "Unit {}"), ("{}室", "Room {}"))
+PLACE_LABEL_JOIN = ("", ", ")
+WHOLE_COMMUNITY = ("全小区", "whole community")
 
 
 def split_path(path: str) -> list[str]:
@@ -98,11 +99,11 @@ def place_label(path: str, lang: str = "zh") -> str:
     A path that is not building-unit-room shaped is shown as it is."""
     parts = split_path(path)
     if not parts:
-        return WHOLE_COMMUNITY[lang]
+        return in_lang(WHOLE_COMMUNITY, lang)
     if len(parts) > 3 or not all(SEGMENT.match(p) for p in parts):
         return path
-    return PLACE_LABEL_JOIN[lang].join(
-        label.format(part) for label, part in zip(PLACE_LABELS[lang], parts))
+    return in_lang(PLACE_LABEL_JOIN, lang).join(
+        in_lang(label, lang).format(part) for label, part in zip(PLACE_LABELS, parts))
 
 
 def public_community(doc: dict) -> dict:
