@@ -52,6 +52,15 @@ async def register(app, c, days_ago, **item):
     return doc
 
 
+async def register_screen(admin, username):
+    """The register as staff reach it: signed in as `username`, then 更多 → 设备巡检."""
+    page = await admin.open()
+    await admin.sign_in(page, username)
+    await page.get_by_role("tab", name="更多").click()
+    await page.get_by_text("设备巡检").click()
+    return page
+
+
 async def test_a_guard_inspects_an_overdue_item_and_makes_its_repair_ticket(app, admin, api_client):
     c = await make_community(app, "ea")
     await register(app, c, 40, kind="fire_extinguisher", name="1单元灭火器", tag_code="E1", place_path="1-1")
@@ -100,10 +109,7 @@ async def test_a_guard_inspects_an_overdue_item_and_makes_its_repair_ticket(app,
 async def test_the_office_registers_filters_and_repairs(app, admin, api_client):
     c = await make_community(app, "eb")
     await register(app, c, 20, kind="pump", name="消防泵", tag_code="P1")
-    page = await admin.open()
-    await admin.sign_in(page, "eb-manager")
-    await page.get_by_role("tab", name="更多").click()
-    await page.get_by_text("设备巡检").click()
+    page = await register_screen(admin, "eb-manager")
     await page.get_by_role("button", name="登记设备").click()
     await page.locator("#eq-kind").select_option("hydrant")
     await page.get_by_label("名称").fill("2号楼消火栓")
@@ -231,10 +237,7 @@ async def test_one_phone_is_one_device_for_a_patrol_check_in_and_an_inspection(a
 async def test_staff_who_only_read_see_the_register_but_not_its_controls(app, admin):
     c = await make_community(app, "ec")
     await register(app, c, 1, kind="gate", name="北门道闸", tag_code="G1")
-    page = await admin.open()
-    await admin.sign_in(page, "ec-customer-service")
-    await page.get_by_role("tab", name="更多").click()
-    await page.get_by_text("设备巡检").click()
+    page = await register_screen(admin, "ec-customer-service")
     await expect(page.locator('[data-item="G1"]')).to_be_visible()
     await expect(page.get_by_role("button", name="扫码巡检")).to_have_count(0)
     await expect(page.get_by_role("button", name="登记设备")).to_have_count(0)

@@ -22,7 +22,7 @@ words('eq', {
   every: ['每 {n} 天', 'every {n} d'], last_check: ['上次巡检', 'Last check'], next_due: ['下次到期', 'Next due'],
   never: ['尚未巡检', 'Not yet inspected'], save: ['登记', 'Register'],
   required: ['请填写名称和标签编号', 'Name and tag code are required'], inspections: ['巡检记录', 'Inspections'],
-  history: ['操作记录', 'History'], ok: ['正常', 'OK'], problem: ['有问题', 'Problem'], note: ['说明', 'Note'],
+  history: ['操作记录', 'History'], note: ['说明', 'Note'],
   note_hint: ['有问题时请写明', 'Say what is wrong'],
   scan_hint: ['扫描设备上的二维码，或输入标签编号', 'Scan the code on the item, or type its tag code'], find: ['查找', 'Find'],
   submit: ['提交巡检', 'Submit'], saved_ok: ['已记录：正常', 'Recorded: OK'],
