@@ -242,6 +242,10 @@ EXPORT_COLUMNS = {
 SHEET_TITLE = ("通行记录", "access log")
 LOCAL_TIME = "%Y-%m-%d %H:%M:%S"
 EXPORT_PAGE = 500
+# Where the people a line names are, by its kind (a remote open's `by`: "staff:<id>"); a line
+# of another kind is looked for in all of them.
+PEOPLE_IN = {"staff": ("staff",), "resident": ("residents",), "visitor": ("passes",),
+             "worker": ("passes",)}
 
 
 def _oids(values) -> list[ObjectId]:
@@ -252,9 +256,10 @@ class AccessLogReader:
     """Access-log lines as people read them. Reads (never writes) the communities, gates,
     residents, staff, room links and passes it names."""
 
-    def __init__(self, db, places, access_log: AccessLog):
+    def __init__(self, db, places, staff, access_log: AccessLog):
         self.db = db
         self.places = places
+        self.staff = staff
         self.access_log = access_log
 
     async def subjects_named(self, community_id: str, text: str) -> list[str]:
@@ -283,28 +288,37 @@ class AccessLogReader:
         return {**page, "items": await self.present(community_id, page["items"], lang)}
 
     async def present(self, community_id: str, items: list[dict], lang: str = "zh") -> list[dict]:
-        """Each line with gate_name, person, room, by_name, at_local and `words` for its codes."""
+        """Each line with gate_name, person, room, by_name, at_local and `words` for its codes.
+        A line's kind says where its people are (staff accounts, residents, passes), so a page
+        reads only the collections it names, and the community, gates and staff from the
+        process's copies: a page of remote opens by staff reads nothing but its lines."""
         cid = ObjectId(community_id)
         zone = community_zone(await self.places.community(community_id))
         gates = await self.places.gate_names(community_id, {item["gate_id"] for item in items})
-        people = {item["subject"] for item in items} | {
-            item["by"].partition(":")[2] for item in items if item.get("by")}
-        names: dict[str, str] = {}
-        for collection in ("residents", "staff"):
-            for doc in await self.db[collection].find(
-                    {"_id": {"$in": _oids(people)}}, {"name": 1, "username": 1}).to_list(None):
-                names[str(doc["_id"])] = doc.get("name") or doc.get("username") or ""
+        wanted: dict[str, set[str]] = {"staff": set(), "residents": set(), "passes": set()}
+        for item in items:
+            kind, _, opener = (item.get("by") or "").partition(":")
+            for who, of in ((item.get("subject"), item.get("kind")), (opener, kind)):
+                for collection in PEOPLE_IN.get(of, tuple(wanted)) if who else ():
+                    wanted[collection].add(who)
+        names = await self.staff.names(wanted["staff"])
+        residents = _oids(wanted["residents"])
         rooms: dict[str, list[str]] = {}
-        for link in await self.db.room_links.find(
-                {"community_id": cid, "resident_id": {"$in": _oids(people)}, "state": "approved"},
-                {"resident_id": 1, "room_path": 1}).to_list(None):
-            rooms.setdefault(str(link["resident_id"]), []).append(link["room_path"])
-        for doc in await self.db.passes.find(
-                {"community_id": cid, "_id": {"$in": _oids(people)}},
-                {"visitor": 1, "host_room": 1}).to_list(None):
-            names[str(doc["_id"])] = (doc.get("visitor") or {}).get("name") or ""
-            if doc.get("host_room"):
-                rooms[str(doc["_id"])] = [doc["host_room"]]
+        if residents:
+            for doc in await self.db.residents.find(
+                    {"_id": {"$in": residents}}, {"name": 1}).to_list(None):
+                names[str(doc["_id"])] = doc.get("name") or ""
+            for link in await self.db.room_links.find(
+                    {"community_id": cid, "resident_id": {"$in": residents}, "state": "approved"},
+                    {"resident_id": 1, "room_path": 1}).to_list(None):
+                rooms.setdefault(str(link["resident_id"]), []).append(link["room_path"])
+        if passes := _oids(wanted["passes"]):
+            for doc in await self.db.passes.find(
+                    {"community_id": cid, "_id": {"$in": passes}},
+                    {"visitor": 1, "host_room": 1}).to_list(None):
+                names[str(doc["_id"])] = (doc.get("visitor") or {}).get("name") or ""
+                if doc.get("host_room"):
+                    rooms[str(doc["_id"])] = [doc["host_room"]]
         words = code_words(lang)
         presented = []
         for item in items:

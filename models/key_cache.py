@@ -10,14 +10,24 @@ it acknowledges the change, so a request made after the change — to any proces
 see the old value (on one machine at all; across machines, for longer than the network
 delay between Redis and that process).
 
+The same announcements keep copies of small store documents that every request reads (the
+caller's account, its communities, the gates a page names: `documents`). Their owning manager
+announces a document's key (`announce`) after writing it and before answering, so again a
+request made after the change does not see the old copy; a read that overlapped an
+announcement is not kept. A process that died between its write and its announcement would
+leave copies stale, so a document's copy is also read again after DOCUMENT_SECONDS.
+
 When the subscription breaks (a Redis restart closes it) the copies are dropped, and not used
 until it is back (the client reconnects by itself; each reconnection drops them again); a subscription that shows no sign of life for STALE_SECONDS (a silent
 network partition) counts as broken, so that is the longest a copy can be stale.
 """
 
 import asyncio
+import copy
 import time
 from collections import OrderedDict
+
+from bson import ObjectId
 
 CHANNEL = "xiaoqu:changed"
 MAX_COPIES = 100_000
@@ -25,6 +35,7 @@ PING_SECONDS = 2.0  # the subscription is pinged this often...
 STALE_SECONDS = 6.0  # ...and counts as broken after this long without an answer
 RETRY_SECONDS = 1.0  # between attempts to subscribe again
 SUBSCRIBE_SECONDS = 2.0
+DOCUMENT_SECONDS = 60.0  # a store document's copy is read again after this at the latest
 
 
 async def set_announced(redis, key: str, value, ex: int) -> None:
@@ -37,11 +48,36 @@ async def delete_announced(redis, key: str) -> None:
         await pipe.delete(key).publish(CHANNEL, key).execute()
 
 
+async def announce(redis, *keys: str) -> None:
+    """Say that the store documents under these keys changed: after the write, before the
+    change is acknowledged to anyone."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.publish(CHANNEL, key)
+        await pipe.execute()
+
+
+async def by_id(cache: "KeyCache | None", collection, ids) -> dict[str, dict]:
+    """id -> document of a collection, for the ids given (valid ones, of documents found), from
+    the process's copies (keyed "<collection>:<id>"; announce that key after changing one);
+    without a cache (scripts) read each time."""
+    async def load(keys: list[str]) -> dict[str, dict]:
+        wanted = [ObjectId(key.partition(":")[2]) for key in keys]
+        return {f"{collection.name}:{doc['_id']}": doc
+                for doc in await collection.find({"_id": {"$in": wanted}}).to_list(None)}
+    keys = [f"{collection.name}:{i}" for i in {str(i) for i in ids if i} if ObjectId.is_valid(i)]
+    if not keys:
+        return {}
+    copies = await (load(keys) if cache is None else cache.documents(keys, load))
+    return {key.partition(":")[2]: doc for key, doc in copies.items()}
+
+
 class KeyCache:
     def __init__(self, redis, clock=time.monotonic):
         self.redis = redis
         self.clock = clock
         self.copies: OrderedDict[str, str | None] = OrderedDict()
+        self.docs: OrderedDict[str, tuple[float, dict]] = OrderedDict()  # key -> (expires, doc)
         self.pubsub = None
         self.closed = False  # after close() no subscription is made again
         self.changes = 0  # announcements taken: a read that overlapped one is not kept
@@ -77,6 +113,7 @@ class KeyCache:
 
     def _reconnected(self, connection) -> None:
         self.copies.clear()
+        self.docs.clear()
         self.changes += 1
 
     async def close(self) -> None:
@@ -102,6 +139,33 @@ class KeyCache:
         values = await self.redis.mget(*keys)
         self.remember(dict(zip(keys, values)), seen)
         return values
+
+    async def documents(self, keys, load) -> dict[str, dict]:
+        """Store documents by key (their manager's naming, e.g. "staff:<id>"), from the copies
+        when current; the others read by `await load(missing keys) -> {key: doc}`, and kept
+        unless an announcement came meanwhile. A key not found is not kept (nor announced when
+        its document is created). Each caller gets its own copy: callers may change it."""
+        found: dict[str, dict] = {}
+        if await self._current():
+            now = self.clock()
+            for key in keys:
+                held = self.docs.get(key)
+                if held is not None and held[0] > now:
+                    found[key] = held[1]
+                    self.docs.move_to_end(key)
+        if missing := [key for key in keys if key not in found]:
+            self.misses += 1
+            seen, started = self.changes, self.clock()
+            loaded = await load(missing)
+            if self.pubsub is not None and self.changes == seen:
+                self.docs.update((key, (started + DOCUMENT_SECONDS, doc))
+                                 for key, doc in loaded.items())
+                while len(self.docs) > MAX_COPIES:
+                    self.docs.popitem(last=False)
+            found.update(loaded)
+        else:
+            self.hits += 1
+        return {key: copy.deepcopy(doc) for key, doc in found.items()}
 
     def remember(self, values: dict, seen: int) -> None:
         """Keep values read while `changes` was `seen`, unless an announcement came since
@@ -146,6 +210,7 @@ class KeyCache:
             self.last_heard = now
             if message["type"] == "message":
                 self.copies.pop(message["data"], None)
+                self.docs.pop(message["data"], None)
                 self.changes += 1
         if now - self.last_ping >= PING_SECONDS:
             self.last_ping = now
@@ -153,6 +218,7 @@ class KeyCache:
 
     async def _broken(self) -> None:
         self.copies.clear()
+        self.docs.clear()
         self.changes += 1
         pubsub, self.pubsub = self.pubsub, None
         self.last_try = self.clock()

@@ -12,6 +12,7 @@ from pymongo.errors import DuplicateKeyError
 from models.access import STAFF_ROLES, Principal, may_manage_account
 from models.common import insert_new, object_id
 from models.key_cache import CHANNEL as CHANGED_CHANNEL
+from models.key_cache import announce, by_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.messages import Text
 
@@ -230,12 +231,16 @@ end
 class StaffManager:
     """Staff accounts. Every change to what a member may do (roles, disabling) raises the
     account's `generation`; tokens carry the generation they were issued under, and
-    models/auth.py refuses older ones, so the change ends the member's sessions at once."""
+    models/auth.py refuses older ones, so the change ends the member's sessions at once.
+    Accounts are read by id on every `/api/me` and in every page naming staff: those
+    reads come from the process's copies (`keys`, models/key_cache.py), and every change to
+    an account is announced, so every process reads it again at its next request."""
 
-    def __init__(self, db, redis, clock):
+    def __init__(self, db, redis, clock, keys=None):
         self.db = db
         self.redis = redis
         self.clock = clock
+        self.keys = keys
         self._raise_generation = redis.register_script(_RAISE_GENERATION)
 
     async def create(self, username: str, password: str, name: str,
@@ -274,6 +279,7 @@ class StaffManager:
                 raise NotFound("no such username", fields={"username": "no such account"})
             raise Conflict("already on this community's staff",
                            fields={"username": "already a member: change their roles instead"})
+        await announce(self.redis, f"staff:{doc['_id']}")
         return doc
 
     async def get(self, community_id: str, staff_id: str) -> dict:
@@ -284,7 +290,8 @@ class StaffManager:
         return doc
 
     async def active_by_id(self, staff_id: str) -> dict | None:
-        return await self.db.staff.find_one({"_id": ObjectId(staff_id), "active": True})
+        doc = (await by_id(self.keys, self.db.staff, [staff_id])).get(staff_id)
+        return doc if doc and doc.get("active") else None
 
     async def active_member(self, community_id: str, staff_id: str) -> dict | None:
         """The member if their account is active and they have a role in the community."""
@@ -294,9 +301,8 @@ class StaffManager:
 
     async def names(self, ids) -> dict[str, str]:
         """Staff id -> name (the username when no name is set), for records that say who."""
-        wanted = [ObjectId(i) for i in set(ids) if ObjectId.is_valid(i)]
-        docs = await self.db.staff.find({"_id": {"$in": wanted}}, {"name": 1, "username": 1}).to_list(None)
-        return {str(d["_id"]): d.get("name") or d["username"] for d in docs}
+        return {i: d.get("name") or d["username"]
+                for i, d in (await by_id(self.keys, self.db.staff, ids)).items()}
 
     async def holding(self, community_id: str, role: str) -> list[str]:
         """Ids of the community's active members with `role`."""
@@ -362,4 +368,5 @@ class StaffManager:
         if doc is None:
             raise NotFound("staff member not found")
         await self._raise_generation(keys=[sessions_key(str(staff_id))], args=[doc["generation"], CHANGED_CHANNEL])
+        await announce(self.redis, f"staff:{staff_id}")
         return doc

@@ -22,6 +22,7 @@ from pymongo.errors import DuplicateKeyError
 from gate_bridge.decision import DEFAULT_TIME_ZONE, zone_info
 from models.common import insert_new, object_id
 from models.errors import Conflict, Invalid, NotFound
+from models.key_cache import announce, by_id
 from models.messages import Text, in_lang
 
 INDEXES = {
@@ -125,9 +126,21 @@ def public_gate(doc: dict) -> dict:
 
 
 class PlaceManager:
-    def __init__(self, db, clock):
+    """Communities, places and gates. Every request reads its communities and the gates it
+    names: those documents are copied in the process (`keys`, models/key_cache.py) and each
+    change to one is announced, so every process sees it on its next request."""
+
+    def __init__(self, db, clock, keys=None):
         self.db = db
         self.clock = clock
+        self.keys = keys
+
+    async def _announce(self, *keys: str) -> None:
+        if self.keys is not None and keys:
+            await announce(self.keys.redis, *keys)
+
+    async def _copies(self, collection: str, ids) -> dict[str, dict]:
+        return await by_id(self.keys, self.db[collection], ids)
 
     async def create_community(self, name: str, code: str, address: str = "",
                                settings: dict | None = None,
@@ -169,6 +182,7 @@ class PlaceManager:
             return_document=ReturnDocument.AFTER)
         if doc is None:
             raise NotFound("community not found")
+        await self._announce(f"communities:{doc['_id']}")
         return doc
 
     @staticmethod
@@ -177,14 +191,17 @@ class PlaceManager:
             raise Invalid("unknown setting", fields={f"settings.{k}": "unknown" for k in unknown})
 
     async def community(self, community_id: str) -> dict:
-        doc = await self.db.communities.find_one({"_id": object_id(community_id, "community")})
+        cid = str(object_id(community_id, "community"))
+        doc = (await self._copies("communities", [cid])).get(cid)
         if doc is None:
             raise NotFound("community not found")
         return doc
 
     async def communities(self, ids: set[str] | None = None) -> list[dict]:
-        query = {} if ids is None else {"_id": {"$in": [ObjectId(i) for i in ids]}}
-        return await self.db.communities.find(query).sort("name", ASCENDING).to_list(None)
+        """These communities (all of them when None: a platform admin's, read each time) by name."""
+        if ids is None:
+            return await self.db.communities.find({}).sort("name", ASCENDING).to_list(None)
+        return sorted((await self._copies("communities", ids)).values(), key=lambda c: c["name"])
 
     def place_doc(self, community_id: ObjectId, path: str, name: str | None = None,
                   area_m2: float | None = None) -> dict:
@@ -295,6 +312,7 @@ class PlaceManager:
             {"_id": ObjectId(gate_id), "community_id": cid},
             {"$set": {"bridge_id": bridge_id, "updated_at": now}})
             for gate_id, bridge_id in bridges.items()], ordered=False)
+        await self._announce(*(f"gates:{gate_id}" for gate_id in bridges))
 
     async def _check_covers(self, community_id: str, paths: list[str]) -> None:
         for path in paths:
@@ -303,9 +321,9 @@ class PlaceManager:
                               fields={"covers": Text("no place {path}", path=repr(path))})
 
     async def gate(self, community_id: str, gate_id: str) -> dict:
-        doc = await self.db.gates.find_one(
-            {"_id": object_id(gate_id, "gate"), "community_id": ObjectId(community_id)})
-        if doc is None:
+        gid = str(object_id(gate_id, "gate"))
+        doc = (await self._copies("gates", [gid])).get(gid)
+        if doc is None or str(doc["community_id"]) != community_id:
             raise NotFound("gate not found")
         return doc
 
@@ -316,12 +334,9 @@ class PlaceManager:
     async def gate_names(self, community_id: str, gate_ids) -> dict[str, str]:
         """id -> name of these gates of the community. A page of lines names a few gates; a
         community can have thousands (reading them all per page overloaded the store)."""
-        ids = [ObjectId(g) for g in set(gate_ids) if g and ObjectId.is_valid(g)]
-        if not ids:
-            return {}
-        return {str(g["_id"]): g["name"] for g in await self.db.gates.find(
-            {"community_id": ObjectId(community_id), "_id": {"$in": ids}}, {"name": 1}
-        ).to_list(None)}
+        return {gate_id: gate["name"] for gate_id, gate in
+                (await self._copies("gates", gate_ids)).items()
+                if str(gate["community_id"]) == community_id}
 
     async def update_gate(self, community_id: str, gate_id: str, changes: dict) -> dict:
         gate = await self.gate(community_id, gate_id)
@@ -329,4 +344,5 @@ class PlaceManager:
             await self._check_covers(community_id, changes["covers"])
         changes["updated_at"] = self.clock.now()
         await self.db.gates.update_one({"_id": gate["_id"]}, {"$set": changes})
+        await self._announce(f"gates:{gate['_id']}")
         return {**gate, **changes}

@@ -175,10 +175,11 @@ class XiaoquApp(tornado.web.Application):
         self.stores = StoreHealth(self.db, redis)  # the circuit breaker /readyz feeds
         self.wechat = WeChatClient(settings.wechat_base_url, settings.wechat_appid,
                                    settings.wechat_secret.get_secret_value(), redis)
-        self.places = PlaceManager(self.db, self.clock)
+        # This process's copies of revocations, room links, accounts, communities and gates.
+        self.keys = KeyCache(redis)
+        self.places = PlaceManager(self.db, self.clock, self.keys)
         self.residents = ResidentManager(self.db, self.clock)
-        self.staff = StaffManager(self.db, redis, self.clock)
-        self.keys = KeyCache(redis)  # this process's copies of revocations and room links
+        self.staff = StaffManager(self.db, redis, self.clock, self.keys)
         self.bindings = BindingManager(self.db, redis, self.clock, self.places, self.keys)
         self.imports = Importer(self.db, redis, self.clock, self.places, self.residents,
                                 self.bindings)
@@ -189,7 +190,7 @@ class XiaoquApp(tornado.web.Application):
         self.feed_hub = FeedHub(settings.redis_url)
         self.sla_targets = SlaTargets(self.db)
         self.access_log = AccessLog(self.db)
-        self.access_log_reader = AccessLogReader(self.db, self.places, self.access_log)
+        self.access_log_reader = AccessLogReader(self.db, self.places, self.staff, self.access_log)
         key_box = KeyBox(settings.gate_secret_key.get_secret_value())
         self.passes = PassManager(self.db, redis, self.clock, settings, self.places, self.bindings,
                                   self.staff, self.access_log, key_box)

@@ -46,11 +46,12 @@ class MongoMonitor(monitoring.CommandListener, monitoring.ServerHeartbeatListene
             metrics.STORE_ERRORS.labels("mongodb", "heartbeat").inc()
 
 
-def connect_mongo(uri: str) -> AsyncMongoClient:
+def connect_mongo(uri: str, listeners=()) -> AsyncMongoClient:
+    """`listeners`: more of pymongo's monitoring listeners (tests count commands with one)."""
     # tz_aware: datetimes come back as UTC-aware, comparable with our clock.
     return AsyncMongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=MONGO_TIMEOUT_MS,
                             connectTimeoutMS=MONGO_TIMEOUT_MS, socketTimeoutMS=10 * MONGO_TIMEOUT_MS,
-                            event_listeners=[MongoMonitor()])
+                            event_listeners=[MongoMonitor(), *listeners])
 
 
 async def _timed(op: str, call):

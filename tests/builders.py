@@ -7,6 +7,7 @@ the login endpoints themselves are covered by test_auth.py.
 from dataclasses import dataclass, field
 
 from models.access import STAFF_ROLES, Principal
+from models.key_cache import announce
 from models.people import _hasher
 
 STAFF_PASSWORD = "correct horse battery"
@@ -56,3 +57,10 @@ async def make_platform_admin(app, username: str = "boss") -> str:
     """A platform admin (what `python -m server bootstrap` creates); returns an access token."""
     doc = await app.staff.create(username, STAFF_PASSWORD, username, {}, platform_admin=True)
     return (await app.auth.start_session(str(doc["_id"]), "staff"))["access_token"]
+
+
+async def change_directly(app, collection: str, query: dict, update: dict) -> None:
+    """A change no manager offers (a test's set-up: a staff member's name…), announced as its
+    manager would, so no process answers from its copy (models/key_cache.py)."""
+    doc = await app.db[collection].find_one_and_update(query, update)
+    await announce(app.redis, f"{collection}:{doc['_id']}")

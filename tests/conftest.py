@@ -120,11 +120,17 @@ def clock():
     return None
 
 
+@pytest.fixture
+def mongo_listeners():
+    """pymongo monitoring listeners for the app's client (tests/test_store_budget.py counts)."""
+    return ()
+
+
 @pytest_asyncio.fixture
-async def app(settings, clock):
+async def app(settings, clock, mongo_listeners):
     redis = connect_redis(settings.redis_url)
     await redis.flushdb()
-    mongo = connect_mongo(settings.mongodb_uri)
+    mongo = connect_mongo(settings.mongodb_uri, mongo_listeners)
     application = XiaoquApp(settings, mongo, redis, clock=clock)
     await application.startup()
     yield application

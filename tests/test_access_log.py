@@ -11,7 +11,7 @@ from bson import ObjectId
 from openpyxl import load_workbook
 
 from models.places import community_zone, place_label
-from tests.builders import make_community, make_resident
+from tests.builders import change_directly, make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
 
@@ -166,8 +166,8 @@ async def test_exports_in_chinese_by_default_english_on_request(app, api_client,
 @pytest.mark.asyncio
 async def test_remote_opens_show_who_opened_and_why(app, api_client, hub, tmp_path):
     c = await make_community(app, "alr")
-    await app.db.staff.update_one({"_id": ObjectId(c.staff["security"])},
-                                  {"$set": {"name": "王保安"}})
+    await change_directly(app, "staff", {"_id": ObjectId(c.staff["security"])},
+                          {"$set": {"name": "王保安"}})
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:

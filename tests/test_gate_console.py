@@ -9,7 +9,7 @@ import pytest
 from bson import ObjectId
 from tornado.websocket import websocket_connect
 
-from tests.builders import make_community
+from tests.builders import change_directly, make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
 
@@ -73,8 +73,8 @@ async def raise_alarm(app, c, alarm_id="a1"):
 
 async def test_an_alarm_is_dispatched_to_someone_who_handles_alarms(app, api_client):
     c = await make_community(app, "gc4")
-    await app.db.staff.update_one({"_id": ObjectId(c.staff["security"])},
-                                  {"$set": {"name": "巡逻王"}})
+    await change_directly(app, "staff", {"_id": ObjectId(c.staff["security"])},
+                          {"$set": {"name": "巡逻王"}})
     path = await raise_alarm(app, c)
     people = await api_client.get(f"/api/communities/{c.id}/alarms/assignees",
                                   token=c.tokens["security_lead"])

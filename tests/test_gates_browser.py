@@ -12,7 +12,7 @@ from bson import ObjectId
 from openpyxl import load_workbook
 from playwright.async_api import expect
 
-from tests.builders import make_community
+from tests.builders import change_directly, make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 from tests.gate_fixtures import start_sim_bridge
 from tests.test_access_log import some_traffic
@@ -72,7 +72,8 @@ async def test_a_remote_open_shows_its_levels_as_they_arrive(app, admin, hub, tm
 
 async def test_an_offline_alarm_is_acknowledged_dispatched_and_closed(app, admin, hub, tmp_path):
     c, creds, sim = await online_gate(app, hub, tmp_path, "gba")
-    await app.db.staff.update_one({"_id": ObjectId(c.staff["security"])}, {"$set": {"name": "巡逻王"}})
+    await change_directly(app, "staff", {"_id": ObjectId(c.staff["security"])},
+                          {"$set": {"name": "巡逻王"}})
     page = await gates_screen(admin, "gba-security-lead")
     await expect(page.locator('[data-gate="main"] .gate-status')).to_have_text("在线")
     await page.get_by_role("tab", name="告警").click()
@@ -110,7 +111,8 @@ async def test_the_access_log_filters_scrolls_and_exports(app, admin, api_client
     c = await make_community(app, "gbl")
     await app.places.update_gate(c.id, c.gates["main"], {"name": "南门"})
     # Far west of China: its clock is UTC+6, and both the page and the export keep to it.
-    await app.db.communities.update_one({"_id": ObjectId(c.id)}, {"$set": {"time_zone": "Asia/Urumqi"}})
+    await change_directly(app, "communities", {"_id": ObjectId(c.id)},
+                          {"$set": {"time_zone": "Asia/Urumqi"}})
     await some_traffic(app, api_client, c)  # 张三 twice (once refused), then 李四
     for i in range(55):  # older lines, to scroll through
         await app.access_log.record({

@@ -11,14 +11,21 @@ import urllib.request
 
 import pytest
 
-from models.key_cache import KeyCache, set_announced
+from models.key_cache import KeyCache, announce, set_announced
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
+from tests.test_access_log import some_traffic
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def answer(url: str, token: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
 
 
 def call(url: str, token: str | None = None, body: dict | None = None) -> int:
@@ -75,6 +82,49 @@ async def test_a_logout_ends_access_at_the_next_request_in_another_process(app, 
     await api_client.post(f"/api/communities/{c.id}/bindings/{link['_id']}/decision",
                           {"action": "revoke", "reason": "moved out"}, token=c.tokens["admin"])
     assert await asyncio.to_thread(call, code, resident) == 404  # no longer their community
+
+
+@pytest.mark.asyncio
+async def test_a_changed_community_or_gate_is_seen_at_the_next_request_in_another_process(
+        app, api_client, other_process):
+    """Accounts, communities and gates are copied in each process (every `/api/me` and
+    access-log page reads them); their manager's change is on the other's next answer."""
+    c = await make_community(app, "kd")
+    await some_traffic(app, api_client, c)
+    admin = c.tokens["admin"]
+    me, page = f"{other_process}/api/me", f"{other_process}/api/communities/{c.id}/access-log"
+    for _ in range(2):  # the second from the copies
+        assert [x["name"] for x in (await asyncio.to_thread(answer, me, admin))["communities"]] \
+            == ["Garden kd"]
+        assert {x["gate_name"] for x in (await asyncio.to_thread(answer, page, admin))["items"]} \
+            == {"main"}
+    await app.places.update_community(c.id, {"name": "Renamed"})
+    await app.places.update_gate(c.id, c.gates["main"], {"name": "南门"})
+    assert [x["name"] for x in (await asyncio.to_thread(answer, me, admin))["communities"]] == [
+        "Renamed"]
+    assert {x["gate_name"] for x in (await asyncio.to_thread(answer, page, admin))["items"]} == {
+        "南门"}
+
+
+@pytest.mark.asyncio
+async def test_a_document_read_while_its_change_was_announced_is_not_kept(app):
+    cache = KeyCache(app.redis)
+    await cache.start()
+    reads = []
+
+    async def load(keys):
+        reads.append(keys)
+        if len(reads) == 1:  # changed and announced while this read was in flight
+            await announce(app.redis, "gates:1")
+            await cache.mget("k")  # another request takes the announcement meanwhile
+        return {"gates:1": {"name": f"read {len(reads)}"}}
+    try:
+        assert await cache.documents(["gates:1"], load) == {"gates:1": {"name": "read 1"}}
+        assert await cache.documents(["gates:1"], load) == {"gates:1": {"name": "read 2"}}
+        assert await cache.documents(["gates:1"], load) == {"gates:1": {"name": "read 2"}}
+        assert len(reads) == 2
+    finally:
+        await cache.close()
 
 
 @pytest.mark.asyncio

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from models.common import ManualClock
-from tests.builders import make_community, make_resident
+from tests.builders import change_directly, make_community, make_resident
 
 START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
 
@@ -102,8 +102,8 @@ async def test_worker_passes_are_capped_by_the_community_setting(app, api_client
     within = {**body, "valid_to": (START + timedelta(days=90)).isoformat()}
     assert (await api_client.post(path, within, token=c.tokens["manager"])).status == 201
 
-    await app.db.communities.update_one({"code": "cap"},
-                                        {"$set": {"settings.worker_pass_max_days": 30}})
+    await change_directly(app, "communities", {"code": "cap"},
+                          {"$set": {"settings.worker_pass_max_days": 30}})
     app.passes.communities.clear()  # the settings cache, as after its short lifetime
     reply = await api_client.post(path, within, token=c.tokens["manager"])
     assert reply.status == 400 and "30 天" in reply.error["fields"]["valid_to"]

@@ -6,7 +6,7 @@ import pytest_asyncio
 from models.errors import Unauthorized
 from server.app import XiaoquApp
 from server.stores import connect_mongo, connect_redis
-from tests.builders import STAFF_PASSWORD, make_community
+from tests.builders import STAFF_PASSWORD, change_directly, make_community
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,8 +82,8 @@ async def test_disable_and_enable_an_account(app, api_client, other_process):
 async def test_an_account_working_elsewhere_is_not_disabled_from_here(app, api_client):
     a = await make_community(app, "ea")
     b = await make_community(app, "eb")
-    await app.db.staff.update_one({"username": "ea-security"},
-                                  {"$set": {f"roles.{b.id}": ["security"]}})
+    await change_directly(app, "staff", {"username": "ea-security"},
+                          {"$set": {f"roles.{b.id}": ["security"]}})
     reply = await api_client.put(f"/api/communities/{a.id}/staff/{a.staff['security']}/active",
                                  {"active": False}, token=a.tokens["admin"])
     assert reply.status == 403

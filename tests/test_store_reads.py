@@ -5,6 +5,7 @@ import pytest
 from pymongo import AsyncMongoClient, monitoring
 
 from models.access_log import AccessLog, AccessLogReader
+from models.people import StaffManager
 from models.places import PlaceManager
 from tests.builders import make_community
 from tests.test_access_log import some_traffic
@@ -45,7 +46,8 @@ async def test_an_access_log_page_reads_only_the_gates_it_names(app, api_client,
     client = AsyncMongoClient(settings.mongodb_uri, tz_aware=True, event_listeners=[listener])
     try:
         db = client[settings.mongodb_db]
-        reader = AccessLogReader(db, PlaceManager(db, app.clock), AccessLog(db))
+        reader = AccessLogReader(db, PlaceManager(db, app.clock), StaffManager(db, app.redis, app.clock),
+                                 AccessLog(db))
         page = await reader.page(c.id, limit=20)
     finally:
         await client.close()

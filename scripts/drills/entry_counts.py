@@ -42,8 +42,7 @@ async def seed_codes(d, site, residents: int, codes_each: int, passes: int,
     """Residents of one room with `codes_each` codes each, and `passes` visitor passes."""
     async with d.app() as app:
         cid = site.community_id
-        await app.db.communities.update_one(
-            {"_id": ObjectId(cid)}, {"$set": {"settings.pass_code_seconds": CODE_SECONDS}})
+        await app.places.update_community(cid, {}, {"pass_code_seconds": CODE_SECONDS})
         for path in ("1", "1-1", "1-1-101"):
             await app.places.create_place(cid, path)
         admin = Principal("staff", str((await app.db.staff.find_one({}))["_id"]),

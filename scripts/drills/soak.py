@@ -23,7 +23,9 @@ import argparse
 import asyncio
 import collections
 import random
+import re
 import time
+import urllib.request
 
 from scripts.drills.common import Drill, main, percentile, rss_kb
 
@@ -82,6 +84,25 @@ async def lag_sampler(d: Drill, servers, tally: Tally, until: float) -> None:
         await asyncio.sleep(0.5)
 
 
+STORE_COUNT = re.compile(r'^xiaoqu_store_duration_seconds_count\{op="(\w+)",store="mongodb"\} (\S+)$',
+                         re.M)
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+async def store_commands(servers) -> collections.Counter:
+    """MongoDB commands the servers have sent so far, by name (their /metrics)."""
+    counts: collections.Counter = collections.Counter()
+    for server in servers:
+        text = await asyncio.to_thread(_scrape, f"{server.base}/metrics")
+        for op, value in STORE_COUNT.findall(text):
+            counts[op] += int(float(value))
+    return counts
+
+
 def rss_line(label: str, processes) -> str:
     return f"RSS {label}: " + ", ".join(f"{p.name} {rss_kb(p.pid) / 1024:.0f} MiB"
                                         for p in processes)
@@ -107,6 +128,7 @@ async def drill(d: Drill) -> None:
     d.say(rss[0])
 
     tally = Tally()
+    commands_before = await store_commands(servers)
     until = time.monotonic() + seconds
     d.say(f"{clients} app clients for {seconds:.0f} s")
     work = [asyncio.create_task(client(d, [s.base for s in servers], site, tally, until))
@@ -119,6 +141,7 @@ async def drill(d: Drill) -> None:
     await asyncio.gather(*work)
     rss.append(rss_line("end", everyone))
     d.say(rss[-1])
+    commands = await store_commands(servers) - commands_before
 
     requests = sum(len(v) for v in tally.latency.values())
     for kind, values in sorted(tally.latency.items()):
@@ -127,6 +150,10 @@ async def drill(d: Drill) -> None:
     for name, values in sorted(tally.lag.items()):
         d.say(f"event-loop lag {name} (/healthz round trip): p50 {percentile(values, 0.5):.1f} "
               f"ms, p99 {percentile(values, 0.99):.1f} ms, max {max(values, default=0):.1f} ms")
+    total = sum(commands.values())
+    d.say(f"store: {total} MongoDB commands from the servers, {total / seconds:.1f} a second, "
+          f"{total / max(requests, 1):.2f} per app request (" + ", ".join(
+              f"{op} {n}" for op, n in commands.most_common()) + ")")
     d.say(f"errors: {sum(tally.errors.values())} of {requests}"
           + "".join(f"\n    {n} × {what}" for what, n in tally.errors.most_common()))
     sessions_lost = sum(sum("session ended" in line for line in s.err) for s in simulators)
