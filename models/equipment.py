@@ -31,7 +31,7 @@ from models.access import Principal, permitted
 from models.check_ins import check_answers, proof
 from models.common import object_id
 from models.common import insert_new
-from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
+from models.errors import Forbidden, Invalid, NotFound, Unprocessable
 from models.importer import cell_text, day_of, error as row_error, table
 from models.messages import Text, in_lang
 from models.photos import store_uploads
@@ -407,18 +407,14 @@ class EquipmentManager(Records):
         `from_finding`): at the item's place, with the note and photos, linked both ways.
         Asked again, the same ticket."""
         doc = await self.inspection(community_id, inspection_id)
-        if doc["by"] != principal.id and not permitted(principal, community_id, "findings.ticket"):
-            raise Forbidden("only who found it or the office makes its ticket")
-        if doc["result"] != "problem":
-            raise Conflict("nothing was found wrong here", code="no_problem")
         item = await self.db.equipment.find_one({"_id": doc["equipment_id"]})
         failed = [in_lang(CHECK_WORDS[name], "zh")
                   for name, answer in doc["answers"].items() if answer == "problem"]
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "inspection", str(doc["_id"]),
-            f"巡检发现：{item['name']}（{item['tag_code']}）{'、'.join(failed)}", doc["note"],
-            item.get("place_path"), tuple(doc["photos"]),
-            category or TICKET_CATEGORIES.get(item["kind"], "other")))
+            f"巡检发现：{item['name']}（{item['tag_code']}）{'、'.join(failed)}", doc["by"],
+            doc["note"], item.get("place_path"), tuple(doc["photos"]),
+            category or TICKET_CATEGORIES.get(item["kind"], "other"), doc["result"] == "problem"))
         if doc.get("ticket_id") != ticket["_id"]:
             await self.db.equipment_inspections.update_one({"_id": doc["_id"]},
                                                            {"$set": {"ticket_id": ticket["_id"]}})

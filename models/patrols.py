@@ -303,16 +303,13 @@ class PatrolManager:
         the checkpoint's place with the visit's note and photos, and linked both ways (the
         ticket's `source`, the visit's `ticket_id`). Asked again, the same ticket."""
         doc, visit = await self._visit(community_id, round_id, index)
-        if visit["by"] != principal.id and not permitted(principal, community_id, "findings.ticket"):
-            raise Forbidden("only who found it or the office makes its ticket")
-        if not visit["problem"]:
-            raise Conflict("nothing was found wrong here", code="no_problem")
         checkpoint = await self.db.checkpoints.find_one({"_id": visit["checkpoint_id"]})
         failed = [item for item, answer in visit["answers"].items() if answer == "problem"]
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "patrol", f"{round_id}:{index}",
-            f"巡更发现：{checkpoint['name']}（{checkpoint['code']}）{'、'.join(failed)}",
-            visit["note"], checkpoint["place_path"], tuple(visit.get("photos", ())), category))
+            f"巡更发现：{checkpoint['name']}（{checkpoint['code']}）{'、'.join(failed)}", visit["by"],
+            visit["note"], checkpoint["place_path"], tuple(visit.get("photos", ())), category,
+            visit["problem"]))
         if visit.get("ticket_id") != ticket["_id"]:
             await self._change_visit(doc, index, lambda v: v.update(ticket_id=ticket["_id"]))
         return ticket, made

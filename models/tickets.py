@@ -316,16 +316,19 @@ def public_ticket(doc: dict, principal: Principal) -> dict:
 class Finding:
     """A problem staff found on a round or an inspection, to be repaired: `source` names
     what found it ("patrol", "inspection": the ticket's channel) and `ref` the finding
-    there, so one finding makes one ticket. `photos` are entries already stored (as
-    models/photos.store_uploads makes them): the ticket shows the same files."""
+    there, so one finding makes one ticket; `found_by`, who found it. `photos` are entries
+    already stored (as models/photos.store_uploads makes them): the ticket shows the same
+    files. `problem` false: the check found nothing wrong, so there is nothing to repair."""
     community_id: str
     source: str
     ref: str
     title: str
+    found_by: str
     note: str = ""
     place_path: str | None = None
     photos: tuple[dict, ...] = ()
     category: str = "other"
+    problem: bool = True
 
 
 async def ended_findings(db, ticket_ids: list) -> dict[str, int]:
@@ -476,8 +479,13 @@ class TicketManager:
     async def from_finding(self, principal: Principal, finding: Finding) -> tuple[dict, bool]:
         """The repair ticket of a finding — made now, or the one made before: (ticket, made).
         It belongs to no resident: staff found it, so nobody is told but the staff feed, and
-        it is closed by the office's follow-up rather than a resident's confirmation."""
+        it is closed by the office's follow-up rather than a resident's confirmation. Who
+        found it makes it, or the office (`findings.ticket`)."""
         cid, key = finding.community_id, f"{finding.source}:{finding.ref}"
+        if finding.found_by != principal.id and not permitted(principal, cid, "findings.ticket"):
+            raise Forbidden("only who found it or the office makes its ticket")
+        if not finding.problem:
+            raise Conflict("nothing was found wrong here", code="no_problem")
         if made := await self.db.tickets.find_one({"source_key": key}):
             return made, False
         suggested = self._suggest("repair", finding.category)

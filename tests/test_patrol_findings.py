@@ -113,10 +113,11 @@ async def test_the_ticket_is_worked_and_closed_by_staff_alone(app, p):
 async def test_any_finding_source_uses_the_same_step(app, p):
     """What equipment inspections call: a finding of another source, its place checked."""
     tech = Principal("staff", p.c.staff["maintenance"], {p.c.id: frozenset({"maintenance"})})
-    finding = Finding(p.c.id, "inspection", "extinguisher-7:2026-12", "灭火器压力不足",
+    finding = Finding(p.c.id, "inspection", "extinguisher-7:2026-12", "灭火器压力不足", tech.id,
                       place_path="1-1", category="other")
     ticket, made = await app.tickets.from_finding(tech, finding)
     assert made and (ticket["channel"], ticket["place_path"]) == ("inspection", "1-1")
     assert (await app.tickets.from_finding(tech, finding)) == (ticket, False)
     with pytest.raises(Invalid, match="no such place"):
-        await app.tickets.from_finding(tech, Finding(p.c.id, "inspection", "x", "y", place_path="9"))
+        await app.tickets.from_finding(tech, Finding(p.c.id, "inspection", "x", "y", tech.id,
+                                                       place_path="9"))
