@@ -34,6 +34,11 @@ def proof(principal: Principal, now: datetime, *, device: str, scanned_at: datet
             "location": location}
 
 
+def failed_items(answers: dict[str, str]) -> list[str]:
+    """The checklist items a check-in found a problem with."""
+    return [item for item, answer in answers.items() if answer == "problem"]
+
+
 def check_answers(answers: dict[str, str], checklist: list[str] | tuple[str, ...], message: str) -> bool:
     """Whether any answer is a problem; 400 (`message`) for an item not on the checklist."""
     if set(answers) - set(checklist) or set(answers.values()) - set(ANSWERS):

@@ -28,7 +28,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from models.access import Principal, permitted
-from models.check_ins import check_answers, proof
+from models.check_ins import check_answers, failed_items, proof
 from models.common import object_id
 from models.common import insert_new
 from models.errors import Forbidden, Invalid, NotFound, Unprocessable
@@ -408,8 +408,7 @@ class EquipmentManager(Records):
         Asked again, the same ticket."""
         doc = await self.inspection(community_id, inspection_id)
         item = await self.db.equipment.find_one({"_id": doc["equipment_id"]})
-        failed = [in_lang(CHECK_WORDS[name], "zh")
-                  for name, answer in doc["answers"].items() if answer == "problem"]
+        failed = [in_lang(CHECK_WORDS[name], "zh") for name in failed_items(doc["answers"])]
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "inspection", str(doc["_id"]),
             f"巡检发现：{item['name']}（{item['tag_code']}）{'、'.join(failed)}", doc["by"],

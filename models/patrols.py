@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from models.access import Principal, permitted
-from models.check_ins import check_answers, proof
+from models.check_ins import check_answers, failed_items, proof
 from models.common import object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound, Unprocessable
 from models.messages import Text
@@ -304,7 +304,7 @@ class PatrolManager:
         ticket's `source`, the visit's `ticket_id`). Asked again, the same ticket."""
         doc, visit = await self._visit(community_id, round_id, index)
         checkpoint = await self.db.checkpoints.find_one({"_id": visit["checkpoint_id"]})
-        failed = [item for item, answer in visit["answers"].items() if answer == "problem"]
+        failed = failed_items(visit["answers"])
         ticket, made = await self.tickets.from_finding(principal, Finding(
             community_id, "patrol", f"{round_id}:{index}",
             f"巡更发现：{checkpoint['name']}（{checkpoint['code']}）{'、'.join(failed)}", visit["by"],

@@ -12,7 +12,7 @@ export const feedState = reactive({ down: false, lastId: null, communityId: null
 
 const listeners = new Set()
 // Each tab is its own feed device, so a second tab does not replace the first one's socket
-// (check-ins name the phone instead: components/tags.js deviceId).
+// (check-ins name the phone instead: check-ins.js deviceId).
 const device = sessionStorage.getItem('xiaoqu.device') ||
   `admin-${Math.random().toString(36).slice(2, 10)}`
 sessionStorage.setItem('xiaoqu.device', device)

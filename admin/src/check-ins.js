@@ -2,10 +2,11 @@
 // (models/check_ins.py): what a printed tag's QR code carries — `<prefix>:<code>`
 // (models/check_ins.tag_payload), the prefix saying what the tag is on, so a screen knows its
 // own tags from any other code —, this phone's id and, when the phone gives it, its location;
-// the words of a checklist answer (models/check_ins.ANSWERS).
-import { t, words } from '../i18n'
+// the checklist's answers, ok or problem (models/check_ins.ANSWERS).
+import { t, words } from './i18n'
 
 words('checkin', { ok: ['正常', 'OK'], problem: ['有问题', 'Problem'] })
+
 export const CHECKPOINT_TAG = 'XQCP' // models/patrols.TAG_PREFIX
 export const EQUIPMENT_TAG = 'XQEQ' // models/equipment.TAG_PREFIX
 
@@ -38,3 +39,9 @@ export function checkInLocation() {
 
 /** The words of a checklist answer or a check-in's result: 'ok' or 'problem'. */
 export const answerWord = (answer) => t(`checkin.${answer}`)
+
+/** The answers a check-in starts from: every item ok. */
+export const allOk = (items) => Object.fromEntries(items.map((item) => [item, 'ok']))
+
+/** The items a check-in's answers found a problem with. */
+export const failedItems = (answers) => Object.keys(answers).filter((item) => answers[item] === 'problem')
