@@ -99,7 +99,7 @@ def start_missing_stores(settings, stack: contextlib.ExitStack | contextlib.Asyn
 
 @contextlib.contextmanager
 def start_mongo(path: Path | None, port: int = 0, health_every: float = HEALTH_EVERY,
-                wedged_after: float = WEDGED_AFTER) -> Iterator[Service]:
+                wedged_after: float = WEDGED_AFTER, speedups: bool = True) -> Iterator[Service]:
     """The mongoeco wire server: in memory, or persistent in a SQLite file at `path`; on a
     free port unless given (a restart on the same port and file comes back with the data).
 
@@ -107,7 +107,8 @@ def start_mongo(path: Path | None, port: int = 0, health_every: float = HEALTH_E
     one every `health_every` seconds: when none has answered for `wedged_after` seconds
     while the process runs, it says so on stderr, has the server print its threads'
     stacks, and — when the data is on disk — kills and restarts it on the same port
-    (docs/embedded-mongo.md)."""
+    (docs/embedded-mongo.md). `speedups=False`: without the launcher's read-path patches
+    (the baseline they are measured and checked against)."""
     if importlib.util.find_spec("mongoeco") is None:
         raise EmbeddedError(f"the embedded MongoDB store needs mongoeco, from the {MONGO_EXTRA} "
                             f"extra: pip install -e '.[{MONGO_EXTRA}]' (make run and make test "
@@ -116,7 +117,8 @@ def start_mongo(path: Path | None, port: int = 0, health_every: float = HEALTH_E
     if path is not None and path.exists():
         path.chmod(0o600)  # written before files were kept private
     port = port or free_port()  # fixed, so that a restart keeps the URL every client holds
-    command = python_module("server.mongo_wire", "--port", str(port), "--db", db)
+    command = python_module("server.mongo_wire", "--port", str(port), "--db", db,
+                            *(() if speedups else ("--no-speedups",)))
     service = Service(f"mongodb://127.0.0.1:{port}/?directConnection=true",
                       _start_mongo_process(command, port))
     lock, stopping = threading.Lock(), threading.Event()

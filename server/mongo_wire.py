@@ -6,6 +6,7 @@ the same `AsyncMongoClient` code that talks to a real MongoDB in production.
 
     python -m server.mongo_wire --port 0 --db memory      # tests
     python -m server.mongo_wire --port 0 --db var/mongo.sqlite3
+    python -m server.mongo_wire --port 0 --db FILE --no-speedups  # scripts/bench_store.py's baseline
 
 Prints `READY <port>` on its first stdout line once it accepts connections.
 
@@ -14,6 +15,13 @@ to look for a duplicate `_id` (a unique index on `_id` already guarantees that)
 and, on SQLite, scans the table per insert to learn whether an indexed field is
 ever an array. The two patches below remove those scans; they hook private
 methods, which is why setup.cfg pins mongoeco exactly.
+
+`speed_up` (on unless --no-speedups) patches the SQLite engine's read path, where
+most of its CPU per operation went (docs/embedded-mongo.md, "CPU per operation"):
+per-query "does any document of the collection hold such a value" probes that scanned
+the whole collection after every write, a sorted page sorted in a temporary B-tree
+because no SQLite index matched mongoeco's ORDER BY, and a new SQLite connection
+(a parse of the whole schema) for every read of more than one document.
 """
 
 import argparse
@@ -21,12 +29,23 @@ import asyncio
 import dataclasses
 import faulthandler
 import functools
+import hashlib
 import signal
 import sqlite3
+import threading
 
+from mongoeco.core.query_plan import AndCondition, EqualsCondition
+from mongoeco.engines._sqlite_connection import SQLiteConnection
+from mongoeco.engines._sqlite_reader import SQLiteScanReader
 from mongoeco.engines.memory import MemoryEngine
 from mongoeco.engines.sqlite import SQLiteEngine
-from mongoeco.engines.sqlite_query import json_path_for_field
+from mongoeco.engines.sqlite_query import (
+    _is_codec_aware_value,
+    json_path_for_field,
+    sort_type_expression_sql,
+    type_expression_sql,
+    value_expression_sql,
+)
 from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 
 
@@ -65,6 +84,190 @@ SQLiteEngine._field_is_top_level_array_in_collection = _indexed_array_probe(
     SQLiteEngine._field_is_top_level_array_in_collection)
 
 
+# -- speed_up: the SQLite engine's read path ------------------------------------------------
+
+READERS_KEPT = 8  # idle reader connections kept open (mongoeco runs up to 8 engine threads)
+# A sort field holding any of these (an array, a plain object, a tagged type named here)
+# makes mongoeco sort in Python rather than in SQL (`sort_requires_python`).
+PYTHON_SORTED_TYPES = ("", "int64", "decimal", "decimal128", "decimal128_public", "bytes",
+                       "undefined")
+
+
+def _sql_path(field: str) -> str:
+    return "'" + json_path_for_field(field).replace("'", "''") + "'"
+
+
+def _index_name(prefix: str, key: str) -> str:
+    readable = "".join(c if c.isalnum() else "_" for c in key)[:40]
+    return f"{prefix}_{readable}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def _ensure_index(engine, name: str, columns: str, drop: str | None = None) -> None:
+    """CREATE INDEX on a connection of our own that never waits for the file: run on the
+    caller's connection, inside its transaction, a rolled-back write or a reader's closing
+    rollback lost the index (and a wait for the write lock, while a write holds it on this
+    same thread, would stall). When the file is busy the next query tries again."""
+    state = engine.__dict__.setdefault("_xq_schema", {"lock": threading.Lock(), "made": set()})
+    if name in state["made"] or engine._path == ":memory:":
+        return
+    with state["lock"]:
+        if "conn" not in state:
+            state["conn"] = sqlite3.connect(engine._path, timeout=0, isolation_level=None,
+                                            check_same_thread=False)
+        try:
+            state["conn"].execute(f"CREATE INDEX IF NOT EXISTS {name} ON documents ({columns})")
+            if drop:
+                state["conn"].execute(f"DROP INDEX IF EXISTS {drop}")
+        except sqlite3.OperationalError:
+            return
+        state["made"].add(name)
+
+
+def _kind_index(engine, field: str) -> None:
+    """(JSON type, mongoeco's tag) of `field`: what every "does any document hold such a
+    value here" probe asks, so each is an index lookup instead of a collection scan.
+    Supersedes the array probe's json_type-only index."""
+    legacy = "xq_type_" + "".join(c if c.isalnum() else "_" for c in field)
+    _ensure_index(engine, _index_name("xq_kind", field),
+                  f"db_name, coll_name, json_type(document, {_sql_path(field)}), "
+                  f"{type_expression_sql(field)}", drop=legacy)
+
+
+def _kind_indexed_array_probe(method):
+    @functools.wraps(method)
+    def probe(self, db_name, coll_name, field):
+        _kind_index(self, field)
+        return method(self, db_name, coll_name, field)  # json_type(…) = 'array': the prefix
+    return probe
+
+
+def kind_probe_sql(field: str, tags: int = 0) -> str:
+    """Any document of a collection whose `field` is an array (no `tags`), or a tagged value
+    of one of `tags` tags (bound after db_name and coll_name): a lookup in the kind index."""
+    path = _sql_path(field)
+    where = (f"json_type(document, {path}) = 'array'" if not tags else
+             f"json_type(document, {path}) = 'object' AND {type_expression_sql(field)} "
+             f"IN ({', '.join('?' * tags)})")
+    return f"SELECT 1 FROM documents WHERE db_name = ? AND coll_name = ? AND {where} LIMIT 1"
+
+
+def _indexed_tagged_type_probe(self, db_name, coll_name, field, value_type):
+    """mongoeco's probe binds the JSON path as a parameter, which no index can serve, and
+    its result is forgotten at every write to the collection: the same question with the
+    path in the SQL (a tagged value is always an object)."""
+    key = (db_name, coll_name, f"tagged_type:{field}:{value_type}")
+    cache = self._collection_features_cache
+    if key not in cache:
+        _kind_index(self, field)
+        cache[key] = self._require_connection().execute(
+            kind_probe_sql(field, 1), (db_name, coll_name, value_type)).fetchone() is not None
+    return cache[key]
+
+
+def _may_sort_in_python(engine, db_name: str, coll_name: str, field: str) -> bool:
+    """Whether any document of the collection holds in `field` a value that mongoeco sorts
+    in Python: two lookups in the kind index."""
+    if engine._field_traverses_array_in_collection(db_name, coll_name, field):
+        return True
+    _kind_index(engine, field)
+    conn = engine._require_connection()
+    return any(conn.execute(kind_probe_sql(field, len(tags)), (db_name, coll_name, *tags))
+               .fetchone() for tags in ((), PYTHON_SORTED_TYPES))
+
+
+def _collection_wide_sort_probe(method):
+    """mongoeco looks for such values among the query's matches, a scan of them per sort
+    field per query; none in the whole collection (the usual answer) means none among
+    them."""
+    @functools.wraps(method)
+    def sort_requires_python(self, db_name, coll_name, plan, sort):
+        if sort and not any(_may_sort_in_python(self, db_name, coll_name, field)
+                            for field, _ in sort):
+            return self._plan_has_array_traversing_paths(db_name, coll_name, plan)
+        return method(self, db_name, coll_name, plan, sort)
+    return sort_requires_python
+
+
+def _equality_columns(field: str, value) -> str | None:
+    """The index columns matching the SQL mongoeco writes for `field` = `value`."""
+    if _is_codec_aware_value(value):  # ObjectId, datetime…: (tag, value)
+        return f"{type_expression_sql(field)}, {value_expression_sql(field)}"
+    if type(value) is str:
+        path = _sql_path(field)
+        return f"json_type(document, {path}), json_extract(document, {path})"
+    return None
+
+
+def _sort_index_for(engine, db_name: str, coll_name: str, semantics) -> None:
+    """An equality filter sorted by a declared compound index (the access-log page:
+    community, newest first) gets a SQLite index whose columns are mongoeco's WHERE and
+    ORDER BY expressions, so SQLite walks it and stops at the limit. mongoeco's own
+    physical index stores the tag where the ORDER BY has a sort-bucket CASE, so SQLite
+    filtered by it and then sorted every match in a temporary B-tree."""
+    sort, plan = semantics.sort, semantics.query_plan
+    if not sort:
+        return
+    clauses = plan.clauses if isinstance(plan, AndCondition) else (plan,)
+    equal = {c.field: c.value for c in clauses if isinstance(c, EqualsCondition)}
+    sort = [(field, direction) for field, direction in sort]
+    flipped = [(field, -direction) for field, direction in sort]
+    for index in engine._load_indexes(db_name, coll_name):
+        key = [(field, direction) for field, direction in index.key]
+        rest = key[len(equal):]
+        if ({field for field, _ in key[:len(equal)]} == set(equal) and rest
+                and rest in (sort[:len(rest)], flipped[:len(rest)])):
+            break
+    else:
+        return
+    columns = [_equality_columns(field, equal[field]) for field in sorted(equal)]
+    if None in columns:
+        return
+    order = " ".join(f"{field}{direction}" for field, direction in sort)
+    for field, direction in sort:
+        way = "DESC" if direction < 0 else "ASC"
+        columns.append(f"{sort_type_expression_sql(field)} {way}, "
+                       f"{value_expression_sql(field)} {way}")
+    _ensure_index(engine, _index_name("xq_sort", f"{','.join(sorted(equal))}|{order}"),
+                  ", ".join(["db_name, coll_name", *columns]))
+
+
+def _sort_indexed(method):
+    @functools.wraps(method)
+    def compile_plan(self, db_name, coll_name, semantics, **kwargs):
+        _sort_index_for(self, db_name, coll_name, semantics)
+        return method(self, db_name, coll_name, semantics, **kwargs)
+    return compile_plan
+
+
+class _KeptReader(SQLiteConnection):
+    """A reader's connection that goes back to its engine's pool when the reader closes it:
+    mongoeco opened a new one for every read of more than one document, and a new
+    connection parses the whole schema (≈ 1.7 ms of CPU with the app's indexes)."""
+
+    pool: list["_KeptReader"]
+
+    def close(self) -> None:
+        if len(self.pool) >= READERS_KEPT:
+            super().close()
+            return
+        self.rollback()  # the reader's snapshot ends here, as it would on close
+        self.pool.append(self)
+
+
+_opening_reader = threading.local()
+
+
+def _kept_readers(method):
+    @functools.wraps(method)
+    def open_reader(self):
+        _opening_reader.active = True
+        try:
+            return method(self)
+        finally:
+            _opening_reader.active = False
+    return open_reader
+
+
 class WireSQLiteEngine(SQLiteEngine):
     """SQLiteEngine without its change-stream outbox delivery, which nothing reaches over
     the wire. Delivered, every write ran five commits and a thread start on a second SQLite
@@ -74,6 +277,47 @@ class WireSQLiteEngine(SQLiteEngine):
     behind them. docs/embedded-mongo.md has the details."""
 
     capabilities = dataclasses.replace(SQLiteEngine.capabilities, change_delivery="none")
+    keep_readers = False  # speed_up: readers' connections from a pool (_KeptReader)
+
+    def _create_sqlite_connection(self) -> sqlite3.Connection:
+        if not (self.keep_readers and getattr(_opening_reader, "active", False)):
+            return super()._create_sqlite_connection()
+        pool = self.__dict__.setdefault("_xq_readers", [])
+        try:
+            return pool.pop()
+        except IndexError:
+            reader = sqlite3.connect(self._path, check_same_thread=False, factory=_KeptReader)
+            reader.pool = pool
+            return reader
+
+    def _disconnect_sync(self) -> None:
+        super()._disconnect_sync()
+        for reader in self.__dict__.pop("_xq_readers", []):
+            SQLiteConnection.close(reader)
+        schema = self.__dict__.pop("_xq_schema", {})
+        if "conn" in schema:
+            schema["conn"].close()
+
+
+def speedup_patches() -> list[tuple[type, str, object]]:
+    """(class, attribute, replacement) for each of speed_up's patches."""
+    return [
+        (SQLiteEngine, "_field_is_top_level_array_in_collection", _kind_indexed_array_probe(
+            SQLiteEngine._field_is_top_level_array_in_collection.__wrapped__)),
+        (SQLiteEngine, "_field_contains_tagged_value_type_in_collection",
+         _indexed_tagged_type_probe),
+        (SQLiteEngine, "_sort_requires_python",
+         _collection_wide_sort_probe(SQLiteEngine._sort_requires_python)),
+        (SQLiteEngine, "_compile_read_execution_plan",
+         _sort_indexed(SQLiteEngine._compile_read_execution_plan)),
+        (SQLiteScanReader, "_open", _kept_readers(SQLiteScanReader._open)),
+        (WireSQLiteEngine, "keep_readers", True),
+    ]
+
+
+def speed_up() -> None:
+    for owner, name, patched in speedup_patches():
+        setattr(owner, name, patched)
 
 
 async def serve(port: int, db: str) -> None:
@@ -95,7 +339,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--db", default="memory", help='"memory" or a SQLite file path')
+    parser.add_argument("--no-speedups", action="store_true",
+                        help="without speed_up's read-path patches (a baseline to measure)")
     args = parser.parse_args()
+    if not args.no_speedups:
+        speed_up()
     asyncio.run(serve(args.port, args.db))
 
 
