@@ -85,11 +85,9 @@ class BuiltFileHandler(APIHandler):
 
 
 class AdminHandler(BuiltFileHandler):
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Security-Policy", CSP)
-        self.set_header("X-Content-Type-Options", "nosniff")
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("Cache-Control", "no-cache")
+    default_headers = {"Content-Type": "text/html; charset=UTF-8", "Content-Security-Policy": CSP,
+                       "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                       "Cache-Control": "no-cache"}
 
     @api("The staff admin view (HTML shell and its hashed assets)", response=str, public=True,
          content_type="text/html")

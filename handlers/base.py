@@ -12,12 +12,14 @@ import json
 import logging
 import re
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pymongo.errors
 import redis.exceptions
+import tornado
 import tornado.httputil
 import tornado.web
 from bson import ObjectId
@@ -105,8 +107,16 @@ def api(summary: str, **options):
     return decorate
 
 
+SERVER = f"TornadoServer/{tornado.version}"  # Tornado's own Server header
+
+
+@functools.lru_cache(maxsize=1)
+def _http_date(second: int) -> str:
+    return tornado.httputil.format_timestamp(second)
+
+
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -119,6 +129,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# One encoder for every answer (json.dumps with options builds one per call).
+_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 @tornado.web.stream_request_body
@@ -145,10 +159,23 @@ class APIHandler(tornado.web.RequestHandler):
     def app(self):
         return self.application
 
-    def set_default_headers(self) -> None:
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Content-Type-Options", "nosniff")
+    # Set by clear() (below) on every answer, errors included.
+    default_headers = {"Content-Type": "application/json; charset=UTF-8",
+                       "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+    def clear(self) -> None:
+        # Tornado's clear() and three set_header() calls, in one go and with the Date header
+        # formatted once a second: they were ≈ 3 % of an answer's instructions.
+        self._headers = tornado.httputil.HTTPHeaders({
+            "Server": SERVER, "Date": _http_date(int(time.time())), **self.default_headers})
+        self.set_default_headers()
+        self._write_buffer = []
+        self._status_code = 200
+        self._reason = "OK"
+
+    def check_etag_header(self) -> bool:
+        # Without an ETag of ours no If-None-Match can match: skip Tornado's parse of it.
+        return "Etag" in self._headers and super().check_etag_header()
 
     def page_headers(self, csp: str) -> str:
         """Headers of an HTML page: no framing, no sniffing, scripts and styles only from

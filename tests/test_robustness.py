@@ -100,6 +100,17 @@ async def test_the_token_is_checked_before_an_upload_is_read(app, http_server):
 
 
 @pytest.mark.asyncio
+async def test_a_chunked_body_is_checked_before_it_is_read_too(app, http_server):
+    # No Content-Length: only Transfer-Encoding says a body follows (a request without either
+    # has none, and is run unstreamed: server/app.py, BodilessDelegate).
+    c = await make_community(app, "chunk")
+    answer = await send_head(http_server.port,
+                             f"POST /api/communities/{c.id}/imports HTTP/1.1\r\nHost: x\r\n"
+                             "Content-Type: text/csv\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401")
+
+
+@pytest.mark.asyncio
 async def test_uploads_may_be_larger_than_json_but_are_bounded(app, http_server):
     c = await make_community(app, "big")
     head = (f"POST /api/communities/{c.id}/imports HTTP/1.1\r\nHost: x\r\n"
