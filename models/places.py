@@ -289,13 +289,15 @@ class PlaceManager:
             raise Conflict(Text("gate {code} exists", code=repr(code)), fields={"code": "taken"}) from None
         return doc
 
-    async def create_gates(self, community_id: str, gates: list[tuple[str, str, str, list[str]]]
-                           ) -> list[dict]:
-        """Many new gates ((code, name, kind, covers) each) in one insert: a simulated site
-        of thousands (benchmarks, drills). Raises BulkWriteError when a code is taken."""
+    async def create_gates(self, community_id: str, gates: list[tuple[str, str, str, list[str]]],
+                           bridge_ids: list[str]) -> list[dict]:
+        """Many new gates ((code, name, kind, covers) each) in one insert, each with its
+        bridge's id (BridgeManager.provision_new): a simulated site of thousands (benchmarks,
+        drills). Raises BulkWriteError when a code is taken."""
         for covers in {tuple(gate[3]) for gate in gates}:
             await self._check_covers(community_id, list(covers))
-        docs = [self._gate_doc(community_id, *gate) for gate in gates]
+        docs = [{**self._gate_doc(community_id, *gate), "bridge_id": bridge_id}
+                for gate, bridge_id in zip(gates, bridge_ids, strict=True)]
         await self.db.gates.insert_many(docs)
         return docs
 
@@ -304,15 +306,6 @@ class PlaceManager:
         cid = ObjectId(community_id)
         return {"community_id": cid, "key": f"{cid}:{code}", "code": code, "name": name,
                 "kind": kind, "covers": covers_paths, "created_at": self.clock.now()}
-
-    async def set_bridges(self, community_id: str, bridges: dict) -> None:
-        """gate id -> its new bridge's id, in one write (BridgeManager.provision_new)."""
-        now, cid = self.clock.now(), ObjectId(community_id)
-        await self.db.gates.bulk_write([UpdateOne(
-            {"_id": ObjectId(gate_id), "community_id": cid},
-            {"$set": {"bridge_id": bridge_id, "updated_at": now}})
-            for gate_id, bridge_id in bridges.items()], ordered=False)
-        await self._announce(*(f"gates:{gate_id}" for gate_id in bridges))
 
     async def _check_covers(self, community_id: str, paths: list[str]) -> None:
         for path in paths:

@@ -449,12 +449,10 @@ class Drill:
             # the embedded store answers nothing else while it writes a batch, and a client
             # whose heartbeat it missed for 3 s drops the connection, cancelling the write.
             for start in range(0, gates, 100):
-                docs = await app.places.create_gates(cid, [
-                    (f"g{i}", f"gate {i}", "pedestrian", [""])
-                    for i in range(start, min(gates, start + 100))])
-                for doc, cred in zip(docs, await app.bridges.provision_new(cid, docs, "drill"),
-                                     strict=True):
-                    made.append({"id": str(doc["_id"]), "code": doc["code"],
+                for cred in await app.bridges.provision_new(cid, [
+                        (f"g{i}", f"gate {i}", "pedestrian", [""])
+                        for i in range(start, min(gates, start + 100))], "drill"):
+                    made.append({"id": cred["gate_id"], "code": cred["code"],
                                  "bridge_id": cred["bridge_id"]})
                     creds.append({"bridge_id": cred["bridge_id"], "secret": cred["secret"]})
         self.say(f"seeded community {code}: {gates} gates with bridges")
