@@ -249,7 +249,7 @@ class Bridge:
         self.session.send(msg)
         await self._flush(self.writer)
 
-    async def wait(self, predicate, timeout: float = 5.0) -> None:
+    async def wait(self, predicate, timeout: float = wire.WAIT) -> None:
         """Wait until `predicate()` holds (tests, simulator); re-checked on every change."""
         await self.changes.wait(predicate, timeout)
 

@@ -86,6 +86,11 @@ async def read_frame(reader, max_frame: int = MAX_FRAME) -> tuple[dict, str]:
     return decode_payload(await reader.readexactly(size))
 
 
+# The deadline of a wait for a state (tests, simulator): it only ends a wait that hangs, and a
+# loaded machine is slow, not stuck.
+WAIT = 30.0
+
+
 class Changes:
     """Lets a coroutine wait for a condition that plain callbacks make true.
 
@@ -101,7 +106,7 @@ class Changes:
             self._event.set()
             self._event = None
 
-    async def wait(self, predicate, timeout: float = 5.0) -> None:
+    async def wait(self, predicate, timeout: float = WAIT) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
                 if self._event is None:

@@ -380,7 +380,7 @@ class GateHub:
         """No side effect in flight and no connection with queued work (tests wait for this)."""
         return not self.tasks and all(c.worker is None for c in self.all)
 
-    async def wait(self, predicate, timeout: float = 5.0) -> None:
+    async def wait(self, predicate, timeout: float = wire.WAIT) -> None:
         await self.changes.wait(predicate, timeout)
 
     async def _sweep(self) -> None:

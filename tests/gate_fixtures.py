@@ -9,6 +9,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest_asyncio
 
@@ -19,24 +20,33 @@ from gate_bridge.session import BridgeSession, Closed, Limits
 from scripts.simulate_bridges import make_bridge
 from server.gate_hub import GateHub, HubOptions
 
-HEARTBEAT = 0.2  # seconds: heartbeat-loss tests finish well under a second
+HEARTBEAT = 0.2  # seconds: for the tests about lost heartbeats (hub_with), done in a second
 
-__all__ = ["hub", "steady_hub", "peers", "steady_peers", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess", "HEARTBEAT"]
+# How long a remote open waits for the door's last level: a hung bridge's deadline only (the
+# test client gives up at 20 s), an answer comes as soon as the door's last level does.
+OPEN_WAIT = 15.0
+
+__all__ = ["hub", "hub_with", "peers", "RawPeer", "SimBridge", "start_sim_bridge", "HubProcess",
+           "HEARTBEAT", "OPEN_WAIT"]
 
 
 @pytest_asyncio.fixture
 async def hub(app):
-    async with _started(app, HubOptions(heartbeat=HEARTBEAT, auth_timeout=0.5, read_timeout=0.5,
-                                        rate=200, burst=100, command_ttl=5.0)) as gate_hub:
+    """A hub on the default timings: a raw peer sends no heartbeats, and a loaded machine's
+    pause must not end a session (heartbeat_lost, auth_timeout) in a test about something else."""
+    async with _started(app, HubOptions()) as gate_hub:
         yield gate_hub
 
 
 @pytest_asyncio.fixture
-async def steady_hub(app):
-    """A hub on the default timings, for tests about something else than lost heartbeats: a
-    loaded machine's pauses (0.6 s lose the `hub` fixture's sessions) do not end sessions."""
-    async with _started(app, HubOptions()) as gate_hub:
-        yield gate_hub
+async def hub_with(app):
+    """`hub, peers = await hub_with(heartbeat=HEARTBEAT)`: a hub with the one timing a test is
+    about made short, every other at its default (so only the deadline under test can fire)."""
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(**options) -> tuple[GateHub, Callable]:
+            gate_hub = await stack.enter_async_context(_started(app, HubOptions(**options)))
+            return gate_hub, await stack.enter_async_context(_connector(gate_hub))
+        yield start
 
 
 @contextlib.asynccontextmanager
@@ -53,29 +63,24 @@ async def _started(app, options: HubOptions):
 @pytest_asyncio.fixture
 async def peers(hub):
     """`await peers(codec="msgpack")` -> a RawPeer connected to the hub; all closed afterwards."""
-    async for connect in _peers(hub):
+    async with _connector(hub) as connect:
         yield connect
 
 
-@pytest_asyncio.fixture
-async def steady_peers(steady_hub):
-    """`peers` of the `steady_hub`: a raw peer sends no heartbeats, and on the `hub` fixture's
-    timings a loaded machine's pause ends its session (heartbeat_lost, auth_timeout)."""
-    async for connect in _peers(steady_hub):
-        yield connect
-
-
-async def _peers(hub):
+@contextlib.asynccontextmanager
+async def _connector(hub):
     opened = []
 
     async def connect(codec: str = "msgpack") -> "RawPeer":
         opened.append(await RawPeer.connect(hub.port, codec))
         return opened[-1]
-    yield connect
-    for peer in opened:
-        peer.writer.close()
-        with contextlib.suppress(OSError):
-            await peer.writer.wait_closed()
+    try:
+        yield connect
+    finally:
+        for peer in opened:
+            peer.writer.close()
+            with contextlib.suppress(OSError):
+                await peer.writer.wait_closed()
 
 
 class RawPeer:
@@ -95,11 +100,11 @@ class RawPeer:
     def send_raw(self, data: bytes) -> None:
         self.writer.write(data)
 
-    async def recv(self, timeout: float = 3.0) -> dict:
+    async def recv(self, timeout: float = wire.WAIT) -> dict:
         msg, _ = await asyncio.wait_for(wire.read_frame(self.reader), timeout)
         return msg
 
-    async def expect(self, op: str, timeout: float = 3.0, **match) -> dict:
+    async def expect(self, op: str, timeout: float = wire.WAIT, **match) -> dict:
         """The next frame with this op (heartbeats and config pushes in between are skipped)."""
         async with asyncio.timeout(timeout):
             while True:
@@ -107,7 +112,7 @@ class RawPeer:
                 if msg["op"] == op and all(msg.get(k) == v for k, v in match.items()):
                     return msg
 
-    async def closed(self, timeout: float = 3.0) -> list[dict]:
+    async def closed(self, timeout: float = wire.WAIT) -> list[dict]:
         """Wait for the hub to close the socket; returns the frames received before."""
         frames = []
         async with asyncio.timeout(timeout):
@@ -165,7 +170,7 @@ async def start_sim_bridge(tmp_path, port: int, bridge_id: str, secret: str, *, 
 class HubProcess:
     """`python -m server.gate_hub` in a subprocess on the test's stores (SIGKILL-able)."""
 
-    def __init__(self, settings, port: int = 0, heartbeat: float = HEARTBEAT):
+    def __init__(self, settings, port: int = 0, heartbeat: float = p.DEFAULT_HEARTBEAT):
         env = {**os.environ, "MONGODB_URI": settings.mongodb_uri, "MONGODB_DB": settings.mongodb_db,
                "REDIS_URL": settings.redis_url, "XIAOQU_DATA_DIR": str(settings.data_dir),
                "GATE_HEARTBEAT": str(heartbeat),

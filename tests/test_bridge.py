@@ -233,7 +233,7 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
         codes[name] = ((await app.passes.resident_code(principal, c.id))["token"], rid)
     await app.passes.revoke(c.id, codes["gone"][1], app.clock.now() + timedelta(days=1),
                             "moved out", c.staff["admin"])
-    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    hub = GateHub(app, HubOptions())
     port = await hub.start(0, "127.0.0.1")
     sim = await bridges(port, creds["bridge_id"], creds["secret"])
     try:
@@ -245,7 +245,7 @@ async def test_offline_decisions_refuse_revoked_and_replayed_codes_and_are_repla
         assert [(o["source"], o["allow"], o["reason"]) for o in outcomes] == [
             ("bridge", True, "ok"), ("bridge", False, "replayed"), ("bridge", False, "revoked")]
         assert sim.relay.pulses == 1
-        hub = GateHub(app, HubOptions(heartbeat=0.2))  # the network is back
+        hub = GateHub(app, HubOptions())  # the network is back
         await hub.start(port, "127.0.0.1")
         await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0)
         await hub.wait(lambda: hub.idle)
@@ -270,7 +270,7 @@ async def stored_events(app, bridge_id: str) -> list[dict]:
 async def test_the_exit_button_opens_the_door_without_a_forced_alarm(app, bridges):
     c = await make_community(app, "x1")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    hub = GateHub(app, HubOptions())
     port = await hub.start(0, "127.0.0.1")
     try:
         now = [time.time()]
@@ -294,7 +294,7 @@ async def test_the_exit_button_opens_the_door_without_a_forced_alarm(app, bridge
 async def test_tamper_power_and_fire_inputs_report_and_fire_holds_the_gate_open(app, bridges):
     c = await make_community(app, "x2")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    hub = GateHub(app, HubOptions(heartbeat=0.2))
+    hub = GateHub(app, HubOptions())
     port = await hub.start(0, "127.0.0.1")
     try:
         sim = await bridges(port, creds["bridge_id"], creds["secret"], auto_door=False)

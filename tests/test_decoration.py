@@ -11,7 +11,7 @@ from models.common import ManualClock
 from server.gate_hub import GateHub, HubOptions
 from models.decoration import FORBIDDEN_WORKS, PERMIT_WORKFLOW, STATES
 from tests.builders import make_community, make_resident
-from tests.gate_fixtures import start_sim_bridge, steady_hub  # noqa: F401 (a fixture)
+from tests.gate_fixtures import hub, start_sim_bridge  # noqa: F401 (a fixture)
 from tests.test_photos import image_bytes, multipart, phone_photo
 from tests.tickets_support import settings  # noqa: F401 (tokens outliving the clock's moves)
 
@@ -146,7 +146,7 @@ async def test_a_violation_suspends_the_passes_at_once_until_rectified(app, p):
 
 
 async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_offline(
-        app, p, clock, steady_hub, tmp_path):
+        app, p, clock, hub, tmp_path):
     reply = await p.http.patch(f"/api/communities/{p.c.id}", {"settings": {
         "decoration_days": ["mon", "tue", "wed", "thu", "fri", "sat"]}}, token=p.tokens["admin"])
     assert reply.status == 200, reply.body
@@ -160,7 +160,7 @@ async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_of
     assert approved.body["days"] == ["mon", "tue", "wed", "thu", "fri"]
     token = (await p.passes(chosen))[0]["token"]
     creds = await app.bridges.provision(p.c.id, p.c.gates["main"], p.c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"],
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"],
                                  clock=app.clock.time, auto_door=False)
     monday = START + timedelta(days=7 - START.weekday())  # 10:00 in China, inside the hours
 
@@ -173,17 +173,17 @@ async def test_worker_passes_open_a_real_gate_on_working_days_only_online_and_of
         await sim.bridge.wait(lambda: (sim.bridge.store.config() or {}).get("gate"))
         assert await scan_at(monday) == ("server", True, "ok")
         assert await scan_at(monday + timedelta(days=5)) == ("server", False, "outside_days")
-        await steady_hub.stop()  # the network is down: the bridge decides on its own
+        await hub.stop()  # the network is down: the bridge decides on its own
         await sim.bridge.wait(lambda: sim.bridge.writer is None)
         assert await scan_at(monday + timedelta(days=5)) == ("bridge", False, "outside_days")
         assert await scan_at(monday + timedelta(days=4)) == ("bridge", True, "ok")  # Friday
-        hub = GateHub(app, HubOptions())  # the network is back: the server re-checks both
-        await hub.start(steady_hub.port, "127.0.0.1")
+        back = GateHub(app, HubOptions())  # the network is back: the server re-checks both
+        await back.start(hub.port, "127.0.0.1")
         try:
             await sim.bridge.wait(lambda: sim.bridge.sessions == 2 and sim.bridge.store.count == 0)
-            await hub.wait(lambda: hub.idle)
+            await back.wait(lambda: back.idle)
         finally:
-            await hub.stop()
+            await back.stop()
     finally:
         await sim.stop()
     lines = (await app.access_log.query(p.c.id, gate_id=p.c.gates["main"]))["items"]

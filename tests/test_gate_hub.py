@@ -10,7 +10,8 @@ from gate_bridge import protocol as p
 from models.gate_access import command_key
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import HEARTBEAT, HubProcess, RawPeer, start_sim_bridge  # noqa: F401
+from tests.gate_fixtures import (HEARTBEAT, OPEN_WAIT, HubProcess, RawPeer,  # noqa: F401
+                                 start_sim_bridge)
 
 pytestmark = pytest.mark.asyncio
 
@@ -36,7 +37,7 @@ async def test_good_secret_gets_welcome_config_and_presence(peers, app, hub, cod
     peer = await peers(codec)
     challenge, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
     assert challenge["v"] == 1
-    assert welcome["op"] == p.WELCOME and welcome["heartbeat"] == HEARTBEAT
+    assert welcome["op"] == p.WELCOME and welcome["heartbeat"] == p.DEFAULT_HEARTBEAT
     assert abs(welcome["time"] - app.clock.time()) < 5
     config = await peer.expect(p.CONFIG)  # hello had no config version: full push
     assert config["version"] == welcome["config_version"]
@@ -97,9 +98,10 @@ async def test_bridge_keys_are_stored_encrypted(peers, app, hub):
 
 # -- hostile and broken peers -----------------------------------------------------------------------
 
-async def test_unauthenticated_socket_is_closed_after_the_deadline(peers, app, hub):
+async def test_unauthenticated_socket_is_closed_after_the_deadline(app, hub_with):
+    _, peers = await hub_with(auth_timeout=0.5)
     peer = await peers()
-    frames = await peer.closed(timeout=3)
+    frames = await peer.closed()
     assert frames[-1]["code"] == "auth_timeout"
 
 
@@ -128,29 +130,33 @@ async def test_garbage_unknown_and_oversized_frames_do_not_disturb_other_bridges
     assert (await good.expect(p.EVENTS_ACK))["upto"] == 1
 
 
-async def test_a_slow_partial_frame_is_timed_out(peers, app, hub):
+async def test_a_slow_partial_frame_is_timed_out(app, hub_with):
     _, creds = await provisioned(app)
+    _, peers = await hub_with(read_timeout=0.5)
     peer = await connected_peer(peers, creds)
     peer.send_raw(struct.pack(">I", 100) + b"abc")  # never finished
     assert (await peer.closed())[-1]["code"] == "read_timeout"
 
 
-async def test_a_flooding_bridge_is_rate_limited(peers, app, hub):
+async def test_a_flooding_bridge_is_rate_limited(app, hub_with):
     _, creds = await provisioned(app)
+    # Refilled at 1 a second, a burst of 100 is not refilled by a loaded machine's pauses.
+    _, peers = await hub_with(rate=1.0, burst=100)
     peer = await connected_peer(peers, creds)
-    for _ in range(150):  # burst is 100
+    for _ in range(150):
         peer.send(p.message(p.HEARTBEAT, t=1.0))
     assert (await peer.expect(p.ERROR))["code"] == "rate_limited"
 
 
 # -- heartbeats and presence ----------------------------------------------------------------------
 
-async def test_silent_bridge_goes_offline_after_three_heartbeats(peers, app, hub):
+async def test_silent_bridge_goes_offline_after_three_heartbeats(app, hub_with):
     c, creds = await provisioned(app)
     bridge_id = creds["bridge_id"]
+    hub, peers = await hub_with(heartbeat=HEARTBEAT)
     peer = await connected_peer(peers, creds)
     assert (await peer.expect(p.HEARTBEAT))["t"] > 0  # the hub beats; we stay silent
-    frames = await peer.closed(timeout=10 * HEARTBEAT)
+    frames = await peer.closed()
     assert frames[-1]["code"] == "heartbeat_lost"
     await hub.wait(lambda: bridge_id not in hub.connections and hub.idle)
     assert [a["kind"] for a in await app.gate_alarms.alarms(c.id, "open")] == ["bridge_offline"]
@@ -196,7 +202,7 @@ async def test_staff_remote_open_reaches_all_three_levels(app, hub, api_client, 
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         reply = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
-                                      {"reason": "courier at the gate", "wait": 3},
+                                      {"reason": "courier at the gate", "wait": OPEN_WAIT},
                                       token=c.tokens["security"])
         assert reply.status == 200, reply.body
         assert reply.body["levels"] == ["received", "actuated", "opened"]
@@ -220,7 +226,8 @@ async def test_remote_open_reports_not_opened_when_nobody_pushes_the_door(app, h
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         reply = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
-                                      {"reason": "test", "wait": 3}, token=c.tokens["manager"])
+                                      {"reason": "test", "wait": OPEN_WAIT},
+                                      token=c.tokens["manager"])
         assert reply.body["levels"] == ["received", "actuated", "not_opened"]
     finally:
         await sim.stop()
@@ -256,7 +263,7 @@ async def test_queued_open_is_delivered_on_reconnect_but_never_after_its_ttl(pee
     c, creds = await provisioned(app)
     first = await connected_peer(peers, creds)
     opening = asyncio.create_task(api_client.post(
-        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
+        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": OPEN_WAIT},
         token=c.tokens["admin"]))
     command = await first.expect(p.OPEN)
     first.close()  # the link drops before the bridge acknowledged
@@ -290,7 +297,8 @@ async def test_resident_opens_gates_covering_their_room_a_few_times_a_minute(app
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
-        statuses = [(await api_client.post(path, {"wait": 2}, token=token)).status for _ in range(7)]
+        statuses = [(await api_client.post(path, {"wait": OPEN_WAIT}, token=token)).status
+                    for _ in range(7)]
         assert statuses == [200] * 6 + [429]
     finally:
         await sim.stop()
@@ -385,7 +393,7 @@ async def test_an_ack_counts_only_from_the_session_the_command_went_to(peers, ap
     target = await connected_peer(peers, creds)
     intruder = await connected_peer(peers, other)
     opening = asyncio.create_task(api_client.post(
-        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
+        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": OPEN_WAIT},
         token=c.tokens["admin"]))
     command = await target.expect(p.OPEN)
     intruder.send(p.message(p.ACK, id=command["id"], level=p.RECEIVED))
@@ -516,7 +524,7 @@ async def test_a_redelivered_open_answered_as_a_repeat_is_logged_as_the_opening_
     c, creds = await provisioned(app)
     first = await connected_peer(peers, creds)
     opening = asyncio.create_task(api_client.post(
-        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": 3},
+        f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "t", "wait": OPEN_WAIT},
         token=c.tokens["admin"]))
     command = await first.expect(p.OPEN)
     first.close()  # the bridge opened the door, but its acks were lost with the link

@@ -14,7 +14,7 @@ from gate_bridge.passes import NONCE_BYTES, Payload, community_tag, sign, split
 from models.common import ManualClock
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import start_sim_bridge
+from tests.gate_fixtures import OPEN_WAIT, start_sim_bridge
 
 pytestmark = pytest.mark.asyncio
 START = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # 10:00 in China
@@ -57,10 +57,8 @@ async def log_lines(app, c, gate="main") -> list[dict]:
 
 
 async def connected(peers, app, c, gate="main"):
-    """A raw peer, handshaken and configured as the bridge of `gate`. It sends no heartbeats,
-    so these tests take `steady_peers` (and the bridges `steady_hub`: none is about lost
-    heartbeats), where on the `hub` fixture's 0.2 s heartbeat a loaded machine's pause would
-    end the session (heartbeat_lost, auth_timeout), legitimately."""
+    """A raw peer, handshaken and configured as the bridge of `gate` (it sends no heartbeats:
+    the `hub` fixture's default timings keep its session through a loaded machine's pauses)."""
     creds = await app.bridges.provision(c.id, c.gates[gate], c.staff["admin"])
     peer = await peers()
     _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
@@ -72,11 +70,11 @@ async def connected(peers, app, c, gate="main"):
 
 # -- hole 1: mode and hours on every path ---------------------------------------------------------
 
-async def test_lockdown_refuses_scanner_and_hub_scans_without_using_the_code(app, steady_peers,
+async def test_lockdown_refuses_scanner_and_hub_scans_without_using_the_code(app, peers,
                                                                             api_client):
     c = await make_community(app, "lock")
     _, token = await make_resident(app, c, "lock-a")
-    peer, _, _ = await connected(steady_peers, app, c)
+    peer, _, _ = await connected(peers, app, c)
     await set_mode(api_client, c, "locked", gate="main")
     pushed = await peer.expect(p.CONFIG)  # the change reaches the bridge at once
     assert pushed["rules"]["mode"] == "locked" and pushed["modes"]["gate"] == "locked"
@@ -95,7 +93,7 @@ async def test_lockdown_refuses_scanner_and_hub_scans_without_using_the_code(app
     assert reasons == ["locked", "locked", "ok", "ok"]
 
 
-async def test_gate_hours_refuse_residents_outside_them_but_not_staff(app, steady_hub, api_client):
+async def test_gate_hours_refuse_residents_outside_them_but_not_staff(app, hub, api_client):
     c = await make_community(app, "hrs")
     rid, token = await make_resident(app, c, "hrs-a")
     reply = await api_client.patch(f"/api/communities/{c.id}/gates/{c.gates['main']}",
@@ -117,18 +115,19 @@ async def test_gate_hours_refuse_residents_outside_them_but_not_staff(app, stead
     assert bad.status == 400
 
 
-async def test_remote_opens_follow_the_gate_rules(app, steady_hub, api_client, tmp_path):
+async def test_remote_opens_follow_the_gate_rules(app, hub, api_client, tmp_path):
     c = await make_community(app, "rmt")
     _, token = await make_resident(app, c, "rmt-a")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     path = f"/api/communities/{c.id}/gates/{c.gates['main']}/open"
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         await set_mode(api_client, c, "locked")
-        refused = await api_client.post(path, {"wait": 2}, token=token)
+        refused = await api_client.post(path, {"wait": OPEN_WAIT}, token=token)
         assert (refused.status, refused.error["code"]) == (409, "locked")
-        staff = await api_client.post(path, {"reason": "guard lets the medic in", "wait": 2},
+        staff = await api_client.post(path, {"reason": "guard lets the medic in",
+                                             "wait": OPEN_WAIT},
                                       token=c.tokens["security"])
         assert staff.status == 200 and staff.body["level"] == "opened"
         assert sim.relay.pulses == 1
@@ -139,18 +138,18 @@ async def test_remote_opens_follow_the_gate_rules(app, steady_hub, api_client, t
         ("resident", "deny", "locked"), ("staff", "allow", "ok")]
 
 
-async def test_a_bridge_keeps_the_last_mode_offline_and_decides_with_it(app, steady_hub,
+async def test_a_bridge_keeps_the_last_mode_offline_and_decides_with_it(app, hub,
                                                                        api_client, tmp_path):
     c = await make_community(app, "offl")
     _, token = await make_resident(app, c, "offl-a")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     code = (await code_for(api_client, c, token))["token"]
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         await set_mode(api_client, c, "locked")
         await sim.bridge.wait(lambda: sim.bridge.mode == "locked")
-        await steady_hub.stop()  # the link goes down
+        await hub.stop()  # the link goes down
         await sim.bridge.wait(lambda: sim.bridge.writer is None)
         outcome = await sim.bridge.handle_scan(code)
         assert (outcome["source"], outcome["allow"], outcome["reason"]) == ("bridge", False, "locked")
@@ -160,7 +159,7 @@ async def test_a_bridge_keeps_the_last_mode_offline_and_decides_with_it(app, ste
 
 
 async def test_gate_hours_across_a_daylight_saving_change_online_and_offline(
-        app, steady_hub, api_client, tmp_path):
+        app, hub, api_client, tmp_path):
     # Berlin moves from UTC+1 to UTC+2 at 01:00 UTC on 2026-03-29. The bridge gets its config
     # the day before and decides on after the change without a new one.
     app.clock.current = datetime(2026, 3, 28, 12, 0, tzinfo=UTC)
@@ -171,7 +170,7 @@ async def test_gate_hours_across_a_daylight_saving_change_online_and_offline(
                                    {"rules": {"hours": [["07:00", "20:00"]]}}, token=c.tokens["manager"])
     assert reply.status == 200, reply.body
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"],
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"],
                                  clock=app.clock.time, auto_door=False)
 
     async def fresh_code() -> str:
@@ -195,7 +194,7 @@ async def test_gate_hours_across_a_daylight_saving_change_online_and_offline(
         assert (await check(api_client, c, await fresh_code()))["reason"] == "gate_closed"
         assert (await sim.bridge.handle_scan(await fresh_code()))["reason"] == "gate_closed"
         # Offline, with the config pushed before the change.
-        await steady_hub.stop()
+        await hub.stop()
         await sim.bridge.wait(lambda: sim.bridge.writer is None)
         assert outcome(await sim.bridge.handle_scan(await fresh_code())) == {
             "source": "bridge", "allow": False, "reason": "gate_closed"}
@@ -215,10 +214,10 @@ async def test_mode_ranking():
 
 
 async def test_fire_release_outranks_lockdown_and_is_audited_alarmed_and_permissioned(
-        app, steady_hub, api_client, tmp_path):
+        app, hub, api_client, tmp_path):
     c = await make_community(app, "fire")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         await set_mode(api_client, c, "open", role="security", status=403)  # a guard: no
@@ -245,10 +244,10 @@ async def test_fire_release_outranks_lockdown_and_is_audited_alarmed_and_permiss
 
 
 async def test_a_fire_panel_input_releases_the_gate_locally_and_is_reported(
-        app, steady_hub, api_client, tmp_path):
+        app, hub, api_client, tmp_path):
     c = await make_community(app, "panel")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         await set_mode(api_client, c, "locked")
@@ -256,7 +255,7 @@ async def test_a_fire_panel_input_releases_the_gate_locally_and_is_reported(
         await sim.bridge.fire_panel(True)
         assert sim.bridge.mode == "open" and sim.relay.active
         await sim.bridge.wait(lambda: sim.bridge.store.count == 0)  # reported and acknowledged
-        await steady_hub.wait(lambda: steady_hub.idle)
+        await hub.wait(lambda: hub.idle)
     finally:
         await sim.stop()
     [alarm] = [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "fire_release"]
@@ -275,11 +274,11 @@ def forged(c, kind_subject: str, key_id: int) -> str:
     return sign(payload, c.id, Ed25519PrivateKey.generate())
 
 
-async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, steady_hub, steady_peers,
+async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, hub, peers,
                                                                 api_client):
     c = await make_community(app, "claim")
     rid, token = await make_resident(app, c, "claim-a")
-    peer, _, _ = await connected(steady_peers, app, c)
+    peer, _, _ = await connected(peers, app, c)
     used_online = (await code_for(api_client, c, token))["token"]
     assert (await check(api_client, c, used_online, gate="u1-1"))["reason"] == "ok"
     good = (await code_for(api_client, c, token))["token"]
@@ -292,7 +291,7 @@ async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, steady_hub,
          "direction": "in", "allow": allow, "reason": "ok" if allow else "unknown_code"}
         for i, (text, allow) in enumerate(claims)]))
     await peer.expect(p.EVENTS_ACK)
-    await steady_hub.wait(lambda: steady_hub.idle)
+    await hub.wait(lambda: hub.idle)
     lines = sorted(await log_lines(app, c), key=lambda line: line["at"])
     got = sorted((line["bridge"]["allow"], line["result"], line["reason"], line.get("flag"),
                   line["subject"]) for line in lines if line["source"] == "offline")
@@ -313,18 +312,18 @@ async def test_offline_claims_are_rechecked_flagged_and_alarmed(app, steady_hub,
     assert (await check(api_client, c, good, gate="u1-1"))["reason"] == "replayed"
 
 
-async def test_an_offline_allow_during_a_lockdown_is_flagged(app, steady_hub, steady_peers,
+async def test_an_offline_allow_during_a_lockdown_is_flagged(app, hub, peers,
                                                              api_client):
     c = await make_community(app, "clk")
     _, token = await make_resident(app, c, "clk-a")
-    peer, _, _ = await connected(steady_peers, app, c)
+    peer, _, _ = await connected(peers, app, c)
     await set_mode(api_client, c, "locked")
     code = (await code_for(api_client, c, token))["token"]
     peer.send(p.message(p.EVENTS, items=[
         {"seq": 1, "type": "offline_decision", "at": app.clock.time(), "scan": "s", "text": code,
          "direction": "in", "allow": True, "reason": "ok"}]))
     await peer.expect(p.EVENTS_ACK)
-    await steady_hub.wait(lambda: steady_hub.idle)
+    await hub.wait(lambda: hub.idle)
     [line] = [line for line in await log_lines(app, c) if line["source"] == "offline"]
     assert (line["result"], line["reason"], line["flag"]) == ("deny", "locked", "invalid_claim")
 
@@ -363,7 +362,7 @@ async def test_a_short_code_with_the_readers_line_ending_is_accepted(app, api_cl
 
 
 async def test_guessing_short_codes_is_limited_per_token_and_bridge_and_alarmed(
-        app, steady_hub, steady_peers, api_client):
+        app, hub, peers, api_client):
     c = await make_community(app, "guess")
     _, token = await make_resident(app, c, "guess-a")
     from models.gate_access import SHORT_CODE_FAILURES
@@ -376,21 +375,21 @@ async def test_guessing_short_codes_is_limited_per_token_and_bridge_and_alarmed(
     # Even a real short code is not looked up for this scanner now; another scanner is not held up.
     digits = (await code_for(api_client, c, token, short=True))["short_code"]
     assert (await check(api_client, c, digits, role="manager"))["reason"] == "ok"
-    peer, _, _ = await connected(steady_peers, app, c, gate="u1-1")
+    peer, _, _ = await connected(peers, app, c, gate="u1-1")
     for i in range(SHORT_CODE_FAILURES + 1):
         peer.send(p.message(p.SCAN, id=f"g{i}", text=f"{i:012d}", direction="in"))
         result = await peer.expect(p.SCAN_RESULT, id=f"g{i}")
     assert (result["allow"], result["reason"]) == (False, "rate_limited")
-    await steady_hub.wait(lambda: steady_hub.idle)
+    await hub.wait(lambda: hub.idle)
     guessing = [a for a in await app.gate_alarms.alarms(c.id) if a["kind"] == "code_guessing"]
     assert len(guessing) == 2
 
 
 async def test_an_offline_decision_stored_before_a_crash_is_reconciled_once_when_resent(
-        app, steady_hub, steady_peers, api_client):
+        app, hub, peers, api_client):
     c = await make_community(app, "crash")
     rid, token = await make_resident(app, c, "crash-a")
-    peer, creds, _ = await connected(steady_peers, app, c)
+    peer, creds, _ = await connected(peers, app, c)
     code = (await code_for(api_client, c, token))["token"]
     item = {"seq": 1, "type": "offline_decision", "at": app.clock.time(), "scan": "s1",
             "text": code, "direction": "in", "allow": True, "reason": "ok"}
@@ -400,9 +399,9 @@ async def test_an_offline_decision_stored_before_a_crash_is_reconciled_once_when
     for _ in range(2):  # the bridge resends it (twice: a second crash before the ack)
         peer.send(p.message(p.EVENTS, items=[item]))
         assert (await peer.expect(p.EVENTS_ACK))["upto"] == 1
-        await steady_hub.wait(lambda: steady_hub.idle)
+        await hub.wait(lambda: hub.idle)
         peer.close()
-        peer = await steady_peers()
+        peer = await peers()
         _, welcome = await peer.handshake(creds["bridge_id"], creds["secret"])
         assert welcome["op"] == p.WELCOME
     [line] = [line for line in await log_lines(app, c) if line["source"] == "offline"]
@@ -421,7 +420,7 @@ async def patch_gate(api, c, gate, rules):
 
 
 async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offline(
-        app, steady_hub, api_client, tmp_path):
+        app, hub, api_client, tmp_path):
     c = await make_community(app, "roles")
     denied = await api_client.get(f"/api/communities/{c.id}/code", token=c.tokens["maintenance"])
     assert denied.status == 403 and denied.error["code"] == "no_gate_role"  # not by default
@@ -441,7 +440,7 @@ async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offlin
     fixer = (await code_for(api_client, c, c.tokens["maintenance"]))["token"]
     assert (await check(api_client, c, fixer))["reason"] == "ok"
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
-    sim = await start_sim_bridge(tmp_path, steady_hub.port, creds["bridge_id"], creds["secret"])
+    sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
     try:
         # The first config push carries the community's list.
         await sim.bridge.wait(lambda: sim.bridge._rules().get("staff_roles") == [
@@ -455,7 +454,7 @@ async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offlin
         await sim.bridge.wait(lambda: sim.bridge._rules()["staff_roles"] == ["security"])
         fixer = (await code_for(api_client, c, c.tokens["maintenance"]))["token"]
         guard = (await code_for(api_client, c, c.tokens["security"]))["token"]
-        await steady_hub.stop()  # the bridge decides alone, from what it was pushed
+        await hub.stop()  # the bridge decides alone, from what it was pushed
         await sim.bridge.wait(lambda: sim.bridge.writer is None)
         outcome = await sim.bridge.handle_scan(fixer)
         assert (outcome["source"], outcome["allow"], outcome["reason"]) == (
@@ -468,7 +467,7 @@ async def test_staff_codes_open_only_gates_their_roles_may_use_online_and_offlin
 
 
 async def test_a_resident_opens_remotely_only_a_few_times_a_minute_even_all_at_once(
-        app, steady_hub, api_client):
+        app, hub, api_client):
     c = await make_community(app, "often")
     _, token = await make_resident(app, c, "often-a")
     _, other = await make_resident(app, c, "often-b", room="1-1-102")

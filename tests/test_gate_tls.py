@@ -87,7 +87,7 @@ async def test_a_bridge_trusts_a_hub_certified_by_its_private_ca_and_no_other(ap
     ca_path, ca = private_ca(tmp_path, "xiaoqu-gate-ca")
     stranger_path, _ = private_ca(tmp_path, "someone-else")
     cert, key = hub_certificate(tmp_path, ca)
-    hub = GateHub(app, HubOptions(heartbeat=0.2, ssl_context=ssl_context(str(cert), str(key))))
+    hub = GateHub(app, HubOptions(ssl_context=ssl_context(str(cert), str(key))))
     port = await hub.start(0, "127.0.0.1")
     (tmp_path / "trusting").mkdir()
     (tmp_path / "doubting").mkdir()

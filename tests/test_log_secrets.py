@@ -23,9 +23,8 @@ def settings(settings):
     return settings.model_copy(update={"ops_token": SecretStr(OPS_TOKEN)})
 
 
-async def test_no_secret_or_code_is_logged(app, steady_hub, api_client, base_url, tmp_path,
+async def test_no_secret_or_code_is_logged(app, hub, api_client, base_url, tmp_path,
                                           logged, monkeypatch):
-    hub = steady_hub
     c = await make_community(app, "sec")
     _, resident = await make_resident(app, c, "zhao")
     used: list[str] = [STAFF_PASSWORD, OPS_TOKEN, resident, c.tokens["security"]]

@@ -14,7 +14,7 @@ from tornado.websocket import websocket_connect
 
 from gate_bridge import protocol as p
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import start_sim_bridge
+from tests.gate_fixtures import OPEN_WAIT, start_sim_bridge
 from tests.tickets_support import Api, make_world
 
 async def scrape(api_client) -> dict:
@@ -45,8 +45,7 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
 
 @pytest.mark.asyncio
 async def test_counters_move_by_exactly_the_scans_opens_alarms_and_tickets(
-        app, steady_hub, api_client, base_url, tmp_path):
-    hub = steady_hub
+        app, hub, api_client, base_url, tmp_path):
     world = await make_world(app, "m1")
     c = world.c
     cid = c.id
@@ -75,7 +74,8 @@ async def test_counters_move_by_exactly_the_scans_opens_alarms_and_tickets(
         await sim.bridge.wait(lambda: closed)
         # A remote open, then a tamper alarm from the box.
         reply = await api_client.post(f"/api/communities/{cid}/gates/{c.gates['main']}/open",
-                                      {"reason": "courier", "wait": 3}, token=c.tokens["security"])
+                                      {"reason": "courier", "wait": OPEN_WAIT},
+                                      token=c.tokens["security"])
         assert reply.body["level"] == "opened"
         seq = sim.bridge.record("tamper")
         await sim.bridge.wait(lambda: sim.bridge.store.acked_seq >= seq)

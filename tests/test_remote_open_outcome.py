@@ -11,7 +11,7 @@ from models.common import ManualClock
 from models.gate_access import OUTCOME_GRACE, command_key
 from tests.builders import make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import start_sim_bridge
+from tests.gate_fixtures import OPEN_WAIT, start_sim_bridge
 from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
@@ -45,7 +45,8 @@ class TestStoreDiesAfterTheDoorActed:
         # The moment the lock releases, the store goes: every write after it fails.
         sim.relay.listeners.append(lambda active: active and mongo_store.kill())
         try:
-            reply = await api_client.post(await open_path(c), {"reason": "courier", "wait": 3},
+            reply = await api_client.post(await open_path(c),
+                                          {"reason": "courier", "wait": OPEN_WAIT},
                                           token=c.tokens["security"])
             assert reply.status == 200, reply.body
             assert "actuated" in reply.body["levels"] and reply.body["recorded"] is False

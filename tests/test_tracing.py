@@ -10,7 +10,7 @@ import pytest
 from gate_bridge import protocol as p
 from tests.builders import make_community
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
-from tests.gate_fixtures import HubProcess, RawPeer, start_sim_bridge
+from tests.gate_fixtures import OPEN_WAIT, HubProcess, RawPeer, start_sim_bridge
 
 pytestmark = pytest.mark.asyncio
 
@@ -21,7 +21,7 @@ def traceparent() -> tuple[str, str]:
 
 
 async def test_a_traceparent_reaches_the_bridge_through_another_process_and_the_logs(
-        app, steady_hub, api_client, settings, logged):
+        app, hub, api_client, settings, logged):
     c = await make_community(app, "tr1")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     # The bridge's session is in another process (on the default heartbeat: this peer is
@@ -33,7 +33,8 @@ async def test_a_traceparent_reaches_the_bridge_through_another_process_and_the_
         assert (await peer.handshake(creds["bridge_id"], creds["secret"]))[1]["op"] == p.WELCOME
         trace_id, parent = traceparent()
         opening = asyncio.create_task(api_client.post(
-            f"/api/communities/{c.id}/gates/{c.gates['main']}/open", {"reason": "courier", "wait": 3},
+            f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
+            {"reason": "courier", "wait": OPEN_WAIT},
             token=c.tokens["security"], headers={"traceparent": parent}))
         command = await peer.expect(p.OPEN)
         assert p.trace_id(command["trace"]) == trace_id
@@ -58,9 +59,8 @@ async def test_a_traceparent_reaches_the_bridge_through_another_process_and_the_
     assert audit["trace_id"] == trace_id
 
 
-async def test_the_bridge_and_the_hub_log_the_open_under_its_trace(app, steady_hub, api_client,
+async def test_the_bridge_and_the_hub_log_the_open_under_its_trace(app, hub, api_client,
                                                                     tmp_path, logged):
-    hub = steady_hub
     c = await make_community(app, "tr2")
     creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
     sim = await start_sim_bridge(tmp_path, hub.port, creds["bridge_id"], creds["secret"])
@@ -68,7 +68,8 @@ async def test_the_bridge_and_the_hub_log_the_open_under_its_trace(app, steady_h
         await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         trace_id, parent = traceparent()
         reply = await api_client.post(f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
-                                      {"reason": "courier", "wait": 3}, token=c.tokens["security"],
+                                      {"reason": "courier", "wait": OPEN_WAIT},
+                                      token=c.tokens["security"],
                                       headers={"traceparent": parent})
         assert reply.body["level"] == "opened"
     finally:
