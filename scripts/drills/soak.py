@@ -27,7 +27,9 @@ import re
 import time
 import urllib.request
 
+from models.gate_presence import GatePresence
 from scripts.drills.common import Drill, main, percentile, rss_kb
+from server.stores import connect_redis
 
 PROCESSES = 3
 THINK = 10.0  # seconds between one client's requests, on average
@@ -103,6 +105,24 @@ async def store_commands(servers) -> collections.Counter:
     return counts
 
 
+async def bridges_present(d: Drill, redis, site, timeout: float) -> bool:
+    """Wait until every bridge is present in Redis (what the gate list's `online` says).
+    Polled there, and the gate list read once at the end: a poll a second of a list of
+    thousands of gates kept the store busy reading them while the bridges' handshakes waited
+    for it."""
+    client = connect_redis(redis.url)
+    presence = GatePresence(client, None)
+    ids = [gate["bridge_id"] for gate in site.gates]
+    try:
+        return await d.until(lambda: _all_online(presence, ids), timeout, every=1.0)
+    finally:
+        await client.aclose()
+
+
+async def _all_online(presence, ids) -> bool:
+    return all(p["online"] for p in (await presence.presence(ids)).values())
+
+
 def rss_line(label: str, processes) -> str:
     return f"RSS {label}: " + ", ".join(f"{p.name} {rss_kb(p.pid) / 1024:.0f} MiB"
                                         for p in processes)
@@ -119,9 +139,9 @@ async def drill(d: Drill) -> None:
     simulators = [await d.simulated_bridges(group, server.gate_port, name=f"bridges{i}")
                   for i, (group, server) in enumerate(zip(groups, servers))]
     started = time.monotonic()
-    # Polled once a second: the gate list of thousands of gates is a heavy read itself.
+    present = await bridges_present(d, redis, site, timeout=120 + bridges / 20)
     d.check(f"{bridges} bridges online across {PROCESSES} processes",
-            await d.gates_online(servers[0].base, site, timeout=120 + bridges / 20, every=1.0),
+            present and await d.gates_online(servers[0].base, site, timeout=30, every=1.0),
             f"in {time.monotonic() - started:.1f} s")
     everyone = [*servers, *simulators, mongo, redis]
     rss = [rss_line("start", everyone)]
