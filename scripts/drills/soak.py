@@ -12,11 +12,14 @@ Event-loop lag is read from the outside: `GET /healthz` on each process every ha
 second, whose round trip is the time that process's loop took to get to it.
 `--short` is 50 clients, 30 bridges, 20 seconds. Every tenth of the run it prints the
 MongoDB-protocol server's RSS against the requests answered so far, and at the end the
-hellos the hubs answered `busy`.
+servers' MongoDB commands (from their /metrics: per second, per app request, by command)
+and the hellos the hubs answered `busy`.
 
-The embedded store does not carry the full size on a 2-core machine (about 6 ms of CPU per
-operation, ≈ 325 operations a second asked): docs/embedded-mongo.md has the figures, and
-the size that passes there (`--clients 60 --bridges 2000 --minutes 3`).
+Per request the store is asked little (tests/test_store_budget.py): `/api/me` nothing, an
+access-log page one find, a remote open four writes; the rest is copied in each process
+and dropped by pub/sub on change (models/key_cache.py). The embedded store still costs
+milliseconds of CPU per operation: docs/embedded-mongo.md, "The soak", has the figures and
+the sizes that passed on this shared 2-core machine.
 """
 
 import argparse
