@@ -34,18 +34,21 @@ import signal
 import sqlite3
 import threading
 
-from mongoeco.core.query_plan import AndCondition, EqualsCondition
+from mongoeco.core.query_plan import AndCondition, EqualsCondition, InCondition
 from mongoeco.engines._sqlite_connection import SQLiteConnection
+from mongoeco.engines import sqlite as sqlite_engine
 from mongoeco.engines._sqlite_reader import SQLiteScanReader
 from mongoeco.engines.memory import MemoryEngine
 from mongoeco.engines.sqlite import SQLiteEngine
 from mongoeco.engines.sqlite_query import (
     _is_codec_aware_value,
+    _translate_equals_scalar_only,
     json_path_for_field,
     sort_type_expression_sql,
     type_expression_sql,
     value_expression_sql,
 )
+from mongoeco.types import ObjectId  # mongoeco's own, which its query plans hold
 from mongoeco.wire.proxy import AsyncMongoEcoProxyServer
 
 
@@ -239,6 +242,27 @@ def _sort_indexed(method):
     return compile_plan
 
 
+def _scalar_in(method):
+    """`field: {$in: [...]}` of ids or strings on a field no document holds as an array: the
+    equalities alone, which SQLite answers from an index (`_id`: its primary key, the
+    storage key; another field: mongoeco's index on it). mongoeco wrote every value's
+    array branch too (json_each per document), so each `$in` read the whole collection."""
+    @functools.wraps(method)
+    def translate(self, db_name, coll_name, plan):
+        if (isinstance(plan, InCondition) and plan.values and "." not in plan.field
+                and all(type(v) in (ObjectId, str) for v in plan.values)
+                and self._find_multikey_index(db_name, coll_name, plan.field) is None):
+            if plan.field == "_id":  # never an array; its storage key is its identity
+                keys = [self._storage_key(v) for v in plan.values]
+                return f"documents.storage_key IN ({', '.join('?' * len(keys))})", keys
+            if not self._field_is_top_level_array_in_collection(db_name, coll_name, plan.field):
+                parts = [_translate_equals_scalar_only(plan.field, v) for v in plan.values]
+                return (" OR ".join(f"({sql})" for sql, _ in parts),
+                        [param for _, params in parts for param in params])
+        return method(self, db_name, coll_name, plan)
+    return translate
+
+
 class _KeptReader(SQLiteConnection):
     """A reader's connection that goes back to its engine's pool when the reader closes it:
     mongoeco opened a new one for every read of more than one document, and a new
@@ -299,6 +323,14 @@ class WireSQLiteEngine(SQLiteEngine):
             schema["conn"].close()
 
 
+def _no_outbox(conn, **change) -> None:
+    """The change outbox row each write adds inside its transaction (a serialized copy of
+    the document, its hash, and a compaction: about ten statements) is read by change
+    delivery alone, which WireSQLiteEngine does not do: no sequence is asked of a write
+    (its change_delivery is "none"), so none is made."""
+    return None
+
+
 def speedup_patches() -> list[tuple[type, str, object]]:
     """(class, attribute, replacement) for each of speed_up's patches."""
     return [
@@ -312,6 +344,9 @@ def speedup_patches() -> list[tuple[type, str, object]]:
          _sort_indexed(SQLiteEngine._compile_read_execution_plan)),
         (SQLiteScanReader, "_open", _kept_readers(SQLiteScanReader._open)),
         (WireSQLiteEngine, "keep_readers", True),
+        (sqlite_engine, "_sqlite_append_change", _no_outbox),
+        (SQLiteEngine, "_translate_query_plan_with_multikey",
+         _scalar_in(SQLiteEngine._translate_query_plan_with_multikey)),
     ]
 
 
