@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import nacl.signing
+import redis.exceptions
 from bson import ObjectId
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -72,6 +73,7 @@ KEY_RELOAD_SECONDS = 5  # an unknown key id reloads the ring at most this often
 SHORT_CODE_TRIES = 5
 REVOKED = object()
 NOT_LOADED, REVOKED_CODE, NOT_SEEDED = -1, -2, -3
+REFILL_TRIES = 4  # the use script's refills (uses, revocations) and a restart between each
 SEEDED = "uses:seeded"
 # Revocation check and use count in one round trip, atomically. Storage mechanics only:
 # what a revocation or an exhausted claim means is decided by gate_bridge.decision.
@@ -486,16 +488,19 @@ class PassManager:
                 f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0,
                 _use_announcement(community_id, claim) if claim else "",
                 claim.limit if claim else 0, USED_CHANNEL]
-        count = await self._use_script(keys=keys, args=args)
-        if count == NOT_SEEDED:  # Redis lost its data (restart without persistence, flush)
-            await self.uses.seed()
+        for _ in range(REFILL_TRIES):
             count = await self._use_script(keys=keys, args=args)
-        if count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload, retry
-            await self._load_revocations(community_id)
-            count = await self._use_script(keys=keys, args=args)
-        if count == REVOKED_CODE:
-            return REVOKED
-        return count
+            # Redis may lose its data again between a refill and the retry (restarted twice in
+            # a row): refill again until the script counts, never take its answer as a count.
+            if count == NOT_SEEDED:  # Redis lost its data (restart without persistence, flush)
+                await self.uses.seed()
+            elif count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload
+                await self._load_revocations(community_id)
+            elif count == REVOKED_CODE:
+                return REVOKED
+            else:
+                return count
+        raise redis.exceptions.ConnectionError("Redis lost its data again while it was refilled")
 
     async def _seed_uses(self, pipe) -> None:
         """Put every use still counted back into Redis from the access-log lines that took

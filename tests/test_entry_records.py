@@ -246,3 +246,24 @@ async def test_an_offline_decision_replayed_across_a_redis_outage_is_logged_and_
     [line] = await lines(app, c)
     assert (line["scan"], line["source"], line["result"]) == ("s1", "offline", "allow")
     assert await app.passes.entries_used(doc) == 1
+
+
+async def test_a_redis_that_forgets_again_while_its_counts_are_rebuilt_counts_nothing_twice(
+        app, restartable_redis):
+    c = await make_community(app, "twice")
+    _, code = await resident_code(app, c, "qian")
+    assert await scanner_check(app, c, code) == "ok"
+    restartable_redis.restart()
+    # Redis restarts again just after the counts were put back, before the use that needed
+    # them is counted: that use finds them missing a second time.
+    seed = app.passes.uses.seed
+
+    async def seeded_then_lost():
+        await seed()
+        app.passes.uses.seed = seed  # once
+        restartable_redis.restart()
+    app.passes.uses.seed = seeded_then_lost
+    assert await scanner_check(app, c, code) == "replayed"  # single-use: still used
+    assert await scanner_check(app, c, code) == "replayed"
+    uses = [d["use"]["count"] async for d in app.db.access_log.find({"use": {"$exists": True}})]
+    assert uses == [1]
