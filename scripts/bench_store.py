@@ -6,10 +6,11 @@ patches (server/mongo_wire.py, `speed_up`) against the same launcher without the
 
 Loads `--docs` access-log lines (20 communities, 200 gates, with models/access_log.py's
 indexes), 2,000 places and 200 gates (models/places.py's indexes) and a few open alarms
-through a baseline server, copies the file, then runs each operation `--ops` times
-against each server in turn (baseline first, same data). It counts the CPU time of the
-store process (utime + stime of every thread, from /proc), not wall time: a loaded
-machine slows both alike but charges neither for the other's work. The access-log page
+through the patched server, copies the file for the baseline (without the patched
+server's own indexes), then runs each operation `--ops` times against each server, the
+two taking turns a tenth at a time on the same data. It counts the CPU time of the store
+process (utime + stime of every thread, from /proc), not wall time, and the turns let
+both meet the same machine load. The access-log page
 is the app's own query (models/access_log.py, `AccessLog.query`), first page and the
 next by its cursor; each page follows a write to the collection, as in the soak (a
 write made mongoeco forget what its per-query probes had learnt).
@@ -21,6 +22,7 @@ remote opens: about six reads, three inserts and three updates), docs/embedded-m
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import sqlite3
@@ -121,22 +123,30 @@ def operations(db, data: dict, rng: random.Random):
 STEPS = {"write + access-log page": 2, "write + page + next page": 3}
 
 
-async def measure(url: str, pid: int, data: dict, ops: int) -> dict[str, float]:
-    client = AsyncMongoClient(url)
-    rng = random.Random(11)
-    result = {}
-    for name, op in operations(client.bench, data, rng).items():
-        for _ in range(3):  # warm: first use of a query shape builds its indexes
-            await _done(op())
-        before = cpu_seconds(pid)
-        for _ in range(ops):
-            await _done(op())
-        result[name] = (cpu_seconds(pid) - before) / (ops * STEPS.get(name, 1))
-    await client.close()
-    # A page alone: its write and its page cost the same store time as two single
-    # operations would; take the insert's own cost out.
-    page = result["write + access-log page"] * 2 - result["insert_one (access log)"]
-    result["access-log page"] = page
+async def measure(stores: dict, data: dict, ops: int, rounds: int = 10) -> dict:
+    """{label: {operation: CPU seconds per operation}}; the stores take turns, `ops //
+    rounds` operations at a time, so both meet the same machine load."""
+    clients = {label: AsyncMongoClient(mongo.url) for label, mongo in stores.items()}
+    runs = {label: operations(clients[label].bench, data, random.Random(11)) for label in stores}
+    result: dict = {label: {} for label in stores}
+    for name in runs["baseline"]:
+        spent = dict.fromkeys(stores, 0.0)
+        for label in stores:
+            for _ in range(3):  # warm: the first use of a query shape builds its indexes
+                await _done(runs[label][name]())
+        for _ in range(rounds):
+            for label, mongo in stores.items():
+                before = cpu_seconds(mongo.process.pid)
+                for _ in range(ops // rounds):
+                    await _done(runs[label][name]())
+                spent[label] += cpu_seconds(mongo.process.pid) - before
+        for label in stores:
+            result[label][name] = spent[label] / (ops // rounds * rounds * STEPS.get(name, 1))
+    for label, figures in result.items():
+        # The page alone: a write and a page cost the store what the two would apart.
+        figures["access-log page"] = (figures["write + access-log page"] * 2
+                                      - figures["insert_one (access log)"])
+        await clients[label].close()
     return result
 
 
@@ -155,18 +165,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base, fast = Path(tmp, "baseline.sqlite3"), Path(tmp, "patched.sqlite3")
         started = time.monotonic()
-        with start_mongo(base, speedups=False) as mongo:
+        with start_mongo(fast) as mongo:
             data = asyncio.run(load(mongo.url, args.docs))
             load_cpu = cpu_seconds(mongo.process.pid)
-            with sqlite3.connect(base) as source, sqlite3.connect(fast) as copy:
+            with (contextlib.closing(sqlite3.connect(fast)) as source,
+                  contextlib.closing(sqlite3.connect(base)) as copy):
                 source.backup(copy)  # consistent while the server runs (WAL)
+        with contextlib.closing(sqlite3.connect(base)) as copy:  # the file as unpatched made it
+            for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                        "AND (name LIKE 'xq_kind_%' OR name LIKE 'xq_sort_%')"):
+                copy.execute(f"DROP INDEX {name}")
         print(f"loaded {args.docs} access-log lines in {time.monotonic() - started:.0f} s "
-              f"({load_cpu:.0f} s of store CPU, baseline)")
-        figures = {}
-        for label, path, speedups in (("baseline", base, False), ("patched", fast, True)):
-            with start_mongo(path, speedups=speedups) as mongo:
-                figures[label] = asyncio.run(measure(mongo.url, mongo.process.pid, data,
-                                                     args.ops))
+              f"({load_cpu:.0f} s of store CPU)")
+        with start_mongo(base, speedups=False) as plain, start_mongo(fast) as patched:
+            figures = asyncio.run(measure({"baseline": plain, "patched": patched}, data,
+                                          args.ops))
     print(f"\nstore CPU per operation, ms ({args.docs} access-log lines, {args.ops} runs each)")
     print(f"{'operation':34} {'baseline':>9} {'patched':>9}  ratio")
     for name in figures["baseline"]:

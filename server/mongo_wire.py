@@ -30,6 +30,7 @@ import dataclasses
 import faulthandler
 import functools
 import hashlib
+import inspect
 import signal
 import sqlite3
 import threading
@@ -323,6 +324,22 @@ class WireSQLiteEngine(SQLiteEngine):
             schema["conn"].close()
 
 
+@functools.cache
+def _takes_wrappers(decode) -> bool:
+    try:
+        return "preserve_bson_wrappers" in inspect.signature(decode).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _decode_codec_payload(self, payload, *, preserve_bson_wrappers):
+    """mongoeco asked inspect.signature, for every document it decoded, whether its codec's
+    decode takes `preserve_bson_wrappers`: an answer fixed per codec, found once."""
+    if _takes_wrappers(self._codec.decode):
+        return self._codec.decode(payload, preserve_bson_wrappers=preserve_bson_wrappers)
+    return self._codec.decode(payload)
+
+
 def _no_outbox(conn, **change) -> None:
     """The change outbox row each write adds inside its transaction (a serialized copy of
     the document, its hash, and a compaction: about ten statements) is read by change
@@ -347,6 +364,7 @@ def speedup_patches() -> list[tuple[type, str, object]]:
         (sqlite_engine, "_sqlite_append_change", _no_outbox),
         (SQLiteEngine, "_translate_query_plan_with_multikey",
          _scalar_in(SQLiteEngine._translate_query_plan_with_multikey)),
+        (SQLiteEngine, "_decode_codec_payload", _decode_codec_payload),
     ]
 
 

@@ -4,6 +4,7 @@ reads reuse their connections, and every answer is the one the unpatched engine 
 (`--no-speedups`, the same launcher without them)."""
 
 import contextlib
+import inspect
 import os
 import signal
 import sqlite3
@@ -192,6 +193,24 @@ def test_reads_reuse_their_connections_and_see_every_write(tmp_path, monkeypatch
             assert seen == list(range(i + 1))  # a kept reader's snapshot ended with its read
     # Unpatched, each reader opened a connection (and parsed the schema) for its read.
     assert len(opened) == (0 if patched else 29)
+
+
+@pytest.mark.parametrize("patched", [True, False])
+def test_decoding_a_document_asks_no_signature(tmp_path, monkeypatch, patched):
+    if patched:
+        for owner, name, replacement in speedup_patches():
+            monkeypatch.setattr(owner, name, replacement)
+    with EcoClient(engine=WireSQLiteEngine(str(tmp_path / "mongo.sqlite3"))) as client:
+        docs = lines(ObjectId(), 20, price=Decimal128("1.10"))  # tagged values: decoded
+        client.x.decoded.insert_many(docs)
+        client.x.decoded.find_one({"_id": docs[0]["_id"]})
+        asked, signature = [], inspect.signature
+        monkeypatch.setattr(inspect, "signature", lambda f, **k: asked.append(f) or signature(f, **k))
+        for doc in docs:
+            assert client.x.decoded.find_one({"_id": doc["_id"]})["price"] == Decimal128("1.10")
+        got = client.x.decoded.find({"community_id": docs[0]["community_id"]}).to_list()
+        assert [d["_id"] for d in got] == [d["_id"] for d in docs]
+    assert len(asked) == (0 if patched else 40)  # unpatched: one per document decoded
 
 
 def test_acknowledged_writes_survive_kill_9(tmp_path):
