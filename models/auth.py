@@ -96,6 +96,8 @@ class AuthManager:
         # Claims of a verified token are kept; expiry and revocation are still checked each time.
         # Failures raise, so they are never cached.
         self._verified_claims = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._decode)
+        # token -> (the room links' cache entry it was built from, valid from, until, caller)
+        self._residents: dict[str, tuple[str, float, float, Principal]] = {}
         self.revocations = Seeded(redis, SEEDED, self._seed_revocations)
 
     # -- logins ---------------------------------------------------------------
@@ -243,9 +245,22 @@ class AuthManager:
         revoked, cached = await self._revocation_state(revoked_key, links_key(claims["sub"]))
         if revoked:
             raise Unauthorized("this login was signed out", code="token_revoked")
+        # The caller is a function of the token, the room links read just now and the time
+        # (a lease ending): built again only when one of those changes it.
+        now = self.clock.time()
+        built = self._residents.get(access_token)
+        if built is not None and built[0] == cached and built[1] <= now < built[2]:
+            return built[3]
         links = await self.bindings.active_links(claims["sub"], cached=cached)
-        return Principal(kind="resident", id=claims["sub"], roles=roles_of(links),
-                         links=tuple(links), expires=claims["exp"])
+        principal = Principal(kind="resident", id=claims["sub"], roles=roles_of(links),
+                              links=tuple(links), expires=claims["exp"])
+        if cached is not None:
+            ends = min((link["lease_end"] for link in links if link["lease_end"] is not None),
+                       default=float("inf"))
+            self._residents[access_token] = (cached, now, ends, principal)
+            if len(self._residents) > VERIFIED_TOKENS:
+                del self._residents[next(iter(self._residents))]  # the oldest
+        return principal
 
     def _decode(self, access_token: str) -> dict:
         # PyJWT checks times against the wall clock; ours is app.clock (tests move it).

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import nacl.signing
+import nacl.bindings
 import redis.exceptions
 from bson import ObjectId
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -143,10 +143,12 @@ class Signer:
     signature is the largest single cost of issuing a code (scripts/bench_passes.py)."""
 
     def __init__(self, private_bytes: bytes):
-        self._key = nacl.signing.SigningKey(private_bytes)
+        # libsodium's own form of the key (seed and public key); PyNaCl's SigningKey wrapper
+        # would build a SignedMessage around each signature only to be taken apart here.
+        self._secret = nacl.bindings.crypto_sign_seed_keypair(private_bytes)[1]
 
     def sign(self, message: bytes) -> bytes:
-        return self._key.sign(message).signature
+        return nacl.bindings.crypto_sign(message, self._secret)[:nacl.bindings.crypto_sign_BYTES]
 
 
 def key_owner(key_id: int) -> str:
@@ -195,6 +197,7 @@ class PassManager:
         self._ring: dict[int, SigningKey] = {}
         self._ring_at = float("-inf")
         self._ring_lock = asyncio.Lock()
+        self._newest: tuple[dict | None, SigningKey | None] = (None, None)  # (ring, its newest)
         self.communities = ReadCache(self._read_settings, CACHE_SECONDS)
         self._use_script = redis.register_script(USE_SCRIPT)
         self._seed_script = redis.register_script(SEED_SCRIPT)
@@ -245,7 +248,9 @@ class PassManager:
 
     async def signing_key(self) -> SigningKey:
         ring = await self.key_ring()
-        return max(ring.values(), key=lambda k: (k.created_at, k.key_id))
+        if self._newest[0] is not ring:  # found once per ring read, not per code
+            self._newest = (ring, max(ring.values(), key=lambda k: (k.created_at, k.key_id)))
+        return self._newest[1]
 
     async def rotate_key(self) -> int:
         """Add a new signing key; older keys keep verifying until retired. Returns its id."""

@@ -77,7 +77,8 @@ async def test_a_logout_ends_access_at_the_next_request_in_another_process(app, 
         assert await asyncio.to_thread(call, me, login["access_token"]) == 401
     # A resident's room links follow a revoked binding just as fast.
     code = f"{other_process}/api/communities/{c.id}/code"
-    assert await asyncio.to_thread(call, code, resident) == 200
+    for _ in range(2):  # the second from the caller the other process built for the first
+        assert await asyncio.to_thread(call, code, resident) == 200
     [link] = await app.bindings.of_resident((await app.auth.principal(resident)).id)
     await api_client.post(f"/api/communities/{c.id}/bindings/{link['_id']}/decision",
                           {"action": "revoke", "reason": "moved out"}, token=c.tokens["admin"])

@@ -97,8 +97,9 @@ async def test_tenant_code_ends_with_the_lease(app, api_client):
     c = await make_community(app, "lease")
     _, token = await make_resident(app, c, "tenant", relation="tenant",
                                    lease_end=START + timedelta(seconds=20))
-    body = (await api_client.get(f"/api/communities/{c.id}/code", token=token)).body
-    assert body["lifetime_seconds"] == 20
+    for _ in range(2):  # the second from the caller built for the first (models/auth.py)
+        body = (await api_client.get(f"/api/communities/{c.id}/code", token=token)).body
+        assert body["lifetime_seconds"] == 20
     app.clock.advance(25)  # lease end + the clock-skew allowance
     assert (await scan(api_client, c, body["token"]))["reason"] == "expired"
     assert (await api_client.get(f"/api/communities/{c.id}/code", token=token)).status == 404
