@@ -3,14 +3,17 @@
 import asyncio
 import base64
 import json
+import threading
 import warnings
 from datetime import UTC, datetime, timedelta
 
 import jwt
 import pytest
 import pytest_asyncio
+from argon2 import PasswordHasher
 from jwt.warnings import InsecureKeyLengthWarning
 
+from models import people
 from models.auth import ALGORITHM, ISSUER, SPRAY_FACTOR
 from models.common import ManualClock
 from models.errors import RateLimited, Unauthorized
@@ -190,6 +193,30 @@ async def test_lockout_is_per_address_and_spraying_locks_the_address(app, staff,
             await app.auth.login_staff(f"user{n % (limit * 2)}", "guess", "203.0.113.7")
     with pytest.raises(RateLimited):
         await app.auth.login_staff("someone-new", "guess", "203.0.113.7")
+
+
+async def test_a_login_verifying_its_password_does_not_hold_up_other_requests(api_client, staff,
+                                                                              monkeypatch):
+    # argon2id at its production cost is ~0.1 s of CPU, far more on a loaded machine: on the
+    # event loop it would stall every request of the process (gate traffic too). Here the
+    # verify itself waits until another request has been answered, so the test's outcome is an
+    # ordering, not a time: on the loop, nothing else could be answered and the wait runs out.
+    started, answered, waits = threading.Event(), threading.Event(), []
+
+    class Watched(PasswordHasher):
+        def verify(self, hash, password):
+            started.set()
+            waits.append(answered.wait(30))
+            return super().verify(hash, password)
+
+    monkeypatch.setattr(people, "_hasher", Watched())
+    login = asyncio.create_task(staff_login(api_client))
+    assert await asyncio.to_thread(started.wait, 30)
+    health = await api_client.get("/healthz")
+    answered.set()
+    assert health.status == 200 and not login.done()
+    assert (await login).status == 200
+    assert waits == [True]  # the verify went on only once the other request had its answer
 
 
 async def test_a_successful_login_resets_the_failure_count(api_client, staff, settings):
