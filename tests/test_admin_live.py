@@ -16,7 +16,7 @@ from tests.gate_fixtures import hub, start_sim_bridge  # noqa: F401 (fixture)
 from tests.tickets_support import Api, make_world
 
 pytestmark = pytest.mark.asyncio
-WAIT_SECONDS = 10
+WAIT_SECONDS = 30  # seconds: the deadline of a wait for an event, only a hung test meets it
 
 
 async def until(predicate, seconds: float = WAIT_SECONDS) -> None:

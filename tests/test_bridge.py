@@ -197,10 +197,10 @@ async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app
     try:
         port = await first.ready()
         sim = await bridges(port, creds["bridge_id"], creds["secret"])
-        await sim.bridge.wait(lambda: sim.bridge.sessions == 1, timeout=10)
+        await sim.bridge.wait(lambda: sim.bridge.sessions == 1)
         produced = [sim.bridge.record("door_opened", n=i) for i in range(200)]
         # Some acknowledged, some in flight: now the hub dies without a word.
-        await sim.bridge.wait(lambda: sim.bridge.store.acked_seq >= 20, timeout=10)
+        await sim.bridge.wait(lambda: sim.bridge.store.acked_seq >= 20)
         first.kill()
         # Under load the first hub may have dropped a silent bridge already (200 fsyncs in a
         # row keep its loop busy): what counts is a session with the second hub.
@@ -209,7 +209,7 @@ async def test_no_event_lost_or_duplicated_when_the_hub_is_killed_mid_stream(app
         second = HubProcess(settings, port)
         await second.ready()
         await sim.bridge.wait(lambda: sim.bridge.sessions > sessions_with_first
-                              and sim.bridge.store.count == 0, timeout=15)
+                              and sim.bridge.store.count == 0)
     finally:
         first.kill()
         if second is not None:

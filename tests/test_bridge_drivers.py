@@ -9,7 +9,7 @@ import pytest
 from gate_bridge.drivers import SerialRelay, serial_scanner, tcp_scanner
 
 pytestmark = pytest.mark.asyncio
-TIMEOUT = 5
+TIMEOUT = 30  # seconds: the deadline of a wait for an event, only a hung test meets it
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from server.stores import connect_mongo, connect_redis
 from tests.tickets_support import START, make_world, t, world  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.asyncio
-TIMEOUT = 5
+TIMEOUT = 30  # seconds: the deadline of a wait for an event, only a hung test meets it
 
 
 class Feed:

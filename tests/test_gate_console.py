@@ -114,7 +114,7 @@ async def test_alarm_events_reach_only_those_who_may_read_alarms(app, base_url):
     sockets = {}
     for role in ("security", "maintenance"):
         ws = await websocket_connect(f"{url}?token={c.tokens[role]}&device={role}")
-        assert json.loads(await asyncio.wait_for(ws.read_message(), 5))["type"] == "feed.ready"
+        assert json.loads(await asyncio.wait_for(ws.read_message(), 30))["type"] == "feed.ready"
         sockets[role] = ws
     try:
         await raise_alarm(app, c)
@@ -122,7 +122,7 @@ async def test_alarm_events_reach_only_those_who_may_read_alarms(app, base_url):
                                            gate={"id": c.gates["main"], "online": False})
 
         async def seen(role):
-            return json.loads(await asyncio.wait_for(sockets[role].read_message(), 5))["type"]
+            return json.loads(await asyncio.wait_for(sockets[role].read_message(), 30))["type"]
 
         assert [await seen("security"), await seen("security")] == ["alarm.raised", "gate.status"]
         assert await seen("maintenance") == "gate.status"  # the alarm never reached it

@@ -36,7 +36,7 @@ def total(samples: dict, name: str, **labels) -> float:
                if n == name and set(labels.items()) <= ls)
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:
+async def wait_for(predicate, timeout: float = 30.0) -> None:
     """Poll a condition that only an outside process (the server's socket) makes true."""
     async with asyncio.timeout(timeout):
         while not await predicate():

@@ -130,19 +130,19 @@ async def test_a_re_keyed_bridge_is_read_again_on_every_process(app, tmp_path):
     other = hubs[1]
     bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, old["secret"])
     try:
-        await other.wait(lambda: bridge_id in other.connections, timeout=10)
+        await other.wait(lambda: bridge_id in other.connections)
         await bridge.stop()
-        await other.wait(lambda: bridge_id not in other.connections, timeout=10)
+        await other.wait(lambda: bridge_id not in other.connections)
         assert bridge_id in other.credentials  # the copy the next handshake there would use
         community = str(other.credentials[bridge_id][1][2]["community_id"])
         new = await app.bridges.provision(community, old["gate_id"], "staff")
         bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, old["secret"])
-        await bridge.bridge.wait(lambda: bridge.bridge.failures >= 1, timeout=10)
+        await bridge.bridge.wait(lambda: bridge.bridge.failures >= 1)
         assert "server_auth_failed" in bridge.bridge.last_failure
         assert bridge.bridge.sessions == 0
         await bridge.stop()
         bridge = await start_sim_bridge(tmp_path, other.port, bridge_id, new["secret"])
-        await other.wait(lambda: bridge_id in other.connections, timeout=10)
+        await other.wait(lambda: bridge_id in other.connections)
     finally:
         await bridge.stop()
         for hub in hubs:

@@ -167,6 +167,6 @@ async def test_the_background_task_escalates_on_its_own(app, t, world, clock):
 
     await app.feed_hub.join(feed_channel(world.c.id), on_event)
     app.sla_watcher.start()
-    await asyncio.wait_for(seen.wait(), 10)
+    await asyncio.wait_for(seen.wait(), 30)
     await app.sla_watcher.stop()
     assert await escalations(t, tid) == [("on_site", "breach")]
