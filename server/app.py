@@ -179,7 +179,7 @@ class BodilessDelegate(tornado.web._HandlerDelegate):
     """Runs a body-streaming handler (APIHandler) for a request without a body as Tornado runs
     any other handler: once the empty body is in. Streaming lets prepare() refuse a body
     before it is read; with none to read it only cost two event-loop turns (Tornado waits
-    for prepare() to end, then hands the end of the body over), ≈ 4 % of a request."""
+    for prepare() to end, then hands the end of the body over)."""
 
     def __init__(self, *args):
         super().__init__(*args)
