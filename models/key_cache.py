@@ -35,7 +35,11 @@ PING_SECONDS = 2.0  # the subscription is pinged this often...
 STALE_SECONDS = 6.0  # ...and counts as broken after this long without an answer
 RETRY_SECONDS = 1.0  # between attempts to subscribe again
 SUBSCRIBE_SECONDS = 2.0
-DOCUMENT_SECONDS = 60.0  # a store document's copy is read again after this at the latest
+# A store document's copy is read again after this at the latest. Its announcement drops it
+# at once; this bounds only a writer that died between its write and its announcement (a
+# change never acknowledged). Not shorter: a page names any of a community's gates, and
+# with thousands of them copies living a minute were mostly gone before their next use.
+DOCUMENT_SECONDS = 600.0
 
 
 async def set_announced(redis, key: str, value, ex: int) -> None:

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from models.key_cache import KeyCache, announce, set_announced
+from models.key_cache import DOCUMENT_SECONDS, KeyCache, announce, set_announced
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
 from tests.test_access_log import some_traffic
 
@@ -124,6 +124,28 @@ async def test_a_document_read_while_its_change_was_announced_is_not_kept(app):
         assert await cache.documents(["gates:1"], load) == {"gates:1": {"name": "read 2"}}
         assert await cache.documents(["gates:1"], load) == {"gates:1": {"name": "read 2"}}
         assert len(reads) == 2
+    finally:
+        await cache.close()
+
+
+@pytest.mark.asyncio
+async def test_an_unannounced_document_copy_is_read_again_only_after_minutes(app):
+    """Copies live for minutes (a page of a community of thousands of gates names any of
+    them: copies of a minute were mostly gone before their next use), and not for ever."""
+    now = [0.0]
+    cache = KeyCache(app.redis, clock=lambda: now[0])
+    await cache.start()
+    reads = []
+
+    async def load(keys):
+        reads.append(now[0])
+        return {"gates:1": {"name": "main"}}
+    try:
+        for at in (0.0, 300.0, DOCUMENT_SECONDS + 1):
+            now[0] = at
+            cache.last_heard = cache.last_ping = at  # the subscription stays live meanwhile
+            await cache.documents(["gates:1"], load)
+        assert reads == [0.0, DOCUMENT_SECONDS + 1]
     finally:
         await cache.close()
 
