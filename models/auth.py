@@ -215,11 +215,7 @@ class AuthManager:
 
     async def _revocation_state(self, *keys: str) -> list:
         """The keys' values with the denylist known to be complete (rebuilt if Redis lost it)."""
-        *values, seeded = await self.keys.mget(*keys, SEEDED)
-        if seeded is None:
-            await self.revocations.seed()
-            values = await self.redis.mget(*keys)  # not this process's copies: they predate it
-        return values
+        return await self.revocations.mget(*keys, first=self.keys.mget)
 
     async def principal(self, access_token: str) -> Principal:
         """Verify an access token and build the caller it proves."""

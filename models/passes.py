@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import nacl.bindings
-import redis.exceptions
 from bson import ObjectId
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pymongo import ASCENDING, DESCENDING, IndexModel, ReturnDocument
@@ -56,7 +55,7 @@ from models.bridges import USED_CHANNEL, announce_config, gate_rules
 from models.key_box import KeyBox
 from models.places import community_time_zone
 from models.read_cache import ReadCache
-from models.seeding import Seeded
+from models.seeding import TRIES, Seeded, still_empty
 
 log = logging.getLogger("xiaoqu.passes")
 
@@ -73,7 +72,6 @@ KEY_RELOAD_SECONDS = 5  # an unknown key id reloads the ring at most this often
 SHORT_CODE_TRIES = 5
 REVOKED = object()
 NOT_LOADED, REVOKED_CODE, NOT_SEEDED = -1, -2, -3
-REFILL_TRIES = 4  # the use script's refills (uses, revocations) and a restart between each
 SEEDED = "uses:seeded"
 # Revocation check and use count in one round trip, atomically. Storage mechanics only:
 # what a revocation or an exhausted claim means is decided by gate_bridge.decision.
@@ -493,10 +491,8 @@ class PassManager:
                 f"{claim.key.hex()}:{claim.limit}" if claim else "", claim.expires if claim else 0,
                 _use_announcement(community_id, claim) if claim else "",
                 claim.limit if claim else 0, USED_CHANNEL]
-        for _ in range(REFILL_TRIES):
+        for _ in range(TRIES):  # Redis may lose its data again after a refill (models/seeding.py)
             count = await self._use_script(keys=keys, args=args)
-            # Redis may lose its data again between a refill and the retry (restarted twice in
-            # a row): refill again until the script counts, never take its answer as a count.
             if count == NOT_SEEDED:  # Redis lost its data (restart without persistence, flush)
                 await self.uses.seed()
             elif count == NOT_LOADED:  # Redis lost the set (restart) or it aged out: reload
@@ -505,7 +501,7 @@ class PassManager:
                 return REVOKED
             else:
                 return count
-        raise redis.exceptions.ConnectionError("Redis lost its data again while it was refilled")
+        raise still_empty()
 
     async def _seed_uses(self, pipe) -> None:
         """Put every use still counted back into Redis from the access-log lines that took
@@ -753,8 +749,8 @@ class PassManager:
 
     async def entries_used(self, doc: dict) -> int:
         """Entries taken (refused attempts beyond the limit also count in Redis: not shown)."""
-        await self.uses.ensure()
-        used = int(await self.redis.get(f"uses:{doc['_id']}") or 0)  # the claim key is the id
+        [used] = await self.uses.mget(f"uses:{doc['_id']}")  # the claim key is the id
+        used = int(used or 0)
         return min(used, doc["max_entries"]) if doc["max_entries"] else used
 
     async def state(self, doc: dict) -> str:

@@ -5,11 +5,26 @@ an empty replica loses every key. Each such fast path has a marker key, set in t
 pipeline as the rebuilt keys; a reader that finds the marker missing rebuilds from MongoDB
 before it answers (`Seeded.seed`), so nothing Redis lost is read as "not there". Used by the
 pass use counts (models/passes.py) and the login revocations (models/auth.py).
+
+A rebuild is only known to hold when the marker is read in the same step as the keys: Redis
+may restart empty again between a rebuild and the read that needed it (a restart soon after
+a restart, a failover during one). So a reader reads the marker with its keys (`mget`, or a
+script that checks it) and rebuilds as often as that finds it missing, up to TRIES times.
 """
 
 import asyncio
 
+import redis.exceptions
+
 from models.key_cache import CHANNEL
+
+TRIES = 4  # reads (a rebuild before each but the first) before Redis counts as failing
+
+
+def still_empty() -> redis.exceptions.ConnectionError:
+    """What a reader raises when Redis lost its data again after each of TRIES rebuilds
+    (a store that is failing: answered 503, not acknowledged)."""
+    return redis.exceptions.ConnectionError("Redis lost its data again after each rebuild")
 
 
 class Seeded:
@@ -22,6 +37,19 @@ class Seeded:
         """Before reading the fast path: rebuild it if Redis lost it."""
         if not await self.redis.exists(self.marker):
             await self.seed()
+
+    async def mget(self, *keys: str, first=None) -> list:
+        """The keys' values, read with the marker so they are known complete. `first`: the
+        read to try first (a process's copies, models/key_cache.py); after a rebuild the
+        keys are read from Redis (copies predate it)."""
+        read = first or self.redis.mget
+        for _ in range(TRIES):
+            *values, marker = await read(*keys, self.marker)
+            if marker is not None:
+                return values
+            await self.seed()
+            read = self.redis.mget
+        raise still_empty()
 
     async def seed(self) -> None:
         """Safe while other processes seed or write too: rebuilt keys only ever add what

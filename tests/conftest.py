@@ -6,6 +6,7 @@ flushed between tests, so point it at a database of its own). WeChat: the fake
 server from scripts/fake_wechat.py, as its own process on loopback.
 """
 
+import contextlib
 import io
 import json
 import logging
@@ -60,6 +61,45 @@ def own_redis(redis_dir):
     `redis_url` with its url)."""
     with start_redis(redis_dir) as redis:
         yield redis
+
+
+@pytest.fixture
+def restartable_redis():
+    """A Redis without persistence, restarted on its port by `restart()` with nothing in it:
+    what a Redis that keeps no data does after a crash or a reboot."""
+    stack = contextlib.ExitStack()
+    service = stack.enter_context(start_redis(None))
+    port = int(service.url.rsplit(":", 1)[1].split("/")[0])
+
+    class Handle:
+        url = service.url
+
+        @staticmethod
+        def stop():
+            stack.close()
+
+        @staticmethod
+        def start():
+            stack.enter_context(start_redis(None, port=port))
+
+        @classmethod
+        def restart(cls):
+            cls.stop()
+            cls.start()
+
+        @classmethod
+        def restart_after_rebuild(cls, seeded):
+            """Restart again just after the next rebuild of a `Seeded` fast path
+            (models/seeding.py), before the read that needed it: Redis forgets it twice."""
+            seed = seeded.seed
+
+            async def seeded_then_lost():
+                await seed()
+                seeded.seed = seed  # once
+                cls.restart()
+            seeded.seed = seeded_then_lost
+    yield Handle
+    stack.close()
 
 
 @pytest.fixture

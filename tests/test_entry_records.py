@@ -3,7 +3,6 @@ however the scan is answered (online, offline, both), and kept across a Redis th
 (issue 12 §1.2, §1.3, §1.4, §1.8). Real stores, restarted or stopped for real."""
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 import pytest
@@ -12,38 +11,10 @@ from pymongo.errors import PyMongoError
 
 from gate_bridge import protocol as p
 from models.gate_access import scan_line_id
-from server.embedded import start_redis
 from tests.builders import make_community, make_resident
 from tests.gate_fixtures import *  # noqa: F403 (fixtures)
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest.fixture
-def restartable_redis():
-    """A Redis without persistence, restarted on its port by `restart()` with nothing in it:
-    what a Redis that keeps no data does after a crash or a reboot."""
-    stack = contextlib.ExitStack()
-    service = stack.enter_context(start_redis(None))
-    port = int(service.url.rsplit(":", 1)[1].split("/")[0])
-
-    class Handle:
-        url = service.url
-
-        @staticmethod
-        def stop():
-            stack.close()
-
-        @staticmethod
-        def start():
-            stack.enter_context(start_redis(None, port=port))
-
-        @classmethod
-        def restart(cls):
-            cls.stop()
-            cls.start()
-    yield Handle
-    stack.close()
 
 
 async def connected(peers, app, c, hub):
@@ -256,13 +227,7 @@ async def test_a_redis_that_forgets_again_while_its_counts_are_rebuilt_counts_no
     restartable_redis.restart()
     # Redis restarts again just after the counts were put back, before the use that needed
     # them is counted: that use finds them missing a second time.
-    seed = app.passes.uses.seed
-
-    async def seeded_then_lost():
-        await seed()
-        app.passes.uses.seed = seed  # once
-        restartable_redis.restart()
-    app.passes.uses.seed = seeded_then_lost
+    restartable_redis.restart_after_rebuild(app.passes.uses)
     assert await scanner_check(app, c, code) == "replayed"  # single-use: still used
     assert await scanner_check(app, c, code) == "replayed"
     uses = [d["use"]["count"] async for d in app.db.access_log.find({"use": {"$exists": True}})]
