@@ -15,6 +15,10 @@ is the app's own query (models/access_log.py, `AccessLog.query`), first page and
 next by its cursor; each page follows a write to the collection, as in the soak (a
 write made mongoeco forget what its per-query probes had learnt).
 
+Then `--clients` connections at once ask the mix for `--seconds` against each store in
+turn (the baseline first): operations answered, latency, CPU per operation, the way the
+soak loads it (many writers and readers together: lock waits show there).
+
 The mix weighs the operations as the soak asks for them per 100 requests (80 `/api/me`:
 two reads each; 15 access-log pages: the page, the gates it names and five reads; 5
 remote opens: about six reads, three inserts and three updates), docs/embedded-mongo.md.
@@ -150,6 +154,32 @@ async def measure(stores: dict, data: dict, ops: int, rounds: int = 10) -> dict:
     return result
 
 
+async def under_load(mongo, data: dict, clients: int, seconds: float) -> dict:
+    """`clients` coroutines, each its own connection, asking the soak's mix at once for
+    `seconds`: operations answered, their latency and the store's CPU per operation."""
+    latencies: list[float] = []
+    names = [("write + access-log page" if n == "access-log page" else n) for n in MIX]
+    weights = list(MIX.values())
+
+    async def client(seed: int, until: float):
+        connection = AsyncMongoClient(mongo.url)
+        rng = random.Random(seed)
+        run = operations(connection.bench, data, rng)
+        while time.monotonic() < until:
+            started = time.monotonic()
+            await _done(run[rng.choices(names, weights)[0]]())
+            latencies.append(time.monotonic() - started)
+        await connection.close()
+
+    before = cpu_seconds(mongo.process.pid)
+    until = time.monotonic() + seconds
+    await asyncio.gather(*(client(i, until) for i in range(clients)))
+    latencies.sort()
+    return {"ops": len(latencies), "cpu": (cpu_seconds(mongo.process.pid) - before) / len(latencies),
+            "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
+            "max": latencies[-1]}
+
+
 async def _done(awaitable):
     value = await awaitable
     if hasattr(value, "to_list"):
@@ -160,6 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=20000)
     parser.add_argument("--ops", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=30,
+                        help="concurrent clients for the mixed load (0: skip it)")
+    parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,14 +205,18 @@ def main() -> None:
                   contextlib.closing(sqlite3.connect(base)) as copy):
                 source.backup(copy)  # consistent while the server runs (WAL)
         with contextlib.closing(sqlite3.connect(base)) as copy:  # the file as unpatched made it
-            for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
-                                        "AND (name LIKE 'xq_kind_%' OR name LIKE 'xq_sort_%')"):
+            for (name,) in copy.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                        "(name LIKE 'xq_kind_%' OR name LIKE 'xq_sort_%')"
+                                        ).fetchall():
                 copy.execute(f"DROP INDEX {name}")
         print(f"loaded {args.docs} access-log lines in {time.monotonic() - started:.0f} s "
               f"({load_cpu:.0f} s of store CPU)")
         with start_mongo(base, speedups=False) as plain, start_mongo(fast) as patched:
             figures = asyncio.run(measure({"baseline": plain, "patched": patched}, data,
                                           args.ops))
+            loaded = {label: asyncio.run(under_load(mongo, data, args.clients, args.seconds))
+                      for label, mongo in (("baseline", plain), ("patched", patched))
+                      if args.clients}
     print(f"\nstore CPU per operation, ms ({args.docs} access-log lines, {args.ops} runs each)")
     print(f"{'operation':34} {'baseline':>9} {'patched':>9}  ratio")
     for name in figures["baseline"]:
@@ -190,6 +227,11 @@ def main() -> None:
     print(f"{'soak mix (weighted)':34} {mix['baseline'] * 1000:9.2f} {mix['patched'] * 1000:9.2f}"
           f"  {mix['patched'] / mix['baseline']:.2f}×")
     print(f"patched vs unpatched CPU per op on the soak's mix: {mix['patched'] / mix['baseline']:.2f}×")
+    for label, run in loaded.items():
+        print(f"{label}, {args.clients} clients at once for {args.seconds:.0f} s on the mix: "
+              f"{run['ops']} operations ({run['ops'] / args.seconds:.0f}/s), store CPU "
+              f"{run['cpu'] * 1000:.2f} ms per operation, latency p50 {run['p50'] * 1000:.0f} "
+              f"ms, p99 {run['p99'] * 1000:.0f} ms, max {run['max'] * 1000:.0f} ms")
     print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
 
 

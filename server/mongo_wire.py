@@ -16,16 +16,18 @@ and, on SQLite, scans the table per insert to learn whether an indexed field is
 ever an array. The two patches below remove those scans; they hook private
 methods, which is why setup.cfg pins mongoeco exactly.
 
-`speed_up` (on unless --no-speedups) patches the SQLite engine's read path, where
-most of its CPU per operation went (docs/embedded-mongo.md, "CPU per operation"):
-per-query "does any document of the collection hold such a value" probes that scanned
-the whole collection after every write, a sorted page sorted in a temporary B-tree
-because no SQLite index matched mongoeco's ORDER BY, and a new SQLite connection
-(a parse of the whole schema) for every read of more than one document.
+`speed_up` (on unless --no-speedups) patches the SQLite engine where most of its CPU
+per operation went (docs/embedded-mongo.md, "CPU per operation"): per-query "does any
+document of the collection hold such a value" probes that scanned the whole collection
+after every write, a sorted page sorted in a temporary B-tree because no SQLite index
+matched mongoeco's ORDER BY, `$in` reading every document, a new SQLite connection (a
+parse of the whole schema) for every read of more than one document, a change-outbox row
+per write that nothing reads, and an `inspect.signature` per decoded document.
 """
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import faulthandler
 import functools
@@ -36,8 +38,8 @@ import sqlite3
 import threading
 
 from mongoeco.core.query_plan import AndCondition, EqualsCondition, InCondition
-from mongoeco.engines._sqlite_connection import SQLiteConnection
 from mongoeco.engines import sqlite as sqlite_engine
+from mongoeco.engines._sqlite_connection import SQLiteConnection
 from mongoeco.engines._sqlite_reader import SQLiteScanReader
 from mongoeco.engines.memory import MemoryEngine
 from mongoeco.engines.sqlite import SQLiteEngine
@@ -61,6 +63,10 @@ def _without_payload_scan(method):
     return checked
 
 
+def _array_index_name(field: str) -> str:
+    return "xq_type_" + "".join(c if c.isalnum() else "_" for c in field)
+
+
 def _indexed_array_probe(method):
     """Back the "is this field an array anywhere" probe with an expression index."""
     indexed: set[str] = set()
@@ -69,7 +75,7 @@ def _indexed_array_probe(method):
     def probe(self, db_name, coll_name, field):
         if field not in indexed:
             path = json_path_for_field(field).replace("'", "''")
-            name = "xq_type_" + "".join(c if c.isalnum() else "_" for c in field)
+            name = _array_index_name(field)
             try:
                 self._require_connection().execute(
                     f"CREATE INDEX IF NOT EXISTS {name} ON documents "
@@ -108,33 +114,46 @@ def _index_name(prefix: str, key: str) -> str:
 
 def _ensure_index(engine, name: str, columns: str, drop: str | None = None) -> None:
     """CREATE INDEX on a connection of our own that never waits for the file: run on the
-    caller's connection, inside its transaction, a rolled-back write or a reader's closing
-    rollback lost the index (and a wait for the write lock, while a write holds it on this
-    same thread, would stall). When the file is busy the next query tries again."""
+    caller's connection inside its read transaction, the reader's closing rollback lost the
+    index (the array probe's, on every first read), and a wait for the write lock could
+    stall. A probe made inside a write (an update's filter) finds the file held by that
+    very write: the index then goes into the write's transaction, on the engine's own
+    connection, which holds the lock; kept only if the write commits, so it is counted
+    made once our connection sees it."""
     state = engine.__dict__.setdefault("_xq_schema", {"lock": threading.Lock(), "made": set()})
     if name in state["made"] or engine._path == ":memory:":
         return
+    create = f"CREATE INDEX IF NOT EXISTS {name} ON documents ({columns})"
     with state["lock"]:
         if "conn" not in state:
             state["conn"] = sqlite3.connect(engine._path, timeout=0, isolation_level=None,
                                             check_same_thread=False)
         try:
-            state["conn"].execute(f"CREATE INDEX IF NOT EXISTS {name} ON documents ({columns})")
+            state["conn"].execute(create)
             if drop:
                 state["conn"].execute(f"DROP INDEX IF EXISTS {drop}")
-        except sqlite3.OperationalError:
+            state["made"].add(name)
             return
-        state["made"].add(name)
+        except sqlite3.OperationalError:
+            pass
+    conn = engine._require_connection()
+    if conn is engine._connection and conn.in_transaction:
+        (wait,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        conn.execute("PRAGMA busy_timeout = 0")  # a transaction without the lock: next time
+        try:
+            with contextlib.suppress(sqlite3.OperationalError):
+                conn.execute(create)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait)}")
 
 
 def _kind_index(engine, field: str) -> None:
     """(JSON type, mongoeco's tag) of `field`: what every "does any document hold such a
     value here" probe asks, so each is an index lookup instead of a collection scan.
     Supersedes the array probe's json_type-only index."""
-    legacy = "xq_type_" + "".join(c if c.isalnum() else "_" for c in field)
     _ensure_index(engine, _index_name("xq_kind", field),
                   f"db_name, coll_name, json_type(document, {_sql_path(field)}), "
-                  f"{type_expression_sql(field)}", drop=legacy)
+                  f"{type_expression_sql(field)}", drop=_array_index_name(field))
 
 
 def _kind_indexed_array_probe(method):
@@ -203,27 +222,31 @@ def _equality_columns(field: str, value) -> str | None:
 
 
 def _sort_index_for(engine, db_name: str, coll_name: str, semantics) -> None:
-    """An equality filter sorted by a declared compound index (the access-log page:
-    community, newest first) gets a SQLite index whose columns are mongoeco's WHERE and
-    ORDER BY expressions, so SQLite walks it and stops at the limit. mongoeco's own
-    physical index stores the tag where the ORDER BY has a sort-bucket CASE, so SQLite
-    filtered by it and then sorted every match in a temporary B-tree."""
+    """A filter pinning the leading fields of a declared compound index by equality, sorted
+    by the index's next ones (the access-log page: community, newest first), gets a SQLite
+    index whose columns are mongoeco's WHERE and ORDER BY expressions, so SQLite walks it
+    and stops at the limit. mongoeco's own physical index stores the tag where the ORDER BY
+    has a sort-bucket CASE, so SQLite filtered by it and sorted every match in a temporary
+    B-tree."""
     sort, plan = semantics.sort, semantics.query_plan
-    if not sort:
-        return
+    if not sort or any(type(direction) is not int for _, direction in sort):
+        return  # no sort, or one by text score
     clauses = plan.clauses if isinstance(plan, AndCondition) else (plan,)
     equal = {c.field: c.value for c in clauses if isinstance(c, EqualsCondition)}
     sort = [(field, direction) for field, direction in sort]
     flipped = [(field, -direction) for field, direction in sort]
     for index in engine._load_indexes(db_name, coll_name):
         key = [(field, direction) for field, direction in index.key]
-        rest = key[len(equal):]
-        if ({field for field, _ in key[:len(equal)]} == set(equal) and rest
-                and rest in (sort[:len(rest)], flipped[:len(rest)])):
+        lead = 0  # the index's leading fields the filter pins (others it filters by after)
+        while lead < len(key) and key[lead][0] in equal:
+            lead += 1
+        rest = key[lead:]
+        if rest and rest in (sort[:len(rest)], flipped[:len(rest)]):
+            pinned = sorted(field for field, _ in key[:lead])
             break
     else:
         return
-    columns = [_equality_columns(field, equal[field]) for field in sorted(equal)]
+    columns = [_equality_columns(field, equal[field]) for field in pinned]
     if None in columns:
         return
     order = " ".join(f"{field}{direction}" for field, direction in sort)
@@ -231,7 +254,7 @@ def _sort_index_for(engine, db_name: str, coll_name: str, semantics) -> None:
         way = "DESC" if direction < 0 else "ASC"
         columns.append(f"{sort_type_expression_sql(field)} {way}, "
                        f"{value_expression_sql(field)} {way}")
-    _ensure_index(engine, _index_name("xq_sort", f"{','.join(sorted(equal))}|{order}"),
+    _ensure_index(engine, _index_name("xq_sort", f"{','.join(pinned)}|{order}"),
                   ", ".join(["db_name, coll_name", *columns]))
 
 

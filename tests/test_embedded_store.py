@@ -62,7 +62,8 @@ def test_the_access_log_page_walks_an_index_and_stops_at_its_limit(stores):
     before, last = T0 + timedelta(seconds=20), ObjectId()
     for query in ({"community_id": community},  # the first page, then the next by its cursor
                   {"community_id": community,
-                   "$or": [{"at": {"$lt": before}}, {"at": before, "_id": {"$lt": last}}]}):
+                   "$or": [{"at": {"$lt": before}}, {"at": before, "_id": {"$lt": last}}]},
+                  {"community_id": community, "result": "allow"}):  # a filter beside
         fast, plain = both(stores, lambda db: engine_plan(db.page_log, query, PAGE))
         assert "TEMP B-TREE" in plain  # unpatched: every match sorted, then the first 21 kept
         assert "USING INDEX xq_sort_" in fast and "TEMP B-TREE" not in fast, fast
@@ -114,6 +115,12 @@ def test_answers_are_the_unpatched_engines(stores, kind):
     for query, sort, limit, skip in queries:
         got = both(stores, lambda db: list(db[name].find(query).sort(sort).skip(skip).limit(limit)))
         assert got[0] == got[1], (query, sort)
+    # Writes by the same filters change the same documents.
+    ids = [d["_id"] for d in docs[::5]]
+    both(stores, lambda db: db[name].update_many({"_id": {"$in": ids}}, {"$set": {"seen": 1}}))
+    both(stores, lambda db: db[name].delete_many({"subject": {"$in": ["s2"]}, "_id": {"$in": ids}}))
+    got = both(stores, lambda db: list(db[name].find({}).sort("_id", 1)))
+    assert got[0] == got[1]
     # A write changes what the probes must answer: a clean collection turns dirty.
     more = {**docs[20], "_id": ObjectId(), "at": DIRTY["array"]}
     both(stores, lambda db: db[name].insert_one(dict(more)))
@@ -171,6 +178,21 @@ def test_the_probes_are_index_lookups_and_their_indexes_are_kept(stores):
                 plan = db.execute("EXPLAIN QUERY PLAN " + kind_probe_sql(field, len(tags)),
                                   ("x", "probed", *tags)).fetchall()
                 assert any("USING INDEX xq_kind_" in row[-1] for row in plan), plan
+
+
+def test_a_field_probed_only_inside_writes_gets_its_index(stores):
+    # The outbox's claims: a findAndModify whose filter field no read ever names. Its probes
+    # run inside the write, which holds the file, so the launcher's own connection cannot
+    # create the index; without it every claim scanned the collection under the engine lock
+    # (the full soak's stacks: inserts and readers waiting on it).
+    fast, _, path = stores
+    fast.x.claims.insert_many([{"_id": i, "claim_state": "ready"} for i in range(20)])
+    for i in range(3):
+        fast.x.claims.find_one_and_update({"claim_state": "ready"}, {"$set": {"claim_state": "taken"}})
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        made = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")
+                if sql and "json_type(document, '$.claim_state')" in sql]
+    assert made, "the claims' filter field has no index"
 
 
 @pytest.mark.parametrize("patched", [True, False])
