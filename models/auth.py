@@ -196,7 +196,7 @@ class AuthManager:
         await self.db.refresh_tokens.update_many({"family": family}, {"$set": {"revoked": True}})
         # Access tokens of this family live at most this long; deny them until then.
         await set_announced(self.redis, f"revoked_family:{family}", 1,
-                            ex=self.settings.access_token_seconds)
+                            ex=self.settings.access_token_seconds, here=self.keys)
 
     async def _seed_revocations(self, pipe) -> None:
         """Deny again every revoked family that may still have a live access token: one is

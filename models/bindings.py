@@ -288,4 +288,4 @@ class BindingManager:
         return outcomes
 
     async def forget(self, resident_id: str) -> None:
-        await delete_announced(self.redis, links_key(resident_id))
+        await delete_announced(self.redis, links_key(resident_id), here=self.keys)

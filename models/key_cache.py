@@ -5,10 +5,13 @@ Redis round trip per request costs more than the rest of the request. So each pr
 copies of those keys (`KeyCache`), and whoever changes one announces the key on one pub/sub
 channel in the same MULTI as the change (`set_announced`, `delete_announced`, or a script's
 own PUBLISH). Before answering from its copies a process takes the announcements already on
-its subscription socket, without a round trip: Redis writes them to every subscriber before
-it acknowledges the change, so a request made after the change — to any process — does not
-see the old value (on one machine at all; across machines, for longer than the network
-delay between Redis and that process).
+its subscription socket, without a round trip. Redis sends the subscribers' messages in the
+same pass of its event loop as the writer's acknowledgement, though not always first (it
+may flush the writer's reply before them): so the writing process drops its own copies
+itself when the change is acknowledged (`here=`, `KeyCache.forget`), and a request to
+another process, which the writer's answer must reach first, finds the announcement already
+received (on one machine at all; across machines, for longer than the network delay
+between Redis and that process).
 
 The same announcements keep copies of small store documents that every request reads (the
 caller's account, its communities, the gates a page names: `documents`). Their owning manager
@@ -42,23 +45,30 @@ SUBSCRIBE_SECONDS = 2.0
 DOCUMENT_SECONDS = 600.0
 
 
-async def set_announced(redis, key: str, value, ex: int) -> None:
+async def set_announced(redis, key: str, value, ex: int, here: "KeyCache | None" = None) -> None:
+    """Set the key and announce it; `here` is the writing process's own cache."""
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.set(key, value, ex=ex).publish(CHANNEL, key).execute()
+    if here is not None:
+        here.forget(key)
 
 
-async def delete_announced(redis, key: str) -> None:
+async def delete_announced(redis, key: str, here: "KeyCache | None" = None) -> None:
     async with redis.pipeline(transaction=True) as pipe:
         await pipe.delete(key).publish(CHANNEL, key).execute()
+    if here is not None:
+        here.forget(key)
 
 
-async def announce(redis, *keys: str) -> None:
+async def announce(redis, *keys: str, here: "KeyCache | None" = None) -> None:
     """Say that the store documents under these keys changed: after the write, before the
     change is acknowledged to anyone."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.publish(CHANNEL, key)
         await pipe.execute()
+    if here is not None:
+        here.forget(*keys)
 
 
 async def by_id(cache: "KeyCache | None", collection, ids) -> dict[str, dict]:
@@ -170,6 +180,14 @@ class KeyCache:
         else:
             self.hits += 1
         return {key: copy.deepcopy(doc) for key, doc in found.items()}
+
+    def forget(self, *keys: str) -> None:
+        """This process changed these keys: its copies go now, not when its own announcement
+        comes back, and a read that overlapped the change is not kept."""
+        for key in keys:
+            self.copies.pop(key, None)
+            self.docs.pop(key, None)
+        self.changes += 1
 
     def remember(self, values: dict, seen: int) -> None:
         """Keep values read while `changes` was `seen`, unless an announcement came since

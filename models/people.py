@@ -279,7 +279,7 @@ class StaffManager:
                 raise NotFound("no such username", fields={"username": "no such account"})
             raise Conflict("already on this community's staff",
                            fields={"username": "already a member: change their roles instead"})
-        await announce(self.redis, f"staff:{doc['_id']}")
+        await announce(self.redis, f"staff:{doc['_id']}", here=self.keys)
         return doc
 
     async def get(self, community_id: str, staff_id: str) -> dict:
@@ -368,5 +368,7 @@ class StaffManager:
         if doc is None:
             raise NotFound("staff member not found")
         await self._raise_generation(keys=[sessions_key(str(staff_id))], args=[doc["generation"], CHANGED_CHANNEL])
-        await announce(self.redis, f"staff:{staff_id}")
+        if self.keys is not None:
+            self.keys.forget(sessions_key(str(staff_id)))  # the script announced it elsewhere
+        await announce(self.redis, f"staff:{staff_id}", here=self.keys)
         return doc

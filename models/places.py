@@ -137,7 +137,7 @@ class PlaceManager:
 
     async def _announce(self, *keys: str) -> None:
         if self.keys is not None and keys:
-            await announce(self.keys.redis, *keys)
+            await announce(self.keys.redis, *keys, here=self.keys)
 
     async def _copies(self, collection: str, ids) -> dict[str, dict]:
         return await by_id(self.keys, self.db[collection], ids)

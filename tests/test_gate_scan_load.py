@@ -29,6 +29,7 @@ async def test_concurrent_scans_share_their_reads_and_one_group_commit(app):
     await asyncio.gather(*(app.redis.ping() for _ in codes))  # as many connections as scans
     # Every copy a scan reads has just expired, as it does every few seconds under traffic.
     app.passes.communities.clear()
+    app.keys.forget(f"communities:{c.id}")  # the community's document, under the settings
     app.gate_modes.cache.clear()
     app.passes._ring_at = float("-inf")
     finds, inserts = store_commands("mongodb", "find"), store_commands("mongodb", "insert")

@@ -12,6 +12,7 @@ import urllib.request
 import pytest
 
 from models.key_cache import DOCUMENT_SECONDS, KeyCache, announce, set_announced
+from models.places import PlaceManager
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
 from tests.test_access_log import some_traffic
 
@@ -129,6 +130,30 @@ async def test_a_document_read_while_its_change_was_announced_is_not_kept(app):
 
 
 @pytest.mark.asyncio
+async def test_a_process_sees_its_own_change_before_its_announcement_comes_back(app):
+    """Redis may flush the writer's acknowledgement before the subscribers' messages, so the
+    writing process's own announcement can reach it after its next request has begun. Here
+    the subscription's socket is not read until the end (the announcement waits in the
+    kernel): the writer's own copies must be gone all the same."""
+    c = await make_community(app, "own")
+    cache = KeyCache(app.redis, clock=lambda: 0.0)  # no ping falls due meanwhile
+    await cache.start()
+    places = PlaceManager(app.db, app.clock, cache)
+    transport = cache.pubsub.connection._writer.transport
+    try:
+        assert (await places.gate(c.id, c.gates["main"]))["name"] == "main"  # copied
+        assert await cache.mget("k") == [None]
+        transport.pause_reading()
+        await places.update_gate(c.id, c.gates["main"], {"name": "南门"})
+        await set_announced(app.redis, "k", "v", ex=60, here=cache)
+        assert (await places.gate(c.id, c.gates["main"]))["name"] == "南门"
+        assert await cache.mget("k") == ["v"]
+    finally:
+        transport.resume_reading()
+        await cache.close()
+
+
+@pytest.mark.asyncio
 async def test_an_unannounced_document_copy_is_read_again_only_after_minutes(app):
     """Copies live for minutes (a page of a community of thousands of gates names any of
     them: copies of a minute were mostly gone before their next use), and not for ever."""
@@ -158,7 +183,7 @@ async def test_copies_are_used_only_while_the_subscription_is_live(app):
         await cache.mget("k")
         await cache.mget("k")
         assert (cache.hits, cache.misses) == (1, 1)
-        await set_announced(app.redis, "k", "v", ex=60)
+        await set_announced(app.redis, "k", "v", ex=60, here=cache)
         assert await cache.mget("k") == ["v"]
 
         # The subscription breaks (as when Redis restarts): copies are dropped, reads go to
