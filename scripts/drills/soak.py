@@ -18,8 +18,8 @@ and the hellos the hubs answered `busy`.
 Per request the store is asked little (tests/test_store_budget.py): `/api/me` nothing, an
 access-log page one find, a remote open four writes; the rest is copied in each process
 and dropped by pub/sub on change (models/key_cache.py). The embedded store still costs
-milliseconds of CPU per operation: docs/embedded-mongo.md, "The soak", has the figures and
-the sizes that passed on this shared 2-core machine.
+milliseconds of CPU per operation: docs/embedded-mongo.md, "The soak", has the figures (the
+full size passed on this 2-core machine with nothing else running: 0 of 59,388 failed).
 """
 
 import argparse
