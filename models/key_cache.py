@@ -21,11 +21,15 @@ announcement is not kept. A process that died between its write and its announce
 leave copies stale, so a document's copy is also read again after DOCUMENT_SECONDS.
 
 When the subscription breaks (a Redis restart closes it) the copies are dropped, and not used
-until it is back (the client reconnects by itself; each reconnection drops them again); a subscription that shows no sign of life for STALE_SECONDS (a silent
-network partition) counts as broken, so that is the longest a copy can be stale.
+until it is back (the client reconnects by itself; each reconnection drops them again); a
+subscription that shows no sign of life for STALE_SECONDS (a silent network partition)
+counts as broken, so that is the longest a copy can be stale. The pings that show it alive,
+and subscribing again, are a task of their own: a process that served nothing for a while
+still has live copies at its next request, and no request pays for a ping.
 """
 
 import asyncio
+import contextlib
 import copy
 import time
 from collections import OrderedDict
@@ -95,16 +99,48 @@ class KeyCache:
         self.pubsub = None
         self.closed = False  # after close() no subscription is made again
         self.changes = 0  # announcements taken: a read that overlapped one is not kept
-        self.last_heard = self.last_ping = self.last_try = float("-inf")
+        self.last_heard = float("-inf")
         self.hits = self.misses = 0
         # One reader of the subscription at a time: concurrent requests draining it together
         # made redis-py refuse the second read, which counted as a broken subscription and
         # dropped every copy under load (so every request went to Redis after all).
         self.reading = asyncio.Lock()
+        self.keeper: asyncio.Task | None = None
 
     async def start(self) -> None:
-        """Subscribe (again); until this succeeds every read goes to Redis."""
-        self.last_try = self.clock()
+        """Subscribe, and keep the subscription alive from now on; until it is up every read
+        goes to Redis."""
+        if self.keeper is None and not self.closed:
+            self.keeper = asyncio.create_task(self._keep_alive())
+        await self._subscribe()
+
+    async def _keep_alive(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(PING_SECONDS if self.pubsub is not None else RETRY_SECONDS)
+            await self.tend()
+
+    async def tend(self) -> None:
+        """The keeper's beat: take what the subscription received (the last ping's answer
+        among it) and ping it, or, without one, subscribe again."""
+        if self.closed:
+            return
+        if (pubsub := self.pubsub) is None:
+            with contextlib.suppress(Exception):  # Redis is away: again at the next beat
+                await self._subscribe()
+            return
+        now = self.clock()
+        try:
+            async with self.reading:
+                if self.pubsub is not pubsub:  # broken meanwhile
+                    return
+                await self._drain(now)
+                if now - self.last_heard > STALE_SECONDS:
+                    raise TimeoutError("the subscription answered no ping")
+                await pubsub.ping()
+        except Exception:  # broken or silent: nothing announced meanwhile is known
+            await self._broken()
+
+    async def _subscribe(self) -> None:
         pubsub = self.redis.pubsub()
         try:
             await pubsub.subscribe(CHANNEL)
@@ -123,7 +159,7 @@ class KeyCache:
         pubsub.connection.register_connect_callback(self._reconnected)
         self._reconnected(pubsub.connection)  # (and what was announced before this one)
         self.pubsub = pubsub
-        self.last_heard = self.last_ping = self.clock()
+        self.last_heard = self.clock()
 
     def _reconnected(self, connection) -> None:
         self.copies.clear()
@@ -132,6 +168,10 @@ class KeyCache:
 
     async def close(self) -> None:
         self.closed = True
+        if self.keeper is not None:
+            self.keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.keeper
         if self.pubsub is not None:
             await self.pubsub.aclose()
             self.pubsub = None
@@ -200,21 +240,14 @@ class KeyCache:
 
     async def _current(self) -> bool:
         """Take the announcements already received; False while the copies cannot be trusted."""
+        if (pubsub := self.pubsub) is None:
+            return False  # (the keeper subscribes again)
         now = self.clock()
-        if self.pubsub is None:
-            if not self.closed and now - self.last_try >= RETRY_SECONDS:
-                try:
-                    await self.start()
-                except Exception:
-                    return False
-            else:
-                return False
         try:
             # Announcements already received are in the connection's buffers (the event loop
             # moves what reaches the socket there before it runs any request that came after):
             # looking costs no read, so most requests skip the lock and the drain.
-            pubsub = self.pubsub
-            if await pubsub.connection.can_read() or now - self.last_ping >= PING_SECONDS:
+            if await pubsub.connection.can_read():
                 async with self.reading:
                     if self.pubsub is not pubsub:  # broken meanwhile
                         return False
@@ -234,16 +267,12 @@ class KeyCache:
                 self.copies.pop(message["data"], None)
                 self.docs.pop(message["data"], None)
                 self.changes += 1
-        if now - self.last_ping >= PING_SECONDS:
-            self.last_ping = now
-            await self.pubsub.ping()
 
     async def _broken(self) -> None:
         self.copies.clear()
         self.docs.clear()
         self.changes += 1
         pubsub, self.pubsub = self.pubsub, None
-        self.last_try = self.clock()
         try:
             await pubsub.aclose()
         except Exception:

@@ -13,14 +13,19 @@ counted, so the ratio is a little below the one an idle machine's throughput giv
 server's timers (store probes, driver heartbeats), measured in an idle window first, are
 taken off each handler's window: under callgrind they are ~50x their share at full speed.
 `--keep DIR` keeps each handler's callgrind profile there (`DIR/ours.callgrind`, …) for
-`callgrind_annotate --inclusive=yes`.
+`callgrind_annotate --inclusive=yes`. `--python-functions N` runs the server with Python's
+perf trampolines (`-X perf`, a few per cent more instructions everywhere) and prints, per
+handler, the N Python functions with the most instructions per request, callees included
+(callgrind names each trampoline by address; /tmp/perf-PID.map names the address).
 """
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -85,14 +90,34 @@ def control(pid: int, *args: str) -> None:
                    stderr=subprocess.DEVNULL)
 
 
-def measure(requests: int, keep: Path | None = None) -> dict[str, float]:
+def python_functions(profile: Path, perf_map: Path, requests: int, top: int) -> list[str]:
+    """The `top` Python functions of `profile` by inclusive instructions per request."""
+    spans = sorted((int(start, 16), int(size, 16), name.strip()) for start, size, name in
+                   (line.split(" ", 2) for line in perf_map.read_text().splitlines()))
+    starts = [start for start, _, _ in spans]
+    annotated = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100",
+                                str(profile)], capture_output=True, text=True, check=True).stdout
+    totals: dict[str, int] = {}
+    for count, address in re.findall(r"^\s*([\d,]+) .*\?\?\?:0x([0-9a-f]+) ", annotated, re.M):
+        i = bisect.bisect_right(starts, int(address, 16)) - 1
+        if i >= 0 and int(address, 16) < starts[i] + spans[i][1]:
+            name = spans[i][2].removeprefix("py::")
+            totals[name] = totals.get(name, 0) + int(count.replace(",", ""))
+    ranked = sorted(totals.items(), key=lambda item: -item[1])[:top]
+    return [f"{n / requests / 1e3:8.1f} k  {name}" for name, n in ranked]
+
+
+def measure(requests: int, keep: Path | None = None,
+            functions: int = 0) -> dict[str, float]:
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         mongo_url = os.environ.get("MONGODB_URI") or stack.enter_context(start_mongo(None)).url
         redis_url = os.environ.get("REDIS_URL") or stack.enter_context(start_redis(None)).url
         ready, out = Path(tmp) / "ready.json", Path(tmp) / "callgrind.out"
+        keep = keep or (Path(tmp) if functions else None)
         server = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
-             sys.executable, "-m", "scripts.bench_request_instructions", "--serve",
+             sys.executable, *(["-X", "perf"] if functions else []),
+             "-m", "scripts.bench_request_instructions", "--serve",
              mongo_url, redis_url, str(ready)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -132,9 +157,15 @@ def measure(requests: int, keep: Path | None = None) -> dict[str, float]:
                 port, path = info["targets"][name]
                 spent, seconds = window(name, lambda: send(port, path, info["token"], requests))
                 per_request[name] = (spent - per_request["background"] * seconds) / requests
+            perf_map = Path(f"/tmp/perf-{server.pid}.map")
+            for name in TARGETS if functions else ():
+                print(f"{name}: instructions per request, callees included")
+                print("\n".join(python_functions(keep / f"{name}.callgrind", perf_map, requests,
+                                                 functions)))
         finally:
             server.kill()
             server.wait()
+            Path(f"/tmp/perf-{server.pid}.map").unlink(missing_ok=True)
     return per_request
 
 
@@ -143,6 +174,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=300, help="per handler")
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="keep each handler's callgrind profile in DIR")
+    parser.add_argument("--python-functions", type=int, default=0, metavar="N",
+                        help="print the N costliest Python functions of each handler")
     parser.add_argument("--serve", nargs=3, metavar=("MONGO", "REDIS", "READY"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -151,7 +184,7 @@ def main() -> None:
         return
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("this benchmark needs valgrind (Debian: apt-get install valgrind)")
-    per_request = measure(args.requests, args.keep)
+    per_request = measure(args.requests, args.keep, args.python_functions)
     ours, base, authed = (per_request[name] for name in TARGETS)
     print(f"the server's timers, idle: {per_request['background'] / 1e6:.1f} M instructions/s "
           f"under callgrind (taken off each handler's window)")

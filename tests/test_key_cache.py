@@ -11,7 +11,8 @@ import urllib.request
 
 import pytest
 
-from models.key_cache import DOCUMENT_SECONDS, KeyCache, announce, set_announced
+from models.key_cache import (DOCUMENT_SECONDS, PING_SECONDS, STALE_SECONDS, KeyCache, announce,
+                              set_announced)
 from models.places import PlaceManager
 from tests.builders import STAFF_PASSWORD, make_community, make_resident
 from tests.test_access_log import some_traffic
@@ -136,7 +137,7 @@ async def test_a_process_sees_its_own_change_before_its_announcement_comes_back(
     the subscription's socket is not read until the end (the announcement waits in the
     kernel): the writer's own copies must be gone all the same."""
     c = await make_community(app, "own")
-    cache = KeyCache(app.redis, clock=lambda: 0.0)  # no ping falls due meanwhile
+    cache = KeyCache(app.redis, clock=lambda: 0.0)  # never stale meanwhile
     await cache.start()
     places = PlaceManager(app.db, app.clock, cache)
     transport = cache.pubsub.connection._writer.transport
@@ -168,7 +169,7 @@ async def test_an_unannounced_document_copy_is_read_again_only_after_minutes(app
     try:
         for at in (0.0, 300.0, DOCUMENT_SECONDS + 1):
             now[0] = at
-            cache.last_heard = cache.last_ping = at  # the subscription stays live meanwhile
+            cache.last_heard = at  # the subscription stays live meanwhile
             await cache.documents(["gates:1"], load)
         assert reads == [0.0, DOCUMENT_SECONDS + 1]
     finally:
@@ -191,6 +192,57 @@ async def test_copies_are_used_only_while_the_subscription_is_live(app):
         await cache.pubsub.connection.disconnect()
         await app.redis.set("k", "unannounced")
         assert await cache.mget("k") == ["unannounced"]
+    finally:
+        await cache.close()
+
+
+async def answered(cache: KeyCache) -> None:
+    """Until the subscription's socket has brought something (the last ping's answer)."""
+    async with asyncio.timeout(30):
+        while not await cache.pubsub.connection.can_read():
+            await asyncio.sleep(0)  # (the event loop reads the socket meanwhile)
+
+
+@pytest.mark.asyncio
+async def test_an_idle_process_answers_its_next_request_from_its_copies(app):
+    """The keeper pings, not the requests: a process that served nothing for longer than
+    STALE_SECONDS still holds a live subscription at its next request (requests pinged it
+    before, so the first after a pause found it silent and dropped every copy)."""
+    now = [0.0]
+    cache = KeyCache(app.redis, clock=lambda: now[0])
+    await cache.start()
+    try:
+        await cache.mget("k")
+        for beat in range(1, 6):  # idle for 10 s: only the keeper's beats
+            now[0] = beat * PING_SECONDS
+            await cache.tend()
+            await answered(cache)
+        now[0] += PING_SECONDS
+        assert now[0] > STALE_SECONDS  # (twice over)
+        assert await cache.mget("k") == [None]
+        assert (cache.hits, cache.misses) == (1, 1)
+    finally:
+        await cache.close()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_subscription_is_given_up_after_the_stale_bound(app):
+    now = [0.0]
+    cache = KeyCache(app.redis, clock=lambda: now[0])
+    await cache.start()
+    try:
+        await cache.mget("k")
+        cache.pubsub.connection._writer.transport.pause_reading()  # no answer is ever read
+        for beat in range(1, 4):
+            now[0] = beat * PING_SECONDS
+            await cache.tend()
+        assert cache.pubsub is not None  # 6 s without an answer: not yet past the bound
+        now[0] = 4 * PING_SECONDS
+        await cache.tend()
+        assert cache.pubsub is None and not cache.copies
+        assert await cache.mget("k") == [None] and cache.misses == 2
+        await cache.tend()  # the next beat subscribes again
+        assert cache.pubsub is not None
     finally:
         await cache.close()
 
