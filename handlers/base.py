@@ -96,7 +96,8 @@ def api(summary: str, **options):
             if isinstance(self, APIHandler):  # (the decorator also documents other handlers)
                 self.body_received()
             if spec.query:
-                self.query = self.validate(spec.query, self.query_values())
+                self.query = (self.validate(spec.query, values) if (values := self.query_values())
+                              else no_query(spec.query))
             if spec.body:
                 self.body = self.validate(spec.body, self.json_body())
             self.set_status(spec.status)
@@ -105,6 +106,13 @@ def api(summary: str, **options):
         checked.api = spec
         return checked
     return decorate
+
+
+@functools.cache
+def no_query(model: type[BaseModel]) -> BaseModel:
+    """A query model's defaults, validated once: most requests send no query (handlers read
+    their query, never change it). A model with a required field raises here each time."""
+    return APIHandler.validate(model, {})
 
 
 SERVER = f"TornadoServer/{tornado.version}"  # Tornado's own Server header
@@ -208,11 +216,10 @@ class APIHandler(tornado.web.RequestHandler):
         self.app.requests_started()
         self.client_ip, self.scheme = behind_proxies(self.request, self.app.config.trusted_proxy_hops)
         sent = self.request.headers.get("X-Request-Id", "")
-        self.span = tracing.begin(self.request.headers, type(self).__name__, sent)
-        self.trace_id = tracing.trace_id(self.span)
+        self.trace_id, self.span = tracing.begin(self.request.headers, type(self).__name__, sent)
         # Logged and echoed: only a short plain token from the caller, else the trace id.
         self.request_id = sent if REQUEST_ID.match(sent) else self.trace_id
-        self.set_header("X-Request-Id", self.request_id)
+        self._headers["X-Request-Id"] = self.request_id  # (a plain token: nothing to check)
         logs.bind(request_id=self.request_id, trace_id=self.trace_id)  # this request's task
 
     async def prepare(self) -> None:
@@ -260,6 +267,8 @@ class APIHandler(tornado.web.RequestHandler):
         """Assemble the streamed body as Tornado would have (a form's files included)."""
         self.request.body = b"".join(self._chunks)
         self._chunks = []
+        if not self.request.body:
+            return  # (no form either)
         try:
             tornado.httputil.parse_body_arguments(
                 self.request.headers.get("Content-Type", ""), self.request.body,
@@ -280,7 +289,8 @@ class APIHandler(tornado.web.RequestHandler):
 
     def on_finish(self) -> None:
         if hasattr(self, "request_id"):  # unset when Tornado refused the verb before prepare()
-            self.span.end()
+            if self.span is not None:
+                self.span.end()
             self.app.requests_finished()
 
     def photo_uploads(self) -> list[bytes]:

@@ -59,6 +59,29 @@ async def test_a_traceparent_reaches_the_bridge_through_another_process_and_the_
     assert audit["trace_id"] == trace_id
 
 
+async def test_a_request_that_continues_no_trace_sends_its_own_id_to_the_bridge(app, hub,
+                                                                               api_client):
+    """No traceparent and no SDK: the request has only its id (no OpenTelemetry context), and
+    that id is the trace the open frame carries."""
+    c = await make_community(app, "tr3")
+    creds = await app.bridges.provision(c.id, c.gates["main"], c.staff["admin"])
+    peer = await RawPeer.connect(hub.port)
+    try:
+        assert (await peer.handshake(creds["bridge_id"], creds["secret"]))[1]["op"] == p.WELCOME
+        opening = asyncio.create_task(api_client.post(
+            f"/api/communities/{c.id}/gates/{c.gates['main']}/open",
+            {"reason": "courier", "wait": OPEN_WAIT}, token=c.tokens["security"]))
+        command = await peer.expect(p.OPEN)
+        for level in (p.RECEIVED, p.ACTUATED, p.OPENED):
+            peer.send(p.message(p.ACK, id=command["id"], level=level))
+        reply = await opening
+    finally:
+        peer.close()
+    assert reply.status == 200
+    assert p.trace_id(command["trace"]) == reply.headers["X-Request-Id"]
+    assert len(reply.headers["X-Request-Id"]) == 32
+
+
 async def test_the_bridge_and_the_hub_log_the_open_under_its_trace(app, hub, api_client,
                                                                     tmp_path, logged):
     c = await make_community(app, "tr2")
