@@ -14,9 +14,9 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
+import orjson
 import pymongo.errors
 import redis.exceptions
 import tornado
@@ -123,13 +123,17 @@ def _http_date(second: int) -> str:
     return tornado.httputil.format_timestamp(second)
 
 
+def json_bytes(value: Any) -> bytes:
+    """An answer's JSON (orjson: datetimes natively, as `isoformat()` writes them; keys that
+    are not strings written as strings, as the standard library does)."""
+    return orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
 def to_json(value: Any) -> str:
-    return _ENCODER.encode(value)
+    return json_bytes(value).decode()
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
     if isinstance(value, ObjectId):
         return str(value)
     if isinstance(value, BaseModel):
@@ -137,10 +141,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset)):
         return sorted(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-# One encoder for every answer (json.dumps with options builds one per call).
-_ENCODER = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
 
 @tornado.web.stream_request_body
@@ -325,7 +325,7 @@ class APIHandler(tornado.web.RequestHandler):
         return negotiate(self.request.headers.get("Accept-Language", ""), chosen)
 
     def write_json(self, value: Any) -> None:
-        self.finish(to_json(value))
+        self.finish(json_bytes(value))
 
     def log_exception(self, typ, value, tb) -> None:
         # Expected failures are answers, not incidents: no traceback in the log.
@@ -373,7 +373,7 @@ class APIHandler(tornado.web.RequestHandler):
         if error["request_id"]:
             self.set_header("X-Request-Id", error["request_id"])  # send_error cleared it
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(to_json({"error": error}))
+        self.finish(json_bytes({"error": error}))
 
 
 def behind_proxies(request, hops: int) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """What every route shares: health, errors, metrics, the OpenAPI document."""
 
+import json
 import re
 
 import pytest
@@ -83,3 +84,37 @@ async def test_docs_page_renders_the_api_in_a_browser(admin):
     page = await admin.open("/docs")
     await expect(page.locator(".opblock").first).to_be_visible()  # drawn from /api/openapi.json
     await expect(page.get_by_text("/api/auth/staff").first).to_be_attached()
+
+
+async def test_answers_are_written_as_the_standard_library_writes_them():
+    """json_bytes (orjson) against json.dumps with the same conversions: times, ids, sets,
+    models, keys that are not strings, non-ASCII text."""
+    from datetime import UTC, datetime
+
+    from bson import ObjectId
+    from bson.tz_util import utc
+    from pydantic import BaseModel
+
+    from handlers.base import json_bytes
+
+    class Room(BaseModel):
+        path: str
+        since: datetime
+
+    stored = datetime(2026, 12, 2, 20, 0, 0, 123000, tzinfo=utc)  # as read from MongoDB
+    value = {"at": datetime(2026, 12, 2, 20, 0, tzinfo=UTC), "stored": stored,
+             "naive": datetime(2026, 1, 1), "id": ObjectId("64b7f0c2a1b2c3d4e5f60718"),
+             "roles": {"guard", "admin"}, "counts": {7: 1, 30: 2}, "name": "南门",
+             "room": Room(path="1-1-101", since=stored), "scope": ("1-1",), "n": 2.5}
+
+    def default(item):
+        if isinstance(item, datetime):
+            return item.isoformat()
+        if isinstance(item, ObjectId):
+            return str(item)
+        if isinstance(item, BaseModel):
+            return item.model_dump(mode="json")
+        return sorted(item)
+
+    expected = json.dumps(value, default=default, ensure_ascii=False, separators=(",", ":"))
+    assert json_bytes(value).decode() == expected
