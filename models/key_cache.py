@@ -106,17 +106,21 @@ class KeyCache:
         # dropped every copy under load (so every request went to Redis after all).
         self.reading = asyncio.Lock()
         self.keeper: asyncio.Task | None = None
+        self.stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Subscribe, and keep the subscription alive from now on; until it is up every read
         goes to Redis."""
         if self.keeper is None and not self.closed:
             self.keeper = asyncio.create_task(self._keep_alive())
-        await self._subscribe()
+        if self.pubsub is None:  # (a second start-up keeps the one it has)
+            await self._subscribe()
 
     async def _keep_alive(self) -> None:
         while not self.closed:
-            await asyncio.sleep(PING_SECONDS if self.pubsub is not None else RETRY_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(),
+                                       PING_SECONDS if self.pubsub is not None else RETRY_SECONDS)
             await self.tend()
 
     async def tend(self) -> None:
@@ -169,9 +173,10 @@ class KeyCache:
     async def close(self) -> None:
         self.closed = True
         if self.keeper is not None:
-            self.keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.keeper
+            # Its beat ends first, not cancelled in the middle of a command (Redis's timeouts
+            # bound it to seconds); a subscription it made meanwhile it closes itself.
+            self.stopping.set()
+            await self.keeper
         if self.pubsub is not None:
             await self.pubsub.aclose()
             self.pubsub = None

@@ -248,6 +248,15 @@ async def test_a_silent_subscription_is_given_up_after_the_stale_bound(app):
 
 
 @pytest.mark.asyncio
+async def test_a_second_start_up_keeps_the_one_subscription(app):
+    """Start-up runs again to seal keys (tests/test_pass_keys.py): a second subscription
+    replaced the first, whose connection stayed open until the garbage collector found it."""
+    first = app.keys.pubsub
+    await app.startup()
+    assert app.keys.pubsub is first
+
+
+@pytest.mark.asyncio
 async def test_a_closed_cache_never_subscribes_again(app):
     """A read after close (a request finishing during shutdown) must not open a subscription
     that outlives the Redis pool: it would leak a connection."""
