@@ -280,7 +280,7 @@ class CodeHandler(APIHandler):
         fmt = self.query.format
         if fmt in IMAGE_TYPES:
             self.set_header("Content-Type", IMAGE_TYPES[fmt])
-            self.set_header("X-Expires-At", code["expires_at"].isoformat())
+            self.set_header("X-Expires-At", code["expires_at"])
             self.finish(await asyncio.to_thread(qr_image, code["token"], fmt))
             return
         if fmt != "json":

@@ -29,6 +29,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from gate_bridge.passes import (EVERY_DAY, NONCE_BYTES, QUARTERS_PER_DAY, Malfor
                                 split)
 from models.access import Principal, permitted, roles_in
 from models.bindings import links_in, rooms_in
-from models.common import from_timestamp, object_id
+from models.common import from_timestamp, iso_utc, object_id
 from models.errors import Conflict, Forbidden, Invalid, NotFound
 from models.messages import Text
 from models.bridges import USED_CHANNEL, announce_config, gate_rules
@@ -195,16 +196,16 @@ class PassManager:
         self._ring: dict[int, SigningKey] = {}
         self._ring_at = float("-inf")
         self._ring_lock = asyncio.Lock()
-        self._newest: tuple[dict | None, SigningKey | None] = (None, None)  # (ring, its newest)
+        self._signing: SigningKey | None = None  # the ring's newest key, found as it is read
         self.communities = ReadCache(self._read_settings, CACHE_SECONDS)
+        # community id -> its PassSettings (cached per process): the cache's own method, as
+        # every code issued asks and a coroutine wrapping it cost ~3k instructions a call
+        self.community_settings = self.communities.get
         self._use_script = redis.register_script(USE_SCRIPT)
         self._seed_script = redis.register_script(SEED_SCRIPT)
         self.uses = Seeded(redis, SEEDED, self._seed_uses)
 
     # -- settings and keys ----------------------------------------------------------------------
-
-    async def community_settings(self, community_id: str) -> PassSettings:
-        return await self.communities.get(community_id)
 
     async def _read_settings(self, community_id: str) -> PassSettings:
         doc = await self.places.community(community_id)
@@ -241,14 +242,15 @@ class PassManager:
                 d["_id"], Ed25519PrivateKey.from_private_bytes(self._open_private(d)),
                 Ed25519PublicKey.from_public_bytes(d["public"]), d["state"], d["created_at"])
                 for d in docs}
+            self._signing = max(self._ring.values(), key=lambda k: (k.created_at, k.key_id))
             self._ring_at = time.monotonic()
         return self._ring
 
     async def signing_key(self) -> SigningKey:
-        ring = await self.key_ring()
-        if self._newest[0] is not ring:  # found once per ring read, not per code
-            self._newest = (ring, max(ring.values(), key=lambda k: (k.created_at, k.key_id)))
-        return self._newest[1]
+        # key_ring's own test of its age, without a call per code while the ring is fresh
+        if time.monotonic() - self._ring_at >= CACHE_SECONDS:
+            await self.key_ring()
+        return self._signing
 
     async def rotate_key(self) -> int:
         """Add a new signing key; older keys keep verifying until retired. Returns its id."""
@@ -336,7 +338,8 @@ class PassManager:
                     hours: tuple[int, int] = (0, QUARTERS_PER_DAY),
                     days: list[str] | None = None) -> str:
         key = await self.signing_key()
-        payload = Payload(kind, key.key_id, not_before, expires, secrets.token_bytes(NONCE_BYTES),
+        # os.urandom is what secrets.token_bytes returns, less its two calls
+        payload = Payload(kind, key.key_id, not_before, expires, os.urandom(NONCE_BYTES),
                           community_tag(community_id), bytes.fromhex(subject), max_entries, hours,
                           scope, days_mask(days))
         return sign(payload, community_id, key.signer)
@@ -368,7 +371,7 @@ class PassManager:
                                        if link["lease_end"] is not None])
         token = await self._sign(community_id, kind, principal.id, now, expires, scope)
         answer = {"token": token, "kind": kind, "scope": list(scope),
-                  "not_before": from_timestamp(now), "expires_at": from_timestamp(expires),
+                  "not_before": iso_utc(now), "expires_at": iso_utc(expires),
                   "lifetime_seconds": expires - now}
         if short:
             answer["short_code"] = await self._short_code(community_id, token, expires - now)

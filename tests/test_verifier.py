@@ -35,13 +35,13 @@ OTHER_UNIT = GateInfo(CID, "g3", "u3-1", ["3-1"])
 def resident(**changes) -> Payload:
     base = Payload("resident", 1, NOW, NOW + 60, bytes(6), community_tag(CID),
                    bytes.fromhex("65f0000000000000000000aa"), 0, (0, 96), ("3-2-1201",))
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def visitor(**changes) -> Payload:
     base = Payload("visitor", 1, NOW, NOW + 86400, b"\x01" * 6, community_tag(CID),
                    bytes.fromhex("65f0000000000000000000bb"), 2, (0, 96), ("main",))
-    return replace(base, **changes)
+    return base._replace(**changes)
 
 
 def token(payload: Payload, key=KEY, community=CID) -> str:
@@ -158,7 +158,7 @@ def test_local_hours_follow_the_zones_daylight_saving_changes():
     assert check(token(always), berlin, now=autumn + 5.5 * 3600).reason == "gate_closed"
     assert check(token(always), berlin, now=autumn + 6.5 * 3600).reason == "ok"
     york = replace(MAIN, time_zone="America/New_York")
-    worker = token(replace(always, kind="worker", hours=(32, 68)))  # 08:00-17:00 local
+    worker = token(always._replace(kind="worker", hours=(32, 68)))  # 08:00-17:00 local
     march_8 = datetime(2026, 3, 8, tzinfo=UTC).timestamp()
     assert check(worker, york, now=march_8 + 12.5 * 3600).reason == "ok"  # 08:30 EDT
     assert check(worker, york, now=march_8 - 86400 + 12.5 * 3600).reason == "outside_hours"  # 07:30 EST
@@ -189,12 +189,12 @@ def test_working_days_are_local_and_a_night_shift_belongs_to_the_day_it_starts()
     assert check(token(week), now=NOW + 2 * day).reason == "outside_days"  # Saturday
     assert check(token(week), now=NOW + 3 * day).reason == "outside_days"  # Sunday
     assert check(token(week), now=NOW + 4 * day).reason == "ok"  # Monday
-    saturdays = token(replace(week, days=days_mask(("sat",))))
+    saturdays = token(week._replace(days=days_mask(("sat",))))
     assert check(saturdays, now=NOW + 2 * day).reason == "ok"
     york = replace(MAIN, time_zone="America/New_York")
     assert check(saturdays, york, now=NOW + 2 * day).reason == "outside_days"  # Friday there
     assert check(saturdays, york, now=NOW + 3 * day).reason == "ok"  # Saturday 19:00 there
-    night = token(replace(week, hours=(88, 24)))  # Monday to Friday, 22:00-06:00
+    night = token(week._replace(hours=(88, 24)))  # Monday to Friday, 22:00-06:00
     assert check(night, now=NOW + day + 15 * 3600).reason == "ok"  # Friday 23:00
     assert check(night, now=NOW + day + 21 * 3600).reason == "ok"  # Saturday 05:00: Friday's
     assert check(night, now=NOW + 2 * day + 15 * 3600).reason == "outside_days"  # Saturday 23:00
@@ -202,7 +202,7 @@ def test_working_days_are_local_and_a_night_shift_belongs_to_the_day_it_starts()
     assert check(night, now=NOW + 4 * day + 15 * 3600).reason == "ok"  # Monday 23:00
     assert check(night, now=NOW + 2 * day + 12 * 3600).reason == "outside_hours"  # hours first
     nonces = MemoryNonces()
-    counted = token(replace(week, max_entries=1))
+    counted = token(week._replace(max_entries=1))
     assert check(counted, now=NOW + 2 * day, nonces=nonces).reason == "outside_days"
     assert check(counted, nonces=nonces).reason == "ok"  # the refusal took no entry
 
