@@ -58,8 +58,14 @@ class Clock:
 
     def time(self) -> float:
         # Not now().timestamp(): the datetime is ~6k instructions of it, and a request asks
-        # several times. A subclass that moves `now` overrides this too.
+        # several times.
         return time.time()
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        # A clock that moves `now` (tests, simulations) moves `time` with it.
+        super().__init_subclass__(**kwargs)
+        if "now" in vars(cls) and "time" not in vars(cls):
+            cls.time = lambda self: self.now().timestamp()
 
 
 class ManualClock(Clock):
@@ -70,9 +76,6 @@ class ManualClock(Clock):
 
     def now(self) -> datetime:
         return self.current
-
-    def time(self) -> float:
-        return self.current.timestamp()
 
     def advance(self, seconds: float) -> None:
         self.current += timedelta(seconds=seconds)

@@ -30,9 +30,6 @@ class ShiftedClock(Clock):
     def now(self) -> datetime:
         return datetime.now(UTC) + self.offset
 
-    def time(self) -> float:
-        return super().time() + self.offset.total_seconds()
-
 
 @pytest.fixture
 def clock():
