@@ -140,6 +140,8 @@ def _json_default(value: Any) -> Any:
         return value.model_dump(mode="json")
     if isinstance(value, (set, frozenset)):
         return sorted(value)
+    if isinstance(value, tuple):  # a NamedTuple (orjson writes plain tuples only): a list
+        return list(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 

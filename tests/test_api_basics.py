@@ -90,6 +90,7 @@ async def test_answers_are_written_as_the_standard_library_writes_them():
     """json_bytes (orjson) against json.dumps with the same conversions: times, ids, sets,
     models, keys that are not strings, non-ASCII text."""
     from datetime import UTC, datetime
+    from typing import NamedTuple
 
     from bson import ObjectId
     from bson.tz_util import utc
@@ -101,11 +102,16 @@ async def test_answers_are_written_as_the_standard_library_writes_them():
         path: str
         since: datetime
 
+    class Window(NamedTuple):
+        start: int
+        end: int
+
     stored = datetime(2026, 12, 2, 20, 0, 0, 123000, tzinfo=utc)  # as read from MongoDB
     value = {"at": datetime(2026, 12, 2, 20, 0, tzinfo=UTC), "stored": stored,
              "naive": datetime(2026, 1, 1), "id": ObjectId("64b7f0c2a1b2c3d4e5f60718"),
              "roles": {"guard", "admin"}, "counts": {7: 1, 30: 2}, "name": "南门",
-             "room": Room(path="1-1-101", since=stored), "scope": ("1-1",), "n": 2.5}
+             "room": Room(path="1-1-101", since=stored), "scope": ("1-1",), "n": 2.5,
+             "hours": Window(32, 72)}
 
     def default(item):
         if isinstance(item, datetime):
