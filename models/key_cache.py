@@ -138,7 +138,7 @@ class KeyCache:
                 if self.pubsub is not pubsub:  # broken meanwhile
                     return
                 await self._drain(now)
-                if now - self.last_heard > STALE_SECONDS:
+                if self._silent(now):
                     raise TimeoutError("the subscription answered no ping")
                 await pubsub.ping()
         except Exception:  # broken or silent: nothing announced meanwhile is known
@@ -260,10 +260,14 @@ class KeyCache:
         except Exception:  # the subscription broke: nothing announced meanwhile is known
             await self._broken()
             return False
-        if now - self.last_heard > STALE_SECONDS:
+        if self._silent(now):
             await self._broken()
             return False
         return True
+
+    def _silent(self, now: float) -> bool:
+        """No sign of life for longer than the bound on a copy's staleness."""
+        return now - self.last_heard > STALE_SECONDS
 
     async def _drain(self, now: float) -> None:
         while (message := await self.pubsub.get_message(timeout=0)) is not None:
