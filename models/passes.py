@@ -227,8 +227,7 @@ class PassManager:
 
     async def key_ring(self, reload: bool = False) -> dict[int, SigningKey]:
         """Active keys by id (cached); creates the first key of a fresh deployment."""
-        age = time.monotonic() - self._ring_at
-        if age < CACHE_SECONDS and not (reload and age > KEY_RELOAD_SECONDS):
+        if self._ring_fresh(reload):
             return self._ring
         stale_at = self._ring_at
         async with self._ring_lock:
@@ -246,9 +245,12 @@ class PassManager:
             self._ring_at = time.monotonic()
         return self._ring
 
+    def _ring_fresh(self, reload: bool = False) -> bool:
+        age = time.monotonic() - self._ring_at
+        return age < CACHE_SECONDS and not (reload and age > KEY_RELOAD_SECONDS)
+
     async def signing_key(self) -> SigningKey:
-        # key_ring's own test of its age, without a call per code while the ring is fresh
-        if time.monotonic() - self._ring_at >= CACHE_SECONDS:
+        if not self._ring_fresh():  # (no key_ring call per code while the ring is fresh)
             await self.key_ring()
         return self._signing
 
